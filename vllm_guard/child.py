@@ -1,0 +1,317 @@
+"""The vLLM process tree: spawning it in its own session, reading its pipes, reaping everything
+that comes back to the guard, and killing the whole tree when it must go."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shlex
+import shutil
+import signal
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import psutil
+
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.output import AttemptOutput
+from vllm_guard.printer import STDERR, STDOUT
+
+_PR_SET_CHILD_SUBREAPER = 36
+READ_CHUNK = 256 * 1024
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants (vLLM's EngineCore and Workers when the API server dies) our
+    children instead of PID 1's, so they can be found, killed and reaped. Linux only."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def resolve_command(command: str, env: Mapping[str, str]) -> list[str]:
+    """`--vllm-command` split like a shell (never run through one), its program found on PATH."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise GuardError(f"--vllm-command {command!r} cannot be split: {exc}") from None
+    if not words:
+        raise GuardError("--vllm-command is empty")
+    program = shutil.which(words[0], path=env.get("PATH", os.defpath))
+    if program is None:
+        raise GuardError(
+            f"the vLLM command {words[0]!r} was not found on PATH",
+            ExitCode.USAGE,
+            hint="install vllm, or point --vllm-command at it (e.g. /opt/venv/bin/vllm)",
+        )
+    return [program, *words[1:]]
+
+
+class Reaper:
+    """Collects the exit status of every child of the guard.
+
+    As a subreaper the guard inherits orphans it never started; their statuses are discarded,
+    the statuses of processes it started are handed to whoever waits for them. uvloop keeps
+    SIGCHLD for itself, so a pidfd tells when a watched child exits, and a slow timer reaps the
+    orphans (a dead orphan costs nothing but a process-table entry until then).
+    """
+
+    def __init__(self, orphan_interval_s: float = 1.0) -> None:
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._interval = orphan_interval_s
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._tick()
+
+    def uninstall(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._loop = None
+
+    def watch(self, pid: int) -> asyncio.Future[int]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._waiting[pid] = future
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (OSError, AttributeError):
+            pidfd = -1  # an old kernel: the timer finds the exit, a little later
+        if pidfd >= 0:
+
+            def exited() -> None:
+                loop.remove_reader(pidfd)
+                os.close(pidfd)
+                self.reap()
+
+            loop.add_reader(pidfd, exited)
+        self.reap()  # it may have exited before we started watching
+        return future
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            future = self._waiting.pop(pid, None)
+            if future is not None and not future.done():
+                future.set_result(os.waitstatus_to_exitcode(status))
+
+    def _tick(self) -> None:
+        self.reap()
+        if self._loop is not None:
+            self._timer = self._loop.call_later(self._interval, self._tick)
+
+
+@dataclass(frozen=True, slots=True)
+class StopReport:
+    """How a stop went: whether SIGKILL was needed, and what it killed."""
+
+    escalated: bool
+    killed: tuple[str, ...]
+    survivors: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class VllmProcess:
+    """A running vLLM API server and everything it started."""
+
+    pid: int
+    argv: tuple[str, ...]
+    started_at: float  # wall clock, to tell our descendants from older processes
+    output: AttemptOutput
+    exit_status: asyncio.Future[int]
+    pipes_closed: asyncio.Event
+    known: dict[int, float] = field(default_factory=dict)  # pid → create time, every one seen
+
+    @property
+    def running(self) -> bool:
+        return not self.exit_status.done()
+
+    def remember_tree(self) -> None:
+        """Note every descendant now alive, so it can be found after it leaves the group."""
+        try:
+            for proc in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.known.setdefault(proc.pid, proc.create_time())
+        except psutil.Error:
+            pass
+
+
+class Launcher(Protocol):
+    async def launch(
+        self, argv: Sequence[str], env: Mapping[str, str], output: AttemptOutput
+    ) -> VllmProcess: ...
+
+    async def stop(self, proc: VllmProcess, grace_s: float, skip_grace: asyncio.Event) -> StopReport: ...
+
+    async def clear(self, proc: VllmProcess) -> StopReport: ...
+
+
+class ProcessLauncher:
+    """Starts vLLM for real and takes its tree down for real."""
+
+    def __init__(self, reaper: Reaper, *, kill_timeout_s: float = 30.0) -> None:
+        self._reaper = reaper
+        self._kill_timeout_s = kill_timeout_s
+
+    async def launch(self, argv: Sequence[str], env: Mapping[str, str], output: AttemptOutput) -> VllmProcess:
+        loop = asyncio.get_running_loop()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            # posix_spawn (vfork + exec) keeps the launch cheap even with a large guard process;
+            # setsid puts vLLM in a session and process group of its own, so a terminal's Ctrl-C
+            # reaches only the guard, which then stops vLLM in order.
+            pid = os.posix_spawn(
+                argv[0],
+                list(argv),
+                dict(env),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                ],
+                setsid=True,
+            )
+        except OSError as exc:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            raise GuardError(f"cannot start {argv[0]}: {exc.strerror}") from None
+        os.close(out_w)
+        os.close(err_w)
+        proc = VllmProcess(
+            pid=pid,
+            argv=tuple(argv),
+            started_at=time.time(),
+            output=output,
+            exit_status=self._reaper.watch(pid),
+            pipes_closed=asyncio.Event(),
+        )
+        proc.known[pid] = _create_time(pid)
+        open_pipes = {out_r, err_r}
+
+        def on_readable(fd: int, stream: int) -> None:
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except BlockingIOError:
+                return
+            if data:
+                output.feed(stream, data)
+                return
+            loop.remove_reader(fd)
+            os.close(fd)
+            open_pipes.discard(fd)
+            if not open_pipes:
+                output.close()
+                proc.pipes_closed.set()
+
+        for fd, stream in ((out_r, STDOUT), (err_r, STDERR)):
+            os.set_blocking(fd, False)
+            loop.add_reader(fd, on_readable, fd, stream)
+        return proc
+
+    async def stop(self, proc: VllmProcess, grace_s: float, skip_grace: asyncio.Event) -> StopReport:
+        """SIGTERM to the API server (vLLM stops its own engine), then after `grace_s` or when
+        `skip_grace` is set, SIGKILL to everything of the tree that is left."""
+        proc.remember_tree()
+        if proc.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+            skip = asyncio.ensure_future(skip_grace.wait())
+            waiting: list[asyncio.Future[Any]] = [proc.exit_status, skip]
+            try:
+                await asyncio.wait(waiting, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                skip.cancel()
+        escalated = proc.running
+        report = await self.clear(proc)
+        return StopReport(escalated or bool(report.killed), report.killed, report.survivors)
+
+    async def clear(self, proc: VllmProcess) -> StopReport:
+        """Kill whatever is left of the attempt's tree, reap it, and wait until it is gone."""
+        proc.remember_tree()
+        targets = self._leftovers(proc)
+        killed = []
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for p in targets:
+            with contextlib.suppress(psutil.Error):
+                killed.append(f"{p.pid} ({_name(p)})")
+                p.kill()
+        deadline = time.monotonic() + self._kill_timeout_s
+        alive = targets
+        while True:
+            self._reaper.reap()
+            alive = [p for p in alive if _alive(p)]
+            if not alive and not proc.running:
+                break
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(proc.pipes_closed.wait(), 1.0)
+        survivors = tuple(f"{p.pid} ({_name(p)})" for p in alive)
+        return StopReport(bool(killed), tuple(killed), survivors)
+
+    def _leftovers(self, proc: VllmProcess) -> list[psutil.Process]:
+        """The attempt's processes still alive: every one remembered, anything in its process
+        group, and any descendant of the guard started since the attempt began (orphans that
+        left the group come back to the guard as subreaper)."""
+        found: dict[int, psutil.Process] = {}
+        for pid, created in proc.known.items():
+            with contextlib.suppress(psutil.Error):
+                p = psutil.Process(pid)
+                if p.create_time() == created and _alive(p):
+                    found[pid] = p
+        for p in _processes_in_group(proc.pid):
+            found.setdefault(p.pid, p)
+        with contextlib.suppress(psutil.Error):
+            for p in psutil.Process().children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if p.create_time() >= proc.started_at - 1.0 and _alive(p):
+                        found.setdefault(p.pid, p)
+        found.pop(os.getpid(), None)
+        return list(found.values())
+
+
+def _processes_in_group(pgid: int) -> Iterable[psutil.Process]:
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid and _alive(p):
+                yield p
+        except (ProcessLookupError, psutil.Error):
+            continue
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _name(p: psutil.Process) -> str:
+    try:
+        return p.name()
+    except psutil.Error:
+        return "?"
+
+
+def _create_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0

@@ -1,0 +1,93 @@
+"""The command line: guard options, sub-commands, and exit codes. The only place that exits.
+
+    vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
+    vllm-guard [GUARD OPTIONS] demo
+
+Guard options come before the sub-command; MODEL and everything after it belong to vLLM, untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import traceback
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, NoReturn
+
+from vllm_guard import __version__, settings
+from vllm_guard.errors import ExitCode, GuardError
+
+USAGE = "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | demo}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vllm-guard",
+        usage=USAGE,
+        description="Run vLLM, watch it, and relaunch it when it fails. Guard options go before "
+        "the sub-command (or in VLLM_GUARD_* variables); everything after MODEL is vLLM's.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"vllm-guard {__version__}")
+    for flag, (name, help_text) in settings.option_help().items():
+        parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
+    parser.add_argument("command", choices=["serve", "demo"], help="what to do")
+    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _dispatch(args)
+    except GuardError as exc:
+        print(f"vllm-guard: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"vllm-guard: hint: {exc.hint}", file=sys.stderr)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = ExitCode.STOPPED
+    except Exception:
+        traceback.print_exc()
+        print("vllm-guard: this is a bug in vllm-guard; please report it", file=sys.stderr)
+        code = ExitCode.GUARD_BUG
+    sys.exit(int(code))
+
+
+def _dispatch(argv: list[str]) -> ExitCode:
+    parser = _parser()
+    try:
+        ns = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own exit for --help, --version or a usage error
+        return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
+    cli_values = {
+        name: getattr(ns, name)
+        for name, _ in settings.option_help().values()
+        if getattr(ns, name) is not None
+    }
+    if ns.command == "serve":
+        if not ns.rest or ns.rest[0].startswith("-"):
+            raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
+        from vllm_guard.supervisor import serve  # noqa: PLC0415 - keep --help and demo imports light
+
+        guard_settings = settings.load(cli_values)
+        return run_async(lambda: serve(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ)))
+    from vllm_guard.demo import demo  # noqa: PLC0415
+
+    if ns.rest:
+        raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
+    return run_async(lambda: demo(cli_values))
+
+
+def run_async(main: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:
+    """Run on uvloop when it is importable, as uvicorn does, else on asyncio's own loop."""
+    try:
+        import uvloop  # noqa: PLC0415
+
+        factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main())

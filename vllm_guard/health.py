@@ -1,0 +1,69 @@
+"""vLLM's `/health`: where it answers (from its own flags) and whether it says 200."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import httpx
+
+from vllm_guard import vllm_args
+
+VLLM_DEFAULT_PORT = "8000"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    base_url: str
+    uds: str | None = None
+
+
+def endpoint(args: Sequence[str]) -> Endpoint:
+    """Where vLLM serves, read from the flags it was given (its defaults: 0.0.0.0:8000, http)."""
+    uds = vllm_args.get(args, "--uds")
+    scheme = "https" if vllm_args.get(args, "--ssl-certfile") else "http"
+    if uds:
+        return Endpoint(f"{scheme}://localhost", uds)
+    host = vllm_args.get(args, "--host") or "127.0.0.1"
+    # A wildcard bind is reached over loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    port = vllm_args.get(args, "--port") or VLLM_DEFAULT_PORT
+    return Endpoint(f"{scheme}://{host}:{port}", None)
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    ok: bool
+    detail: str  # "200", "503", or why no answer came
+
+
+class HealthProbe(Protocol):
+    async def check(self) -> HealthResult: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpHealthProbe:
+    def __init__(self, where: Endpoint, timeout_s: float) -> None:
+        transport = httpx.AsyncHTTPTransport(uds=where.uds, verify=False) if where.uds else None
+        # vLLM with TLS usually has a certificate for a public name, not for loopback.
+        self._client = httpx.AsyncClient(
+            base_url=where.base_url,
+            timeout=timeout_s,
+            transport=transport,
+            verify=False,
+            trust_env=False,  # a proxy from the environment must not sit between us and loopback
+        )
+
+    async def check(self) -> HealthResult:
+        try:
+            response = await self._client.get("/health")
+        except httpx.HTTPError as exc:
+            return HealthResult(False, type(exc).__name__)
+        return HealthResult(response.status_code == 200, str(response.status_code))
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,114 @@
+"""Every guard option, defined once: command line > `VLLM_GUARD_*` environment > defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vllm_guard.errors import ExitCode, GuardError
+
+ENV_PREFIX = "VLLM_GUARD_"
+
+
+def default_state_dir() -> Path:
+    """systemd's `StateDirectory=` when it set one, else `$XDG_STATE_HOME/vllm-guard`."""
+    systemd_dir = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if systemd_dir:
+        return Path(systemd_dir)
+    xdg = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "vllm-guard"
+
+
+class GuardSettings(BaseSettings):
+    """The guard's options. Field names are the option names: `grace_period_s` is
+    `--grace-period-s` and `VLLM_GUARD_GRACE_PERIOD_S`."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    vllm_command: str = Field(
+        "vllm",
+        description="the vLLM command line, split like a shell (never run through one); "
+        "`serve MODEL ARGS` is appended",
+        min_length=1,
+    )
+    state_dir: Path = Field(
+        default_factory=default_state_dir,
+        description="where attempt logs, the journal and the lock live",
+    )
+    grace_period_s: float = Field(
+        30.0,
+        gt=0,
+        description="how long vLLM may take to stop after SIGTERM before its whole tree is killed "
+        "(vLLM's own --shutdown-timeout plus a margin, when longer)",
+    )
+    max_restarts: int = Field(
+        5, ge=0, description="restarts allowed within --restart-window-s before giving up"
+    )
+    restart_window_s: float = Field(3600.0, gt=0, description="the window for --max-restarts")
+    backoff_initial_s: float = Field(
+        2.0, ge=0, description="first delay before a restart with the same flags"
+    )
+    backoff_max_s: float = Field(60.0, ge=0, description="the longest delay between restarts")
+    backoff_jitter_s: float = Field(
+        1.0, ge=0, description="random delay added to each restart (0 to this many seconds)"
+    )
+    healthy_reset_s: float = Field(
+        300.0,
+        ge=0,
+        description="an attempt healthy this long resets the backoff to its first step",
+    )
+    startup_timeout_s: float = Field(
+        1800.0,
+        gt=0,
+        description="how long vLLM may take to answer /health (vLLM itself has no such deadline)",
+    )
+    health_interval_s: float = Field(1.0, gt=0, description="how often /health is polled")
+    health_timeout_s: float = Field(5.0, gt=0, description="how long one /health request may take")
+    health_failures: int = Field(
+        3, ge=1, description="consecutive failed /health polls after ready that mean vLLM hung"
+    )
+    kill_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="how long processes may take to vanish after SIGKILL before the guard "
+        "refuses to relaunch beside them",
+    )
+    gpu_release_timeout_s: float = Field(
+        30.0, ge=0, description="how long to wait for GPU memory to come back after a stop"
+    )
+    log_max_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="size cap of one attempt's log file in the state directory",
+    )
+    log_format: Literal["text", "json"] = Field("text", description="format of the guard's lines")
+
+
+def load(cli_values: dict[str, Any]) -> GuardSettings:
+    """Settings from the command line (already parsed to strings) over the environment.
+
+    Invalid values become a GuardError (exit 2) that names the option in both its spellings.
+    """
+    try:
+        return GuardSettings(**cli_values)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            source = "--" + field.replace("_", "-")
+            if field not in cli_values:
+                source = ENV_PREFIX + field.upper()
+            problems.append(f"{source}: {error['msg']}")
+        raise GuardError("invalid setting: " + "; ".join(problems), ExitCode.USAGE) from None
+
+
+def option_help() -> dict[str, tuple[str, str]]:
+    """Each option's flag → (field name, help), for the command-line parser."""
+    return {
+        "--" + name.replace("_", "-"): (name, field.description or "")
+        for name, field in GuardSettings.model_fields.items()
+    }

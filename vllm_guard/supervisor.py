@@ -1,0 +1,370 @@
+"""The supervision loop: launch vLLM, watch it, carry out the policy's decisions, stop on request.
+
+The only place where the pure core (policy, flags) and the shell (processes, HTTP, NVML, state)
+meet. Signal handlers only record the signal and set an event, as in uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vllm_guard import gpu, vllm_args
+from vllm_guard.child import Launcher, VllmProcess
+from vllm_guard.errors import ExitCode
+from vllm_guard.failures import Failure, FailureKind
+from vllm_guard.health import HealthProbe
+from vllm_guard.output import AttemptOutput, CappedLog
+from vllm_guard.policy import Attempt, Discipline, GiveUp, decide
+from vllm_guard.printer import Printer
+from vllm_guard.redact import Redactor
+from vllm_guard.settings import GuardSettings
+from vllm_guard.state import StateDir
+
+# Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
+SHUTDOWN_MARGIN_S = 10.0
+
+
+@dataclass(slots=True)
+class World:
+    """The shell the supervisor acts through; tests replace any part of it."""
+
+    launcher: Launcher
+    probe_for: Callable[[Sequence[str]], HealthProbe]
+    state: StateDir
+    printer: Printer
+    gpu_probe: Callable[[], gpu.GpuProbe | None] = lambda: None  # opened only when needed
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    rng: random.Random = field(default_factory=random.Random)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ended:
+    """How one attempt ended, when it was not stopped on request."""
+
+    attempt: Attempt
+    evidence: str
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: GuardSettings,
+        *,
+        program: Sequence[str],
+        model: str,
+        user_args: Sequence[str],
+        env: Mapping[str, str],
+        world: World,
+    ) -> None:
+        self._settings = settings
+        self._program = tuple(program)
+        self._model = model
+        self._user_args = tuple(user_args)
+        self._env = dict(env)
+        self._world = world
+        self._print = world.printer.guard
+        self._stop = asyncio.Event()
+        self._skip_grace = asyncio.Event()
+        self._ready: dict[int, asyncio.Event] = {}
+        self.history: list[Attempt] = []
+
+    # -- control from outside (signals, the demo, tests) --
+
+    def request_stop(self, signum: int = signal.SIGTERM) -> None:
+        if signum == signal.SIGINT and self._stop.is_set():
+            self._skip_grace.set()  # a second Ctrl-C: no more waiting
+        self._stop.set()
+
+    def ready_event(self, attempt: int) -> asyncio.Event:
+        return self._ready.setdefault(attempt, asyncio.Event())
+
+    # -- the loop --
+
+    async def run(self) -> ExitCode:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop, signum)
+        try:
+            return await self._loop()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def _loop(self) -> ExitCode:
+        args = self._user_args
+        number = 0
+        while True:
+            number += 1
+            ended = await self._attempt(number, args)
+            if ended is None:
+                return ExitCode.STOPPED
+            if isinstance(ended, ExitCode):
+                return ended
+            self.history.append(ended.attempt)
+            decision = decide(self.history, self._discipline(), self._world.clock(), self._world.rng)
+            if isinstance(decision, GiveUp):
+                self._report(decision)
+                return decision.exit_code
+            self._print(
+                f"restarting vLLM in {decision.delay_s:.1f} s ({decision.reason}; "
+                f"restart {number} of at most {self._settings.max_restarts})"
+            )
+            if await self._sleep_unless_stopped(decision.delay_s):
+                self._print("stopped during the restart delay; vLLM is not running")
+                return ExitCode.STOPPED
+            args = decision.vllm_args
+
+    async def _attempt(self, number: int, args: tuple[str, ...]) -> _Ended | ExitCode | None:
+        """Run one attempt. None: stopped on request and vLLM is gone."""
+        world = self._world
+        redactor = Redactor.for_launch(self._env, args)
+        world.printer.redactor = redactor
+        log = CappedLog(world.state.attempt_log(number), self._settings.log_max_bytes)
+        world.printer.full_log_hint = str(log.path)
+        output = AttemptOutput(world.printer, redactor, log)
+        argv = [*self._program, "serve", self._model, *args]
+        self._print(f"starting vLLM (attempt {number}): {' '.join(redactor.argv(argv))}")
+        started = world.clock()
+        proc = await world.launcher.launch(argv, self._env, output)
+        probe = world.probe_for(args)
+        ready_at: float | None = None
+        hung = ""
+        try:
+            ready_at, hung = await self._watch(number, proc, probe, started)
+        finally:
+            await probe.aclose()
+        if self._stop.is_set() and not hung and proc.running:
+            return await self._stop_on_request(number, proc, started, ready_at)
+        if hung:
+            self._print(f"vLLM hung ({hung}); stopping its process tree", level="warning")
+            await world.launcher.stop(proc, self._grace_s(args), self._skip_grace)
+        else:
+            await proc.exit_status
+        cleared = await self._clear(number, proc)
+        if cleared is not None:
+            return cleared
+        ended_at = world.clock()
+        status = proc.exit_status.result()
+        evidence = _last_line(output.tail(40))
+        if hung:
+            failure = Failure(FailureKind.HUNG, hung)
+        else:
+            failure = Failure(FailureKind.UNKNOWN, evidence)
+            self._print(
+                f"vLLM exited with status {_status_text(status)} after "
+                f"{ended_at - started:.1f} s without being asked to stop (attempt {number})",
+                level="error",
+            )
+        attempt = Attempt(number, args, started, ended_at, ready_at, None if hung else status, failure)
+        world.state.record(
+            {
+                "attempt": number,
+                "argv": redactor.argv(argv),
+                "lasted_s": round(ended_at - started, 3),
+                "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
+                "exit_status": attempt.exit_status,
+                "kind": failure.kind.value,
+                "evidence": redactor.text(failure.evidence),
+                "log": str(log.path),
+            }
+        )
+        if self._stop.is_set():
+            return None
+        return _Ended(attempt, evidence)
+
+    async def _watch(
+        self, number: int, proc: VllmProcess, probe: HealthProbe, started: float
+    ) -> tuple[float | None, str]:
+        """Poll /health until vLLM exits, a stop is requested, or it hangs.
+        Returns when it became ready (or None) and why it counts as hung ("" if not)."""
+        clock = self._world.clock
+        ready_at: float | None = None
+        failed_polls = 0
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while True:
+                waiting: list[asyncio.Future[Any]] = [proc.exit_status, stop]
+                await asyncio.wait(
+                    waiting,
+                    timeout=self._settings.health_interval_s,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stop.done() or not proc.running:
+                    return ready_at, ""
+                result = await probe.check()
+                if not proc.running:
+                    return ready_at, ""
+                if result.ok:
+                    failed_polls = 0
+                    if ready_at is None:
+                        ready_at = clock()
+                        proc.remember_tree()
+                        self._print(
+                            f"vLLM is ready (attempt {number}): /health answered 200 "
+                            f"{ready_at - started:.1f} s after launch"
+                        )
+                        self.ready_event(number).set()
+                elif ready_at is None:
+                    if clock() - started > self._settings.startup_timeout_s:
+                        return None, (
+                            f"no /health 200 within --startup-timeout-s {self._settings.startup_timeout_s:g}"
+                        )
+                else:
+                    failed_polls += 1
+                    if failed_polls >= self._settings.health_failures:
+                        return (
+                            ready_at,
+                            f"/health failed {failed_polls} times in a row ({result.detail})",
+                        )
+        finally:
+            stop.cancel()
+
+    async def _stop_on_request(
+        self, number: int, proc: VllmProcess, started: float, ready_at: float | None
+    ) -> ExitCode | None:
+        grace = self._grace_s(tuple(proc.argv))
+        self._print(f"stopping vLLM: SIGTERM, then SIGKILL of its whole tree after {grace:g} s")
+        report = await self._world.launcher.stop(proc, grace, self._skip_grace)
+        status = proc.exit_status.result() if not proc.running else None
+        if report.survivors:
+            self._print(f"processes of vLLM survive SIGKILL: {', '.join(report.survivors)}", level="error")
+            return ExitCode.GAVE_UP
+        if report.escalated:
+            self._print(f"vLLM did not stop in time; killed its tree: {', '.join(report.killed)}")
+        self._print(f"vLLM stopped (status {_status_text(status)}); nothing of it is left")
+        self._world.state.record(
+            {
+                "attempt": number,
+                "lasted_s": round(self._world.clock() - started, 3),
+                "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
+                "exit_status": status,
+                "kind": "stopped",
+                "escalated": report.escalated,
+            }
+        )
+        return None
+
+    async def _clear(self, number: int, proc: VllmProcess) -> ExitCode | None:
+        """No process of an ended attempt may outlive it: kill leftovers, wait for GPU memory."""
+        report = await self._world.launcher.clear(proc)
+        if report.killed:
+            self._print(
+                f"killed what attempt {number} left behind: {', '.join(report.killed)}",
+                level="warning",
+            )
+        if report.survivors:
+            self._print(
+                f"processes of attempt {number} survive SIGKILL ({', '.join(report.survivors)}); "
+                "not relaunching beside them",
+                level="error",
+            )
+            return ExitCode.GAVE_UP
+        probe = self._world.gpu_probe()
+        if probe is not None:
+            released = await gpu.wait_for_release(
+                probe, proc.known.keys(), self._settings.gpu_release_timeout_s
+            )
+            if not released:
+                self._print(
+                    f"GPU memory of attempt {number} was not back within "
+                    f"{self._settings.gpu_release_timeout_s:g} s",
+                    level="warning",
+                )
+        return None
+
+    async def _sleep_unless_stopped(self, delay_s: float) -> bool:
+        sleeper = asyncio.ensure_future(self._world.sleep(delay_s))
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            waiting: list[asyncio.Future[Any]] = [sleeper, stop]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stop.cancel()
+        return self._stop.is_set()
+
+    def _grace_s(self, args: Sequence[str]) -> float:
+        """At least vLLM's own --shutdown-timeout (it drains requests that long) plus a margin."""
+        try:
+            drain = float(vllm_args.get(args, "--shutdown-timeout") or 0)
+        except ValueError:
+            drain = 0.0
+        return max(self._settings.grace_period_s, drain + SHUTDOWN_MARGIN_S if drain else 0.0)
+
+    def _discipline(self) -> Discipline:
+        s = self._settings
+        return Discipline(
+            max_restarts=s.max_restarts,
+            window_s=s.restart_window_s,
+            backoff_initial_s=s.backoff_initial_s,
+            backoff_max_s=s.backoff_max_s,
+            backoff_jitter_s=s.backoff_jitter_s,
+            healthy_reset_s=s.healthy_reset_s,
+        )
+
+    def _report(self, decision: GiveUp) -> None:
+        """One table of attempts, so nobody has to dig through scrollback to learn why."""
+        self._print(f"gave up: {decision.reason}", level="error")
+        self._print(f"  {'#':>3}  {'lasted':>8}  {'ready':>5}  {'ended':<16}  {'kind':<10}  evidence")
+        for a in self.history:
+            ended = "killed (hung)" if a.exit_status is None else f"status {_status_text(a.exit_status)}"
+            self._print(
+                f"  {a.number:>3}  {a.ended_at - a.started_at:>7.1f}s  "
+                f"{'yes' if a.ready_at is not None else 'no':>5}  {ended:<16}  "
+                f"{a.failure.kind.value:<10}  {a.failure.evidence[:160]}"
+            )
+
+
+def _status_text(status: int | None) -> str:
+    if status is None:
+        return "unknown"
+    if status < 0:
+        with contextlib.suppress(ValueError):
+            return f"{status} ({signal.Signals(-status).name})"
+    return str(status)
+
+
+def _last_line(lines: Sequence[str]) -> str:
+    for line in reversed(lines):
+        if line.strip():
+            return line.strip()
+    return "(no output)"
+
+
+async def serve(
+    settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
+) -> ExitCode:
+    """`vllm-guard serve`: the real world around the supervisor."""
+    from vllm_guard.child import ProcessLauncher, Reaper, become_subreaper, resolve_command  # noqa: PLC0415
+    from vllm_guard.health import HttpHealthProbe, endpoint  # noqa: PLC0415
+
+    program = resolve_command(settings.vllm_command, env)
+    state = StateDir(settings.state_dir)
+    state.open()
+    become_subreaper()
+    printer = Printer(log_format=settings.log_format)
+    reaper = Reaper()
+    reaper.install(asyncio.get_running_loop())
+    world = World(
+        launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s),
+        probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
+        state=state,
+        printer=printer,
+        gpu_probe=gpu.Nvml.open,
+    )
+    try:
+        return await Supervisor(
+            settings, program=program, model=model, user_args=user_args, env=env, world=world
+        ).run()
+    finally:
+        reaper.uninstall()
+        printer.close()
+        state.close()
