@@ -1,0 +1,142 @@
+"""The real process code against small scripts: spawning, relaying, and killing whole trees."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from vllm_guard.child import ProcessLauncher, Reaper, VllmProcess, resolve_command
+from vllm_guard.errors import GuardError
+from vllm_guard.output import AttemptOutput, CappedLog
+from vllm_guard.printer import Printer
+from vllm_guard.redact import Redactor
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def printer() -> Iterator[Printer]:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    printer = Printer(stdout_fd=devnull, stderr_fd=devnull)
+    yield printer
+    printer.close()
+    os.close(devnull)
+
+
+@pytest.fixture
+async def launcher(printer: Printer) -> AsyncIterator[Harness]:
+    reaper = Reaper(orphan_interval_s=0.05)
+    reaper.install(asyncio.get_running_loop())
+    yield Harness(reaper, printer)
+    reaper.uninstall()
+
+
+class Harness(ProcessLauncher):
+    """The real launcher, with the printer its attempts write to."""
+
+    def __init__(self, reaper: Reaper, printer: Printer) -> None:
+        super().__init__(reaper, kill_timeout_s=5.0)
+        self.printer = printer
+
+
+async def start(launcher: Harness, tmp_path: Path, script: str) -> VllmProcess:
+    out = AttemptOutput(launcher.printer, Redactor(), CappedLog(tmp_path / "attempt.log", 1 << 20))
+    code = textwrap.dedent(script)
+    return await launcher.launch([sys.executable, "-c", code], {"PATH": "/usr/bin:/bin"}, out)
+
+
+async def wait_for_line(proc: VllmProcess, text: str, timeout_s: float = 10.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not any(text in line for line in proc.output.tail()):
+            await asyncio.sleep(0.02)
+
+
+GRANDCHILD_SCRIPT = """
+    import os, signal, subprocess, sys, time
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             start_new_session={leave_group})
+    print("engine", child.pid, flush=True)
+    signal.signal(signal.SIGTERM, {on_term})
+    time.sleep(60)
+"""
+
+
+async def test_output_and_exit_status_are_collected(launcher: Harness, tmp_path: Path) -> None:
+    proc = await start(
+        launcher, tmp_path, "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"
+    )
+    assert await asyncio.wait_for(proc.exit_status, 10) == 3
+    await asyncio.wait_for(proc.pipes_closed.wait(), 10)
+    assert sorted(proc.output.tail()) == ["err", "out"]
+    assert (tmp_path / "attempt.log").read_bytes().count(b"\n") == 2
+
+
+async def test_sigterm_that_is_honoured_needs_no_escalation(launcher: Harness, tmp_path: Path) -> None:
+    proc = await start(launcher, tmp_path, "import time; print('up', flush=True); time.sleep(60)")
+    await wait_for_line(proc, "up")
+    report = await launcher.stop(proc, 5.0, asyncio.Event())
+    assert not report.escalated
+    assert proc.exit_status.result() == -signal.SIGTERM
+
+
+async def test_a_tree_that_ignores_sigterm_is_killed_after_the_grace(
+    launcher: Harness, tmp_path: Path
+) -> None:
+    proc = await start(
+        launcher, tmp_path, GRANDCHILD_SCRIPT.format(leave_group=False, on_term="signal.SIG_IGN")
+    )
+    await wait_for_line(proc, "engine")
+    engine = int(next(line for line in proc.output.tail() if "engine" in line).split()[1])
+    report = await launcher.stop(proc, 0.3, asyncio.Event())
+    assert report.escalated
+    assert not psutil.pid_exists(engine) or psutil.Process(engine).status() == psutil.STATUS_ZOMBIE
+    assert proc.exit_status.result() == -signal.SIGKILL
+
+
+async def test_skip_grace_cuts_the_wait_short(launcher: Harness, tmp_path: Path) -> None:
+    proc = await start(
+        launcher,
+        tmp_path,
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)",
+    )
+    await wait_for_line(proc, "up")
+    skip = asyncio.Event()
+    asyncio.get_running_loop().call_later(0.2, skip.set)
+    report = await asyncio.wait_for(launcher.stop(proc, 30.0, skip), 10)
+    assert report.escalated
+
+
+async def test_orphans_that_left_the_group_are_found_and_killed(launcher: Harness, tmp_path: Path) -> None:
+    # The API server dies by SIGKILL; its engine, in a session of its own, lives on (vLLM #55510).
+    proc = await start(
+        launcher, tmp_path, GRANDCHILD_SCRIPT.format(leave_group=True, on_term="signal.SIG_DFL")
+    )
+    await wait_for_line(proc, "engine")
+    engine = int(next(line for line in proc.output.tail() if "engine" in line).split()[1])
+    proc.remember_tree()
+    psutil.Process(proc.pid).kill()
+    await asyncio.wait_for(proc.exit_status, 10)
+    assert psutil.Process(engine).is_running()
+    report = await launcher.clear(proc)
+    assert any(str(engine) in k for k in report.killed)
+    assert not report.survivors
+
+
+def test_a_missing_vllm_command_is_a_usage_error() -> None:
+    with pytest.raises(GuardError) as error:
+        resolve_command("no-such-vllm-here --flag", {"PATH": "/nonexistent"})
+    assert "not found" in error.value.message
+    assert resolve_command("sh -c 'echo a b'", {"PATH": "/bin:/usr/bin"})[1:] == ["-c", "echo a b"]
+
+
+def test_an_unsplittable_command_is_a_usage_error() -> None:
+    with pytest.raises(GuardError):
+        resolve_command("vllm 'unclosed", {"PATH": "/bin"})

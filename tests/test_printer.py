@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from vllm_guard.printer import STDOUT, Printer
+from vllm_guard.redact import Redactor
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    r, w = os.pipe()
+    yield r, w
+    for fd in (r, w):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def read_all(fd: int, until: bytes, timeout_s: float = 5.0) -> bytes:
+    os.set_blocking(fd, False)
+    got = b""
+    deadline = time.monotonic() + timeout_s
+    while until not in got and time.monotonic() < deadline:
+        try:
+            got += os.read(fd, 1 << 20)
+        except BlockingIOError:
+            time.sleep(0.01)
+    return got
+
+
+def test_guard_lines_are_prefixed_and_masked(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    printer = Printer(redactor=Redactor(["s3cret-value"]), stdout_fd=w, stderr_fd=w)
+    printer.guard("starting with --api-key s3cret-value")
+    assert printer.flush()
+    printer.close()
+    assert read_all(r, b"\n") == b"vllm-guard: starting with --api-key ***\n"
+
+
+def test_json_lines_carry_fields(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    printer = Printer(log_format="json", stdout_fd=w, stderr_fd=w)
+    printer.guard("ready", attempt=2, args=["--port", "1"])
+    printer.close()
+    record = json.loads(read_all(r, b"\n"))
+    assert record["message"] == "ready"
+    assert record["attempt"] == 2
+    assert record["args"] == ["--port", "1"]
+    assert record["level"] == "info"
+
+
+def test_a_stuck_sink_drops_relayed_lines_never_guard_lines_and_says_how_many(
+    pipe: tuple[int, int],
+) -> None:
+    r, w = pipe
+    printer = Printer(stdout_fd=w, stderr_fd=w, queue_bytes=4096)
+    line = b"x" * 99 + b"\n"
+    # Nobody reads the pipe: its buffer and then the printer's queue fill up.
+    for _ in range(2000):
+        printer.relay(STDOUT, line, 1)
+    printer.guard("an important line")
+    assert printer.dropped_total > 0
+    dropped = printer.dropped_total
+    got = read_all(r, b"an important line")
+    printer.relay(STDOUT, b"after the jam\n", 1)
+    got += read_all(r, b"after the jam")
+    printer.close()
+    assert b"vllm-guard: an important line\n" in got
+    assert f"{dropped} lines of vLLM output were not shown here".encode() in got
+    assert got.count(line) == 2000 - dropped
+
+
+def test_a_closed_sink_does_not_break_the_guard(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    os.close(r)
+    printer = Printer(stdout_fd=w, stderr_fd=w)
+    printer.relay(STDOUT, b"nobody reads this\n", 1)
+    printer.guard("nor this")
+    assert printer.flush()
+    printer.close()
