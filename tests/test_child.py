@@ -105,7 +105,8 @@ async def test_skip_grace_cuts_the_wait_short(launcher: Harness, tmp_path: Path)
     proc = await start(
         launcher,
         tmp_path,
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('up', flush=True); time.sleep(60)",
     )
     await wait_for_line(proc, "up")
     skip = asyncio.Event()

@@ -12,10 +12,10 @@ class RecordingPrinter:
     """Stands in for Printer.relay: records what would reach the terminal."""
 
     def __init__(self) -> None:
-        self.relayed: list[tuple[int, bytes, int]] = []
+        self.relayed: list[tuple[int, bytes]] = []
 
-    def relay(self, stream: int, data: bytes, lines: int) -> None:
-        self.relayed.append((stream, data, lines))
+    def relay(self, stream: int, data: bytes) -> None:
+        self.relayed.append((stream, data))
 
 
 def make(
@@ -32,7 +32,7 @@ def test_lines_are_passed_on_whole_and_in_order(tmp_path: Path) -> None:
     out.feed(STDOUT, b"o\n")
     out.feed(STDERR, b"Traceback\n")
     out.close()
-    assert b"".join(d for _, d, _ in printer.relayed) == b"INFO one\nINFO two\nTraceback\n"
+    assert b"".join(d for _, d in printer.relayed) == b"INFO one\nINFO two\nTraceback\n"
     assert out.tail() == ["INFO one", "INFO two", "Traceback"]
     assert (tmp_path / "a.log").read_bytes() == b"INFO one\nINFO two\nTraceback\n"
 
@@ -42,7 +42,7 @@ def test_a_secret_split_across_reads_is_still_masked(tmp_path: Path) -> None:
     out.feed(STDOUT, b"key=super")
     out.feed(STDOUT, b"secret done\n")
     out.close()
-    relayed = b"".join(d for _, d, _ in printer.relayed)
+    relayed = b"".join(d for _, d in printer.relayed)
     assert b"supersecret" not in relayed
     assert b"supersecret" not in (tmp_path / "a.log").read_bytes()
 
@@ -52,7 +52,7 @@ def test_a_line_without_newline_at_exit_is_kept(tmp_path: Path) -> None:
     out.feed(STDERR, b"last words")
     out.close()
     assert out.tail() == ["last words"]
-    assert printer.relayed == [(STDERR, b"last words", 1)]
+    assert printer.relayed == [(STDERR, b"last words")]
 
 
 def test_a_huge_line_goes_through_in_pieces_and_the_tail_stays_small(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_a_huge_line_goes_through_in_pieces_and_the_tail_stays_small(tmp_path: P
         out.feed(STDOUT, huge[i : i + 65536])
     out.feed(STDOUT, b"after\n")
     out.close()
-    assert b"".join(d for _, d, _ in printer.relayed) == huge + b"after\n"
+    assert b"".join(d for _, d in printer.relayed) == huge + b"after\n"
     tail = out.tail()
     assert tail[-1] == "after"
     assert all(len(line) <= TAIL_LINE_BYTES for line in tail)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -16,10 +17,8 @@ def pipe() -> Iterator[tuple[int, int]]:
     r, w = os.pipe()
     yield r, w
     for fd in (r, w):
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
 
 
 def read_all(fd: int, until: bytes, timeout_s: float = 5.0) -> bytes:
@@ -63,12 +62,12 @@ def test_a_stuck_sink_drops_relayed_lines_never_guard_lines_and_says_how_many(
     line = b"x" * 99 + b"\n"
     # Nobody reads the pipe: its buffer and then the printer's queue fill up.
     for _ in range(2000):
-        printer.relay(STDOUT, line, 1)
+        printer.relay(STDOUT, line)
     printer.guard("an important line")
     assert printer.dropped_total > 0
     dropped = printer.dropped_total
     got = read_all(r, b"an important line")
-    printer.relay(STDOUT, b"after the jam\n", 1)
+    printer.relay(STDOUT, b"after the jam\n")
     got += read_all(r, b"after the jam")
     printer.close()
     assert b"vllm-guard: an important line\n" in got
@@ -80,7 +79,7 @@ def test_a_closed_sink_does_not_break_the_guard(pipe: tuple[int, int]) -> None:
     r, w = pipe
     os.close(r)
     printer = Printer(stdout_fd=w, stderr_fd=w)
-    printer.relay(STDOUT, b"nobody reads this\n", 1)
+    printer.relay(STDOUT, b"nobody reads this\n")
     printer.guard("nor this")
     assert printer.flush()
     printer.close()

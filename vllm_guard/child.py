@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import os
 import shlex
 import shutil
@@ -22,7 +23,8 @@ from vllm_guard.output import AttemptOutput
 from vllm_guard.printer import STDERR, STDOUT
 
 _PR_SET_CHILD_SUBREAPER = 36
-READ_CHUNK = 256 * 1024
+PIPE_BYTES = 1024 * 1024
+READ_CHUNK = PIPE_BYTES
 
 
 def become_subreaper() -> bool:
@@ -220,6 +222,7 @@ class ProcessLauncher:
 
         for fd, stream in ((out_r, STDOUT), (err_r, STDERR)):
             os.set_blocking(fd, False)
+            _widen_pipe(fd)
             loop.add_reader(fd, on_readable, fd, stream)
         return proc
 
@@ -285,6 +288,13 @@ class ProcessLauncher:
                         found.setdefault(p.pid, p)
         found.pop(os.getpid(), None)
         return list(found.values())
+
+
+def _widen_pipe(fd: int) -> None:
+    """A 1 MiB pipe lets a log flood arrive in fewer, larger reads (Linux allows this up to
+    /proc/sys/fs/pipe-max-size without privileges)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
 def _processes_in_group(pgid: int) -> Iterable[psutil.Process]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from vllm_guard import vllm_args
+
+if TYPE_CHECKING:
+    import httpx
 
 VLLM_DEFAULT_PORT = "8000"
 
@@ -48,9 +49,12 @@ class HealthProbe(Protocol):
 
 class HttpHealthProbe:
     def __init__(self, where: Endpoint, timeout_s: float) -> None:
+        import httpx  # noqa: PLC0415 - imported once vLLM is already starting, not before
+
+        self._errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
         transport = httpx.AsyncHTTPTransport(uds=where.uds, verify=False) if where.uds else None
         # vLLM with TLS usually has a certificate for a public name, not for loopback.
-        self._client = httpx.AsyncClient(
+        self._client: httpx.AsyncClient = httpx.AsyncClient(
             base_url=where.base_url,
             timeout=timeout_s,
             transport=transport,
@@ -61,7 +65,7 @@ class HttpHealthProbe:
     async def check(self) -> HealthResult:
         try:
             response = await self._client.get("/health")
-        except httpx.HTTPError as exc:
+        except self._errors as exc:
             return HealthResult(False, type(exc).__name__)
         return HealthResult(response.status_code == 200, str(response.status_code))
 

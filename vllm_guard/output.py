@@ -16,10 +16,12 @@ from vllm_guard.redact import Redactor
 # A line longer than this is passed on in pieces; a secret is never split because the cut is made
 # at whitespace (tokens contain none) when there is any.
 MAX_LINE_BYTES = 1024 * 1024
-# Lines kept for diagnosis, and the longest piece of one line that is kept.
+# Lines kept for diagnosis, and the longest piece of one line that is kept. The tail is kept as
+# whole chunks, trimmed by size (lines are only counted when someone reads the tail): at least
+# TAIL_LINES lines or the last TAIL_KEEP_BYTES of output, whichever is less.
 TAIL_LINES = 400
 TAIL_LINE_BYTES = 8 * 1024
-_TAIL_BYTES = 8 * 1024 * 1024
+TAIL_KEEP_BYTES = 2 * 1024 * 1024
 
 
 class CappedLog:
@@ -58,11 +60,8 @@ class AttemptOutput:
         self._redactor = redactor
         self.log = log
         self._carry = {STDOUT: b"", STDERR: b""}
-        # Chunks in arrival order, trimmed so they hold at least TAIL_LINES lines.
-        self._tail: collections.deque[tuple[int, bytes, int]] = collections.deque()
-        self._tail_lines = 0
+        self._tail: collections.deque[bytes] = collections.deque()  # newest chunks, in order
         self._tail_bytes = 0
-        self.lines_seen = 0
 
     def feed(self, stream: int, data: bytes) -> None:
         buf = self._carry[stream] + data if self._carry[stream] else data
@@ -86,7 +85,7 @@ class AttemptOutput:
     def tail(self, lines: int = TAIL_LINES) -> list[str]:
         """The last `lines` lines of stdout and stderr together, in arrival order, decoded."""
         out: list[str] = []
-        for _, chunk, _ in reversed(self._tail):
+        for chunk in reversed(self._tail):
             pieces = chunk.split(b"\n")
             if pieces and pieces[-1] == b"":
                 pieces.pop()
@@ -99,23 +98,11 @@ class AttemptOutput:
     def _emit(self, stream: int, chunk: bytes) -> None:
         clean = self._redactor.data(chunk)
         self.log.write(clean)
-        count = clean.count(b"\n") or 1
-        self.lines_seen += count
-        self._remember(stream, clean, count)
-        self._printer.relay(stream, clean, count)
-
-    def _remember(self, stream: int, chunk: bytes, count: int) -> None:
-        self._tail.append((stream, chunk, count))
-        self._tail_lines += count
-        self._tail_bytes += len(chunk)
-        while len(self._tail) > 1:
-            _, oldest, oldest_count = self._tail[0]
-            enough_lines = self._tail_lines - oldest_count >= TAIL_LINES
-            if not (enough_lines or self._tail_bytes > _TAIL_BYTES):
-                break
-            self._tail.popleft()
-            self._tail_lines -= oldest_count
-            self._tail_bytes -= len(oldest)
+        self._tail.append(clean)
+        self._tail_bytes += len(clean)
+        while self._tail_bytes - len(self._tail[0]) >= TAIL_KEEP_BYTES:
+            self._tail_bytes -= len(self._tail.popleft())
+        self._printer.relay(stream, clean)
 
 
 def _safe_cut(buf: bytes) -> int:

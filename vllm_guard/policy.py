@@ -12,9 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-import tenacity
-from tenacity.wait import wait_base, wait_exponential
-
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure
 
@@ -64,23 +61,18 @@ class GiveUp:
 Decision = Relaunch | GiveUp
 
 
-class _UniformJitter(wait_base):
-    def __init__(self, rng: random.Random, max_s: float) -> None:
-        self._rng = rng
-        self._max_s = max_s
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return self._rng.uniform(0, self._max_s) if self._max_s > 0 else 0.0
-
-
 def backoff_s(discipline: Discipline, failures_in_a_row: int, rng: random.Random) -> float:
-    """The delay before same-flag restart number `failures_in_a_row` (1 for the first)."""
-    wait = wait_exponential(
-        multiplier=discipline.backoff_initial_s, max=discipline.backoff_max_s
-    ) + _UniformJitter(rng, discipline.backoff_jitter_s)
+    """The delay before same-flag restart number `failures_in_a_row` (1 for the first):
+    tenacity's exponential wait, plus jitter drawn from the injected random source (tenacity's
+    own jitter strategies draw from the global one)."""
+    # Imported here: nothing needs it until an attempt has failed, and `serve` starts vLLM sooner.
+    import tenacity  # noqa: PLC0415
+
+    wait = tenacity.wait_exponential(multiplier=discipline.backoff_initial_s, max=discipline.backoff_max_s)
     state = tenacity.RetryCallState(cast(Any, None), None, (), {})
     state.attempt_number = max(failures_in_a_row, 1)
-    return float(wait(state))
+    jitter = rng.uniform(0, discipline.backoff_jitter_s) if discipline.backoff_jitter_s > 0 else 0.0
+    return float(wait(state)) + jitter
 
 
 def failures_in_a_row(history: Sequence[Attempt], discipline: Discipline) -> int:

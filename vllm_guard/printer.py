@@ -65,10 +65,12 @@ class Printer:
         with self._cond:
             self._enqueue(STDERR, (line + "\n").encode(errors="replace"))
 
-    def relay(self, stream: int, data: bytes, lines: int) -> None:
-        """vLLM's output, already masked, passed through unchanged unless the sink is behind."""
+    def relay(self, stream: int, data: bytes) -> None:
+        """vLLM's output in whole lines, already masked, passed through unchanged unless the
+        sink is behind."""
         with self._cond:
             if self._queued_bytes + len(data) > self._capacity:
+                lines = data.count(b"\n") or 1
                 self._dropped_lines += lines
                 self.dropped_total += lines
                 return

@@ -11,7 +11,7 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -339,32 +339,41 @@ def _last_line(lines: Sequence[str]) -> str:
     return "(no output)"
 
 
-async def serve(
-    settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
-) -> ExitCode:
-    """`vllm-guard serve`: the real world around the supervisor."""
-    from vllm_guard.child import ProcessLauncher, Reaper, become_subreaper, resolve_command  # noqa: PLC0415
+@contextlib.asynccontextmanager
+async def real_world(settings: GuardSettings) -> AsyncIterator[World]:
+    """The shell for real: processes, HTTP, NVML, the state directory, the terminal."""
+    from vllm_guard.child import ProcessLauncher, Reaper, become_subreaper  # noqa: PLC0415
     from vllm_guard.health import HttpHealthProbe, endpoint  # noqa: PLC0415
 
-    program = resolve_command(settings.vllm_command, env)
     state = StateDir(settings.state_dir)
     state.open()
     become_subreaper()
     printer = Printer(log_format=settings.log_format)
     reaper = Reaper()
     reaper.install(asyncio.get_running_loop())
-    world = World(
-        launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s),
-        probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
-        state=state,
-        printer=printer,
-        gpu_probe=gpu.Nvml.open,
-    )
     try:
-        return await Supervisor(
-            settings, program=program, model=model, user_args=user_args, env=env, world=world
-        ).run()
+        yield World(
+            launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s),
+            probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
+            state=state,
+            printer=printer,
+            gpu_probe=gpu.Nvml.open,
+        )
     finally:
         reaper.uninstall()
         printer.close()
         state.close()
+
+
+async def serve(
+    settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
+) -> ExitCode:
+    """`vllm-guard serve`."""
+    from vllm_guard.child import resolve_command  # noqa: PLC0415
+
+    program = resolve_command(settings.vllm_command, env)
+    async with real_world(settings) as world:
+        supervisor = Supervisor(
+            settings, program=program, model=model, user_args=user_args, env=env, world=world
+        )
+        return await supervisor.run()
