@@ -2,7 +2,7 @@
 
 Both read the same lines from a pipe and write them to /dev/null. The guard's path also masks
 secrets, writes the attempt's log file (capped) and keeps the diagnosis tail. Prints the median
-throughput of each over several interleaved runs, their ratio (goal: guard ≥ 0.5 × cat), and the
+throughput of each over several interleaved runs, their ratio (goal: guard >= 0.5 x cat), and the
 guard's peak RSS.
 
     python bench/relay.py [--mib 1024] [--runs 3]
@@ -87,7 +87,9 @@ def main() -> None:
         print(f"cat | cat:        median {c:6.2f} s  {mib / c:8.0f} MiB/s")
         print(f"vllm-guard serve: median {g:6.2f} s  {mib / g:8.0f} MiB/s")
         print(f"ratio guard/cat throughput: {c / g:.2f} (goal >= 0.5)")
-        print(f"guard peak RSS: median {statistics.median(rss) / 1024:.0f} MiB, max {max(rss) / 1024:.0f} MiB")
+        print(
+            f"guard peak RSS: median {statistics.median(rss) / 1024:.0f} MiB, max {max(rss) / 1024:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":
