@@ -4,6 +4,7 @@ that comes back to the guard, and killing the whole tree when it must go."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import fcntl
@@ -24,6 +25,7 @@ from vllm_guard.printer import STDERR, STDOUT
 
 _PR_SET_CHILD_SUBREAPER = 36
 PIPE_BYTES = 1024 * 1024
+_UNCLAIMED_KEPT = 64
 READ_CHUNK = PIPE_BYTES
 
 
@@ -66,6 +68,9 @@ class Reaper:
 
     def __init__(self, orphan_interval_s: float = 1.0) -> None:
         self._waiting: dict[int, asyncio.Future[int]] = {}
+        # Statuses reaped before anyone watched for them: mostly orphans, but the first attempt
+        # is spawned before the reaper exists and can exit before it is watched.
+        self._unclaimed: collections.OrderedDict[int, int] = collections.OrderedDict()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._interval = orphan_interval_s
@@ -83,6 +88,9 @@ class Reaper:
     def watch(self, pid: int) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int] = loop.create_future()
+        if pid in self._unclaimed:
+            future.set_result(self._unclaimed.pop(pid))
+            return future
         self._waiting[pid] = future
         try:
             pidfd = os.pidfd_open(pid)
@@ -107,14 +115,72 @@ class Reaper:
                 return
             if pid == 0:
                 return
+            code = os.waitstatus_to_exitcode(status)
             future = self._waiting.pop(pid, None)
-            if future is not None and not future.done():
-                future.set_result(os.waitstatus_to_exitcode(status))
+            if future is None:
+                self._unclaimed[pid] = code
+                while len(self._unclaimed) > _UNCLAIMED_KEPT:
+                    self._unclaimed.popitem(last=False)
+            elif not future.done():
+                future.set_result(code)
 
     def _tick(self) -> None:
         self.reap()
         if self._loop is not None:
             self._timer = self._loop.call_later(self._interval, self._tick)
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """A vLLM process just started, with the read ends of its stdout and stderr pipes."""
+
+    pid: int
+    argv: tuple[str, ...]
+    stdout_fd: int
+    stderr_fd: int
+    started_at: float  # wall clock, to tell our descendants from older processes
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Spawned:
+    """Start vLLM in a session of its own with piped output. Synchronous and cheap, so `serve`
+    can start vLLM before it builds its event loop and loads the rest of the guard."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        # posix_spawn (vfork + exec) keeps the launch cheap even with a large guard process;
+        # setsid puts vLLM in a session and process group of its own, so a terminal's Ctrl-C
+        # reaches only the guard, which then stops vLLM in order.
+        pid = os.posix_spawn(
+            argv[0],
+            list(argv),
+            dict(env),
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_DUP2, out_w, 1),
+                (os.POSIX_SPAWN_DUP2, err_w, 2),
+            ],
+            setsid=True,
+        )
+    except OSError as exc:
+        for fd in (out_r, err_r):
+            os.close(fd)
+        raise GuardError(f"cannot start {argv[0]}: {exc.strerror}") from None
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    for fd in (out_r, err_r):
+        _widen_pipe(fd)
+    return Spawned(pid, tuple(argv), out_r, err_r, time.time())
+
+
+def kill_spawned(spawned: Spawned) -> None:
+    """Undo a spawn() whose supervision never started (the guard failed in between)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(spawned.pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(spawned.pid, 0)
+    for fd in (spawned.stdout_fd, spawned.stderr_fd):
+        os.close(fd)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,39 +231,24 @@ class Launcher(Protocol):
 class ProcessLauncher:
     """Starts vLLM for real and takes its tree down for real."""
 
-    def __init__(self, reaper: Reaper, *, kill_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, reaper: Reaper, *, kill_timeout_s: float = 30.0, started: Spawned | None = None
+    ) -> None:
         self._reaper = reaper
         self._kill_timeout_s = kill_timeout_s
+        # The first attempt may have been spawned before the event loop existed (see spawn()).
+        self._started = started
 
     async def launch(self, argv: Sequence[str], env: Mapping[str, str], output: AttemptOutput) -> VllmProcess:
         loop = asyncio.get_running_loop()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        try:
-            # posix_spawn (vfork + exec) keeps the launch cheap even with a large guard process;
-            # setsid puts vLLM in a session and process group of its own, so a terminal's Ctrl-C
-            # reaches only the guard, which then stops vLLM in order.
-            pid = os.posix_spawn(
-                argv[0],
-                list(argv),
-                dict(env),
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, out_w, 1),
-                    (os.POSIX_SPAWN_DUP2, err_w, 2),
-                ],
-                setsid=True,
-            )
-        except OSError as exc:
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
-            raise GuardError(f"cannot start {argv[0]}: {exc.strerror}") from None
-        os.close(out_w)
-        os.close(err_w)
+        started = self._started if self._started and self._started.argv == tuple(argv) else None
+        self._started = None
+        spawned = started or spawn(argv, env)
+        pid, out_r, err_r = spawned.pid, spawned.stdout_fd, spawned.stderr_fd
         proc = VllmProcess(
             pid=pid,
             argv=tuple(argv),
-            started_at=time.time(),
+            started_at=spawned.started_at,
             output=output,
             exit_status=self._reaper.watch(pid),
             pipes_closed=asyncio.Event(),
@@ -222,7 +273,6 @@ class ProcessLauncher:
 
         for fd, stream in ((out_r, STDOUT), (err_r, STDERR)):
             os.set_blocking(fd, False)
-            _widen_pipe(fd)
             loop.add_reader(fd, on_readable, fd, stream)
         return proc
 

@@ -70,10 +70,11 @@ def _dispatch(argv: list[str]) -> ExitCode:
     if ns.command == "serve":
         if not ns.rest or ns.rest[0].startswith("-"):
             raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
-        from vllm_guard.supervisor import serve  # noqa: PLC0415 - keep --help and demo imports light
+        from vllm_guard.supervisor import serve, start_serving  # noqa: PLC0415
 
         guard_settings = settings.load(cli_values)
-        return run_async(lambda: serve(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ)))
+        started = start_serving(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ))
+        return run_async(lambda: serve(started))
     from vllm_guard.demo import demo  # noqa: PLC0415
 
     if ns.rest:

@@ -22,6 +22,8 @@ import httpx
 from vllm_guard import settings as settings_module
 from vllm_guard.child import resolve_command
 from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.settings import GuardSettings
+from vllm_guard.state import StateDir
 from vllm_guard.supervisor import Supervisor, real_world
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -60,10 +62,27 @@ async def _demo(tmp: Path, cli_values: dict[str, Any]) -> ExitCode:
             "VLLM_GUARD_SIM_LOAD_S": "1",
         }
     )
-    args = ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "8192"]
     program = resolve_command(settings.vllm_command, env)
     began = time.monotonic()
-    async with real_world(settings) as world:
+    state = StateDir(settings.state_dir)
+    state.open()
+    try:
+        return await _story(settings, state=state, program=program, env=env, port=port, began=began)
+    finally:
+        state.close()
+
+
+async def _story(
+    settings: GuardSettings,
+    *,
+    state: StateDir,
+    program: list[str],
+    env: dict[str, str],
+    port: int,
+    began: float,
+) -> ExitCode:
+    args = ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "8192"]
+    async with real_world(settings, state) as world:
         say = world.printer.guard
         say(
             f"demo: supervising a simulated vLLM serving {MODEL} on a simulated 24 GiB GPU; "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import signal
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllm_guard import gpu, vllm_args
-from vllm_guard.child import Launcher, VllmProcess
+from vllm_guard.child import Launcher, Spawned, VllmProcess
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.health import HealthProbe
@@ -340,20 +341,19 @@ def _last_line(lines: Sequence[str]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def real_world(settings: GuardSettings) -> AsyncIterator[World]:
+async def real_world(
+    settings: GuardSettings, state: StateDir, started: Spawned | None = None
+) -> AsyncIterator[World]:
     """The shell for real: processes, HTTP, NVML, the state directory, the terminal."""
-    from vllm_guard.child import ProcessLauncher, Reaper, become_subreaper  # noqa: PLC0415
+    from vllm_guard.child import ProcessLauncher, Reaper  # noqa: PLC0415
     from vllm_guard.health import HttpHealthProbe, endpoint  # noqa: PLC0415
 
-    state = StateDir(settings.state_dir)
-    state.open()
-    become_subreaper()
     printer = Printer(log_format=settings.log_format)
     reaper = Reaper()
     reaper.install(asyncio.get_running_loop())
     try:
         yield World(
-            launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s),
+            launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s, started=started),
             probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
             state=state,
             printer=printer,
@@ -362,18 +362,60 @@ async def real_world(settings: GuardSettings) -> AsyncIterator[World]:
     finally:
         reaper.uninstall()
         printer.close()
-        state.close()
 
 
-async def serve(
+@dataclass(frozen=True, slots=True)
+class Started:
+    """`serve` up to vLLM's first exec: what the event loop then takes over."""
+
+    settings: GuardSettings
+    program: tuple[str, ...]
+    model: str
+    user_args: tuple[str, ...]
+    env: dict[str, str]
+    state: StateDir
+    first: Spawned
+
+
+def start_serving(
     settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
-) -> ExitCode:
-    """`vllm-guard serve`."""
-    from vllm_guard.child import resolve_command  # noqa: PLC0415
+) -> Started:
+    """Everything `serve` must do before vLLM starts, and vLLM's start itself, without an event
+    loop: vLLM begins loading while the guard is still importing the rest of itself."""
+    from vllm_guard.child import become_subreaper, resolve_command, spawn  # noqa: PLC0415
 
-    program = resolve_command(settings.vllm_command, env)
-    async with real_world(settings) as world:
-        supervisor = Supervisor(
-            settings, program=program, model=model, user_args=user_args, env=env, world=world
-        )
-        return await supervisor.run()
+    program = tuple(resolve_command(settings.vllm_command, env))
+    state = StateDir(settings.state_dir)
+    state.open()
+    try:
+        become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
+        first = spawn([*program, "serve", model, *user_args], env)
+    except BaseException:
+        state.close()
+        raise
+    return Started(settings, program, model, tuple(user_args), dict(env), state, first)
+
+
+async def serve(started: Started) -> ExitCode:
+    """`vllm-guard serve`, from the moment its event loop runs."""
+    try:
+        async with real_world(started.settings, started.state, started.first) as world:
+            supervisor = Supervisor(
+                started.settings,
+                program=started.program,
+                model=started.model,
+                user_args=started.user_args,
+                env=started.env,
+                world=world,
+            )
+            return await supervisor.run()
+    except BaseException:
+        from vllm_guard.child import kill_spawned  # noqa: PLC0415
+
+        # If the loop failed before the first attempt was adopted, it must not run unwatched.
+        with contextlib.suppress(OSError):
+            os.kill(started.first.pid, 0)
+            kill_spawned(started.first)
+        raise
+    finally:
+        started.state.close()

@@ -1,0 +1,127 @@
+"""`python -m vllm_guard` as a subprocess: options, exit codes, and the guard's own errors."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vllm_guard import __version__
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def guard(
+    *args: str, state: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    options = ["--state-dir", str(state)] if state else []
+    return subprocess.run(
+        [sys.executable, "-m", "vllm_guard", *options, *args],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        env={
+            **os.environ,
+            "VLLM_GUARD_BACKOFF_INITIAL_S": "0.05",
+            "VLLM_GUARD_BACKOFF_JITTER_S": "0",
+            **(env or {}),
+        },
+        check=False,
+    )
+
+
+def test_version() -> None:
+    result = guard("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"vllm-guard {__version__}"
+
+
+def test_no_command_is_a_usage_error() -> None:
+    assert guard().returncode == 2
+
+
+def test_serve_needs_model_first(tmp_path: Path) -> None:
+    result = guard("serve", "--port", "8000", state=tmp_path)
+    assert result.returncode == 2
+    assert "serve needs MODEL first" in result.stderr
+
+
+def test_a_bad_option_value_is_exit_2_and_names_it(tmp_path: Path) -> None:
+    result = guard("--max-restarts", "many", "serve", "m", state=tmp_path)
+    assert result.returncode == 2
+    assert "--max-restarts" in result.stderr
+
+
+def test_a_missing_vllm_command_is_exit_2_with_a_hint(tmp_path: Path) -> None:
+    result = guard("--vllm-command", "/nonexistent/vllm", "serve", "m", state=tmp_path)
+    assert result.returncode == 2
+    assert "not found" in result.stderr
+    assert "hint:" in result.stderr
+
+
+def test_an_unusable_state_dir_is_exit_2(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = guard("--vllm-command", "true", "serve", "m", state=blocker / "state")
+    assert result.returncode == 2
+    assert "not writable" in result.stderr
+
+
+def test_a_state_dir_held_by_another_guard_is_exit_3(tmp_path: Path) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    with open(tmp_path / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.write("12345")
+        lock.flush()
+        result = guard("--vllm-command", "true", "serve", "m", state=tmp_path)
+    assert result.returncode == 3
+    assert "another vllm-guard (pid 12345)" in result.stderr
+
+
+def test_a_crash_loop_gives_up_with_exit_4_and_one_table(tmp_path: Path) -> None:
+    crash = "sh -c 'echo \"RuntimeError: it broke\" >&2; exit 1' sh"
+    result = guard("--vllm-command", crash, "--max-restarts", "2", "serve", "m", state=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("vllm-guard: starting vLLM (attempt") == 3
+    assert "gave up: the restart budget is spent" in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines.count("RuntimeError: it broke") == 3  # vLLM's own line, relayed unchanged
+    table = [line for line in lines if "status 1" in line and line.endswith("RuntimeError: it broke")]
+    assert len(table) == 3
+
+
+def test_a_vllm_that_exits_before_the_guard_is_watching_is_still_seen(tmp_path: Path) -> None:
+    # The first attempt starts before the event loop; `true` is gone before anything watches it.
+    result = guard("--vllm-command", "true", "--max-restarts", "0", "serve", "m", state=tmp_path)
+    assert result.returncode == 4
+    assert "exited with status 0" in result.stderr
+
+
+def test_secrets_never_reach_the_output_or_the_state_dir(tmp_path: Path) -> None:
+    token = "hf_" + "Zq9" * 12
+    leak = "sh -c 'echo token=$HF_TOKEN key=$1 bearer abcd1234; exit 1' sh"
+    result = guard(
+        "--vllm-command",
+        leak,
+        "--max-restarts",
+        "0",
+        "serve",
+        "m",
+        "--api-key",
+        "apikey-value",
+        state=tmp_path / "state",
+        env={"HF_TOKEN": token},
+    )
+    assert result.returncode == 4
+    everything = result.stdout + result.stderr
+    for path in (tmp_path / "state").rglob("*"):
+        if path.is_file():
+            everything += path.read_text(errors="replace")
+    assert token not in everything
+    assert "apikey-value" not in everything
+    assert "abcd1234" not in everything
+    assert "token=***" in result.stdout
