@@ -15,13 +15,14 @@ import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import psutil
+from typing import TYPE_CHECKING, Any, Protocol
 
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.output import AttemptOutput
 from vllm_guard.printer import STDERR, STDOUT
+
+if TYPE_CHECKING:
+    import psutil
 
 _PR_SET_CHILD_SUBREAPER = 36
 PIPE_BYTES = 1024 * 1024
@@ -210,6 +211,8 @@ class VllmProcess:
 
     def remember_tree(self) -> None:
         """Note every descendant now alive, so it can be found after it leaves the group."""
+        import psutil  # noqa: PLC0415
+
         try:
             for proc in psutil.Process(self.pid).children(recursive=True):
                 with contextlib.suppress(psutil.Error):
@@ -295,6 +298,8 @@ class ProcessLauncher:
 
     async def clear(self, proc: VllmProcess) -> StopReport:
         """Kill whatever is left of the attempt's tree, reap it, and wait until it is gone."""
+        import psutil  # noqa: PLC0415
+
         proc.remember_tree()
         targets = self._leftovers(proc)
         killed = []
@@ -323,6 +328,8 @@ class ProcessLauncher:
         """The attempt's processes still alive: every one remembered, anything in its process
         group, and any descendant of the guard started since the attempt began (orphans that
         left the group come back to the guard as subreaper)."""
+        import psutil  # noqa: PLC0415
+
         found: dict[int, psutil.Process] = {}
         for pid, created in proc.known.items():
             with contextlib.suppress(psutil.Error):
@@ -340,6 +347,9 @@ class ProcessLauncher:
         return list(found.values())
 
 
+# psutil is imported where it is used: `serve` starts vLLM before it needs it (bench/startup.py).
+
+
 def _widen_pipe(fd: int) -> None:
     """A 1 MiB pipe lets a log flood arrive in fewer, larger reads (Linux allows this up to
     /proc/sys/fs/pipe-max-size without privileges)."""
@@ -348,6 +358,8 @@ def _widen_pipe(fd: int) -> None:
 
 
 def _processes_in_group(pgid: int) -> Iterable[psutil.Process]:
+    import psutil  # noqa: PLC0415
+
     for p in psutil.process_iter():
         try:
             if os.getpgid(p.pid) == pgid and _alive(p):
@@ -357,6 +369,8 @@ def _processes_in_group(pgid: int) -> Iterable[psutil.Process]:
 
 
 def _alive(p: psutil.Process) -> bool:
+    import psutil  # noqa: PLC0415
+
     try:
         return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -364,6 +378,8 @@ def _alive(p: psutil.Process) -> bool:
 
 
 def _name(p: psutil.Process) -> str:
+    import psutil  # noqa: PLC0415
+
     try:
         return p.name()
     except psutil.Error:
@@ -371,6 +387,8 @@ def _name(p: psutil.Process) -> str:
 
 
 def _create_time(pid: int) -> float:
+    import psutil  # noqa: PLC0415
+
     try:
         return psutil.Process(pid).create_time()
     except psutil.Error:
