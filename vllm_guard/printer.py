@@ -1,8 +1,9 @@
 """The one voice: every line the user sees, the guard's own and vLLM's relayed, goes through here.
 
-Writes happen on a thread of their own, so a slow terminal or journal never blocks the event loop
-that reads vLLM's pipes (a blocked pipe would stall vLLM itself). Relayed output that does not fit in
-the bounded queue is dropped and counted; the guard's own lines are never dropped.
+Each output stream is written by a thread of its own, so a slow terminal or journal never blocks
+the event loop that reads vLLM's pipes (a blocked pipe would stall vLLM itself), and a stuck stdout
+never holds back the guard's own lines on stderr. Relayed output that does not fit in a stream's
+bounded queue is dropped and counted; the guard's own lines are never dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,79 @@ STDOUT = 1
 STDERR = 2
 
 
+class _Sink:
+    """One file descriptor, its queue, and the thread that writes it."""
+
+    def __init__(self, fd: int, capacity: int, name: str) -> None:
+        self.fd = fd
+        self.capacity = capacity
+        self.queue: collections.deque[bytes] = collections.deque()
+        self.queued_bytes = 0
+        self.cond = threading.Condition()
+        self.closing = False
+        self.broken = False
+        self.dropped_lines = 0  # since the last note about it
+        self.thread = threading.Thread(target=self._write_loop, name=name, daemon=True)
+        self.thread.start()
+
+    def put(self, data: bytes, *, droppable: bool) -> bool:
+        with self.cond:
+            if droppable and self.queued_bytes + len(data) > self.capacity:
+                self.dropped_lines += data.count(b"\n") or 1
+                return False
+            self.queue.append(data)
+            self.queued_bytes += len(data)
+            self.cond.notify_all()
+            return True
+
+    def take_dropped(self) -> int:
+        with self.cond:
+            dropped, self.dropped_lines = self.dropped_lines, 0
+            return dropped
+
+    def flush(self, timeout_s: float) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: not self.queue, timeout_s)
+
+    def close(self, timeout_s: float) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        self.thread.join(timeout_s)
+
+    def _write_loop(self) -> None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(lambda: self.queue or self.closing)
+                if not self.queue:
+                    return
+                data = self.queue[0]
+            self._write(data)
+            with self.cond:
+                self.queue.popleft()
+                self.queued_bytes -= len(data)
+                self.cond.notify_all()
+
+    def _write(self, data: bytes) -> None:
+        if self.broken:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                # Someone handed us a non-blocking stdout; wait until it drains.
+                select.select([], [self.fd], [], 1.0)
+                continue
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.EBADF, errno.EIO):
+                    # The reader went away (`| head`, a closed terminal): keep supervising.
+                    self.broken = True
+                    return
+                raise
+            view = view[written:]
+
+
 class Printer:
     def __init__(
         self,
@@ -35,18 +109,12 @@ class Printer:
     ) -> None:
         self.redactor = redactor or Redactor()
         self._format = log_format
-        self._fds = {STDOUT: stdout_fd, STDERR: stderr_fd}
-        self._capacity = queue_bytes
-        self._queue: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._queued_bytes = 0
-        self._cond = threading.Condition()
-        self._closing = False
-        self._broken: set[int] = set()
-        self._dropped_lines = 0
+        self._sinks = {
+            STDOUT: _Sink(stdout_fd, queue_bytes, "printer-stdout"),
+            STDERR: _Sink(stderr_fd, queue_bytes, "printer-stderr"),
+        }
         self.dropped_total = 0
         self.full_log_hint = "the attempt's log file in the state directory"
-        self._thread = threading.Thread(target=self._write_loop, name="printer", daemon=True)
-        self._thread.start()
 
     def guard(self, message: str, *, level: str = "info", **fields: object) -> None:
         """One line of the guard's own, never dropped, on stderr."""
@@ -62,75 +130,31 @@ class Printer:
             line = json.dumps(record, ensure_ascii=False)
         else:
             line = PREFIX + message
-        with self._cond:
-            self._enqueue(STDERR, (line + "\n").encode(errors="replace"))
+        self._sinks[STDERR].put((line + "\n").encode(errors="replace"), droppable=False)
 
     def relay(self, stream: int, data: bytes) -> None:
         """vLLM's output in whole lines, already masked, passed through unchanged unless the
         sink is behind."""
-        with self._cond:
-            if self._queued_bytes + len(data) > self._capacity:
-                lines = data.count(b"\n") or 1
-                self._dropped_lines += lines
-                self.dropped_total += lines
-                return
-            if self._dropped_lines:
-                note = (
-                    f"{self._dropped_lines} lines of vLLM output were not shown here because "
-                    f"this terminal or journal was slower than vLLM; {self.full_log_hint} "
-                    "has all of them"
-                )
-                self._dropped_lines = 0
-                self._enqueue(STDERR, (PREFIX + note + "\n").encode())
-            self._enqueue(stream, data)
+        sink = self._sinks[stream]
+        if not sink.put(data, droppable=True):
+            return
+        if sink.dropped_lines:
+            dropped = sink.take_dropped()
+            self.dropped_total += dropped
+            name = "stdout" if stream == STDOUT else "stderr"
+            self.guard(
+                f"{dropped} lines of vLLM's {name} were not shown here because this terminal or "
+                f"journal was slower than vLLM; {self.full_log_hint} has all of them",
+                level="warning",
+            )
 
     def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until everything queued is written; False if the sink stayed stuck."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._queue, timeout_s)
+        """Wait until everything queued is written; False if a sink stayed stuck."""
+        return all(sink.flush(timeout_s) for sink in self._sinks.values())
 
     def close(self, timeout_s: float = 5.0) -> None:
-        with self._cond:
-            self._closing = True
-            self._cond.notify_all()
-        self._thread.join(timeout_s)
-
-    def _enqueue(self, stream: int, data: bytes) -> None:
-        self._queue.append((stream, data))
-        self._queued_bytes += len(data)
-        self._cond.notify_all()
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue or self._closing)
-                if not self._queue:
-                    return
-                stream, data = self._queue[0]
-            self._write(self._fds[stream], data)
-            with self._cond:
-                self._queue.popleft()
-                self._queued_bytes -= len(data)
-                self._cond.notify_all()
-
-    def _write(self, fd: int, data: bytes) -> None:
-        if fd in self._broken:
-            return
-        view = memoryview(data)
-        while view:
-            try:
-                written = os.write(fd, view)
-            except BlockingIOError:
-                # Someone handed us a non-blocking stdout; wait until it drains.
-                select.select([], [fd], [], 1.0)
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.EPIPE, errno.EBADF, errno.EIO):
-                    # The reader went away (`| head`, a closed terminal): keep supervising.
-                    self._broken.add(fd)
-                    return
-                raise
-            view = view[written:]
+        for sink in self._sinks.values():
+            sink.close(timeout_s)
 
 
 def _json_safe(redactor: Redactor, value: object) -> object:

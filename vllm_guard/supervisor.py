@@ -28,6 +28,8 @@ from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 
+# How long a vLLM whose /health says 503 (engine dead) may take to exit by itself; it takes ~5 s.
+DEAD_ENGINE_EXIT_S = 15.0
 # Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
 SHUTDOWN_MARGIN_S = 10.0
 
@@ -188,6 +190,7 @@ class Supervisor:
         Returns when it became ready (or None) and why it counts as hung ("" if not)."""
         clock = self._world.clock
         ready_at: float | None = None
+        dead_since: float | None = None
         failed_polls = 0
         stop = asyncio.ensure_future(self._stop.wait())
         try:
@@ -218,6 +221,15 @@ class Supervisor:
                         return None, (
                             f"no /health 200 within --startup-timeout-s {self._settings.startup_timeout_s:g}"
                         )
+                elif result.detail == "503":
+                    # vLLM answers 503 once its engine is dead and exits by itself a few seconds
+                    # later (#21728), with the root cause in its output: let it, within bounds.
+                    dead_since = dead_since if dead_since is not None else clock()
+                    if clock() - dead_since > DEAD_ENGINE_EXIT_S:
+                        return ready_at, (
+                            f"/health has said 503 (engine dead) for {DEAD_ENGINE_EXIT_S:g} s "
+                            "and vLLM has not exited"
+                        )
                 else:
                     failed_polls += 1
                     if failed_polls >= self._settings.health_failures:
@@ -244,6 +256,7 @@ class Supervisor:
         self._world.state.record(
             {
                 "attempt": number,
+                "argv": self._world.printer.redactor.argv(proc.argv),
                 "lasted_s": round(self._world.clock() - started, 3),
                 "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
                 "exit_status": status,

@@ -1,0 +1,247 @@
+"""`vllm-guard serve` end to end over the simulator: real processes, real signals, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Protocol
+
+import httpx
+import psutil
+import pytest
+
+pytestmark = pytest.mark.timeout(90)
+
+SIM = f"{sys.executable} -m vllm_guard.sim"
+MODEL = "Qwen/Qwen2.5-7B-Instruct"
+
+
+@dataclass
+class Guard:
+    proc: subprocess.Popen[bytes]
+    err: Path
+    state: Path
+    port: int
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.stderr():
+                return
+            if self.proc.poll() is not None and text not in self.stderr():
+                break
+            time.sleep(0.05)
+        pytest.fail(f"no {text!r} from the guard; its stderr:\n{self.stderr()[-5000:]}")
+
+    def api_server(self) -> psutil.Process:
+        return psutil.Process(self.proc.pid).children()[0]
+
+    def journal(self) -> list[dict[str, object]]:
+        lines = (self.state / "journal.jsonl").read_text().splitlines()
+        return [json.loads(line) for line in lines]
+
+    def complete(self) -> int:
+        reply = httpx.post(
+            f"http://127.0.0.1:{self.port}/v1/completions",
+            json={"model": MODEL, "prompt": "hi", "max_tokens": 4},
+            timeout=10,
+            trust_env=False,
+        )
+        return reply.status_code
+
+    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        self.proc.send_signal(signum)
+        return self.proc.wait(timeout_s)
+
+
+class Serve(Protocol):
+    def __call__(
+        self, *vllm_args: str, faults: str = "", stdout: int | IO[bytes] | None = None, **options: str
+    ) -> Guard: ...
+
+
+@pytest.fixture
+def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
+    started: list[Guard] = []
+
+    def start(
+        *vllm_args: str, faults: str = "", stdout: int | IO[bytes] | None = None, **options: str
+    ) -> Guard:
+        state = tmp_path / "state"
+        argv = [
+            sys.executable, "-m", "vllm_guard",
+            "--vllm-command", SIM,
+            "--state-dir", str(state),
+            "--health-interval-s", "0.1",
+            "--backoff-initial-s", "0.1",
+            "--backoff-jitter-s", "0",
+            "--grace-period-s", "5",
+        ]  # fmt: skip
+        for name, value in options.items():
+            argv += ["--" + name.replace("_", "-"), value]
+        argv += ["serve", MODEL, "--host", "127.0.0.1", "--port", str(port), *vllm_args]
+        env = {
+            **os.environ,
+            "VLLM_GUARD_SIM_LOAD_S": "0.05",
+            "VLLM_GUARD_SIM_FAULTS": faults,
+            "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim-launches"),
+        }
+        err = tmp_path / "guard.err"
+        with err.open("wb") as sink:
+            proc = subprocess.Popen(
+                argv, stdout=stdout if stdout is not None else subprocess.DEVNULL, stderr=sink, env=env
+            )
+        guard = Guard(proc, err, state, port)
+        started.append(guard)
+        return guard
+
+    yield start
+    for guard in started:
+        if guard.proc.poll() is None:
+            guard.proc.send_signal(signal.SIGINT)
+            guard.proc.send_signal(signal.SIGINT)
+            guard.proc.wait(30)
+
+
+def engine_of(guard: Guard) -> psutil.Process:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for p in guard.api_server().children(recursive=True):
+            if p.name() == "VLLM::EngineCore":
+                return p
+        time.sleep(0.05)
+    raise AssertionError("no VLLM::EngineCore under the API server")
+
+
+def gone(p: psutil.Process) -> bool:
+    try:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_sigterm_when_ready_stops_the_whole_tree_and_exits_zero(serve: Serve) -> None:
+    guard = serve()
+    guard.wait_for("vLLM is ready (attempt 1)")
+    engine = engine_of(guard)
+    assert guard.stop() == 0
+    assert gone(engine)
+    assert "nothing of it is left" in guard.stderr()
+
+
+def test_a_runtime_crash_is_restarted_with_the_same_flags(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", faults="once:oom_after_requests=1")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    assert guard.complete() in (200, 500)
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    first, second = guard.journal()
+    assert first["exit_status"] == 1
+    assert second["kind"] == "stopped"
+    assert first["argv"] == second["argv"]
+    assert first["argv"][-2:] == ["--max-model-len", "8192"]  # type: ignore[index]
+    assert "CUDA out of memory" in Path(str(first["log"])).read_text()
+
+
+def test_exit_status_zero_on_engine_death_is_still_a_failure(serve: Serve) -> None:
+    guard = serve(faults="once:oom_after_requests=1,once:exit0_on_death")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    guard.complete()
+    guard.wait_for("exited with status 0")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+
+
+def test_a_vllm_that_ignores_sigterm_is_killed_after_the_grace(serve: Serve) -> None:
+    guard = serve(faults="ignore_sigterm", grace_period_s="0.5")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    engine = engine_of(guard)
+    assert guard.stop() == 0
+    assert "did not stop in time; killed its tree" in guard.stderr()
+    assert gone(engine)
+
+
+def test_a_second_ctrl_c_skips_the_grace(serve: Serve) -> None:
+    guard = serve(faults="ignore_sigterm", grace_period_s="600")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    guard.proc.send_signal(signal.SIGINT)
+    guard.wait_for("stopping vLLM")
+    guard.proc.send_signal(signal.SIGINT)
+    assert guard.proc.wait(20) == 0
+
+
+def test_orphans_of_a_killed_api_server_are_killed_before_the_relaunch(serve: Serve) -> None:
+    guard = serve(faults="orphan_engine")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    engine = engine_of(guard)
+    guard.api_server().kill()
+    guard.wait_for("killed what attempt 1 left behind")
+    assert gone(engine)
+    assert f"{engine.pid} (VLLM::EngineCore)" in guard.stderr()
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+
+
+def test_a_hung_vllm_is_stopped_and_restarted(serve: Serve) -> None:
+    guard = serve(faults="once:hang_after=0.2", health_failures="2", health_timeout_s="0.5")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    guard.wait_for("vLLM hung (/health failed 2 times in a row")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    assert guard.journal()[0]["kind"] == "hung"
+
+
+def test_a_log_flood_never_blocks_vllm_and_the_log_file_keeps_every_line(serve: Serve) -> None:
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as sink:
+            guard = serve(faults="flood_lines=200000,flood_line_bytes=200", stdout=sink)
+        # Nobody reads the guard's stdout while vLLM floods it.
+        guard.wait_for("vLLM is ready (attempt 1)")
+        logs = list((guard.state / "logs").glob("*-attempt-1.log"))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(p.stat().st_size for p in logs) < 200000 * 200:
+            time.sleep(0.1)
+        # vLLM went on: its /health answers while the terminal is stuck.
+        assert httpx.get(f"http://127.0.0.1:{guard.port}/health", trust_env=False).status_code == 200
+        os.set_blocking(read_end, False)
+        drained = 0
+        while True:
+            try:
+                chunk = os.read(read_end, 1 << 20)
+            except BlockingIOError:
+                if "were not shown here" in guard.stderr():
+                    break
+                time.sleep(0.05)
+                continue
+            drained += len(chunk)
+        guard.wait_for("lines of vLLM's stdout were not shown here")
+        assert guard.stop() == 0
+    finally:
+        os.close(read_end)
+    flood_lines = sum(p.read_bytes().count(b"\n") for p in (guard.state / "logs").glob("*-attempt-1.log*"))
+    assert flood_lines >= 200000
+
+
+def test_the_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=80,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for step in ("vLLM is ready (attempt 1)", "exited with status", "vLLM is ready (attempt 2)"):
+        assert step in result.stderr
+    assert "demo: done" in result.stderr
