@@ -48,14 +48,6 @@ class World:
     rng: random.Random = field(default_factory=random.Random)
 
 
-@dataclass(frozen=True, slots=True)
-class _Ended:
-    """How one attempt ended, when it was not stopped on request."""
-
-    attempt: Attempt
-    evidence: str
-
-
 class Supervisor:
     def __init__(
         self,
@@ -111,7 +103,7 @@ class Supervisor:
                 return ExitCode.STOPPED
             if isinstance(ended, ExitCode):
                 return ended
-            self.history.append(ended.attempt)
+            self.history.append(ended)
             decision = decide(self.history, self._discipline(), self._world.clock(), self._world.rng)
             if isinstance(decision, GiveUp):
                 self._report(decision)
@@ -125,8 +117,9 @@ class Supervisor:
                 return ExitCode.STOPPED
             args = decision.vllm_args
 
-    async def _attempt(self, number: int, args: tuple[str, ...]) -> _Ended | ExitCode | None:
-        """Run one attempt. None: stopped on request and vLLM is gone."""
+    async def _attempt(self, number: int, args: tuple[str, ...]) -> Attempt | ExitCode | None:
+        """Run one attempt: how it failed, None when it was stopped on request and vLLM is gone,
+        or the exit code when the guard cannot go on."""
         world = self._world
         redactor = Redactor.for_launch(self._env, args)
         world.printer.redactor = redactor
@@ -181,7 +174,7 @@ class Supervisor:
         )
         if self._stop.is_set():
             return None
-        return _Ended(attempt, evidence)
+        return attempt
 
     async def _watch(
         self, number: int, proc: VllmProcess, probe: HealthProbe, started: float
