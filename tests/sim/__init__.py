@@ -1,0 +1,1 @@
+"""Tests of the simulated `vllm serve` (vllm_guard.sim)."""

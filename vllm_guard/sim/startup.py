@@ -1,0 +1,195 @@
+"""The startup of the simulated vLLM, in vLLM's order, with the lines vLLM logs at each step.
+
+Order (reference.md §4.2 and the real-cpu tracebacks): the banner and non-default args; the port is
+bound (taken: the OSError at once, real-cpu d); the model is found (real-cpu b/c); the config is
+validated (e1/e2/a5); `VLLM::EngineCore` starts; in it the device check, the weights (most of
+VLLM_GUARD_SIM_LOAD_S), profiling and the KV cache, the CUDA graphs. The first step that fails
+prints vLLM's text for it and ends the startup with exit status 1.
+"""
+
+from __future__ import annotations
+
+import socketserver
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from vllm_guard.sim import api, config, flags, reports
+from vllm_guard.sim import memory as mem
+from vllm_guard.sim import messages as m
+from vllm_guard.sim import scenario as sc
+from vllm_guard.sim.console import Console
+from vllm_guard.sim.engine import EngineError, EngineProcess
+from vllm_guard.sim.models import Found, find
+
+
+class Interrupted(Exception):
+    """A stop signal arrived during startup."""
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    spec: mem.EngineSpec
+    ready: mem.Ready
+
+
+def served_names(args: flags.Parsed) -> list[str]:
+    names = args.get("served_model_name")
+    return [str(n) for n in names] if names else [str(args.get("model"))]
+
+
+class Startup:
+    def __init__(
+        self,
+        console: Console,
+        scenario: sc.Scenario,
+        args: flags.Parsed,
+        environ: dict[str, str],
+        stopped: Callable[[float], bool],
+    ) -> None:
+        self.console = console
+        self.scenario = scenario
+        self.args = args
+        self.environ = environ
+        self._stopped = stopped  # waits that long; True once a stop signal arrived
+        self.engine: EngineProcess | None = None
+        self.server: socketserver.BaseServer | None = None
+
+    def run(self) -> Started | int:
+        c, a, s = self.console, self.args, self.scenario
+        model = str(a.get("model"))
+        c.log("APIServer", "INFO", m.BANNER_WHERE, m.banner(s.version, model))
+        c.info("APIServer", m.NON_DEFAULT_ARGS, args=repr(a.non_default))
+        if a.model_option_used:
+            c.log("APIServer", "WARNING", *m.MODEL_OPTION_DEPRECATED)
+        try:
+            self.server = api.bind(a.get("host"), int(a.get("port")), a.get("uds"))
+        except OSError:
+            c.emit(reports.port_in_use())
+            return 1
+        if self._stopped(0.05 * s.load_s):
+            raise Interrupted
+        token = s.token or bool(a.get("hf_token"))
+        found = find(model, gated=s.gated, token=token, offline=s.offline, hub_reachable=s.hub_reachable)
+        if not isinstance(found, Found):
+            c.emit(reports.lookup_failure(found, model))
+            return 1
+        resolution = config.resolve(a, found.shape, s.gpu, self.environ)
+        for level, (where, text) in resolution.notes:
+            c.log("APIServer", level, where, text)
+        if resolution.error is not None:
+            c.emit(reports.config_failure(resolution.error, self._kwargs()))
+            return 1
+        assert resolution.spec is not None
+        self.spec = spec = resolution.spec
+        try:
+            self.engine = EngineProcess.spawn(orphan=self.scenario.faults.orphan_engine, ledger=s.ledger)
+        except EngineError as error:
+            print(f"vllm_guard.sim: {error}", file=sys.stderr)
+            return 1
+        c.pids["EngineCore"] = self.engine.pid
+        return self._engine_startup(spec, resolution.fp8_marlin)
+
+    def _kwargs(self) -> dict[str, object]:
+        a = self.args
+        return {
+            "pipeline_parallel_size": a.get("pipeline_parallel_size"),
+            "tensor_parallel_size": a.get("tensor_parallel_size"),
+            "max_num_batched_tokens": a.get("max_num_batched_tokens"),
+            "max_num_seqs": a.get("max_num_seqs"),
+            "max_model_len": a.get("max_model_len"),
+        }
+
+    def _engine_startup(self, spec: mem.EngineSpec, fp8_marlin: bool) -> Started | int:
+        c, a, s = self.console, self.args, self.scenario
+        began = time.monotonic()
+        c.info(
+            "EngineCore",
+            m.INITIALIZING_ENGINE,
+            version=s.version,
+            model=a.get("model"),
+            trust_remote_code=bool(a.get("trust_remote_code")),
+            dtype=spec.dtype,
+            max_len=spec.max_model_len,
+            tp=spec.tensor_parallel_size,
+            pp=spec.pipeline_parallel_size,
+            quantization=spec.weight_quant,
+            eager=bool(a.get("enforce_eager")),
+            kv_dtype=spec.kv_cache_dtype,
+            served=served_names(a)[0],
+            prefix=a.get("enable_prefix_caching") is not False,
+        )
+        budget, outcome = mem.evaluate(spec, s.gpu)
+        if self._stopped(0.05 * s.load_s):
+            raise Interrupted
+        if outcome.stage == "device":
+            return self._engine_failed(outcome)
+        c.info("EngineCore", m.STARTING_TO_LOAD, model=a.get("model"))
+        load_began = time.monotonic()
+        if self._stopped(0.5 * s.load_s):
+            raise Interrupted
+        if fp8_marlin:
+            c.log("EngineCore", "WARNING", *m.FP8_MARLIN)
+        if outcome.stage == "load":
+            return self._engine_failed(outcome)
+        loaded_s = time.monotonic() - load_began
+        c.info("EngineCore", m.LOADING_WEIGHTS_TOOK, s=loaded_s)
+        c.info("EngineCore", m.MODEL_LOADING_TOOK, gib=m.format_gib(budget.weights), s=loaded_s)
+        if self._stopped(0.15 * s.load_s):
+            raise Interrupted
+        if outcome.stage == "profile":
+            return self._engine_failed(outcome)
+        if spec.kv_cache_memory_bytes is not None:
+            c.info(
+                "EngineCore",
+                m.KV_BYTES_RESERVED,
+                free=m.format_gib(s.gpu.capacity),
+                kv=m.format_gib(spec.kv_cache_memory_bytes),
+            )
+        else:
+            c.info("EngineCore", m.AVAILABLE_KV_MEMORY, gib=m.format_gib(budget.available_kv))
+        if outcome.stage == "kv":
+            return self._engine_failed(outcome)
+        ready = outcome if isinstance(outcome, mem.Ready) else None
+        if ready is not None and ready.auto_fit_from is not None:
+            text = m.AUTO_FIT_REDUCED if ready.max_model_len < ready.auto_fit_from else m.AUTO_FIT_FULL
+            c.info(
+                "EngineCore",
+                text,
+                old=ready.auto_fit_from,
+                new=ready.max_model_len,
+                gib=m.format_gib(budget.available_kv),
+            )
+        kv_tokens = ready.kv_tokens if ready else (budget.available_kv // budget.kv_bytes_per_token)
+        max_len = ready.max_model_len if ready else spec.max_model_len
+        c.info(
+            "EngineCore",
+            m.KV_CACHE_SIZE,
+            tokens=kv_tokens,
+            max_len=max_len,
+            concurrency=kv_tokens / max(1, max_len),
+        )
+        if spec.cuda_graphs:
+            sizes = len(spec.capture_sizes)
+            c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, 0, sizes))
+            if self._stopped(0.15 * s.load_s):
+                raise Interrupted
+            if outcome.stage == "graphs":
+                return self._engine_failed(outcome)
+            c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, sizes, sizes))
+            c.raw("err", reports.capture_bar(m.CAPTURE_BAR_DECODE, sizes, sizes))
+            c.info("EngineCore", m.GRAPH_CAPTURE_FINISHED, s=0.15 * s.load_s, gib=budget.graphs / mem.GiB)
+        assert ready is not None
+        c.info("EngineCore", m.INIT_ENGINE_TOOK, s=time.monotonic() - began)
+        if self.engine is not None:
+            self.engine.hold(ready.held_bytes)
+        return Started(spec, ready)
+
+    def _engine_failed(self, outcome: mem.Outcome) -> int:
+        assert not isinstance(outcome, mem.Ready)
+        if self.engine is not None:  # the EngineCore raised and exits
+            self.engine.kill(force=True)
+            self.engine = None
+        self.console.emit(reports.memory_failure(outcome, self.scenario.version))
+        return 1
