@@ -302,12 +302,13 @@ class ProcessLauncher:
 
         proc.remember_tree()
         targets = self._leftovers(proc)
-        killed = []
+        # Names first: a killed process's name shrinks to the kernel's 15 characters
+        # ("VLLM::EngineCor") once its command line is gone.
+        killed = [f"{p.pid} ({_name(p)})" for p in targets]
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         for p in targets:
             with contextlib.suppress(psutil.Error):
-                killed.append(f"{p.pid} ({_name(p)})")
                 p.kill()
         deadline = time.monotonic() + self._kill_timeout_s
         alive = targets
