@@ -12,7 +12,6 @@ import argparse
 import asyncio
 import os
 import sys
-import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
@@ -50,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except KeyboardInterrupt:
         code = ExitCode.STOPPED
     except Exception:
+        import traceback  # noqa: PLC0415 - only a bug needs it; serve starts vLLM sooner without
+
         traceback.print_exc()
         print("vllm-guard: this is a bug in vllm-guard; please report it", file=sys.stderr)
         code = ExitCode.GUARD_BUG
@@ -70,10 +71,12 @@ def _dispatch(argv: list[str]) -> ExitCode:
     if ns.command == "serve":
         if not ns.rest or ns.rest[0].startswith("-"):
             raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
-        from vllm_guard.supervisor import serve, start_serving  # noqa: PLC0415
+        from vllm_guard.startup import start_serving  # noqa: PLC0415
 
         guard_settings = settings.load(cli_values)
         started = start_serving(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ))
+        from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
+
         return run_async(lambda: serve(started))
     from vllm_guard.demo import demo  # noqa: PLC0415
 

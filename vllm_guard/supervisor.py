@@ -26,6 +26,7 @@ from vllm_guard.policy import Attempt, Discipline, GiveUp, decide
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
+from vllm_guard.startup import Started
 from vllm_guard.state import StateDir
 
 # How long a vLLM whose /health says 503 (engine dead) may take to exit by itself; it takes ~5 s.
@@ -368,38 +369,6 @@ async def real_world(
     finally:
         reaper.uninstall()
         printer.close()
-
-
-@dataclass(frozen=True, slots=True)
-class Started:
-    """`serve` up to vLLM's first exec: what the event loop then takes over."""
-
-    settings: GuardSettings
-    program: tuple[str, ...]
-    model: str
-    user_args: tuple[str, ...]
-    env: dict[str, str]
-    state: StateDir
-    first: Spawned
-
-
-def start_serving(
-    settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
-) -> Started:
-    """Everything `serve` must do before vLLM starts, and vLLM's start itself, without an event
-    loop: vLLM begins loading while the guard is still importing the rest of itself."""
-    from vllm_guard.child import become_subreaper, resolve_command, spawn  # noqa: PLC0415
-
-    program = tuple(resolve_command(settings.vllm_command, env))
-    state = StateDir(settings.state_dir)
-    state.open()
-    try:
-        become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
-        first = spawn([*program, "serve", model, *user_args], env)
-    except BaseException:
-        state.close()
-        raise
-    return Started(settings, program, model, tuple(user_args), dict(env), state, first)
 
 
 async def serve(started: Started) -> ExitCode:

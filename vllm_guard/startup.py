@@ -1,0 +1,44 @@
+"""`serve` up to vLLM's first exec, without an event loop or the rest of the guard.
+
+vLLM begins loading while the guard is still importing what it needs only later (the event loop,
+the HTTP client, psutil): bench/startup.py measures this path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
+from vllm_guard.settings import GuardSettings
+from vllm_guard.state import StateDir
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """`serve` up to vLLM's first exec: what the event loop then takes over."""
+
+    settings: GuardSettings
+    program: tuple[str, ...]
+    model: str
+    user_args: tuple[str, ...]
+    env: dict[str, str]
+    state: StateDir
+    first: Spawned
+
+
+def start_serving(
+    settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
+) -> Started:
+    """Everything `serve` must do before vLLM starts (find the command, hold the state
+    directory), and vLLM's start itself."""
+    program = tuple(resolve_command(settings.vllm_command, env))
+    state = StateDir(settings.state_dir)
+    state.open()
+    try:
+        become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
+        first = spawn([*program, "serve", model, *user_args], env)
+    except BaseException:
+        state.close()
+        raise
+    return Started(settings, program, model, tuple(user_args), dict(env), state, first)
