@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,22 @@ def test_secrets_never_reach_the_output_or_the_state_dir(tmp_path: Path) -> None
     assert "apikey-value" not in everything
     assert "abcd1234" not in everything
     assert "token=***" in result.stdout
+
+
+def test_sigterm_while_the_guard_is_still_starting_stops_vllm_too(tmp_path: Path) -> None:
+    # vLLM is spawned before the event loop exists; a SIGTERM in that window must still stop it.
+    marker = tmp_path / "vllm-started"
+    script = f"sh -c 'touch {marker}; exec sleep 60' sh"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(tmp_path / "s"),
+         "--vllm-command", script, "serve", "m"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"nothing of it is left" in err

@@ -6,8 +6,9 @@ the HTTP client, psutil): bench/startup.py measures this path.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
 from vllm_guard.settings import GuardSettings
@@ -25,6 +26,8 @@ class Started:
     env: dict[str, str]
     state: StateDir
     first: Spawned
+    # SIGTERM/SIGINT that arrived before the event loop took the signals over.
+    early_signals: list[int] = field(default_factory=list)
 
 
 def start_serving(
@@ -33,6 +36,11 @@ def start_serving(
     """Everything `serve` must do before vLLM starts (find the command, hold the state
     directory), and vLLM's start itself."""
     program = tuple(resolve_command(settings.vllm_command, env))
+    early: list[int] = []
+    # From the spawn on, a stop request must not kill the guard and leave vLLM running unwatched
+    # (it is in a session of its own): note it, and the supervisor acts on it when it starts.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: early.append(received))
     state = StateDir(settings.state_dir)
     state.open()
     try:
@@ -41,4 +49,4 @@ def start_serving(
     except BaseException:
         state.close()
         raise
-    return Started(settings, program, model, tuple(user_args), dict(env), state, first)
+    return Started(settings, program, model, tuple(user_args), dict(env), state, first, early)

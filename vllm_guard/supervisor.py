@@ -84,10 +84,14 @@ class Supervisor:
 
     # -- the loop --
 
-    async def run(self) -> ExitCode:
+    async def run(self, early_signals: Sequence[int] = ()) -> ExitCode:
+        """Supervise until stopped or given up. `early_signals`: stop requests noted before
+        this loop took the signals over; read after it has, so none falls in between."""
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.request_stop, signum)
+        for early in early_signals:
+            self.request_stop(early)
         try:
             return await self._loop()
         finally:
@@ -383,7 +387,7 @@ async def serve(started: Started) -> ExitCode:
                 env=started.env,
                 world=world,
             )
-            return await supervisor.run()
+            return await supervisor.run(started.early_signals)
     except BaseException:
         from vllm_guard.child import kill_spawned  # noqa: PLC0415
 
