@@ -147,6 +147,8 @@ def test_a_runtime_crash_is_restarted_with_the_same_flags(serve: Serve) -> None:
     assert guard.stop() == 0
     first, second = guard.journal()
     assert first["exit_status"] == 1
+    assert first["kind"] == "oom_runtime"  # an OOM after ready, from the real runtime-OOM text
+    assert str(first["evidence"]).startswith("torch.OutOfMemoryError: CUDA out of memory.")
     assert second["kind"] == "stopped"
     assert first["argv"] == second["argv"]
     assert first["argv"][-2:] == ["--max-model-len", "8192"]  # type: ignore[index]

@@ -1,9 +1,21 @@
-"""Why an attempt of vLLM ended: the failure kinds, with stable names, and the Failure value."""
+"""Why an attempt of vLLM ended: the failure kinds, the signature catalogue, and `classify()`.
+
+Classifying is matching a catalogue of signatures (data, not if-chains) against the last lines of
+both of vLLM's streams. Each signature is a phrase vLLM, PyTorch or huggingface_hub really raises
+(the sources are in the README's catalogue table and in tests/diagnosis/fixtures). The root cause
+wins over the wrappers around it; a wrapper alone means `worker_died`; nothing at all, `unknown`.
+"""
 
 from __future__ import annotations
 
 import enum
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+
+from vllm_guard.redact import Redactor
+
+Number = int | float | str
 
 
 class FailureKind(enum.StrEnum):
@@ -47,8 +59,287 @@ class Failure:
 
     kind: FailureKind
     evidence: str = ""
-    numbers: dict[str, float] = field(default_factory=dict)
+    numbers: dict[str, Number] = field(default_factory=dict)
 
     @property
     def permanent(self) -> bool:
         return self.kind in PERMANENT_KINDS
+
+
+# An out-of-memory error's kind depends on the phase it happened in; OOM stands for that.
+OOM = "oom"
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One phrase that names a failure. `needle` is a lowercase literal every match contains,
+    looked for first because most lines match nothing; `rank` orders root causes (higher wins);
+    a wrapper (rank 0) only says that something died."""
+
+    kind: FailureKind | str
+    needle: str
+    pattern: re.Pattern[str]
+    rank: int
+
+
+def _sig(kind: FailureKind | str, rank: int, needle: str, pattern: str) -> Signature:
+    return Signature(kind, needle, re.compile(pattern, re.IGNORECASE), rank)
+
+
+K = FailureKind
+_SIZE = r"[\d.]+ ?[KMGT]i?B"
+
+CATALOGUE: tuple[Signature, ...] = (
+    # --- the model and the Hub ---
+    _sig(K.HF_AUTH, 90, "gatedrepoerror", r"GatedRepoError"),
+    _sig(K.HF_AUTH, 90, "gated repo", r"(access|accessing) (a |to )?gated repo"),
+    _sig(K.HF_AUTH, 90, "client error", r"\b40[13] Client Error"),
+    _sig(K.HF_AUTH, 90, "authorized list", r"not in the authorized list"),
+    _sig(K.HF_AUTH, 90, "is restricted", r"Access to model \S+ is restricted"),
+    _sig(K.HF_AUTH, 90, "invalid user token", r"Invalid user token|Invalid credentials in Authorization"),
+    _sig(K.MODEL_NOT_FOUND, 80, "not a valid model identifier", r"is not a valid model identifier"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repository not found", r"Repository Not Found|RepositoryNotFoundError"),
+    _sig(K.MODEL_NOT_FOUND, 80, "invalid repository id", r"Invalid repository ID or local directory"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form"),
+    _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot"),
+    _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named"),
+    _sig(K.HUB_UNREACHABLE, 70, "couldn't connect to", r"couldn't connect to '?https?://huggingface"),
+    _sig(K.HUB_UNREACHABLE, 70, "locate the file on the hub", r"error happened while trying to locate the file on the Hub"),
+    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable).*huggingface\.co"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "execute the", r"requires you to execute the (configuration|modeling) file"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "trust_remote_code=true", r"(pass|set) the (argument|option) .?trust_remote_code=True"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "custom code", r"contains custom code which must be executed"),
+    # --- memory ---
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"max seq len \((?P<max_model_len>\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((?P<kv_cache_tokens>\d+)\)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "derived max_model_len", r"User-specified max_model_len \((?P<max_model_len>\d+)\) is greater than the derived max_model_len \(\w+=(?P<derived_max_model_len>[\d.]+)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "auto-fit", r"Cannot auto-fit max_model_len"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on startup is less than desired", r"(Free memory on device|Available memory on node \d+)( \S+)? \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than desired [GC]PU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization"),
+    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks"),
+    _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "cudaerrorstreamcapture", r"cudaErrorStreamCapture(Unsupported|Invalidated)"),
+    _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA error: out of memory|OutOfMemoryError"),
+    _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory"),
+    # --- the machine ---
+    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)"),
+    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment"),
+    _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b"),
+    _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available"),
+    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device"),
+    _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient"),
+    _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old"),
+    _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type"),
+    _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "minimum capability", r"is not supported for the current GPU\. Minimum capability: (?P<min_compute_capability>\d+)\. Current capability: (?P<compute_capability>\d+)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in"),
+    _sig(K.PORT_IN_USE, 70, "already in use", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?"),
+    # --- the command line ---
+    _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)"),
+    _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)"),
+    _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)"),
+    _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method"),
+    _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config"),
+    # --- wrappers: something died; the cause, if any, is elsewhere ---
+    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed"),
+    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start"),
+    _sig(K.WORKER_DIED, 0, "enginedeaderror", r"EngineDeadError"),
+    _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)"),
+    _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly"),
+    _sig(K.WORKER_DIED, 0, "exited unexpectedly", r"engine core exited unexpectedly"),
+    _sig(K.WORKER_DIED, 0, "actordiederror", r"ActorDiedError|RayActorError"),
+    _sig(K.WORKER_DIED, 0, "engine loop has died", r"Engine loop has died"),
+    _sig(K.WORKER_DIED, 0, "is already dead", r"MQLLMEngine is already dead"),
+    _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed"),
+)  # fmt: skip
+
+# Where in vLLM's life an out-of-memory error happened: the last marker before it decides.
+# Log milestones and traceback frames alike (the frames name the function that allocated).
+_PHASES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
+    (K.OOM_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model)\b|Loading safetensors")),
+    (K.OOM_KV_CACHE, re.compile(r"Model loading took|Loading (model )?weights took|in (profile_run|determine_available_memory|_dummy_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches)\b|Memory profiling")),
+    (K.OOM_CUDA_GRAPH, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin)\b|torch/cuda/graphs\.py")),
+    (K.OOM_KV_CACHE, re.compile(r"Graph capturing finished")),
+    (K.OOM_RUNTIME, re.compile(r"Application startup complete|Starting vLLM server on|Uvicorn running on|Avg prompt throughput|POST /v1/")),
+)  # fmt: skip
+
+# A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying.
+_REQUESTED_STOP = re.compile(
+    r"shutdown triggered|trigger received signal=SIG(TERM|INT)|Received SIG(TERM|INT)", re.IGNORECASE
+)
+# How far after an out-of-memory line its traceback's frames may still tell the phase (another
+# process's traceback often follows the worker's error line).
+_PHASE_LOOKAHEAD = 60
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# Docker/kubectl timestamps and CRI stream tags, vLLM's process prefixes, and its logger header.
+_PREFIXES = (
+    re.compile(r"^\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]*(Z|[+-]\d\d:?\d\d)?\]?\s+((stdout|stderr) [FP] )?"),
+    re.compile(r"^\([^()]*pid=\d+[^()]*\)\s*"),
+    re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]\s*"),
+)  # fmt: skip
+_UNITS = {"B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+_EVIDENCE_MAX = 500
+
+
+def clean(line: str) -> str:
+    """A log line without colours, timestamps, process prefixes and logger headers."""
+    line = _ANSI.sub("", line).rstrip("\r\n").rstrip("\r")
+    changed = True
+    while changed:
+        changed = False
+        for prefix in _PREFIXES:
+            stripped = prefix.sub("", line, count=1)
+            if stripped != line:
+                line, changed = stripped, True
+    return line.strip()
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    index: int
+    signature: Signature
+    line: str
+    match: re.Match[str]
+
+
+def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: bool = False) -> Failure:
+    """Why vLLM ended, from the last lines of its stdout and stderr (in arrival order).
+
+    `ready`: the guard saw /health answer 200 before the end, so an out-of-memory error is a
+    runtime one whatever the log says. `exit_status` (negative: killed by that signal) only
+    matters when no phrase explains the end.
+    """
+    cleaned = [clean(line) for line in lines]
+    hits: list[_Hit] = []
+    for index, line in enumerate(cleaned):
+        low = line.lower()
+        for signature in CATALOGUE:
+            if signature.needle in low:
+                match = signature.pattern.search(line)
+                if match:
+                    hits.append(_Hit(index, signature, line, match))
+    stop = next((i for i, line in enumerate(cleaned) if _REQUESTED_STOP.search(line)), len(cleaned))
+    hits = [h for h in hits if h.signature.rank > 0 or h.index < stop]
+    causes = [h for h in hits if h.signature.rank > 0]
+    if causes:
+        top = max(h.signature.rank for h in causes)
+        best = next(h for h in causes if h.signature.rank == top)
+        kind = best.signature.kind
+        if kind == OOM:
+            kind = K.OOM_RUNTIME if ready else _oom_phase(cleaned, best.index)
+        return Failure(FailureKind(kind), _evidence(best.line), _numbers(best, cleaned))
+    if hits:
+        return Failure(K.WORKER_DIED, _evidence(hits[0].line))
+    if exit_status is not None and exit_status in (-9, 137):
+        return Failure(
+            K.WORKER_DIED,
+            f"vLLM was killed (status {exit_status}) and printed no cause: the host's OOM killer?",
+        )
+    return Failure(K.UNKNOWN, "")
+
+
+def _oom_phase(cleaned: Sequence[str], index: int) -> FailureKind:
+    """The phase of the last milestone or traceback frame before an out-of-memory error, else of
+    the first frame in the traceback after it; weights (the first phase) when nothing tells."""
+    for line in reversed(cleaned[:index]):
+        for kind, marker in _PHASES:
+            if marker.search(line):
+                return kind
+    for line in cleaned[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
+        if ", in " not in line:
+            continue
+        for kind, marker in _PHASES:
+            if marker.search(line):
+                return kind
+    return K.OOM_WEIGHTS
+
+
+def _numbers(hit: _Hit, cleaned: Sequence[str]) -> dict[str, Number]:
+    numbers: dict[str, Number] = {}
+    for key, value in hit.match.groupdict().items():
+        if value is not None:
+            numbers[key] = _typed(key, value)
+    if hit.signature.kind == OOM:
+        numbers.update(_oom_numbers(hit.line))
+    if hit.signature.kind == K.INSUFFICIENT_FREE_MEMORY:
+        for key in ("free_bytes", "total_bytes", "required_bytes"):
+            if key in numbers:
+                numbers[key] = int(float(hit.match.group(key)) * 2**30)
+    return numbers
+
+
+_OOM_NEW = re.compile(
+    rf"Tried to allocate (?P<tried_bytes>{_SIZE})\. GPU \d+ has a total capacity of (?P<total_bytes>{_SIZE}) of which (?P<free_bytes>{_SIZE}) is free"
+)
+_OOM_OLD = re.compile(
+    rf"Tried to allocate (?P<tried_bytes>{_SIZE}) \(GPU \d+; (?P<total_bytes>{_SIZE}) total capacity;.*?(?P<free_bytes>{_SIZE}) free"
+)
+_OOM_THIS = re.compile(rf"this process has (?P<process_bytes>{_SIZE}) memory in use")
+_OOM_OTHER = re.compile(
+    rf"Process (?P<other_process_pid>\d+) has (?P<other_process_bytes>{_SIZE}) memory in use"
+)
+
+
+def _oom_numbers(line: str) -> dict[str, Number]:
+    numbers: dict[str, Number] = {}
+    for pattern in (_OOM_NEW, _OOM_OLD, _OOM_THIS, _OOM_OTHER):
+        match = pattern.search(line)
+        if match:
+            for key, value in match.groupdict().items():
+                numbers.setdefault(key, _typed(key, value))
+    return numbers
+
+
+def _typed(key: str, value: str) -> Number:
+    if key.endswith("_bytes"):
+        return _bytes(value)
+    if key in ("compute_capability", "min_compute_capability"):
+        return value if "." in value else f"{int(value) // 10}.{int(value) % 10}"
+    if key == "gpu_memory_utilization":
+        return float(value)
+    if key == "flag":
+        return value
+    return int(float(value))
+
+
+def _bytes(size: str) -> int:
+    match = re.fullmatch(r"([\d.]+) ?([KMGT]?)i?B", size.strip())
+    if not match:
+        return int(float(size))
+    return int(float(match.group(1)) * _UNITS[match.group(2) or "B"])
+
+
+_SCRUB = Redactor()
+
+
+def _evidence(line: str) -> str:
+    line = _SCRUB.text(line)
+    return line if len(line) <= _EVIDENCE_MAX else line[:_EVIDENCE_MAX] + "…"
+
+
+# One sentence per kind for the person reading `diagnose` or the guard's report.
+ADVICE: dict[FailureKind, str] = {
+    K.OOM_WEIGHTS: "The weights do not fit in GPU memory: quantize them (--quantization fp8), offload some (--cpu-offload-gb), or spread them over more GPUs (--tensor-parallel-size).",
+    K.OOM_KV_CACHE: "No GPU memory is left for the KV cache after the weights: lower --max-model-len or --max-num-seqs/--max-num-batched-tokens, use --kv-cache-dtype fp8, or raise --gpu-memory-utilization if the GPU has room.",
+    K.MAX_MODEL_LEN_TOO_LARGE: "--max-model-len is more than the KV cache (or the model) can hold: set it to the estimate vLLM printed, or free more memory for the KV cache.",
+    K.INSUFFICIENT_FREE_MEMORY: "Another process holds GPU memory: stop it, or lower --gpu-memory-utilization to what is free.",
+    K.OOM_CUDA_GRAPH: "Capturing CUDA graphs ran out of memory: add --enforce-eager, or lower --gpu-memory-utilization.",
+    K.OOM_RUNTIME: "vLLM ran out of memory while serving: lower --max-num-seqs or --max-num-batched-tokens, or --gpu-memory-utilization.",
+    K.HF_AUTH: "The model is gated: set HF_TOKEN to a token whose account has been granted access to it on the Hugging Face Hub.",
+    K.MODEL_NOT_FOUND: "There is no such model: check the repository id or local path (and HF_HUB_OFFLINE, which allows only cached models).",
+    K.TRUST_REMOTE_CODE: "The model needs its own code: add --trust-remote-code if you trust the repository.",
+    K.SHM_TOO_SMALL: "/dev/shm is too small: give the container more (docker run --shm-size=16g, or --ipc=host).",
+    K.UNSUPPORTED_DTYPE_OR_QUANT: "This GPU does not support the dtype or quantization asked for: use --dtype half on GPUs older than Ampere, or another --quantization.",
+    K.CUDA_DRIVER: "vLLM cannot use the GPU: check that it is visible (nvidia-smi, CUDA_VISIBLE_DEVICES) and that the driver matches the CUDA build of torch.",
+    K.INVALID_ARGS: "vLLM refused its command line: fix the flag it names (flags change between vLLM versions).",
+    K.PORT_IN_USE: "The port is taken: stop whatever holds it (another vLLM?) or choose another --port.",
+    K.HUB_UNREACHABLE: "The Hugging Face Hub could not be reached: check the network, or set HF_HUB_OFFLINE=1 if the model is cached.",
+    K.WORKER_DIED: "A vLLM process died without printing why: look above the first error for the cause, and at the host's OOM killer (dmesg).",
+    K.HUNG: "vLLM stopped answering: it was stopped and restarted.",
+    K.UNKNOWN: "Nothing in the output explains why vLLM ended.",
+}

@@ -27,6 +27,7 @@ class Attempt:
     ready_at: float | None
     exit_status: int | None  # None when the guard had to kill it
     failure: Failure
+    last_line: str = ""  # what vLLM printed last: context when the failure has no evidence
 
     @property
     def healthy_for_s(self) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 from vllm_guard import gpu, vllm_args
 from vllm_guard.child import Launcher, Spawned, VllmProcess
 from vllm_guard.errors import ExitCode
-from vllm_guard.failures import Failure, FailureKind
+from vllm_guard.failures import Failure, FailureKind, classify
 from vllm_guard.health import HealthProbe
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.policy import Attempt, Discipline, GiveUp, decide
@@ -154,17 +154,20 @@ class Supervisor:
             return cleared
         ended_at = world.clock()
         status = proc.exit_status.result()
-        evidence = _last_line(output.tail(40))
         if hung:
             failure = Failure(FailureKind.HUNG, hung)
         else:
-            failure = Failure(FailureKind.UNKNOWN, evidence)
+            failure = classify(output.tail(), exit_status=status, ready=ready_at is not None)
             self._print(
-                f"vLLM exited with status {_status_text(status)} after "
-                f"{ended_at - started:.1f} s without being asked to stop (attempt {number})",
+                f"vLLM exited with status {_status_text(status)} after {ended_at - started:.1f} s "
+                f"without being asked to stop (attempt {number}): {failure.kind.value}"
+                + (f": {failure.evidence}" if failure.evidence else ""),
                 level="error",
             )
-        attempt = Attempt(number, args, started, ended_at, ready_at, None if hung else status, failure)
+        last_line = next((line.strip() for line in reversed(output.tail(20)) if line.strip()), "")
+        attempt = Attempt(
+            number, args, started, ended_at, ready_at, None if hung else status, failure, last_line
+        )
         world.state.record(
             {
                 "attempt": number,
@@ -331,7 +334,7 @@ class Supervisor:
             self._print(
                 f"  {a.number:>3}  {a.ended_at - a.started_at:>7.1f}s  "
                 f"{'yes' if a.ready_at is not None else 'no':>5}  {ended:<16}  "
-                f"{a.failure.kind.value:<10}  {a.failure.evidence[:160]}"
+                f"{a.failure.kind.value:<10}  {(a.failure.evidence or a.last_line)[:160]}"
             )
 
 
@@ -342,13 +345,6 @@ def _status_text(status: int | None) -> str:
         with contextlib.suppress(ValueError):
             return f"{status} ({signal.Signals(-status).name})"
     return str(status)
-
-
-def _last_line(lines: Sequence[str]) -> str:
-    for line in reversed(lines):
-        if line.strip():
-            return line.strip()
-    return "(no output)"
 
 
 @contextlib.asynccontextmanager
