@@ -1,6 +1,7 @@
 """The command line: guard options, sub-commands, and exit codes. The only place that exits.
 
     vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
+    vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-]
     vllm-guard [GUARD OPTIONS] demo
 
 Guard options come before the sub-command; MODEL and everything after it belong to vLLM, untouched.
@@ -18,7 +19,7 @@ from typing import Any, NoReturn
 from vllm_guard import __version__, settings
 from vllm_guard.errors import ExitCode, GuardError
 
-USAGE = "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | demo}"
+USAGE = "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | diagnose [--json] [LOGFILE|-] | demo}"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vllm-guard {__version__}")
     for flag, (name, help_text) in settings.option_help().items():
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
-    parser.add_argument("command", choices=["serve", "demo"], help="what to do")
+    parser.add_argument("command", choices=["serve", "diagnose", "demo"], help="what to do")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -78,6 +79,10 @@ def _dispatch(argv: list[str]) -> ExitCode:
         from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
 
         return run_async(lambda: serve(started))
+    if ns.command == "diagnose":
+        from vllm_guard.diagnose import diagnose  # noqa: PLC0415
+
+        return diagnose(ns.rest)
     from vllm_guard.demo import demo  # noqa: PLC0415
 
     if ns.rest:

@@ -1,0 +1,130 @@
+"""classify() on its own: kinds, ranking, phases, numbers, cleaning. The corpus of real logs is
+tests/diagnosis/; the lines here are single real lines, each from the file named beside it."""
+
+from __future__ import annotations
+
+from vllm_guard.failures import ADVICE, PERMANENT_KINDS, FailureKind, classify, clean
+
+# shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log (vLLM 0.32.0)
+KV_TOO_SMALL = (
+    "(EngineCore pid=28342) ERROR 11-27 05:24:43 [core.py:1115] ValueError: To serve at least one "
+    "request with the model's max seq len (4096), (0.0 GiB KV cache is needed, which is larger than "
+    "the available KV cache memory (0.0 GiB). Based on the available memory, the estimated maximum "
+    "model length is 1792. Try increasing `gpu_memory_utilization` (which also controls CPU memory "
+    "on the CPU backend) or decreasing `max_model_len` when initializing the engine."
+)
+WRAPPER = "RuntimeError: Engine core initialization failed. See root cause above. Failed core proc(s): {}"
+# shared/vllm/gpu/h100-probe.json (torch 2.11, H100)
+OOM_NEW = (
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 37.25 GiB. GPU 0 has a total "
+    "capacity of 79.18 GiB of which 22.78 GiB is free. Including non-PyTorch memory, this process "
+    "has 56.39 GiB memory in use."
+)
+# shared/vllm/real-public/cases.jsonl, v012-llama2-70b-single-a100-init-oom (older torch wording)
+OOM_OLD = (
+    "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 160.00 MiB (GPU 0; 79.35 GiB "
+    "total capacity; 78.58 GiB already allocated; 145.19 MiB free; 78.58 GiB reserved in total by PyTorch)"
+)
+GIB = 2**30
+
+
+def test_the_kinds_are_exactly_designs() -> None:
+    assert {k.value for k in FailureKind} == {
+        "oom_weights", "oom_kv_cache", "max_model_len_too_large", "insufficient_free_memory",
+        "oom_cuda_graph", "oom_runtime", "hf_auth", "model_not_found", "trust_remote_code",
+        "shm_too_small", "unsupported_dtype_or_quant", "cuda_driver", "invalid_args", "port_in_use",
+        "hub_unreachable", "worker_died", "hung", "unknown",
+    }  # fmt: skip
+    assert {k.value for k in PERMANENT_KINDS} == {
+        "hf_auth", "model_not_found", "trust_remote_code", "shm_too_small", "cuda_driver", "invalid_args",
+    }  # fmt: skip
+    assert set(ADVICE) == set(FailureKind)
+
+
+def test_the_root_cause_wins_over_the_wrapper_after_it() -> None:
+    failure = classify([KV_TOO_SMALL, "Traceback (most recent call last):", WRAPPER])
+    assert failure.kind == FailureKind.MAX_MODEL_LEN_TOO_LARGE
+    assert failure.numbers == {"max_model_len": 4096, "estimated_max_model_len": 1792}
+    assert failure.evidence.startswith("ValueError: To serve at least one request")
+
+
+def test_a_wrapper_alone_is_worker_died_and_nothing_is_unknown() -> None:
+    assert classify(["INFO starting", WRAPPER]).kind == FailureKind.WORKER_DIED
+    assert classify(["INFO 11-27 05:24:43 [core.py:1] all good"]).kind == FailureKind.UNKNOWN
+    assert classify([]).evidence == ""
+
+
+def test_sigkill_with_no_cause_is_worker_died() -> None:
+    assert classify(["INFO loading"], exit_status=-9).kind == FailureKind.WORKER_DIED
+    assert classify(["INFO loading"], exit_status=1).kind == FailureKind.UNKNOWN
+
+
+def test_wrappers_after_a_requested_shutdown_are_not_a_death() -> None:
+    # shared/vllm/real-cpu/full/ok_run2_warmcache.log: SIGTERM, then EngineDeadError while stopping
+    lines = [
+        "(APIServer pid=15661) INFO 11-27 05:15:07 [launcher.py:254] [shutdown] API server: shutdown triggered",
+        "(APIServer pid=15661) ERROR 11-27 05:15:07 [async_llm.py:906] vllm.v1.engine.exceptions.EngineDeadError: "
+        "EngineCore encountered an issue. See stack trace (above) for the root cause.",
+    ]
+    assert classify(lines).kind == FailureKind.UNKNOWN
+
+
+def test_an_oom_is_named_by_the_phase_it_happened_in() -> None:
+    assert classify(["Starting to load model m...", OOM_NEW]).kind == FailureKind.OOM_WEIGHTS
+    assert classify(["Model loading took 14.2 GiB", OOM_NEW]).kind == FailureKind.OOM_KV_CACHE
+    capture = "Capturing CUDA graphs (mixed prefill-decode, PIECEWISE):   0%|          | 0/51"
+    assert classify(["Model loading took 14.2 GiB", capture, OOM_NEW]).kind == FailureKind.OOM_CUDA_GRAPH
+    assert classify(["Application startup complete.", OOM_NEW]).kind == FailureKind.OOM_RUNTIME
+    assert classify([OOM_NEW], ready=True).kind == FailureKind.OOM_RUNTIME
+    assert classify([OOM_NEW]).kind == FailureKind.OOM_WEIGHTS
+
+
+def test_oom_numbers_in_both_torch_wordings() -> None:
+    new = classify([OOM_NEW]).numbers
+    assert new["tried_bytes"] == int(37.25 * GIB)
+    assert new["total_bytes"] == int(79.18 * GIB)
+    assert new["free_bytes"] == int(22.78 * GIB)
+    assert new["process_bytes"] == int(56.39 * GIB)
+    old = classify([OOM_OLD]).numbers
+    assert old["tried_bytes"] == 160 * 2**20
+    assert old["total_bytes"] == int(79.35 * GIB)
+    assert old["free_bytes"] == int(145.19 * 2**20)
+
+
+def test_free_memory_numbers() -> None:
+    # shared/vllm/real-cpu/full/fail_a4_gpu_util_099.log
+    line = (
+        "ValueError: Available memory on node 0 (10.01/11.59 GiB) on startup is less than desired "
+        "CPU memory utilization (0.99, 11.47 GiB)."
+    )
+    failure = classify([line])
+    assert failure.kind == FailureKind.INSUFFICIENT_FREE_MEMORY
+    assert failure.numbers == {
+        "free_bytes": int(10.01 * GIB),
+        "total_bytes": int(11.59 * GIB),
+        "gpu_memory_utilization": 0.99,
+        "required_bytes": int(11.47 * GIB),
+    }
+
+
+def test_capabilities_are_strings_like_7_5() -> None:
+    # reference.md §1.9 (vllm/config/vllm.py)
+    line = (
+        "ValueError: The quantization method fp8 is not supported for the current GPU. "
+        "Minimum capability: 80. Current capability: 75."
+    )
+    failure = classify([line])
+    assert failure.kind == FailureKind.UNSUPPORTED_DTYPE_OR_QUANT
+    assert failure.numbers == {"min_compute_capability": "8.0", "compute_capability": "7.5"}
+
+
+def test_cleaning_strips_what_wraps_a_line() -> None:
+    raw = "2024-09-05T00:38:34.123456789Z stdout F \x1b[1;31m(EngineCore_DP0 pid=42) ERROR 11-27 05:24:43 [core.py:1115] \x1b[0mboom\r"
+    assert clean(raw) == "boom"
+    assert clean("(RayWorkerWrapper pid=7, ip=10.0.0.1) INFO 01-02 03:04:05 [worker.py:1] hi") == "hi"
+
+
+def test_tokens_never_reach_the_evidence() -> None:
+    token = "hf_" + "aB3" * 12
+    line = f"OSError: You are trying to access a gated repo. token={token}"
+    assert token not in classify([line]).evidence
