@@ -214,16 +214,22 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
     runtime one whatever the log says. `exit_status` (negative: killed by that signal) only
     matters when no phrase explains the end.
     """
-    cleaned = [clean(line) for line in lines]
+    raw = [line.rstrip("\r\n") for line in lines]
     hits: list[_Hit] = []
-    for index, line in enumerate(cleaned):
+    stop = len(raw)
+    for index, line in enumerate(raw):
         low = line.lower()
-        for signature in CATALOGUE:
-            if signature.needle in low:
-                match = signature.pattern.search(line)
+        # Needles are looked for in the raw line (a prefix never hides one); only a line that
+        # has one is cleaned and matched: most lines of a long log have none.
+        candidates = [sig for sig in CATALOGUE if sig.needle in low]
+        if candidates:
+            text = clean(line)
+            for signature in candidates:
+                match = signature.pattern.search(text)
                 if match:
-                    hits.append(_Hit(index, signature, line, match))
-    stop = next((i for i, line in enumerate(cleaned) if _REQUESTED_STOP.search(line)), len(cleaned))
+                    hits.append(_Hit(index, signature, text, match))
+        if stop == len(raw) and ("shutdown" in low or "signal" in low) and _REQUESTED_STOP.search(line):
+            stop = index
     hits = [h for h in hits if h.signature.rank > 0 or h.index < stop]
     causes = [h for h in hits if h.signature.rank > 0]
     if causes:
@@ -231,8 +237,8 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
         best = next(h for h in causes if h.signature.rank == top)
         kind = best.signature.kind
         if kind == OOM:
-            kind = K.OOM_RUNTIME if ready else _oom_phase(cleaned, best.index)
-        return Failure(FailureKind(kind), _evidence(best.line), _numbers(best, cleaned))
+            kind = K.OOM_RUNTIME if ready else _oom_phase(raw, best.index)
+        return Failure(FailureKind(kind), _evidence(best.line), _numbers(best))
     if hits:
         return Failure(K.WORKER_DIED, _evidence(hits[0].line))
     if exit_status is not None and exit_status in (-9, 137):
@@ -243,14 +249,14 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
     return Failure(K.UNKNOWN, "")
 
 
-def _oom_phase(cleaned: Sequence[str], index: int) -> FailureKind:
+def _oom_phase(lines: Sequence[str], index: int) -> FailureKind:
     """The phase of the last milestone or traceback frame before an out-of-memory error, else of
     the first frame in the traceback after it; weights (the first phase) when nothing tells."""
-    for line in reversed(cleaned[:index]):
+    for line in reversed(lines[:index]):
         for kind, marker in _PHASES:
             if marker.search(line):
                 return kind
-    for line in cleaned[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
+    for line in lines[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
         if ", in " not in line:
             continue
         for kind, marker in _PHASES:
@@ -259,7 +265,7 @@ def _oom_phase(cleaned: Sequence[str], index: int) -> FailureKind:
     return K.OOM_WEIGHTS
 
 
-def _numbers(hit: _Hit, cleaned: Sequence[str]) -> dict[str, Number]:
+def _numbers(hit: _Hit) -> dict[str, Number]:
     numbers: dict[str, Number] = {}
     for key, value in hit.match.groupdict().items():
         if value is not None:
