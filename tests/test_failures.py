@@ -128,3 +128,12 @@ def test_tokens_never_reach_the_evidence() -> None:
     token = "hf_" + "aB3" * 12
     line = f"OSError: You are trying to access a gated repo. token={token}"
     assert token not in classify([line]).evidence
+
+
+def test_the_documented_catalogue_is_the_catalogue() -> None:
+    from pathlib import Path
+
+    from vllm_guard.failures import catalogue_table
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "diagnosis.md").read_text()
+    assert doc.endswith(catalogue_table()), "regenerate the table in docs/diagnosis.md"

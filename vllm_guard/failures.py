@@ -80,10 +80,11 @@ class Signature:
     needle: str
     pattern: re.Pattern[str]
     rank: int
+    source: str  # where the phrase was seen: a captured log, a public thread, vLLM's source
 
 
-def _sig(kind: FailureKind | str, rank: int, needle: str, pattern: str) -> Signature:
-    return Signature(kind, needle, re.compile(pattern, re.IGNORECASE), rank)
+def _sig(kind: FailureKind | str, rank: int, needle: str, pattern: str, source: str) -> Signature:
+    return Signature(kind, needle, re.compile(pattern, re.IGNORECASE), rank, source)
 
 
 K = FailureKind
@@ -91,70 +92,69 @@ _SIZE = r"[\d.]+ ?[KMGT]i?B"
 
 CATALOGUE: tuple[Signature, ...] = (
     # --- the model and the Hub ---
-    _sig(K.HF_AUTH, 90, "gatedrepoerror", r"GatedRepoError"),
-    _sig(K.HF_AUTH, 90, "gated repo", r"(access|accessing) (a |to )?gated repo"),
-    _sig(K.HF_AUTH, 90, "client error", r"\b40[13] Client Error"),
-    _sig(K.HF_AUTH, 90, "authorized list", r"not in the authorized list"),
-    _sig(K.HF_AUTH, 90, "is restricted", r"Access to model \S+ is restricted"),
-    _sig(K.HF_AUTH, 90, "invalid user token", r"Invalid user token|Invalid credentials in Authorization"),
-    _sig(K.MODEL_NOT_FOUND, 80, "not a valid model identifier", r"is not a valid model identifier"),
-    _sig(K.MODEL_NOT_FOUND, 80, "repository not found", r"Repository Not Found|RepositoryNotFoundError"),
-    _sig(K.MODEL_NOT_FOUND, 80, "invalid repository id", r"Invalid repository ID or local directory"),
-    _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form"),
-    _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot"),
-    _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named"),
-    _sig(K.HUB_UNREACHABLE, 70, "couldn't connect to", r"couldn't connect to '?https?://huggingface"),
-    _sig(K.HUB_UNREACHABLE, 70, "locate the file on the hub", r"error happened while trying to locate the file on the Hub"),
-    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable).*huggingface\.co"),
-    _sig(K.TRUST_REMOTE_CODE, 85, "execute the", r"requires you to execute the (configuration|modeling) file"),
-    _sig(K.TRUST_REMOTE_CODE, 85, "trust_remote_code=true", r"(pass|set) the (argument|option) .?trust_remote_code=True"),
-    _sig(K.TRUST_REMOTE_CODE, 85, "custom code", r"contains custom code which must be executed"),
+    _sig(K.HF_AUTH, 90, "gatedrepoerror", r"GatedRepoError", "huggingface_hub.errors.GatedRepoError (reference.md \u00a71.7)"),
+    _sig(K.HF_AUTH, 90, "gated repo", r"(access|accessing) (a |to )?gated repo", "transformers OSError, 'You are trying to access a gated repo' (cases.jsonl gated-llama2-quickstart-oserror)"),
+    _sig(K.HF_AUTH, 90, "client error", r"\b40[13] Client Error", "huggingface_hub/utils/_http.py (reference.md \u00a71.7)"),
+    _sig(K.HF_AUTH, 90, "authorized list", r"not in the authorized list", "the Hub's 403 message (reference.md \u00a71.7)"),
+    _sig(K.HF_AUTH, 90, "is restricted", r"Access to model \S+ is restricted", "the Hub's 401 message (reference.md \u00a71.7)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "not a valid model identifier", r"is not a valid model identifier", "transformers OSError for an unknown repo (reference.md \u00a71.7)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repository not found", r"Repository Not Found|RepositoryNotFoundError", "huggingface_hub (reference.md \u00a71.7)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "invalid repository id", r"Invalid repository ID or local directory", "vLLM 0.8+ config probe (reference.md \u00a71.7; cases.jsonl v1-pydantic-invalid-repo-colab)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form", "huggingface_hub HFValidationError for a missing local path (real-cpu fail_b)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot", "huggingface_hub LocalEntryNotFoundError with HF_HUB_OFFLINE=1 (real-cpu fail_c1, fail_c3)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named", "transformers OSError for a folder without config.json (vllm#4416)"),
+    _sig(K.HUB_UNREACHABLE, 70, "couldn't connect to", r"couldn't connect to '?https?://huggingface", "transformers OSError with no network (real-cpu fail_c2, fail_c4)"),
+    _sig(K.HUB_UNREACHABLE, 70, "locate the file on the hub", r"error happened while trying to locate the file on the Hub", "huggingface_hub LocalEntryNotFoundError with no network (real-cpu fail_c2, fail_c4)"),
+    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable).*huggingface\.co", "requests/urllib3 connection errors naming the Hub"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "execute the", r"requires you to execute the (configuration|modeling) file", "transformers (cases.jsonl litellm-vllm-trust-remote-code; reference.md \u00a71.8)"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "trust_remote_code=true", r"(pass|set) the (argument|option) .?trust_remote_code=True", "transformers (reference.md \u00a71.8)"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "custom code", r"contains custom code which must be executed", "transformers (reference.md \u00a71.8)"),
     # --- memory ---
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?"),
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"max seq len \((?P<max_model_len>\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((?P<kv_cache_tokens>\d+)\)"),
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "derived max_model_len", r"User-specified max_model_len \((?P<max_model_len>\d+)\) is greater than the derived max_model_len \(\w+=(?P<derived_max_model_len>[\d.]+)"),
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "auto-fit", r"Cannot auto-fit max_model_len"),
-    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on startup is less than desired", r"(Free memory on device|Available memory on node \d+)( \S+)? \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than desired [GC]PU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)"),
-    _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization"),
-    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks"),
-    _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler"),
-    _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing"),
-    _sig(K.OOM_CUDA_GRAPH, 80, "cudaerrorstreamcapture", r"cudaErrorStreamCapture(Unsupported|Invalidated)"),
-    _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA error: out of memory|OutOfMemoryError"),
-    _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?", "vLLM 0.2x+ (real-cpu fail_a1, fail_a2; reference.md \u00a71.2)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"max seq len \((?P<max_model_len>\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((?P<kv_cache_tokens>\d+)\)", "vLLM older wording (cases.jsonl kv-maxlen-29000-rtx3090; reference.md \u00a71.2)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "derived max_model_len", r"User-specified max_model_len \((?P<max_model_len>\d+)\) is greater than the derived max_model_len \(\w+=(?P<derived_max_model_len>[\d.]+)", "vLLM ModelConfig (real-cpu fail_a5; cases.jsonl xinference-maxlen-gt-derived)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "auto-fit", r"Cannot auto-fit max_model_len", "vLLM 0.14+ --max-model-len auto (reference.md \u00a71.2)"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on startup is less than desired", r"(Free memory on device|Available memory on node \d+)( \S+)? \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than desired [GC]PU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)", "vLLM v1/worker/utils.py, GPU and CPU wording (real-cpu fail_a4; reference.md \u00a71.3)"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization", "vLLM v1/worker/utils.py (reference.md \u00a71.3)"),
+    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks", "vLLM (real-cpu fail_a3; reference.md \u00a71.1)"),
+    _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler", "vLLM sampler warm-up (facts.md, vllm#15105)"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "torch during CUDA-graph capture (gpu/h100-probe2.json)"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "cudaerrorstreamcapture", r"cudaErrorStreamCapture(Unsupported|Invalidated)", "CUDA during graph capture (gpu/h100-probe2.json)"),
+    _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
+    _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vLLM weight loading (reference.md \u00a71.4)"),
     # --- the machine ---
-    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)"),
-    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment"),
-    _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b"),
-    _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available"),
-    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device"),
-    _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient"),
-    _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old"),
-    _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type"),
-    _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "minimum capability", r"is not supported for the current GPU\. Minimum capability: (?P<min_compute_capability>\d+)\. Current capability: (?P<compute_capability>\d+)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in"),
-    _sig(K.PORT_IN_USE, 70, "already in use", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?"),
+    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "Ray's object store and others on /dev/shm (cases.jsonl ray-raylet-dev-shm)"),
+    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment", "NCCL WARN on /dev/shm (MiniMax-AI/MiniMax-01#42)"),
+    _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b", "SIGBUS's message when /dev/shm runs out (DESIGN.md)"),
+    _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available", "torch (gpu/h100-probe2.json)"),
+    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "CUDA (cases.jsonl v1-blackwell-no-kernel-image)"),
+    _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient", "CUDA runtime, cudaErrorInsufficientDriver"),
+    _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch (bentoml/OpenLLM#746, vllm#1772)"),
+    _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vLLM platform detection (vllm#12847, vllm#13946)"),
+    _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "NVML (nvidia-smi and torch)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)", "vLLM platforms/cuda.py (reference.md \u00a71.9)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "minimum capability", r"is not supported for the current GPU\. Minimum capability: (?P<min_compute_capability>\d+)\. Current capability: (?P<compute_capability>\d+)", "vLLM config/vllm.py (reference.md \u00a71.9)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vLLM (reference.md \u00a71.9)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vLLM (reference.md \u00a71.9)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in", "vLLM (reference.md \u00a71.9)"),
+    _sig(K.PORT_IN_USE, 70, "already in use", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?", "Python's OSError, and uvicorn's older wording (real-cpu fail_d; cases.jsonl ci-bind-random-port)"),
     # --- the command line ---
-    _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)"),
-    _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)"),
-    _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)"),
-    _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method"),
-    _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config"),
+    _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "argparse (reference.md \u00a71.11)"),
+    _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a71.11)"),
+    _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a72.1)"),
+    _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method", "vLLM (real-cpu fail_e2; reference.md \u00a71.9)"),
+    _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config", "pydantic, vLLM's config classes (real-cpu fail_e1)"),
     # --- wrappers: something died; the cause, if any, is elsewhere ---
-    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed"),
-    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start"),
-    _sig(K.WORKER_DIED, 0, "enginedeaderror", r"EngineDeadError"),
-    _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)"),
-    _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly"),
-    _sig(K.WORKER_DIED, 0, "exited unexpectedly", r"engine core exited unexpectedly"),
-    _sig(K.WORKER_DIED, 0, "actordiederror", r"ActorDiedError|RayActorError"),
-    _sig(K.WORKER_DIED, 0, "engine loop has died", r"Engine loop has died"),
-    _sig(K.WORKER_DIED, 0, "is already dead", r"MQLLMEngine is already dead"),
-    _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed"),
+    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed", "vLLM V1 wrapper (real-cpu fail_a1)"),
+    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start", "vLLM V1 wrapper (real-cpu fail_a1)"),
+    _sig(K.WORKER_DIED, 0, "enginedeaderror", r"EngineDeadError", "vLLM V1 wrapper (facts.md)"),
+    _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)", "vLLM V1 wrapper (real-cpu ok_run2_warmcache)"),
+    _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly", "vLLM executor (cases.jsonl v1-worker-died-shm-broadcast-timeout)"),
+    _sig(K.WORKER_DIED, 0, "exited unexpectedly", r"engine core exited unexpectedly", "vLLM V1 (reference.md \u00a71.6)"),
+    _sig(K.WORKER_DIED, 0, "actordiederror", r"ActorDiedError|RayActorError", "Ray (facts.md)"),
+    _sig(K.WORKER_DIED, 0, "engine loop has died", r"Engine loop has died", "vLLM V0 (cases.jsonl v0-mq-engine-loop-died-critical)"),
+    _sig(K.WORKER_DIED, 0, "is already dead", r"MQLLMEngine is already dead", "vLLM V0 (cases.jsonl v0-mq-engine-loop-died-critical)"),
+    _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed", "vLLM V1 executor (real-cpu fail_a4)"),
 )  # fmt: skip
 
 # Where in vLLM's life an out-of-memory error happened: the last marker before it decides.
@@ -326,6 +326,51 @@ _SCRUB = Redactor()
 def _evidence(line: str) -> str:
     line = _SCRUB.text(line)
     return line if len(line) <= _EVIDENCE_MAX else line[:_EVIDENCE_MAX] + "…"
+
+
+# What each kind means (DESIGN.md's table), for the catalogue's documentation and `diagnose`.
+MEANING: dict[FailureKind, str] = {
+    K.OOM_WEIGHTS: "CUDA OOM while loading or creating the weights",
+    K.OOM_KV_CACHE: "no memory left for KV-cache blocks after weights and profiling",
+    K.MAX_MODEL_LEN_TOO_LARGE: "max-model-len exceeds the KV capacity or the model's derived maximum",
+    K.INSUFFICIENT_FREE_MEMORY: "free memory at start < utilization x total (another process holds memory)",
+    K.OOM_CUDA_GRAPH: "OOM or failure while capturing CUDA graphs",
+    K.OOM_RUNTIME: "OOM while serving, after the server was ready",
+    K.HF_AUTH: "gated repo, missing or invalid token, 401/403",
+    K.MODEL_NOT_FOUND: "no such repo id or local path (or not cached while offline)",
+    K.TRUST_REMOTE_CODE: "the model needs its own code",
+    K.SHM_TOO_SMALL: "/dev/shm exhausted, SIGBUS, NCCL shared-memory errors",
+    K.UNSUPPORTED_DTYPE_OR_QUANT: "dtype or quantization not supported by this GPU",
+    K.CUDA_DRIVER: "no GPU visible, driver/CUDA mismatch, no kernel image",
+    K.INVALID_ARGS: "vLLM's argument parser or config validation refused the command line",
+    K.PORT_IN_USE: "the serving port is taken",
+    K.HUB_UNREACHABLE: "the model hub could not be reached",
+    K.WORKER_DIED: "a worker or engine died and the root cause is not in the output",
+    K.HUNG: "/health stopped answering, or no progress while requests wait (from health checks)",
+    K.UNKNOWN: "nothing matched",
+}
+
+
+def catalogue_table() -> str:
+    """The catalogue as one Markdown table: docs/diagnosis.md is this, checked by a test."""
+    rows = [
+        "| kind | what it means | phrase (regular expression) | seen in | restart can help |",
+        "|---|---|---|---|---|",
+    ]
+    for kind in FailureKind:
+        phrases = [s for s in CATALOGUE if s.kind == kind or (s.kind == OOM and kind == K.OOM_WEIGHTS)]
+        restart = "no (permanent)" if kind in PERMANENT_KINDS else "yes"
+        if not phrases:
+            rows.append(f"| `{kind.value}` | {MEANING[kind]} | - | - | {restart} |")
+        for signature in phrases:
+            label = (
+                "any OOM: its phase picks `oom_weights`, `oom_kv_cache`, `oom_cuda_graph` or `oom_runtime`"
+                if signature.kind == OOM
+                else MEANING[kind]
+            )
+            phrase = signature.pattern.pattern.replace("|", "\\|")
+            rows.append(f"| `{kind.value}` | {label} | `{phrase}` | {signature.source} | {restart} |")
+    return "\n".join(rows) + "\n"
 
 
 # One sentence per kind for the person reading `diagnose` or the guard's report.
