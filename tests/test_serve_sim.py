@@ -253,3 +253,28 @@ def test_the_demo_tells_the_whole_story_and_exits_zero(tmp_path: Path) -> None:
     for step in ("vLLM is ready (attempt 1)", "exited with status", "vLLM is ready (attempt 2)"):
         assert step in result.stderr
     assert "demo: done" in result.stderr
+
+
+def test_a_permanent_failure_stops_at_once_with_exit_5(tmp_path: Path, port: int) -> None:
+    # A model that exists nowhere: the simulator prints vLLM's real not-found text.
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(tmp_path / "s"),
+         "serve", "no-such-org/no-such-model", "--host", "127.0.0.1", "--port", str(port)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "VLLM_GUARD_SIM_LOAD_S": "0.05", "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert result.returncode == 5, result.stderr[-3000:]
+    assert result.stderr.count("starting vLLM (attempt") == 1
+    assert "model_not_found is a permanent failure" in result.stderr
+
+
+def test_a_gated_model_without_a_token_stops_at_once_with_exit_5(tmp_path: Path, port: int) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(tmp_path / "s"),
+         "serve", MODEL, "--host", "127.0.0.1", "--port", str(port)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**env, "VLLM_GUARD_SIM_LOAD_S": "0.05", "VLLM_GUARD_SIM_GATED": MODEL},
+    )  # fmt: skip
+    assert result.returncode == 5, result.stderr[-3000:]
+    assert "hf_auth" in result.stderr
