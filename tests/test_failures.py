@@ -3,7 +3,9 @@ tests/diagnosis/; the lines here are single real lines, each from the file named
 
 from __future__ import annotations
 
-from vllm_guard.failures import ADVICE, PERMANENT_KINDS, FailureKind, classify, clean
+from pathlib import Path
+
+from vllm_guard.failures import ADVICE, PERMANENT_KINDS, FailureKind, catalogue_table, classify, clean
 
 # shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log (vLLM 0.32.0)
 KV_TOO_SMALL = (
@@ -54,9 +56,12 @@ def test_a_wrapper_alone_is_worker_died_and_nothing_is_unknown() -> None:
     assert classify([]).evidence == ""
 
 
-def test_sigkill_with_no_cause_is_worker_died() -> None:
-    assert classify(["INFO loading"], exit_status=-9).kind == FailureKind.WORKER_DIED
-    assert classify(["INFO loading"], exit_status=1).kind == FailureKind.UNKNOWN
+def test_a_signal_with_no_cause_is_unknown_but_named() -> None:
+    # Who sent a SIGKILL is not in the output: saying "the OOM killer" would be a guess.
+    failure = classify(["INFO loading"], exit_status=-9)
+    assert failure.kind == FailureKind.UNKNOWN
+    assert "signal 9" in failure.evidence
+    assert classify(["INFO loading"], exit_status=1).evidence == ""
 
 
 def test_wrappers_after_a_requested_shutdown_are_not_a_death() -> None:
@@ -131,9 +136,5 @@ def test_tokens_never_reach_the_evidence() -> None:
 
 
 def test_the_documented_catalogue_is_the_catalogue() -> None:
-    from pathlib import Path
-
-    from vllm_guard.failures import catalogue_table
-
     doc = (Path(__file__).resolve().parent.parent / "docs" / "diagnosis.md").read_text()
     assert doc.endswith(catalogue_table()), "regenerate the table in docs/diagnosis.md"

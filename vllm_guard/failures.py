@@ -120,11 +120,11 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler", "vLLM sampler warm-up (facts.md, vllm#15105)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "torch during CUDA-graph capture (gpu/h100-probe2.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "cudaerrorstreamcapture", r"cudaErrorStreamCapture(Unsupported|Invalidated)", "CUDA during graph capture (gpu/h100-probe2.json)"),
-    _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
+    _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
     _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vLLM weight loading (reference.md \u00a71.4)"),
     # --- the machine ---
-    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "Ray's object store and others on /dev/shm (cases.jsonl ray-raylet-dev-shm)"),
-    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment", "NCCL WARN on /dev/shm (MiniMax-AI/MiniMax-01#42)"),
+    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"exceeds memory available in /dev/shm\. The request is for (?P<required_bytes>\d+) bytes, and the amount available is (?P<free_bytes>\d+) bytes|(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "Ray's object store and others on /dev/shm (cases.jsonl ray-raylet-dev-shm)"),
+    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment \S+ \(size (?P<required_bytes>\d+)\)|Error while creating shared memory segment", "NCCL WARN on /dev/shm (MiniMax-AI/MiniMax-01#42)"),
     _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b", "SIGBUS's message when /dev/shm runs out (DESIGN.md)"),
     _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available", "torch (gpu/h100-probe2.json)"),
     _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "CUDA (cases.jsonl v1-blackwell-no-kernel-image)"),
@@ -133,7 +133,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vLLM platform detection (vllm#12847, vllm#13946)"),
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "NVML (nvidia-smi and torch)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)", "vLLM platforms/cuda.py (reference.md \u00a71.9)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "minimum capability", r"is not supported for the current GPU\. Minimum capability: (?P<min_compute_capability>\d+)\. Current capability: (?P<compute_capability>\d+)", "vLLM config/vllm.py (reference.md \u00a71.9)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "current gpu", r"the current GPU\. Min(imum)? capability: (?P<min_compute_capability>\d+)\.[ ',]*Current capability: (?P<compute_capability>\d+)", "vLLM config/vllm.py and compressed-tensors (reference.md §1.9; vllm#25022)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vLLM (reference.md \u00a71.9)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vLLM (reference.md \u00a71.9)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in", "vLLM (reference.md \u00a71.9)"),
@@ -160,11 +160,11 @@ CATALOGUE: tuple[Signature, ...] = (
 # Where in vLLM's life an out-of-memory error happened: the last marker before it decides.
 # Log milestones and traceback frames alike (the frames name the function that allocated).
 _PHASES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
-    (K.OOM_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model)\b|Loading safetensors")),
+    (K.OOM_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model|process_weights_after_loading)\b|Loading safetensors")),
     (K.OOM_KV_CACHE, re.compile(r"Model loading took|Loading (model )?weights took|in (profile_run|determine_available_memory|_dummy_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches)\b|Memory profiling")),
     (K.OOM_CUDA_GRAPH, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin)\b|torch/cuda/graphs\.py")),
     (K.OOM_KV_CACHE, re.compile(r"Graph capturing finished")),
-    (K.OOM_RUNTIME, re.compile(r"Application startup complete|Starting vLLM server on|Uvicorn running on|Avg prompt throughput|POST /v1/")),
+    (K.OOM_RUNTIME, re.compile(r"Application startup complete|Starting vLLM server on|Uvicorn running on|Avg prompt throughput|POST /v1/|in (execute_model|run_busy_loop|_process_engine_step)\b")),
 )  # fmt: skip
 
 # A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying.
@@ -238,13 +238,21 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
         kind = best.signature.kind
         if kind == OOM:
             kind = K.OOM_RUNTIME if ready else _oom_phase(raw, best.index)
-        return Failure(FailureKind(kind), _evidence(best.line), _numbers(best))
+        numbers: dict[str, Number] = {}
+        for hit in causes:  # several phrases of one kind can match the decisive line
+            if hit.index == best.index and hit.signature.kind == best.signature.kind:
+                for key, value in _numbers(hit).items():
+                    numbers.setdefault(key, value)
+        for key, value in _context_numbers(best, raw).items():
+            numbers.setdefault(key, value)
+        return Failure(FailureKind(kind), _evidence(best.line), numbers)
     if hits:
         return Failure(K.WORKER_DIED, _evidence(hits[0].line))
-    if exit_status is not None and exit_status in (-9, 137):
+    if exit_status is not None and exit_status < 0:
+        # The signal is a fact worth showing, not a cause: who sent it is not in the output.
         return Failure(
-            K.WORKER_DIED,
-            f"vLLM was killed (status {exit_status}) and printed no cause: the host's OOM killer?",
+            K.UNKNOWN,
+            f"killed by signal {-exit_status} (status {exit_status}); nothing in the output says why",
         )
     return Failure(K.UNKNOWN, "")
 
@@ -263,6 +271,46 @@ def _oom_phase(lines: Sequence[str], index: int) -> FailureKind:
             if marker.search(line):
                 return kind
     return K.OOM_WEIGHTS
+
+
+# Numbers a failure's message leaves to the lines around it: vLLM's own note of who holds a port,
+# a message re-flowed over several lines, pydantic's field and value under its error line.
+_CONTEXT: dict[FailureKind | str, tuple[re.Pattern[str], ...]] = {
+    K.PORT_IN_USE: (
+        re.compile(r"port (?P<port>\d+) is used by process psutil\.Process\(pid=(?P<other_process_pid>\d+)"),
+    ),
+    K.MAX_MODEL_LEN_TOO_LARGE: (
+        re.compile(r"estimated maximum model length is (?P<estimated_max_model_len>\d+)"),
+    ),
+    K.INVALID_ARGS: (
+        re.compile(r"^(?P<flag>[a-z][a-z0-9_]*)$"),
+        re.compile(r"input_value=(?P<input_value>[\d.]+)"),
+    ),
+}
+_CONTEXT_AFTER = 4  # lines after the decisive one where the rest of its message may be
+# Fields whose value pydantic shows, under the numbers key of the same name.
+_ASKED_VALUES = frozenset({"gpu_memory_utilization", "max_model_len"})
+
+
+def _context_numbers(hit: _Hit, raw: Sequence[str]) -> dict[str, Number]:
+    patterns = _CONTEXT.get(hit.signature.kind, ())
+    if not patterns:
+        return {}
+    window = (
+        raw if hit.signature.kind == K.PORT_IN_USE else raw[hit.index + 1 : hit.index + 1 + _CONTEXT_AFTER]
+    )
+    found: dict[str, str] = {}
+    for line in window:
+        text = clean(line)
+        for pattern in patterns:
+            match = pattern.search(text)
+            if match:
+                for key, value in match.groupdict().items():
+                    found.setdefault(key, value)
+    value = found.pop("input_value", None)
+    if value is not None and found.get("flag") in _ASKED_VALUES:
+        found[found["flag"]] = value
+    return {key: _typed(key, value) for key, value in found.items()}
 
 
 def _numbers(hit: _Hit) -> dict[str, Number]:
