@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -146,3 +147,29 @@ def test_sigterm_while_the_guard_is_still_starting_stops_vllm_too(tmp_path: Path
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"nothing of it is left" in err
+
+
+def test_diagnose_reads_a_file_or_stdin_and_exits_zero(tmp_path: Path) -> None:
+    log = tmp_path / "vllm.log"
+    # Windows line ends and a docker-compose prefix, around a real line (shared/vllm/real-cpu fail_d)
+    log.write_bytes(b"vllm-1  | INFO starting\r\nvllm-1  | OSError: [Errno 98] Address already in use\r\n")
+    as_json = guard("diagnose", "--json", str(log))
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout)["kind"] == "port_in_use"
+    piped = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "diagnose"],
+        input=log.read_text(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert piped.returncode == 0
+    assert piped.stdout.startswith("kind:     port_in_use")
+    assert "advice:" in piped.stdout
+
+
+def test_diagnose_of_an_unreadable_file_is_exit_2(tmp_path: Path) -> None:
+    result = guard("diagnose", str(tmp_path / "missing.log"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr

@@ -178,6 +178,7 @@ _PHASE_LOOKAHEAD = 60
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Docker/kubectl timestamps and CRI stream tags, vLLM's process prefixes, and its logger header.
 _PREFIXES = (
+    re.compile(r"^[\w.-]+-\d+\s+\|\s?"),  # docker compose: `vllm-1  | `
     re.compile(r"^\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]*(Z|[+-]\d\d:?\d\d)?\]?\s+((stdout|stderr) [FP] )?"),
     re.compile(r"^\([^()]*pid=\d+[^()]*\)\s*"),
     re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]\s*"),
