@@ -54,3 +54,75 @@ def get(args: Sequence[str], flag: str, default: str | None = None) -> str | Non
 def has(args: Sequence[str], flag: str) -> bool:
     """Whether a flag is on the command line at all (booleans like `--enforce-eager` included)."""
     return bool(occurrences(args, flag, takes_value=False))
+
+
+def _name_of(arg: str) -> str:
+    return canonical(arg.partition("=")[0])
+
+
+def remove(args: Sequence[str], flag: str, *, takes_value: bool = True) -> tuple[str, ...]:
+    """`args` without any spelling of `flag` (and its value), nor its `--no-` form."""
+    want = canonical(flag)
+    negated = "--no-" + want[2:]
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        name = _name_of(arg)
+        if name == want:
+            skip = takes_value and "=" not in arg
+            continue
+        if name == negated:
+            continue
+        out.append(arg)
+    return tuple(out)
+
+
+def set_value(args: Sequence[str], flag: str, value: str) -> tuple[str, ...]:
+    """`flag` given exactly once, with `value`: in place of its last occurrence (keeping the
+    user's spelling), or appended."""
+    given = occurrences(args, flag)
+    if not given:
+        return (*args, canonical(flag), value)
+    last = given[-1]
+    out = list(args)
+    if last.value_index is None:
+        name = args[last.index].partition("=")[0]
+        out[last.index] = f"{name}={value}"
+    else:
+        out[last.value_index] = value
+    drop = {o.index for o in given[:-1]} | {o.value_index for o in given[:-1] if o.value_index is not None}
+    return tuple(a for i, a in enumerate(out) if i not in drop)
+
+
+def set_flag(args: Sequence[str], flag: str, on: bool = True) -> tuple[str, ...]:
+    """A boolean flag switched on (`--enforce-eager`) or off (removed, or `--no-` form dropped)."""
+    cleared = remove(args, flag, takes_value=False)
+    return (*cleared, canonical(flag)) if on else cleared
+
+
+def is_on(args: Sequence[str], flag: str) -> bool:
+    """Whether a boolean flag ends up on: its last `--flag` / `--no-flag` decides."""
+    want = canonical(flag)
+    negated = "--no-" + want[2:]
+    state = False
+    for arg in args:
+        name = _name_of(arg)
+        if name == want:
+            state = True
+        elif name == negated:
+            state = False
+    return state
+
+
+def number(args: Sequence[str], flag: str) -> float | None:
+    """A flag's value as a number, or None when it is absent or not a number."""
+    value = get(args, flag)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
