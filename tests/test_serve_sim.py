@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -66,7 +67,12 @@ class Guard:
 
 class Serve(Protocol):
     def __call__(
-        self, *vllm_args: str, faults: str = "", stdout: int | IO[bytes] | None = None, **options: str
+        self,
+        *vllm_args: str,
+        faults: str = "",
+        stdout: int | IO[bytes] | None = None,
+        gpu_gib: str = "24",
+        **options: str,
     ) -> Guard: ...
 
 
@@ -75,7 +81,11 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
     started: list[Guard] = []
 
     def start(
-        *vllm_args: str, faults: str = "", stdout: int | IO[bytes] | None = None, **options: str
+        *vllm_args: str,
+        faults: str = "",
+        stdout: int | IO[bytes] | None = None,
+        gpu_gib: str = "24",
+        **options: str,
     ) -> Guard:
         state = tmp_path / "state"
         argv = [
@@ -94,6 +104,7 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
             **os.environ,
             "VLLM_GUARD_SIM_LOAD_S": "0.05",
             "VLLM_GUARD_SIM_FAULTS": faults,
+            "VLLM_GUARD_SIM_GPU_MEMORY_GIB": gpu_gib,
             "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim-launches"),
         }
         err = tmp_path / "guard.err"
@@ -139,7 +150,7 @@ def test_sigterm_when_ready_stops_the_whole_tree_and_exits_zero(serve: Serve) ->
     assert "nothing of it is left" in guard.stderr()
 
 
-def test_a_runtime_crash_is_restarted_with_the_same_flags(serve: Serve) -> None:
+def test_a_runtime_oom_relaunches_at_once_with_fewer_sequences(serve: Serve) -> None:
     guard = serve("--max-model-len", "8192", faults="once:oom_after_requests=1")
     guard.wait_for("vLLM is ready (attempt 1)")
     assert guard.complete() in (200, 500)
@@ -150,8 +161,10 @@ def test_a_runtime_crash_is_restarted_with_the_same_flags(serve: Serve) -> None:
     assert first["kind"] == "oom_runtime"  # an OOM after ready, from the real runtime-OOM text
     assert str(first["evidence"]).startswith("torch.OutOfMemoryError: CUDA out of memory.")
     assert second["kind"] == "stopped"
-    assert first["argv"] == second["argv"]
     assert first["argv"][-2:] == ["--max-model-len", "8192"]  # type: ignore[index]
+    # The default policy's first oom_runtime step: half of vLLM's default 256 sequences.
+    assert second["argv"] == [*first["argv"], "--max-num-seqs", "128"]  # type: ignore[misc]
+    assert "step: scale --max-num-seqs x0.5 (floor 8); +--max-num-seqs 128; relaunching now" in guard.stderr()
     assert "CUDA out of memory" in Path(str(first["log"])).read_text()
 
 
@@ -278,3 +291,40 @@ def test_a_gated_model_without_a_token_stops_at_once_with_exit_5(tmp_path: Path,
     )  # fmt: skip
     assert result.returncode == 5, result.stderr[-3000:]
     assert "hf_auth" in result.stderr
+
+
+def test_a_max_model_len_beyond_the_kv_cache_is_fitted_to_vllms_estimate_in_one_relaunch(
+    serve: Serve,
+) -> None:
+    # Qwen2.5-7B's 32k context does not fit the KV cache an 18 GiB GPU leaves; vLLM prints what does.
+    guard = serve("--max-model-len", "32768", "--enforce-eager", gpu_gib="18")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    first, second = guard.journal()[:2]
+    assert first["kind"] == "max_model_len_too_large"
+    estimate = re.search(r"estimated maximum model length is (\d+)", str(first["evidence"]))
+    assert estimate, first["evidence"]
+    assert second["argv"][-3:] == ["--max-model-len", estimate.group(1), "--enforce-eager"]  # type: ignore[index]
+    assert f"step: fit --max-model-len; --max-model-len 32768 → {estimate.group(1)}" in guard.stderr()
+
+
+def test_a_max_model_len_beyond_the_models_is_fitted_to_its_derived_maximum(serve: Serve) -> None:
+    guard = serve("--max-model-len", "131072")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    first, second = guard.journal()[:2]
+    assert first["kind"] == "max_model_len_too_large"
+    assert second["argv"][-2:] == ["--max-model-len", "32768"]  # type: ignore[index]
+
+
+def test_a_malformed_policy_is_refused_before_anything_launches(tmp_path: Path, port: int) -> None:
+    bad = tmp_path / "policy.yaml"
+    bad.write_text("name: bad\nladders:\n  oom_runtime:\n    - scale: {flag: --max-num-seqs, factor: 3}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(tmp_path / "s"),
+         "--policy", str(bad), "serve", MODEL, "--port", str(port)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"{bad}:4: ladders.oom_runtime.0.scale.factor" in result.stderr
+    assert "starting vLLM" not in result.stderr

@@ -72,10 +72,12 @@ def _dispatch(argv: list[str]) -> ExitCode:
     if ns.command == "serve":
         if not ns.rest or ns.rest[0].startswith("-"):
             raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
+        from vllm_guard import policy_file  # noqa: PLC0415
         from vllm_guard.startup import start_serving  # noqa: PLC0415
 
-        guard_settings = settings.load(cli_values)
-        started = start_serving(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ))
+        # A malformed policy is rejected here, before anything launches.
+        guard_settings, policy = policy_file.effective(settings.load(cli_values))
+        started = start_serving(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ), policy)
         from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
 
         return run_async(lambda: serve(started))

@@ -19,9 +19,11 @@ from typing import Any
 
 import httpx
 
+from vllm_guard import policy_file
 from vllm_guard import settings as settings_module
 from vllm_guard.child import resolve_command
 from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.policy import Policy
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import Supervisor, real_world
@@ -50,7 +52,7 @@ async def _demo(tmp: Path, cli_values: dict[str, Any]) -> ExitCode:
         "health_interval_s": 0.25,
         "grace_period_s": 10.0,
     }
-    settings = settings_module.load({**defaults, **cli_values})
+    settings, policy = policy_file.effective(settings_module.load({**defaults, **cli_values}))
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -67,7 +69,9 @@ async def _demo(tmp: Path, cli_values: dict[str, Any]) -> ExitCode:
     state = StateDir(settings.state_dir)
     state.open()
     try:
-        return await _story(settings, state=state, program=program, env=env, port=port, began=began)
+        return await _story(
+            settings, state=state, program=program, env=env, port=port, began=began, policy=policy
+        )
     finally:
         state.close()
 
@@ -80,6 +84,7 @@ async def _story(
     env: dict[str, str],
     port: int,
     began: float,
+    policy: Policy,
 ) -> ExitCode:
     args = ["--host", "127.0.0.1", "--port", str(port), "--max-model-len", "8192"]
     # As a user would (vLLM 0.16+): keep the guard's frequent /health polls out of the access log.
@@ -90,7 +95,9 @@ async def _story(
             f"demo: supervising a simulated vLLM serving {MODEL} on a simulated 24 GiB GPU; "
             "its first launch will run out of GPU memory on its first request"
         )
-        supervisor = Supervisor(settings, program=program, model=MODEL, user_args=args, env=env, world=world)
+        supervisor = Supervisor(
+            settings, program=program, model=MODEL, user_args=args, env=env, world=world, policy=policy
+        )
         run = asyncio.ensure_future(supervisor.run())
         try:
             await _until(supervisor.ready_event(1), run, "vLLM to become ready")
@@ -111,8 +118,8 @@ async def _story(
                 supervisor.request_stop(signal.SIGINT)
                 await run
         say(
-            f"demo: done in {time.monotonic() - began:.1f} s: ready, crashed, restarted, ready, "
-            f"stopped; exit status {int(code)}"
+            f"demo: done in {time.monotonic() - began:.1f} s: ready, crashed, relaunched with safer "
+            f"flags, ready, stopped; exit status {int(code)}"
         )
         return code
 

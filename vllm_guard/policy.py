@@ -1,8 +1,11 @@
 """What the next attempt runs: a decision made from the history of attempts, as a value.
 
-This issue's policy restarts with the same flags, with exponential backoff and jitter (tenacity's
-wait strategies, fed an injected random source), within a restart budget; permanent failure kinds
-end the run at once. The decision types are what the supervisor carries out.
+A policy holds, per failure kind, a ladder of steps, cheapest loss of quality first. After a failure
+the first step that changes something (and was not tried yet) gives the next flags, which launch at
+once; a kind with no ladder restarts with the same flags, with exponential backoff and jitter
+(tenacity's wait strategies, fed an injected random source), within a restart budget. The guard
+only degrades, never touches a pinned flag, undoes its own step when vLLM refuses it, and ends at
+once on a permanent kind. The decision types are what the supervisor carries out.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from vllm_guard import vllm_args
 from vllm_guard.errors import ExitCode
-from vllm_guard.failures import Failure
+from vllm_guard.failures import ADVICE, Failure, FailureKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +32,7 @@ class Attempt:
     exit_status: int | None  # None when the guard had to kill it
     failure: Failure
     last_line: str = ""  # what vLLM printed last: context when the failure has no evidence
+    step: str | None = None  # the ladder step that gave this attempt its flags
 
     @property
     def healthy_for_s(self) -> float:
@@ -51,6 +56,8 @@ class Relaunch:
     vllm_args: tuple[str, ...]
     delay_s: float
     reason: str
+    step: str | None = None  # the ladder step applied, None for a same-flags restart
+    env: tuple[tuple[str, str], ...] = ()  # environment variables to set from now on
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,14 +93,139 @@ def failures_in_a_row(history: Sequence[Attempt], discipline: Discipline) -> int
     return count
 
 
-def decide(history: Sequence[Attempt], discipline: Discipline, now: float, rng: random.Random) -> Decision:
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One rung of a ladder. `action` is one of set, remove, flag, scale, fit, env, give_up."""
+
+    action: str
+    flag: str = ""
+    value: str = ""
+    factor: float = 0.5
+    floor: float = 0.0
+    default: float | None = None  # the value vLLM uses when the flag is absent, for scale
+    env: tuple[tuple[str, str], ...] = ()
+    message: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.action == "set":
+            return f"set {self.flag} {self.value}"
+        if self.action in ("remove", "flag", "fit"):
+            return f"{self.action} {self.flag}"
+        if self.action == "scale":
+            return f"scale {self.flag} x{self.factor:g} (floor {self.floor:g})"
+        if self.action == "env":
+            return "env " + " ".join(f"{k}={v}" for k, v in self.env)
+        return "give_up"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str = "same-flags"
+    ladders: tuple[tuple[FailureKind, tuple[Step, ...]], ...] = ()
+    pinned: frozenset[str] = frozenset()
+
+    def ladder(self, kind: FailureKind) -> tuple[Step, ...]:
+        return next((steps for k, steps in self.ladders if k == kind), ())
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What is known of the machine; preflight supplies it, until then all may be unknown."""
+
+    gpu_name: str | None = None
+    gpu_count: int | None = None
+    compute_capability: str | None = None  # like "8.9"
+
+
+# vLLM's defaults when a flag is absent, for the fits that must compare against them.
+BLOCK_SIZE = 16
+FP8_MIN_CAPABILITY = 7.5  # Fp8Config.get_min_capability() since vLLM 0.14 (reference.md §1.9)
+UTILIZATION_MARGIN = 0.02
+INTEGER_FLAGS = frozenset(
+    {"--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--max-loras", "--max-lora-rank"}
+)
+# A step vLLM refused is undone: it is the guard's own doing, not the user's.
+_REFUSALS = frozenset({FailureKind.INVALID_ARGS, FailureKind.UNSUPPORTED_DTYPE_OR_QUANT})
+
+
+def apply(
+    step: Step, args: tuple[str, ...], failure: Failure, policy: Policy, facts: Facts
+) -> tuple[str, ...] | None:
+    """The flags after `step`, or None when it does not apply: a pinned flag, nothing would
+    change, or the change would raise a value above what the user asked."""
+    flag = vllm_args.canonical(step.flag)
+    if flag and flag in policy.pinned:
+        return None
+    if step.action == "set":
+        if vllm_args.get(args, flag) == step.value or _fp8_known_unsupported(flag, step.value, facts):
+            return None
+        return vllm_args.set_value(args, flag, step.value)
+    if step.action == "remove":
+        return vllm_args.remove(args, flag) if vllm_args.has(args, flag) else None
+    if step.action == "flag":
+        return None if vllm_args.is_on(args, flag) else vllm_args.set_flag(args, flag)
+    if step.action == "scale":
+        current = vllm_args.number(args, flag)
+        current = step.default if current is None else current
+        if current is None:
+            return None
+        return _lowered(args, flag, max(current * step.factor, step.floor), current)
+    if step.action == "fit":
+        fitted = _fit(flag, args, failure)
+        if fitted is None:
+            return None
+        current = vllm_args.number(args, flag)
+        return _lowered(args, flag, fitted, current if current is not None else float("inf"))
+    return None
+
+
+def _lowered(args: tuple[str, ...], flag: str, new: float, current: float) -> tuple[str, ...] | None:
+    text = str(int(new)) if flag in INTEGER_FLAGS else f"{int(new * 100) / 100:.2f}"
+    if float(text) >= current or float(text) <= 0:
+        return None
+    return vllm_args.set_value(args, flag, text)
+
+
+def _fit(flag: str, args: tuple[str, ...], failure: Failure) -> float | None:
+    numbers = failure.numbers
+    if flag == "--max-model-len":
+        if "estimated_max_model_len" in numbers:  # vLLM computed it: take it as printed
+            return float(numbers["estimated_max_model_len"])
+        for key in ("kv_cache_tokens", "derived_max_model_len"):
+            if key in numbers:
+                block = vllm_args.number(args, "--block-size") or BLOCK_SIZE
+                return float(int(float(numbers[key]) // block * block))
+        return None
+    if flag == "--gpu-memory-utilization" and "free_bytes" in numbers and "total_bytes" in numbers:
+        share = float(numbers["free_bytes"]) / float(numbers["total_bytes"]) - UTILIZATION_MARGIN
+        return int(share * 100) / 100
+    return None
+
+
+def _fp8_known_unsupported(flag: str, value: str, facts: Facts) -> bool:
+    if flag != "--quantization" or not value.startswith("fp8") or facts.compute_capability is None:
+        return False
+    return float(facts.compute_capability) < FP8_MIN_CAPABILITY
+
+
+def decide(
+    history: Sequence[Attempt],
+    discipline: Discipline,
+    now: float,
+    rng: random.Random,
+    *,
+    policy: Policy = Policy(),
+    facts: Facts = Facts(),
+) -> Decision:
     """What to do after the last attempt in `history` failed."""
     last = history[-1]
+    kind = last.failure.kind
+    if kind in _REFUSALS and last.step is not None and len(history) > 1:
+        before = history[-2].vllm_args
+        return Relaunch(before, 0.0, f"undo {last.step}: vLLM refused it ({kind.value})", step=None)
     if last.failure.permanent:
-        return GiveUp(
-            ExitCode.PERMANENT,
-            f"{last.failure.kind.value} is a permanent failure: no restart can fix it",
-        )
+        return GiveUp(ExitCode.PERMANENT, f"{kind.value} is a permanent failure: {ADVICE[kind]}")
     restarts = sum(1 for a in history[1:] if a.started_at >= now - discipline.window_s)
     if restarts >= discipline.max_restarts:
         return GiveUp(
@@ -101,5 +233,24 @@ def decide(history: Sequence[Attempt], discipline: Discipline, now: float, rng: 
             f"the restart budget is spent: {restarts} restarts within "
             f"{discipline.window_s:g} s (--max-restarts {discipline.max_restarts})",
         )
+    ladder = policy.ladder(kind)
+    tried = {a.step for a in history if a.step is not None}
+    for step in ladder:
+        if step.label in tried:
+            continue
+        if step.action == "give_up":
+            return GiveUp(ExitCode.GAVE_UP, f"{kind.value}: {step.message or ADVICE[kind]}")
+        if step.action == "env":
+            return Relaunch(last.vllm_args, 0.0, f"{kind.value}: {step.label}", step=step.label, env=step.env)
+        changed = apply(step, last.vllm_args, last.failure, policy, facts)
+        if changed is not None:
+            return Relaunch(changed, 0.0, f"{kind.value}: {step.label}", step=step.label)
+    if ladder:
+        tried_here = [s.label for s in ladder if s.label in tried]
+        return GiveUp(
+            ExitCode.GAVE_UP,
+            f"the {kind.value} ladder ran out (tried: {', '.join(tried_here) or 'nothing applied'}); "
+            + ADVICE[kind],
+        )
     delay = backoff_s(discipline, failures_in_a_row(history, discipline), rng)
-    return Relaunch(last.vllm_args, delay, f"{last.failure.kind.value}: same flags")
+    return Relaunch(last.vllm_args, delay, f"{kind.value}: same flags")

@@ -86,6 +86,21 @@ class GuardSettings(BaseSettings):
         description="size cap of one attempt's log file in the state directory",
     )
     log_format: Literal["text", "json"] = Field("text", description="format of the guard's lines")
+    policy: str = Field(
+        "default",
+        min_length=1,
+        description="the policy: a shipped one's name (default, keep-quality) or a YAML file",
+    )
+    pin: str = Field(
+        "",
+        description="vLLM flags the guard must never change, comma-separated (--pin --max-model-len)",
+    )
+
+    @property
+    def pinned(self) -> frozenset[str]:
+        from vllm_guard.vllm_args import canonical  # noqa: PLC0415
+
+        return frozenset(canonical(f.strip()) for f in self.pin.split(",") if f.strip())
 
 
 def load(cli_values: dict[str, Any]) -> GuardSettings:

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
+from vllm_guard.policy import Policy
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 
@@ -26,12 +27,17 @@ class Started:
     env: dict[str, str]
     state: StateDir
     first: Spawned
+    policy: Policy
     # SIGTERM/SIGINT that arrived before the event loop took the signals over.
     early_signals: list[int] = field(default_factory=list)
 
 
 def start_serving(
-    settings: GuardSettings, model: str, user_args: Sequence[str], env: Mapping[str, str]
+    settings: GuardSettings,
+    model: str,
+    user_args: Sequence[str],
+    env: Mapping[str, str],
+    policy: Policy,
 ) -> Started:
     """Everything `serve` must do before vLLM starts (find the command, hold the state
     directory), and vLLM's start itself."""
@@ -49,4 +55,4 @@ def start_serving(
     except BaseException:
         state.close()
         raise
-    return Started(settings, program, model, tuple(user_args), dict(env), state, first, early)
+    return Started(settings, program, model, tuple(user_args), dict(env), state, first, policy, early)

@@ -22,12 +22,13 @@ from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind, classify
 from vllm_guard.health import HealthProbe
 from vllm_guard.output import AttemptOutput, CappedLog
-from vllm_guard.policy import Attempt, Discipline, GiveUp, decide
+from vllm_guard.policy import Attempt, Discipline, Facts, GiveUp, Policy, decide
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.startup import Started
 from vllm_guard.state import StateDir
+from vllm_guard.vllm_args import changes
 
 # How long a vLLM whose /health says 503 (engine dead) may take to exit by itself; it takes ~5 s.
 DEAD_ENGINE_EXIT_S = 15.0
@@ -59,6 +60,7 @@ class Supervisor:
         user_args: Sequence[str],
         env: Mapping[str, str],
         world: World,
+        policy: Policy | None = None,
     ) -> None:
         self._settings = settings
         self._program = tuple(program)
@@ -66,6 +68,7 @@ class Supervisor:
         self._user_args = tuple(user_args)
         self._env = dict(env)
         self._world = world
+        self._policy = policy or Policy()
         self._print = world.printer.guard
         self._stop = asyncio.Event()
         self._skip_grace = asyncio.Event()
@@ -100,29 +103,50 @@ class Supervisor:
 
     async def _loop(self) -> ExitCode:
         args = self._user_args
+        step: str | None = None
         number = 0
         while True:
             number += 1
-            ended = await self._attempt(number, args)
+            ended = await self._attempt(number, args, step)
             if ended is None:
                 return ExitCode.STOPPED
             if isinstance(ended, ExitCode):
                 return ended
             self.history.append(ended)
-            decision = decide(self.history, self._discipline(), self._world.clock(), self._world.rng)
+            decision = decide(
+                self.history,
+                self._discipline(),
+                self._world.clock(),
+                self._world.rng,
+                policy=self._policy,
+                facts=Facts(),
+            )
             if isinstance(decision, GiveUp):
                 self._report(decision)
                 return decision.exit_code
-            self._print(
-                f"restarting vLLM in {decision.delay_s:.1f} s ({decision.reason}; "
-                f"restart {number} of at most {self._settings.max_restarts})"
-            )
-            if await self._sleep_unless_stopped(decision.delay_s):
+            self._env.update(decision.env)
+            what = f"attempt {number} failed: {ended.failure.kind.value}"
+            if decision.step is not None or decision.env:
+                changed = changes(args, decision.vllm_args)
+                env = " ".join(f"{k}={v}" for k, v in decision.env)
+                self._print(
+                    f"{what}; policy {self._policy.name} step: {decision.step or 'undo'}; "
+                    f"{changed}{'; env ' + env if env else ''}; relaunching now"
+                )
+            else:
+                self._print(
+                    f"{what}; restarting with the same flags in {decision.delay_s:.1f} s "
+                    f"({decision.reason}; restart {number} of at most {self._settings.max_restarts})"
+                )
+            if decision.delay_s > 0 and await self._sleep_unless_stopped(decision.delay_s):
                 self._print("stopped during the restart delay; vLLM is not running")
                 return ExitCode.STOPPED
             args = decision.vllm_args
+            step = decision.step
 
-    async def _attempt(self, number: int, args: tuple[str, ...]) -> Attempt | ExitCode | None:
+    async def _attempt(
+        self, number: int, args: tuple[str, ...], step: str | None = None
+    ) -> Attempt | ExitCode | None:
         """Run one attempt: how it failed, None when it was stopped on request and vLLM is gone,
         or the exit code when the guard cannot go on."""
         world = self._world
@@ -166,7 +190,7 @@ class Supervisor:
             )
         last_line = next((line.strip() for line in reversed(output.tail(20)) if line.strip()), "")
         attempt = Attempt(
-            number, args, started, ended_at, ready_at, None if hung else status, failure, last_line
+            number, args, started, ended_at, ready_at, None if hung else status, failure, last_line, step
         )
         world.state.record(
             {
@@ -176,6 +200,7 @@ class Supervisor:
                 "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
                 "exit_status": attempt.exit_status,
                 "kind": failure.kind.value,
+                "step": step,
                 "evidence": redactor.text(failure.evidence),
                 "log": str(log.path),
             }
@@ -382,6 +407,7 @@ async def serve(started: Started) -> ExitCode:
                 user_args=started.user_args,
                 env=started.env,
                 world=world,
+                policy=started.policy,
             )
             return await supervisor.run(started.early_signals)
     except BaseException:

@@ -126,3 +126,36 @@ def number(args: Sequence[str], flag: str) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+def as_dict(args: Sequence[str]) -> dict[str, str | None]:
+    """Each flag (canonical name) with its last value, None for a bare boolean. vLLM takes no
+    positional argument after MODEL, so a word after a flag is that flag's value."""
+    found: dict[str, str | None] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-"):
+            name, eq, inline = arg.partition("=")
+            if eq:
+                found[canonical(name)] = inline
+            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+                found[canonical(name)] = args[i + 1]
+                i += 1
+            else:
+                found[canonical(name)] = None
+        i += 1
+    return found
+
+
+def changes(before: Sequence[str], after: Sequence[str]) -> str:
+    """What an edit did, for one line of the guard's: `--max-model-len 4096 → 768, +--enforce-eager`."""
+    old, new = as_dict(before), as_dict(after)
+    parts = []
+    for flag, value in new.items():
+        if flag not in old:
+            parts.append(f"+{flag}" + (f" {value}" if value is not None else ""))
+        elif old[flag] != value:
+            parts.append(f"{flag} {old[flag]} → {value}")
+    parts.extend(f"-{flag}" for flag in old if flag not in new)
+    return ", ".join(parts) or "no flag changed"

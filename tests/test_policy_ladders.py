@@ -1,0 +1,166 @@
+"""decide() with ladders, from histories built by a helper: every rule the guard always keeps."""
+
+from __future__ import annotations
+
+import random
+
+from vllm_guard import policy_file
+from vllm_guard.errors import ExitCode
+from vllm_guard.failures import Failure, FailureKind
+from vllm_guard.policy import Attempt, Discipline, Facts, GiveUp, Policy, Relaunch, Step, decide
+
+K = FailureKind
+DISCIPLINE = Discipline(5, 3600.0, 2.0, 60.0, 0.0, 300.0)
+DEFAULT = policy_file.load("default").policy()
+
+
+def attempt(args: tuple[str, ...], kind: FailureKind, numbers: dict[str, int | float | str] | None = None,
+            step: str | None = None, number: int = 1) -> Attempt:  # fmt: skip
+    return Attempt(
+        number,
+        args,
+        float(number),
+        float(number) + 1,
+        None,
+        1,
+        Failure(kind, "line", numbers or {}),
+        "",
+        step,
+    )
+
+
+NO_FACTS = Facts()
+
+
+def next_after(
+    history: list[Attempt], policy: Policy = DEFAULT, facts: Facts = NO_FACTS
+) -> Relaunch | GiveUp:
+    return decide(history, DISCIPLINE, now=100.0, rng=random.Random(0), policy=policy, facts=facts)
+
+
+def test_max_model_len_is_fitted_to_vllms_estimate_at_once() -> None:
+    failed = attempt(("--max-model-len", "4096", "--enforce-eager"), K.MAX_MODEL_LEN_TOO_LARGE,
+                     {"max_model_len": 4096, "estimated_max_model_len": 768})  # fmt: skip
+    decision = next_after([failed])
+    assert decision == Relaunch(("--max-model-len", "768", "--enforce-eager"), 0.0,
+                                "max_model_len_too_large: fit --max-model-len", step="fit --max-model-len")  # fmt: skip
+
+
+def test_capacity_only_is_rounded_down_to_the_block_size() -> None:
+    failed = attempt(("--max-model-len", "29000"), K.MAX_MODEL_LEN_TOO_LARGE, {"kv_cache_tokens": 23650})
+    assert isinstance(d := next_after([failed]), Relaunch)
+    assert d.vllm_args == ("--max-model-len", "23648")
+    with_blocks = attempt(
+        ("--max-model-len", "29000", "--block-size", "32"),
+        K.MAX_MODEL_LEN_TOO_LARGE,
+        {"kv_cache_tokens": 23650},
+    )
+    assert isinstance(d := next_after([with_blocks]), Relaunch)
+    assert d.vllm_args[1] == "23648" and int(d.vllm_args[1]) % 32 == 0
+
+
+def test_utilization_is_fitted_to_what_is_free() -> None:
+    gib = 2**30
+    failed = attempt(("--port", "1"), K.INSUFFICIENT_FREE_MEMORY,
+                     {"free_bytes": int(59.32 * gib), "total_bytes": int(79.15 * gib), "gpu_memory_utilization": 0.9})  # fmt: skip
+    assert isinstance(d := next_after([failed]), Relaunch)
+    assert d.vllm_args == ("--port", "1", "--gpu-memory-utilization", "0.72")  # 59.32/79.15 - 0.02, down
+
+
+def test_a_fit_never_raises_what_the_user_asked() -> None:
+    failed = attempt(("--max-model-len", "512"), K.MAX_MODEL_LEN_TOO_LARGE, {"estimated_max_model_len": 768})
+    decision = next_after([failed])
+    assert isinstance(decision, GiveUp)
+    assert decision.exit_code == ExitCode.GAVE_UP
+    assert "ladder ran out" in decision.reason
+
+
+def test_a_pinned_flag_is_never_touched() -> None:
+    pinned = Policy(DEFAULT.name, DEFAULT.ladders, frozenset({"--max-model-len"}))
+    failed = attempt(("--max-model-len", "4096"), K.MAX_MODEL_LEN_TOO_LARGE, {"estimated_max_model_len": 768})
+    assert isinstance(next_after([failed], pinned), GiveUp)
+
+
+def test_the_ladder_goes_on_and_never_repeats_a_step() -> None:
+    first = attempt(("--max-model-len", "8192"), K.OOM_CUDA_GRAPH)
+    d1 = next_after([first])
+    assert isinstance(d1, Relaunch) and d1.vllm_args == ("--max-model-len", "8192", "--enforce-eager")
+    second = attempt(d1.vllm_args, K.OOM_CUDA_GRAPH, step=d1.step, number=2)
+    d2 = next_after([first, second])
+    assert isinstance(d2, Relaunch)
+    assert d2.vllm_args == ("--max-model-len", "8192", "--enforce-eager", "--gpu-memory-utilization", "0.87")
+    third = attempt(d2.vllm_args, K.OOM_CUDA_GRAPH, step=d2.step, number=3)
+    assert isinstance(next_after([first, second, third]), GiveUp)
+
+
+def test_a_scale_stops_at_its_floor() -> None:
+    policy = Policy(
+        "t", ((K.OOM_RUNTIME, (Step("scale", flag="--max-num-seqs", factor=0.5, floor=8, default=256),)),)
+    )
+    failed = attempt(("--max-num-seqs", "8"), K.OOM_RUNTIME)
+    assert isinstance(next_after([failed], policy), GiveUp)
+    failed = attempt(("--max-num-seqs", "12"), K.OOM_RUNTIME)
+    assert isinstance(d := next_after([failed], policy), Relaunch) and d.vllm_args == ("--max-num-seqs", "8")
+
+
+def test_the_guards_own_step_is_undone_when_vllm_refuses_it() -> None:
+    first = attempt(("--port", "1"), K.OOM_WEIGHTS)
+    d1 = next_after([first])
+    assert isinstance(d1, Relaunch) and d1.vllm_args == ("--port", "1", "--quantization", "fp8")
+    refused = attempt(d1.vllm_args, K.UNSUPPORTED_DTYPE_OR_QUANT, step=d1.step, number=2)
+    undo = next_after([first, refused])
+    assert isinstance(undo, Relaunch) and undo.vllm_args == ("--port", "1")
+    assert undo.reason.startswith("undo set --quantization fp8")
+
+
+def test_fp8_is_not_tried_where_the_gpu_is_known_to_lack_it() -> None:
+    failed = attempt(("--port", "1"), K.OOM_WEIGHTS)
+    decision = next_after([failed], facts=Facts(compute_capability="7.0"))
+    assert isinstance(decision, Relaunch)
+    assert "--quantization" not in decision.vllm_args
+    assert decision.vllm_args[-2:] == ("--cpu-offload-gb", "8")
+
+
+def test_a_give_up_step_ends_with_exit_4_and_its_message() -> None:
+    history = [attempt(("--port", "1"), K.OOM_WEIGHTS, number=1)]
+    history.append(
+        attempt(
+            ("--port", "1", "--quantization", "fp8"), K.OOM_WEIGHTS, step="set --quantization fp8", number=2
+        )
+    )
+    history.append(
+        attempt(
+            ("--port", "1", "--quantization", "fp8", "--cpu-offload-gb", "8"),
+            K.OOM_WEIGHTS,
+            step="set --cpu-offload-gb 8",
+            number=3,
+        )
+    )
+    decision = next_after(history)
+    assert isinstance(decision, GiveUp) and decision.exit_code == ExitCode.GAVE_UP
+    assert "tensor-parallel-size" in decision.reason
+
+
+def test_permanent_kinds_stop_with_exit_5_and_what_to_do() -> None:
+    for kind, advice in ((K.HF_AUTH, "HF_TOKEN"), (K.TRUST_REMOTE_CODE, "--trust-remote-code"),
+                         (K.SHM_TOO_SMALL, "--shm-size"), (K.MODEL_NOT_FOUND, "path")):  # fmt: skip
+        decision = next_after([attempt(("--port", "1"), kind)])
+        assert isinstance(decision, GiveUp) and decision.exit_code == ExitCode.PERMANENT
+        assert advice in decision.reason
+
+
+def test_kinds_without_a_ladder_restart_with_the_same_flags_after_a_backoff() -> None:
+    for kind in (K.WORKER_DIED, K.HUNG, K.UNKNOWN, K.HUB_UNREACHABLE, K.PORT_IN_USE):
+        decision = next_after([attempt(("--port", "1"), kind)])
+        assert isinstance(decision, Relaunch) and decision.vllm_args == ("--port", "1")
+        assert decision.delay_s == 2.0 and decision.step is None
+
+
+def test_an_env_step_sets_variables_for_the_next_attempts() -> None:
+    policy = Policy(
+        "t",
+        ((K.OOM_RUNTIME, (Step("env", env=(("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"),)),)),),
+    )
+    decision = next_after([attempt(("--port", "1"), K.OOM_RUNTIME)], policy)
+    assert isinstance(decision, Relaunch)
+    assert decision.env == (("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"),)

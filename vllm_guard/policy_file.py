@@ -1,0 +1,177 @@
+"""Policy files: their schema (pydantic) and reading them, with errors that name the file, the
+line and the field. `vllm-guard policy check FILE` runs exactly this."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.failures import FailureKind
+from vllm_guard.policy import Policy, Step
+from vllm_guard.settings import GuardSettings
+from vllm_guard.vllm_args import canonical
+
+SHIPPED = Path(__file__).resolve().parent / "policies"
+FlagName = Annotated[str, Field(pattern=r"^--[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+Scalar = str | int | float | bool
+FITTABLE = ("--max-model-len", "--gpu-memory-utilization")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScaleSpec(_Strict):
+    flag: FlagName
+    factor: float = Field(gt=0, lt=1)
+    floor: float = Field(0.0, ge=0)
+    default: float | None = Field(None, gt=0, description="vLLM's value when the flag is absent")
+
+
+class StepSpec(_Strict):
+    """Exactly one of these keys."""
+
+    set: dict[FlagName, Scalar] | None = None
+    remove: FlagName | None = None
+    flag: FlagName | None = None
+    scale: ScaleSpec | None = None
+    fit: FlagName | None = None
+    env: dict[str, Scalar] | None = None
+    give_up: str | None = None
+
+    @model_validator(mode="after")
+    def _one_action(self) -> StepSpec:
+        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step has exactly one of {', '.join(type(self).model_fields)}; got {given}")
+        if self.set is not None and len(self.set) != 1:
+            raise ValueError("`set` takes one flag and its value")
+        if self.fit is not None and canonical(self.fit) not in (
+            "--max-model-len",
+            "--gpu-memory-utilization",
+        ):
+            raise ValueError("`fit` knows --max-model-len and --gpu-memory-utilization")
+        return self
+
+    def step(self) -> Step:
+        if self.set is not None:
+            ((flag, value),) = self.set.items()
+            return Step("set", flag=flag, value=_text(value))
+        if self.scale is not None:
+            s = self.scale
+            return Step("scale", flag=s.flag, factor=s.factor, floor=s.floor, default=s.default)
+        if self.env is not None:
+            return Step("env", env=tuple((k, _text(v)) for k, v in self.env.items()))
+        if self.give_up is not None:
+            return Step("give_up", message=self.give_up)
+        for action in ("remove", "flag", "fit"):
+            flag = getattr(self, action)
+            if flag is not None:
+                return Step(action, flag=flag)
+        raise AssertionError("validated to hold one action")
+
+
+class RestartSpec(_Strict):
+    """Restart discipline; the command line and VLLM_GUARD_* variables win over these."""
+
+    max_restarts: int | None = Field(None, ge=0)
+    restart_window_s: float | None = Field(None, gt=0)
+    backoff_initial_s: float | None = Field(None, ge=0)
+    backoff_max_s: float | None = Field(None, ge=0)
+    backoff_jitter_s: float | None = Field(None, ge=0)
+    healthy_reset_s: float | None = Field(None, ge=0)
+    startup_timeout_s: float | None = Field(None, gt=0)
+    grace_period_s: float | None = Field(None, gt=0)
+
+
+class PolicySpec(_Strict):
+    name: str
+    description: str = ""
+    pinned: list[FlagName] = []
+    restart: RestartSpec = Field(default_factory=lambda: RestartSpec.model_validate({}))
+    ladders: dict[FailureKind, list[StepSpec]] = {}
+
+    def policy(self) -> Policy:
+        return Policy(
+            name=self.name,
+            ladders=tuple((kind, tuple(s.step() for s in steps)) for kind, steps in self.ladders.items()),
+            pinned=frozenset(canonical(f) for f in self.pinned),
+        )
+
+    def restart_settings(self) -> dict[str, Any]:
+        return {k: v for k, v in self.restart.model_dump().items() if v is not None}
+
+
+def _text(value: Scalar) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def resolve(name_or_path: str) -> Path:
+    """A shipped policy's name (`default`) or a file's path."""
+    shipped = SHIPPED / f"{name_or_path}.yaml"
+    if "/" not in name_or_path and shipped.is_file():
+        return shipped
+    return Path(name_or_path)
+
+
+def load(name_or_path: str) -> PolicySpec:
+    path = resolve(name_or_path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise GuardError(f"cannot read the policy {path}: {exc.strerror}", ExitCode.USAGE) from None
+    return parse(text, str(path))
+
+
+def parse(text: str, source: str) -> PolicySpec:
+    """A policy from YAML text; any error names `source`, the line and the field."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise GuardError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}", ExitCode.USAGE) from None
+    try:
+        return PolicySpec.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+            line = _line_of(root, loc)
+            field = ".".join(str(p) for p in loc if p != "[key]") or "(top level)"
+            problems.append(f"{source}:{line}: {field}: {error['msg']}")
+        raise GuardError("invalid policy: " + "; ".join(problems), ExitCode.USAGE) from None
+
+
+def _line_of(node: yaml.Node | None, loc: list[Any]) -> int:
+    """The 1-based line of the YAML node at `loc`, or of the deepest node on the way there."""
+    line = node.start_mark.line + 1 if node is not None else 1
+    for position, part in enumerate(loc):
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if pair is not None and loc[position + 1 : position + 2] == ["[key]"]:
+                return int(pair[0].start_mark.line) + 1  # the key itself is what is wrong
+            node = pair[1] if pair is not None else None
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+    return line
+
+
+def effective(settings: GuardSettings) -> tuple[GuardSettings, Policy]:
+    """The settings with the policy's restart discipline under them (command line > environment >
+    policy file > defaults), and the policy with `--pin` added to its pinned flags."""
+    spec = load(settings.policy)
+    under = {k: v for k, v in spec.restart_settings().items() if k not in settings.model_fields_set}
+    policy = spec.policy()
+    pinned = policy.pinned | settings.pinned
+    return settings.model_copy(update=under), Policy(policy.name, policy.ladders, pinned)
