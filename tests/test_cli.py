@@ -173,3 +173,40 @@ def test_diagnose_of_an_unreadable_file_is_exit_2(tmp_path: Path) -> None:
     result = guard("diagnose", str(tmp_path / "missing.log"))
     assert result.returncode == 2
     assert "cannot read" in result.stderr
+
+
+def test_policy_check_and_show(tmp_path: Path) -> None:
+    ok = guard("policy", "check", "policies/default.yaml")
+    assert ok.returncode == 0 and "a valid policy (default" in ok.stdout
+    shown = guard("policy", "show")
+    assert shown.returncode == 0
+    assert "max_model_len_too_large:\n  1. fit --max-model-len" in shown.stdout
+    assert "hf_auth: stop at once (exit 5)" in shown.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: b\nladders:\n  oom_runtime:\n    - fly: --enforce-eager\n")
+    refused = guard("policy", "check", str(bad))
+    assert refused.returncode == 2
+    assert f"{bad}:4: ladders.oom_runtime.0.fly" in refused.stderr
+
+
+def test_diagnose_with_the_vllm_args_says_what_comes_next(tmp_path: Path) -> None:
+    log = tmp_path / "vllm.log"
+    # shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log, its root-cause line
+    log.write_text(
+        "ValueError: To serve at least one request with the model's max seq len (4096), (0.0 GiB KV cache is needed, "
+        "which is larger than the available KV cache memory (0.0 GiB). Based on the available memory, the estimated "
+        "maximum model length is 1792.\n"
+    )
+    result = guard("diagnose", "--json", str(log), "--", "--max-model-len", "4096", "--api-key", "sekrit-key")
+    assert result.returncode == 0, result.stderr
+    nxt = json.loads(result.stdout)["next"]
+    assert nxt == {
+        "action": "relaunch",
+        "argv": ["--max-model-len", "1792", "--api-key", "***"],
+        "delay_s": 0.0,
+        "step": "fit --max-model-len",
+    }
+    gated = tmp_path / "gated.log"
+    gated.write_text("OSError: You are trying to access a gated repo.\n")
+    give_up = json.loads(guard("diagnose", "--json", str(gated), "--").stdout)["next"]
+    assert give_up["action"] == "give_up" and give_up["exit_code"] == 5

@@ -67,48 +67,50 @@ class Guard:
             return []
 
 
-@pytest.fixture
-def guard(real_vllm: RealVllm, tmp_path: Path, port: int) -> Iterator[Guard]:
+def start_guard(real_vllm: RealVllm, tmp_path: Path, port: int, vllm_args: list[str]) -> Guard:
     log = tmp_path / "guard.out"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "vllm_guard",
-                "--vllm-command",
-                real_vllm.vllm_bin,
-                "--state-dir",
-                str(tmp_path / "state"),
-                "--grace-period-s",
-                "30",
-                "--backoff-initial-s",
-                "0.5",
-                "--health-interval-s",
-                "0.5",
-                "serve",
-                real_vllm.model_dir,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--max-model-len",
-                "1024",
-                "--kv-cache-memory-bytes",
-                "64M",
-                "--enforce-eager",
-                "--dtype",
-                "float32",
+                sys.executable, "-m", "vllm_guard",
+                "--vllm-command", real_vllm.vllm_bin,
+                "--state-dir", str(tmp_path / "state"),
+                "--grace-period-s", "30",
+                "--backoff-initial-s", "0.5",
+                "--health-interval-s", "0.5",
+                "serve", real_vllm.model_dir,
+                "--host", "127.0.0.1",
+                "--port", str(port),
+                *vllm_args,
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        )
-    yield Guard(proc, log)
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
+        )  # fmt: skip
+    return Guard(proc, log)
+
+
+def finish(guard: Guard) -> None:
+    if guard.proc.poll() is None:
+        guard.proc.send_signal(signal.SIGINT)
+        guard.proc.send_signal(signal.SIGINT)
+        guard.proc.wait(60)
+
+
+@pytest.fixture
+def guard(real_vllm: RealVllm, tmp_path: Path, port: int) -> Iterator[Guard]:
+    args = [
+        "--max-model-len",
+        "1024",
+        "--kv-cache-memory-bytes",
+        "64M",
+        "--enforce-eager",
+        "--dtype",
+        "float32",
+    ]
+    started = start_guard(real_vllm, tmp_path, port, args)
+    yield started
+    finish(started)
 
 
 def vllm_processes_started_since(start: float) -> list[str]:
@@ -147,3 +149,28 @@ def test_sigkill_of_the_api_server_kills_its_orphans_and_relaunches(guard: Guard
     guard.proc.send_signal(signal.SIGTERM)
     assert guard.proc.wait(120) == 0, guard.output()[-4000:]
     assert vllm_processes_started_since(began) == []
+
+
+def test_a_max_model_len_too_large_is_fitted_from_vllms_estimate_and_ready_in_one_relaunch(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    # By hand (shared/vllm/README.md): vLLM says 768 for these flags, and 768 is healthy in ~22 s.
+    args = [
+        "--max-model-len",
+        "4096",
+        "--kv-cache-memory-bytes",
+        "2000000",
+        "--enforce-eager",
+        "--dtype",
+        "float32",
+    ]
+    guard = start_guard(real_vllm, tmp_path, port, args)
+    try:
+        guard.wait_for("vLLM is ready (attempt 2)", timeout_s=2 * READY_TIMEOUT_S)
+        out = guard.output()
+        assert "attempt 1 failed: max_model_len_too_large" in out
+        assert "step: fit --max-model-len; --max-model-len 4096 → 768" in out
+        guard.proc.send_signal(signal.SIGTERM)
+        assert guard.proc.wait(120) == 0
+    finally:
+        finish(guard)

@@ -1,7 +1,8 @@
 """The command line: guard options, sub-commands, and exit codes. The only place that exits.
 
     vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
-    vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-]
+    vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...]
+    vllm-guard [GUARD OPTIONS] policy check FILE | policy show [FILE]
     vllm-guard [GUARD OPTIONS] demo
 
 Guard options come before the sub-command; MODEL and everything after it belong to vLLM, untouched.
@@ -19,7 +20,10 @@ from typing import Any, NoReturn
 from vllm_guard import __version__, settings
 from vllm_guard.errors import ExitCode, GuardError
 
-USAGE = "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | diagnose [--json] [LOGFILE|-] | demo}"
+USAGE = (
+    "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | diagnose [--json] [LOGFILE|-] "
+    "[-- VLLM ARGS...] | policy check FILE | policy show [FILE] | demo}"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vllm-guard {__version__}")
     for flag, (name, help_text) in settings.option_help().items():
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
-    parser.add_argument("command", choices=["serve", "diagnose", "demo"], help="what to do")
+    parser.add_argument("command", choices=["serve", "diagnose", "policy", "demo"], help="what to do")
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -84,7 +88,11 @@ def _dispatch(argv: list[str]) -> ExitCode:
     if ns.command == "diagnose":
         from vllm_guard.diagnose import diagnose  # noqa: PLC0415
 
-        return diagnose(ns.rest)
+        return diagnose(ns.rest, settings.load(cli_values))
+    if ns.command == "policy":
+        from vllm_guard.policy_cli import policy_command  # noqa: PLC0415
+
+        return policy_command(ns.rest, settings.load(cli_values).policy)
     from vllm_guard.demo import demo  # noqa: PLC0415
 
     if ns.rest:

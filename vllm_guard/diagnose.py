@@ -8,31 +8,80 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import random
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from vllm_guard import policy_file
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import ADVICE, Failure, classify
+from vllm_guard.policy import Attempt, Discipline, Relaunch, decide
+from vllm_guard.redact import Redactor
+from vllm_guard.settings import GuardSettings
+from vllm_guard.settings import load as load_settings
 
 # A pasted log may be of any size; its end is where vLLM says why it stopped.
 MAX_LINES = 200_000
 
 
-def diagnose(argv: Sequence[str]) -> ExitCode:
+def diagnose(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
     parser = argparse.ArgumentParser(
         prog="vllm-guard diagnose",
         description="Name why vLLM failed, from its log (stdout and stderr together).",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("logfile", nargs="?", default="-", help="the log; - or nothing: stdin")
+    argv = list(argv)
+    vllm_argv: list[str] | None = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, vllm_argv = argv[:cut], argv[cut + 1 :]
     try:
-        ns = parser.parse_args(list(argv))
+        ns = parser.parse_args(argv)
     except SystemExit as exc:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
     failure = classify(_read(ns.logfile))
-    print(json.dumps(as_json(failure), ensure_ascii=False) if ns.json else as_text(failure))
+    report = as_json(failure)
+    if vllm_argv is not None:
+        report["next"] = next_step(failure, tuple(vllm_argv), settings or load_settings({}))
+    if ns.json:
+        print(json.dumps(report, ensure_ascii=False))
+    else:
+        print(as_text(failure) + (f"\nnext:     {_next_text(report['next'])}" if "next" in report else ""))
     return ExitCode.STOPPED
+
+
+def next_step(failure: Failure, vllm_argv: tuple[str, ...], settings: GuardSettings) -> dict[str, object]:
+    """What the policy would do after a first attempt with `vllm_argv` ended like this."""
+    settings, policy = policy_file.effective(settings)
+    attempt = Attempt(1, vllm_argv, 0.0, 0.0, None, None, failure)
+    discipline = Discipline(
+        settings.max_restarts,
+        settings.restart_window_s,
+        settings.backoff_initial_s,
+        settings.backoff_max_s,
+        0.0,  # no jitter: the same log gives the same answer
+        settings.healthy_reset_s,
+    )
+    decision = decide([attempt], discipline, now=0.0, rng=random.Random(0), policy=policy)
+    if isinstance(decision, Relaunch):
+        return {
+            "action": "relaunch",
+            "argv": list(Redactor().argv(decision.vllm_args)),
+            "delay_s": decision.delay_s,
+            "step": decision.step or decision.reason,
+        }
+    return {"action": "give_up", "exit_code": int(decision.exit_code), "message": decision.reason}
+
+
+def _next_text(decision: object) -> str:
+    if not isinstance(decision, dict):
+        return "-"
+    if decision["action"] == "relaunch":
+        delay = f" after {decision['delay_s']:.1f} s" if decision["delay_s"] else " at once"
+        return f"relaunch{delay} ({decision['step']}): {' '.join(decision['argv'])}"
+    return f"give up, exit {decision['exit_code']}: {decision['message']}"
 
 
 def as_json(failure: Failure) -> dict[str, object]:

@@ -1,0 +1,44 @@
+"""`vllm-guard policy check FILE` and `vllm-guard policy show [FILE]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vllm_guard import policy_file
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.failures import PERMANENT_KINDS, FailureKind
+
+USAGE = "vllm-guard policy check FILE | vllm-guard policy show [FILE|NAME]"
+
+
+def policy_command(argv: Sequence[str], default: str) -> ExitCode:
+    if not argv or argv[0] not in ("check", "show"):
+        raise GuardError(f"usage: {USAGE}")
+    action, rest = argv[0], list(argv[1:])
+    if len(rest) > 1 or (action == "check" and not rest):
+        raise GuardError(f"usage: {USAGE}")
+    spec = policy_file.load(rest[0] if rest else default)  # a bad file raises with file:line
+    if action == "check":
+        print(f"{policy_file.resolve(rest[0])}: a valid policy ({spec.name}, {len(spec.ladders)} ladders)")
+        return ExitCode.STOPPED
+    print(show(spec))
+    return ExitCode.STOPPED
+
+
+def show(spec: policy_file.PolicySpec) -> str:
+    policy = spec.policy()
+    lines = [f"policy {spec.name}: {spec.description}".rstrip(": ")]
+    if policy.pinned:
+        lines.append("pinned: " + ", ".join(sorted(policy.pinned)))
+    for key, value in spec.restart_settings().items():
+        lines.append(f"{key}: {value:g}" if isinstance(value, float) else f"{key}: {value}")
+    for kind in FailureKind:
+        ladder = policy.ladder(kind)
+        if ladder:
+            lines.append(f"{kind.value}:")
+            lines.extend(f"  {n}. {step.label}" for n, step in enumerate(ladder, 1))
+        elif kind in PERMANENT_KINDS:
+            lines.append(f"{kind.value}: stop at once (exit 5)")
+        else:
+            lines.append(f"{kind.value}: restart with the same flags, with backoff")
+    return "\n".join(lines)
