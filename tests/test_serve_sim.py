@@ -328,3 +328,23 @@ def test_a_malformed_policy_is_refused_before_anything_launches(tmp_path: Path, 
     assert result.returncode == 2
     assert f"{bad}:4: ladders.oom_runtime.0.scale.factor" in result.stderr
     assert "starting vLLM" not in result.stderr
+
+
+def test_the_flags_that_reached_ready_are_where_the_next_start_begins(serve: Serve, tmp_path: Path) -> None:
+    first = serve("--max-model-len", "131072")
+    first.wait_for("vLLM is ready (attempt 2)")
+    first.wait_for("remembered these flags for the next start (--max-model-len 131072 → 32768)")
+    assert first.stop() == 0
+    again = serve("--max-model-len", "131072")
+    again.wait_for("vLLM is ready (attempt 1)")
+    assert (
+        "starting from the flags that reached ready last time (--max-model-len 131072 → 32768)"
+        in again.stderr()
+    )
+    assert again.stop() == 0
+    forgot = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(first.state), "forget", MODEL],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert forgot.returncode == 0 and forgot.stdout.strip() == "forgot 1 remembered flag set"
+    assert json.loads((first.state / "known_good.json").read_text()) == {}

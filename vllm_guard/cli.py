@@ -3,6 +3,7 @@
     vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] policy check FILE | policy show [FILE]
+    vllm-guard [GUARD OPTIONS] forget [MODEL]
     vllm-guard [GUARD OPTIONS] demo
 
 Guard options come before the sub-command; MODEL and everything after it belong to vLLM, untouched.
@@ -37,7 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vllm-guard {__version__}")
     for flag, (name, help_text) in settings.option_help().items():
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
-    parser.add_argument("command", choices=["serve", "diagnose", "policy", "demo"], help="what to do")
+    parser.add_argument(
+        "command", choices=["serve", "diagnose", "policy", "forget", "demo"], help="what to do"
+    )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -89,6 +92,15 @@ def _dispatch(argv: list[str]) -> ExitCode:
         from vllm_guard.diagnose import diagnose  # noqa: PLC0415
 
         return diagnose(ns.rest, settings.load(cli_values))
+    if ns.command == "forget":
+        from vllm_guard.state import StateDir  # noqa: PLC0415
+
+        if len(ns.rest) > 1:
+            raise GuardError("usage: vllm-guard forget [MODEL]")
+        state = StateDir(settings.load(cli_values).state_dir)
+        dropped = state.forget(ns.rest[0] if ns.rest else None)
+        print(f"forgot {dropped} remembered flag set{'s' if dropped != 1 else ''}")
+        return ExitCode.STOPPED
     if ns.command == "policy":
         from vllm_guard.policy_cli import policy_command  # noqa: PLC0415
 

@@ -10,10 +10,12 @@ import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from vllm_guard import vllm_args
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
 from vllm_guard.policy import Policy
+from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
-from vllm_guard.state import StateDir
+from vllm_guard.state import StateDir, known_good_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +30,8 @@ class Started:
     state: StateDir
     first: Spawned
     policy: Policy
+    first_args: tuple[str, ...]  # the user's flags, or the remembered set that reached ready
+    known_good_key: str
     # SIGTERM/SIGINT that arrived before the event loop took the signals over.
     early_signals: list[int] = field(default_factory=list)
 
@@ -49,10 +53,17 @@ def start_serving(
         signal.signal(signum, lambda received, _frame: early.append(received))
     state = StateDir(settings.state_dir)
     state.open()
+    key = known_good_key(model, Redactor.for_launch(env, user_args).argv(user_args), None, None)
+    remembered = state.known_good().get(key)
+    first_args = tuple(user_args)
+    if remembered is not None:
+        first_args = vllm_args.replay(user_args, [tuple(e) for e in remembered.get("edits", [])])
     try:
         become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
-        first = spawn([*program, "serve", model, *user_args], env)
+        first = spawn([*program, "serve", model, *first_args], env)
     except BaseException:
         state.close()
         raise
-    return Started(settings, program, model, tuple(user_args), dict(env), state, first, policy, early)
+    return Started(
+        settings, program, model, tuple(user_args), dict(env), state, first, policy, first_args, key, early
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -13,6 +14,20 @@ from typing import Any
 from vllm_guard.errors import ExitCode, GuardError
 
 KEEP_LOG_FILES = 50
+KNOWN_GOOD = "known_good.json"
+
+
+def known_good_key(model: str, user_args: list[str], vllm_version: str | None, gpu: str | None) -> str:
+    """What a remembered flag set is for: the model, the user's own flags (secrets masked), the
+    vLLM version and the GPU, as far as they are known."""
+    blob = json.dumps([model, user_args, vllm_version, gpu])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 class StateDir:
@@ -23,6 +38,7 @@ class StateDir:
         self.logs = path / "logs"
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._lock_fd = -1
+        self.warnings: list[str] = []  # what the state had wrong, for the guard to say
 
     def open(self) -> None:
         try:
@@ -68,6 +84,44 @@ class StateDir:
             os.write(fd, line.encode())  # one write with O_APPEND: a line is never torn
         finally:
             os.close(fd)
+
+    # --- flags that reached ready, so the next start need not crash through the ladder again ---
+
+    def known_good(self) -> dict[str, Any]:
+        """All remembered flag sets; a file that cannot be read is set aside, not trusted."""
+        path = self.path / KNOWN_GOOD
+        try:
+            data = json.loads(path.read_text())
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            return data
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            aside = path.with_name(f"{KNOWN_GOOD}.corrupt-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+            self.warnings.append(f"{path} could not be read ({exc}); set aside as {aside.name}")
+            return {}
+
+    def remember(self, key: str, record: dict[str, Any] | None) -> None:
+        """Keep (or with None drop) the flag set for `key`; the file is replaced atomically."""
+        data = self.known_good()
+        if record is None:
+            if data.pop(key, None) is None:
+                return
+        else:
+            data[key] = record
+        _write_atomically(self.path / KNOWN_GOOD, json.dumps(data, indent=1, ensure_ascii=False))
+
+    def forget(self, model: str | None) -> int:
+        """Drop the remembered flag sets of `model` (all of them with None); how many went."""
+        data = self.known_good()
+        if not data:
+            return 0
+        keep = {k: v for k, v in data.items() if model is not None and v.get("model") != model}
+        _write_atomically(self.path / KNOWN_GOOD, json.dumps(keep, indent=1, ensure_ascii=False))
+        return len(data) - len(keep)
 
     def _prune_logs(self) -> None:
         files = sorted(self.logs.glob("*.log*"), key=lambda p: p.stat().st_mtime)

@@ -61,6 +61,8 @@ class Supervisor:
         env: Mapping[str, str],
         world: World,
         policy: Policy | None = None,
+        start_args: Sequence[str] | None = None,
+        known_good_key: str | None = None,
     ) -> None:
         self._settings = settings
         self._program = tuple(program)
@@ -69,6 +71,8 @@ class Supervisor:
         self._env = dict(env)
         self._world = world
         self._policy = policy or Policy()
+        self._start_args = tuple(start_args) if start_args is not None else self._user_args
+        self._known_good_key = known_good_key
         self._print = world.printer.guard
         self._stop = asyncio.Event()
         self._skip_grace = asyncio.Event()
@@ -102,7 +106,14 @@ class Supervisor:
                 loop.remove_signal_handler(signum)
 
     async def _loop(self) -> ExitCode:
-        args = self._user_args
+        for warning in self._world.state.warnings:
+            self._print(warning, level="warning")
+        args = self._start_args
+        if args != self._user_args:
+            self._print(
+                f"starting from the flags that reached ready last time ({changes(self._user_args, args)}); "
+                f"`vllm-guard forget {self._model}` drops them"
+            )
         step: str | None = None
         number = 0
         while True:
@@ -242,6 +253,7 @@ class Supervisor:
                             f"{ready_at - started:.1f} s after launch"
                         )
                         self.ready_event(number).set()
+                        self._remember(tuple(proc.argv[len(self._program) + 2 :]))
                 elif ready_at is None:
                     if clock() - started > self._settings.startup_timeout_s:
                         return None, (
@@ -265,6 +277,27 @@ class Supervisor:
                         )
         finally:
             stop.cancel()
+
+    def _remember(self, args: tuple[str, ...]) -> None:
+        """Keep the flags that reached ready for the next start, or forget them when the user's
+        own flags work again."""
+        if self._known_good_key is None:
+            return
+        if args == self._user_args:
+            self._world.state.remember(self._known_good_key, None)
+            return
+        redactor = Redactor.for_launch(self._env, self._user_args)
+        self._world.state.remember(
+            self._known_good_key,
+            {
+                "model": self._model,
+                "user_argv": redactor.argv(self._user_args),
+                "argv": redactor.argv(args),
+                "edits": vllm_args.edits(self._user_args, args),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            },
+        )
+        self._print(f"remembered these flags for the next start ({changes(self._user_args, args)})")
 
     async def _stop_on_request(
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None
@@ -408,6 +441,8 @@ async def serve(started: Started) -> ExitCode:
                 env=started.env,
                 world=world,
                 policy=started.policy,
+                start_args=started.first_args,
+                known_good_key=started.known_good_key,
             )
             return await supervisor.run(started.early_signals)
     except BaseException:

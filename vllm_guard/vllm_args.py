@@ -159,3 +159,29 @@ def changes(before: Sequence[str], after: Sequence[str]) -> str:
             parts.append(f"{flag} {old[flag]} → {value}")
     parts.extend(f"-{flag}" for flag in old if flag not in new)
     return ", ".join(parts) or "no flag changed"
+
+
+Edit = tuple[
+    str, str, str | None
+]  # ("set", flag, value) / ("set", flag, None) for a boolean / ("remove", flag, None)
+
+
+def edits(before: Sequence[str], after: Sequence[str]) -> list[Edit]:
+    """The flag edits that turn `before` into `after`, to replay on a later command line."""
+    old, new = as_dict(before), as_dict(after)
+    found: list[Edit] = [("set", flag, value) for flag, value in new.items() if old.get(flag, "\0") != value]
+    found.extend(("remove", flag, None) for flag in old if flag not in new)
+    return found
+
+
+def replay(args: Sequence[str], changes_: Sequence[Edit]) -> tuple[str, ...]:
+    """`args` with `edits()` applied."""
+    out = tuple(args)
+    for action, flag, value in changes_:
+        if action == "remove":
+            out = remove(out, flag, takes_value=as_dict(out).get(canonical(flag)) is not None)
+        elif value is None:
+            out = set_flag(out, flag)
+        else:
+            out = set_value(out, flag, value)
+    return out
