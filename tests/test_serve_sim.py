@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -72,6 +73,7 @@ class Serve(Protocol):
         faults: str = "",
         stdout: int | IO[bytes] | None = None,
         gpu_gib: str = "24",
+        sim_env: dict[str, str] | None = None,
         **options: str,
     ) -> Guard: ...
 
@@ -85,6 +87,7 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
         faults: str = "",
         stdout: int | IO[bytes] | None = None,
         gpu_gib: str = "24",
+        sim_env: dict[str, str] | None = None,
         **options: str,
     ) -> Guard:
         state = tmp_path / "state"
@@ -105,6 +108,7 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
             "VLLM_GUARD_SIM_LOAD_S": "0.05",
             "VLLM_GUARD_SIM_FAULTS": faults,
             "VLLM_GUARD_SIM_GPU_MEMORY_GIB": gpu_gib,
+            **(sim_env or {}),
             "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim-launches"),
         }
         err = tmp_path / "guard.err"
@@ -348,3 +352,64 @@ def test_the_flags_that_reached_ready_are_where_the_next_start_begins(serve: Ser
     )  # fmt: skip
     assert forgot.returncode == 0 and forgot.stdout.strip() == "forgot 1 remembered flag set"
     assert json.loads((first.state / "known_good.json").read_text()) == {}
+
+
+def relaunch_flags(guard: Guard) -> list[list[str]]:
+    """The vLLM flags (after MODEL) each attempt was launched with."""
+    return [list(entry["argv"])[list(entry["argv"]).index(MODEL) + 1 :] for entry in guard.journal()]  # type: ignore[call-overload]
+
+
+BASE = ["--host", "127.0.0.1"]
+
+
+def test_memory_held_by_another_process_fits_the_utilization(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", sim_env={"VLLM_GUARD_SIM_GPU_USED_GIB": "4"})
+    # The simulator captures CUDA graphs outside the utilization budget (vLLM before 0.21 did), so
+    # the fitted budget leaves too little for them and the next step turns graphs off.
+    guard.wait_for("vLLM is ready (attempt 3)")
+    assert guard.stop() == 0
+    flags = relaunch_flags(guard)
+    assert [e["kind"] for e in guard.journal()[:2]] == ["insufficient_free_memory", "oom_cuda_graph"]
+    assert flags[1][-2:] == ["--gpu-memory-utilization", "0.81"]  # 20/24 free, less the margin
+    assert flags[2][-1] == "--enforce-eager"
+
+
+def test_a_cuda_graph_oom_relaunches_eager(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", "--gpu-memory-utilization", "0.99")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    assert guard.journal()[0]["kind"] == "oom_cuda_graph"
+    assert relaunch_flags(guard)[1][-1] == "--enforce-eager"
+
+
+def test_weights_too_big_for_the_gpu_go_fp8(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", gpu_gib="14")
+    guard.wait_for("vLLM is ready (attempt")
+    assert guard.stop() == 0
+    journal = guard.journal()
+    assert journal[0]["kind"] == "oom_weights"
+    assert relaunch_flags(guard)[1][-2:] == ["--quantization", "fp8"]
+    assert journal[-1]["kind"] == "stopped"
+
+
+def test_bf16_on_a_gpu_without_it_relaunches_in_half(serve: Serve) -> None:
+    guard = serve(
+        "--max-model-len", "8192", "--dtype", "bfloat16", sim_env={"VLLM_GUARD_SIM_COMPUTE_CAPABILITY": "7.5"}
+    )
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    assert guard.journal()[0]["kind"] == "unsupported_dtype_or_quant"
+    assert relaunch_flags(guard)[1][-2:] == ["--dtype", "half"]
+
+
+def test_no_memory_for_the_kv_cache_walks_the_ladder_to_ready(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", gpu_gib="16")
+    guard.wait_for("vLLM is ready (attempt", timeout_s=60)
+    assert guard.stop() == 0
+    journal = guard.journal()
+    assert journal[0]["kind"] == "oom_kv_cache"
+    steps = [entry.get("step") for entry in journal[1:-1]]
+    assert steps == sorted(set(steps), key=steps.index), "no step is repeated"
+    flags = relaunch_flags(guard)
+    for before, after in itertools.pairwise(flags):
+        assert len(after) >= len(before)  # each relaunch only adds or lowers flags
