@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from vllm_guard import policy_file
+from vllm_guard import policy_file, vllm_args
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.policy import Attempt, Discipline, Facts, GiveUp, Policy, Relaunch, Step, decide
@@ -164,3 +164,15 @@ def test_an_env_step_sets_variables_for_the_next_attempts() -> None:
     decision = next_after([attempt(("--port", "1"), K.OOM_RUNTIME)], policy)
     assert isinstance(decision, Relaunch)
     assert decision.env == (("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True"),)
+
+
+def test_feature_steps_apply_only_when_the_feature_is_on() -> None:
+    plain = next_after([attempt(("--max-num-seqs", "8", "--max-num-batched-tokens", "512"), K.OOM_RUNTIME)])
+    assert isinstance(plain, Relaunch) and "--max-loras" not in plain.vllm_args
+    lora = attempt(("--enable-lora", "--max-loras", "4", "--max-num-seqs", "8", "--max-num-batched-tokens", "512",
+                    "--gpu-memory-utilization", "0.5"), K.OOM_RUNTIME)  # fmt: skip
+    decision = next_after([lora])
+    assert isinstance(decision, Relaunch) and vllm_args.get(decision.vllm_args, "--max-loras") == "2"
+    spec = attempt(("--speculative-config", '{"method": "ngram"}', "--port", "1"), K.OOM_KV_CACHE)
+    decision = next_after([spec])
+    assert isinstance(decision, Relaunch) and decision.vllm_args == ("--port", "1")

@@ -105,6 +105,7 @@ class Step:
     default: float | None = None  # the value vLLM uses when the flag is absent, for scale
     env: tuple[tuple[str, str], ...] = ()
     message: str = ""
+    when: str = ""  # a flag that must be given for the step to apply (a feature that is on)
 
     @property
     def label(self) -> str:
@@ -236,7 +237,7 @@ def decide(
     ladder = policy.ladder(kind)
     tried = {a.step for a in history if a.step is not None}
     for step in ladder:
-        if step.label in tried:
+        if step.label in tried or (step.when and not vllm_args.has(last.vllm_args, step.when)):
             continue
         if step.action == "give_up":
             return GiveUp(ExitCode.GAVE_UP, f"{kind.value}: {step.message or ADVICE[kind]}")

@@ -42,12 +42,16 @@ class StepSpec(_Strict):
     fit: FlagName | None = None
     env: dict[str, Scalar] | None = None
     give_up: str | None = None
+    when: FlagName | None = Field(None, description="apply only when this vLLM flag is given")
 
     @model_validator(mode="after")
     def _one_action(self) -> StepSpec:
-        given = [name for name in type(self).model_fields if getattr(self, name) is not None]
+        actions = [name for name in type(self).model_fields if name != "when"]
+        given = [name for name in actions if getattr(self, name) is not None]
         if len(given) != 1:
-            raise ValueError(f"a step has exactly one of {', '.join(type(self).model_fields)}; got {given}")
+            raise ValueError(
+                f"a step has exactly one of {', '.join(actions)} (and may have when); got {given}"
+            )
         if self.set is not None and len(self.set) != 1:
             raise ValueError("`set` takes one flag and its value")
         if self.fit is not None and canonical(self.fit) not in (
