@@ -19,6 +19,8 @@ import httpx
 import psutil
 import pytest
 
+from vllm_guard.state import attempts
+
 pytestmark = pytest.mark.timeout(90)
 
 SIM = f"{sys.executable} -m vllm_guard.sim"
@@ -49,8 +51,7 @@ class Guard:
         return psutil.Process(self.proc.pid).children()[0]
 
     def journal(self) -> list[dict[str, object]]:
-        lines = (self.state / "journal.jsonl").read_text().splitlines()
-        return [json.loads(line) for line in lines]
+        return attempts(self.state / "journal.jsonl")
 
     def complete(self) -> int:
         reply = httpx.post(
@@ -413,3 +414,25 @@ def test_no_memory_for_the_kv_cache_walks_the_ladder_to_ready(serve: Serve) -> N
     flags = relaunch_flags(guard)
     for before, after in itertools.pairwise(flags):
         assert len(after) >= len(before)  # each relaunch only adds or lowers flags
+
+
+def test_status_shows_each_attempt_and_what_was_decided(serve: Serve) -> None:
+    guard = serve("--max-model-len", "131072")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    running = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(guard.state), "status", "--json"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert guard.stop() == 0
+    report = json.loads(running.stdout)
+    first, second = report["attempts"]
+    assert first["kind"] == "max_model_len_too_large"
+    assert first["decision"] == {
+        "action": "relaunch",
+        "argv": second["argv"][second["argv"].index(MODEL) + 1 :],
+        "delay_s": 0.0,
+        "step": "fit --max-model-len",
+    }
+    assert second["kind"] is None  # ready when status looked
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["started_at"])
+    assert report["known_good"][0]["argv"][-2:] == ["--max-model-len", "32768"]

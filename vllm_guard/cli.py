@@ -3,7 +3,7 @@
     vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] policy check FILE | policy show [FILE]
-    vllm-guard [GUARD OPTIONS] forget [MODEL]
+    vllm-guard [GUARD OPTIONS] status [--json] | forget [MODEL]
     vllm-guard [GUARD OPTIONS] demo
 
 Guard options come before the sub-command; MODEL and everything after it belong to vLLM, untouched.
@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     for flag, (name, help_text) in settings.option_help().items():
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
     parser.add_argument(
-        "command", choices=["serve", "diagnose", "policy", "forget", "demo"], help="what to do"
+        "command",
+        choices=["serve", "diagnose", "policy", "status", "forget", "demo"],
+        help="what to do",
     )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -92,6 +94,10 @@ def _dispatch(argv: list[str]) -> ExitCode:
         from vllm_guard.diagnose import diagnose  # noqa: PLC0415
 
         return diagnose(ns.rest, settings.load(cli_values))
+    if ns.command == "status":
+        from vllm_guard.status import status  # noqa: PLC0415
+
+        return status(ns.rest, settings.load(cli_values))
     if ns.command == "forget":
         from vllm_guard.state import StateDir  # noqa: PLC0415
 

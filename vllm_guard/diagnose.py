@@ -16,7 +16,8 @@ from typing import BinaryIO
 from vllm_guard import policy_file
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import ADVICE, Failure, classify
-from vllm_guard.policy import Attempt, Discipline, Relaunch, decide
+from vllm_guard.policy import Attempt, Discipline, decide
+from vllm_guard.policy import as_json as decision_json
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.settings import load as load_settings
@@ -65,14 +66,7 @@ def next_step(failure: Failure, vllm_argv: tuple[str, ...], settings: GuardSetti
         settings.healthy_reset_s,
     )
     decision = decide([attempt], discipline, now=0.0, rng=random.Random(0), policy=policy)
-    if isinstance(decision, Relaunch):
-        return {
-            "action": "relaunch",
-            "argv": list(Redactor().argv(decision.vllm_args)),
-            "delay_s": decision.delay_s,
-            "step": decision.step or decision.reason,
-        }
-    return {"action": "give_up", "exit_code": int(decision.exit_code), "message": decision.reason}
+    return decision_json(decision, Redactor().argv)
 
 
 def _next_text(decision: object) -> str:

@@ -11,7 +11,7 @@ once on a permanent kind. The decision types are what the supervisor carries out
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -255,3 +255,15 @@ def decide(
         )
     delay = backoff_s(discipline, failures_in_a_row(history, discipline), rng)
     return Relaunch(last.vllm_args, delay, f"{kind.value}: same flags")
+
+
+def as_json(decision: Decision, argv: Callable[[Sequence[str]], list[str]]) -> dict[str, object]:
+    """A decision as `diagnose --json` and the journal show it; `argv` masks secrets."""
+    if isinstance(decision, Relaunch):
+        return {
+            "action": "relaunch",
+            "argv": argv(decision.vllm_args),
+            "delay_s": round(decision.delay_s, 3),
+            "step": decision.step or decision.reason,
+        }
+    return {"action": "give_up", "exit_code": int(decision.exit_code), "message": decision.reason}

@@ -128,3 +128,32 @@ class StateDir:
         for old in files[:-KEEP_LOG_FILES]:
             with contextlib.suppress(OSError):
                 old.unlink()
+
+
+def attempts(journal: Path) -> list[dict[str, Any]]:
+    """The attempts of the last run in a journal, each its events merged: `argv`, `started_at`,
+    `kind` (None while running or ready, "stopped" when stopped on request), `evidence`,
+    `decision`. Lines that do not parse are skipped: a torn journal still shows what it can."""
+    events: list[dict[str, Any]] = []
+    try:
+        text = journal.read_text(errors="replace")
+    except FileNotFoundError:
+        return []
+    for line in text.splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and "attempt" in event:
+                events.append(event)
+    if not events:
+        return []
+    run = events[-1].get("run")
+    merged: dict[int, dict[str, Any]] = {}
+    for event in (e for e in events if e.get("run") == run):
+        entry = merged.setdefault(
+            int(event["attempt"]),
+            {"attempt": event["attempt"], "kind": None, "evidence": None, "decision": None},
+        )
+        kind = "stopped" if event.get("event") == "stopped" else event.get("kind", entry["kind"])
+        entry.update({k: v for k, v in event.items() if k not in ("event", "run")})
+        entry["kind"] = kind
+    return [merged[n] for n in sorted(merged)]

@@ -22,7 +22,8 @@ from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind, classify
 from vllm_guard.health import HealthProbe
 from vllm_guard.output import AttemptOutput, CappedLog
-from vllm_guard.policy import Attempt, Discipline, Facts, GiveUp, Policy, decide
+from vllm_guard.policy import Attempt, Decision, Discipline, Facts, GiveUp, Policy, decide
+from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
@@ -132,6 +133,7 @@ class Supervisor:
                 policy=self._policy,
                 facts=Facts(),
             )
+            self._record_end(ended, decision)
             if isinstance(decision, GiveUp):
                 self._report(decision)
                 return decision.exit_code
@@ -170,6 +172,16 @@ class Supervisor:
         self._print(f"starting vLLM (attempt {number}): {' '.join(redactor.argv(argv))}")
         started = world.clock()
         proc = await world.launcher.launch(argv, self._env, output)
+        world.state.record(
+            {
+                "event": "started",
+                "attempt": number,
+                "argv": redactor.argv(argv),
+                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "step": step,
+                "log": str(log.path),
+            }
+        )
         probe = world.probe_for(args)
         ready_at: float | None = None
         hung = ""
@@ -203,20 +215,8 @@ class Supervisor:
         attempt = Attempt(
             number, args, started, ended_at, ready_at, None if hung else status, failure, last_line, step
         )
-        world.state.record(
-            {
-                "attempt": number,
-                "argv": redactor.argv(argv),
-                "lasted_s": round(ended_at - started, 3),
-                "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
-                "exit_status": attempt.exit_status,
-                "kind": failure.kind.value,
-                "step": step,
-                "evidence": redactor.text(failure.evidence),
-                "log": str(log.path),
-            }
-        )
         if self._stop.is_set():
+            self._record_end(attempt, None)
             return None
         return attempt
 
@@ -314,16 +314,33 @@ class Supervisor:
         self._print(f"vLLM stopped (status {_status_text(status)}); nothing of it is left")
         self._world.state.record(
             {
+                "event": "stopped",
                 "attempt": number,
-                "argv": self._world.printer.redactor.argv(proc.argv),
                 "lasted_s": round(self._world.clock() - started, 3),
                 "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
                 "exit_status": status,
-                "kind": "stopped",
                 "escalated": report.escalated,
             }
         )
         return None
+
+    def _record_end(self, attempt: Attempt, decision: Decision | None) -> None:
+        redactor = self._world.printer.redactor
+        self._world.state.record(
+            {
+                "event": "ended",
+                "attempt": attempt.number,
+                "lasted_s": round(attempt.ended_at - attempt.started_at, 3),
+                "ready_after_s": None
+                if attempt.ready_at is None
+                else round(attempt.ready_at - attempt.started_at, 3),
+                "exit_status": attempt.exit_status,
+                "kind": attempt.failure.kind.value,
+                "evidence": redactor.text(attempt.failure.evidence or attempt.last_line),
+                "numbers": attempt.failure.numbers,
+                "decision": None if decision is None else decision_json(decision, redactor.argv),
+            }
+        )
 
     async def _clear(self, number: int, proc: VllmProcess) -> ExitCode | None:
         """No process of an ended attempt may outlive it: kill leftovers, wait for GPU memory."""
