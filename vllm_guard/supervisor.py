@@ -78,6 +78,7 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._skip_grace = asyncio.Event()
         self._ready: dict[int, asyncio.Event] = {}
+        self._exited_wall: dict[int, float] = {}  # when each attempt's vLLM was seen gone
         self.history: list[Attempt] = []
 
     # -- control from outside (signals, the demo, tests) --
@@ -178,6 +179,7 @@ class Supervisor:
                 "attempt": number,
                 "argv": redactor.argv(argv),
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "launched_at_s": round(time.time(), 4),  # wall clock, for relaunch latency
                 "step": step,
                 "log": str(log.path),
             }
@@ -196,6 +198,7 @@ class Supervisor:
             await world.launcher.stop(proc, self._grace_s(args), self._skip_grace)
         else:
             await proc.exit_status
+        self._exited_wall[number] = time.time()
         cleared = await self._clear(number, proc)
         if cleared is not None:
             return cleared
@@ -335,6 +338,7 @@ class Supervisor:
                 if attempt.ready_at is None
                 else round(attempt.ready_at - attempt.started_at, 3),
                 "exit_status": attempt.exit_status,
+                "exited_at_s": round(self._exited_wall.get(attempt.number, 0.0), 4),
                 "kind": attempt.failure.kind.value,
                 "evidence": redactor.text(attempt.failure.evidence or attempt.last_line),
                 "numbers": attempt.failure.numbers,
