@@ -16,6 +16,7 @@ from vllm_guard.policy import Policy
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir, known_good_key
+from vllm_guard.vllm_version import detect as detect_vllm_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class Started:
     policy: Policy
     first_args: tuple[str, ...]  # the user's flags, or the remembered set that reached ready
     known_good_key: str
+    vllm_version: str | None
     # SIGTERM/SIGINT that arrived before the event loop took the signals over.
     early_signals: list[int] = field(default_factory=list)
 
@@ -53,7 +55,9 @@ def start_serving(
         signal.signal(signum, lambda received, _frame: early.append(received))
     state = StateDir(settings.state_dir)
     state.open()
-    key = known_good_key(model, Redactor.for_launch(env, user_args).argv(user_args), None, None)
+    # The GPU joins the key once preflight reads it; the version keys flag spellings apart.
+    version = detect_vllm_version(program)
+    key = known_good_key(model, Redactor.for_launch(env, user_args).argv(user_args), version, None)
     remembered = state.known_good().get(key)
     first_args = tuple(user_args)
     if remembered is not None:
@@ -65,5 +69,16 @@ def start_serving(
         state.close()
         raise
     return Started(
-        settings, program, model, tuple(user_args), dict(env), state, first, policy, first_args, key, early
+        settings,
+        program,
+        model,
+        tuple(user_args),
+        dict(env),
+        state,
+        first,
+        policy,
+        first_args,
+        key,
+        version,
+        early,
     )

@@ -64,6 +64,7 @@ class Supervisor:
         policy: Policy | None = None,
         start_args: Sequence[str] | None = None,
         known_good_key: str | None = None,
+        vllm_version: str | None = None,
     ) -> None:
         self._settings = settings
         self._program = tuple(program)
@@ -74,6 +75,7 @@ class Supervisor:
         self._policy = policy or Policy()
         self._start_args = tuple(start_args) if start_args is not None else self._user_args
         self._known_good_key = known_good_key
+        self._vllm_version = vllm_version
         self._print = world.printer.guard
         self._stop = asyncio.Event()
         self._skip_grace = asyncio.Event()
@@ -110,6 +112,8 @@ class Supervisor:
     async def _loop(self) -> ExitCode:
         for warning in self._world.state.warnings:
             self._print(warning, level="warning")
+        if self._vllm_version:
+            self._print(f"vLLM {self._vllm_version} (from its package metadata)")
         args = self._start_args
         if args != self._user_args:
             self._print(
@@ -297,6 +301,7 @@ class Supervisor:
                 "user_argv": redactor.argv(self._user_args),
                 "argv": redactor.argv(args),
                 "edits": vllm_args.edits(self._user_args, args),
+                "vllm_version": self._vllm_version,
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         )
@@ -464,6 +469,7 @@ async def serve(started: Started) -> ExitCode:
                 policy=started.policy,
                 start_args=started.first_args,
                 known_good_key=started.known_good_key,
+                vllm_version=started.vllm_version,
             )
             return await supervisor.run(started.early_signals)
     except BaseException:
