@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from vllm_guard import vllm_args
+from vllm_guard.health import Endpoint, endpoint
 
 SPELLINGS = st.sampled_from(["--max-model-len", "--max_model_len"])
 
@@ -64,3 +67,25 @@ def test_set_then_get_round_trips(before: list[str], spelling: str, inline: bool
     assert vllm_args.get(edited, "--max-model-len") == str(new)
     assert len(vllm_args.occurrences(edited, "--max-model-len")) == 1
     assert vllm_args.get(vllm_args.remove(edited, "--max-model-len"), "--max-model-len") is None
+
+
+def test_config_file_values_are_read_and_the_command_line_wins() -> None:
+    args = ["--config", "serve.yaml", "--port", "9000"]
+    assert vllm_args.config_file(args) == "serve.yaml"
+    assert vllm_args.config_file(["--config=serve.yaml"]) is None  # vLLM ignores this spelling
+    seen = vllm_args.with_config(
+        args, {"port": 8001, "host": "127.0.0.2", "enforce_eager": True, "trust-remote-code": False}
+    )
+    assert vllm_args.get(seen, "--port") == "9000"
+    assert vllm_args.get(seen, "--host") == "127.0.0.2"
+    assert vllm_args.is_on(seen, "--enforce-eager")
+    assert not vllm_args.has(seen, "--trust-remote-code")
+
+
+def test_the_health_endpoint_comes_from_a_config_file_too(tmp_path: Path) -> None:
+    config = tmp_path / "serve.yaml"
+    config.write_text("port: 8123\nhost: 0.0.0.0\n")
+    assert endpoint(["--config", str(config)]).base_url == "http://127.0.0.1:8123"
+    assert endpoint(["--config", str(config), "--port", "9"]).base_url == "http://127.0.0.1:9"
+    assert endpoint(["--uds", "/run/vllm.sock"]) == Endpoint("http://localhost", "/run/vllm.sock")
+    assert endpoint(["--host", "::", "--ssl-certfile", "c.pem"]).base_url == "https://[::1]:8000"

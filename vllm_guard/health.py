@@ -21,7 +21,9 @@ class Endpoint:
 
 
 def endpoint(args: Sequence[str]) -> Endpoint:
-    """Where vLLM serves, read from the flags it was given (its defaults: 0.0.0.0:8000, http)."""
+    """Where vLLM serves, read from the flags it was given (its defaults: 0.0.0.0:8000, http),
+    including those of its `--config FILE`."""
+    args = vllm_args.with_config(args, _config_values(vllm_args.config_file(args)))
     uds = vllm_args.get(args, "--uds")
     scheme = "https" if vllm_args.get(args, "--ssl-certfile") else "http"
     if uds:
@@ -71,3 +73,17 @@ class HttpHealthProbe:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _config_values(path: str | None) -> dict[str, object]:
+    """A `--config` file's flags; unreadable means vLLM itself will fail and say so."""
+    if path is None:
+        return {}
+    import yaml  # noqa: PLC0415
+
+    try:
+        with open(path) as stream:
+            data = yaml.safe_load(stream)
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -6,7 +6,7 @@ both `--flag value` and `--flag=value`; when a flag repeats, the last one wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -185,3 +185,26 @@ def replay(args: Sequence[str], changes_: Sequence[Edit]) -> tuple[str, ...]:
         else:
             out = set_value(out, flag, value)
     return out
+
+
+def config_file(args: Sequence[str]) -> str | None:
+    """The file of `--config FILE` (vLLM reads it; `--config=FILE` it silently ignores)."""
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--config":
+            return args[i + 1]
+    return None
+
+
+def with_config(args: Sequence[str], config: Mapping[str, object]) -> tuple[str, ...]:
+    """The flags as vLLM sees them: the config file's values, then the command line (which wins
+    because the last occurrence does). A `false` boolean in the file is dropped, as vLLM does."""
+    from_file: list[str] = []
+    for key, value in config.items():
+        flag = canonical("--" + str(key))
+        if value is True:
+            from_file.append(flag)
+        elif value is False or value is None:
+            continue
+        else:
+            from_file += [flag, str(value)]
+    return (*from_file, *args)
