@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from vllm_guard import vllm_args
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
-from vllm_guard.policy import Policy
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir, known_good_key
@@ -30,7 +29,6 @@ class Started:
     env: dict[str, str]
     state: StateDir
     first: Spawned
-    policy: Policy
     first_args: tuple[str, ...]  # the user's flags, or the remembered set that reached ready
     known_good_key: str
     vllm_version: str | None
@@ -43,7 +41,6 @@ def start_serving(
     model: str,
     user_args: Sequence[str],
     env: Mapping[str, str],
-    policy: Policy,
 ) -> Started:
     """Everything `serve` must do before vLLM starts (find the command, hold the state
     directory), and vLLM's start itself."""
@@ -69,16 +66,15 @@ def start_serving(
         state.close()
         raise
     return Started(
-        settings,
-        program,
-        model,
-        tuple(user_args),
-        dict(env),
-        state,
-        first,
-        policy,
-        first_args,
-        key,
-        version,
-        early,
+        settings=settings,
+        program=program,
+        model=model,
+        user_args=tuple(user_args),
+        env=dict(env),
+        state=state,
+        first=first,
+        first_args=first_args,
+        known_good_key=key,
+        vllm_version=version,
+        early_signals=early,
     )

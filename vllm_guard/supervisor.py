@@ -458,15 +458,18 @@ async def real_world(
 async def serve(started: Started) -> ExitCode:
     """`vllm-guard serve`, from the moment its event loop runs."""
     try:
-        async with real_world(started.settings, started.state, started.first) as world:
+        from vllm_guard import policy_file  # noqa: PLC0415 - loaded once vLLM is already starting
+
+        settings, policy = policy_file.effective(started.settings)
+        async with real_world(settings, started.state, started.first) as world:
             supervisor = Supervisor(
-                started.settings,
+                settings,
                 program=started.program,
                 model=started.model,
                 user_args=started.user_args,
                 env=started.env,
                 world=world,
-                policy=started.policy,
+                policy=policy,
                 start_args=started.first_args,
                 known_good_key=started.known_good_key,
                 vllm_version=started.vllm_version,
