@@ -24,7 +24,7 @@ from vllm_guard.errors import ExitCode, GuardError
 
 USAGE = (
     "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | diagnose [--json] [LOGFILE|-] "
-    "[-- VLLM ARGS...] | policy check FILE | policy show [FILE] | demo}"
+    "[-- VLLM ARGS...] | policy check FILE | policy show [FILE] | status [--json] | forget [MODEL] | demo}"
 )
 
 
