@@ -89,3 +89,16 @@ def test_the_health_endpoint_comes_from_a_config_file_too(tmp_path: Path) -> Non
     assert endpoint(["--config", str(config), "--port", "9"]).base_url == "http://127.0.0.1:9"
     assert endpoint(["--uds", "/run/vllm.sock"]) == Endpoint("http://localhost", "/run/vllm.sock")
     assert endpoint(["--host", "::", "--ssl-certfile", "c.pem"]).base_url == "https://[::1]:8000"
+
+
+def test_aliases_are_the_same_flag() -> None:
+    assert vllm_args.get(["--device-memory-utilization", "0.8"], "--gpu-memory-utilization") == "0.8"
+    assert vllm_args.get(["-tp", "2"], "--tensor-parallel-size") == "2"
+    assert vllm_args.set_value(["-q", "awq"], "--quantization", "fp8") == ("-q", "fp8")
+    assert vllm_args.remove(["-sc", '{"method": "ngram"}', "--port", "1"], "--speculative-config") == (
+        "--port",
+        "1",
+    )
+    assert not vllm_args.is_on(
+        ["--enable-prefix-caching", "--disable-prefix-caching"], "--enable-prefix-caching"
+    )

@@ -9,12 +9,24 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+# Other names vLLM's parser takes for the flags the guard reads and edits (reference.md §2.2).
+ALIASES = {
+    "--device-memory-utilization": "--gpu-memory-utilization",  # 0.31+
+    "-tp": "--tensor-parallel-size",
+    "-pp": "--pipeline-parallel-size",
+    "-q": "--quantization",  # 0.9+
+    "-sc": "--speculative-config",
+    "--disable-prefix-caching": "--no-enable-prefix-caching",
+    "--disable-chunked-prefill": "--no-enable-chunked-prefill",
+}
+
 
 def canonical(flag: str) -> str:
-    """`--max_model_len` → `--max-model-len`; values and single-dash flags stay as they are."""
+    """`--max_model_len` → `--max-model-len`, `-tp` → `--tensor-parallel-size`; values stay as
+    they are."""
     if flag.startswith("--"):
-        return "--" + flag[2:].replace("_", "-")
-    return flag
+        flag = "--" + flag[2:].replace("_", "-")
+    return ALIASES.get(flag, flag)
 
 
 @dataclass(frozen=True, slots=True)
