@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import random
 import sys
@@ -16,7 +17,7 @@ from typing import BinaryIO
 from vllm_guard import policy_file
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import ADVICE, Failure, classify
-from vllm_guard.policy import Attempt, Discipline, decide
+from vllm_guard.policy import Attempt, decide
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
@@ -57,14 +58,8 @@ def next_step(failure: Failure, vllm_argv: tuple[str, ...], settings: GuardSetti
     """What the policy would do after a first attempt with `vllm_argv` ended like this."""
     settings, policy = policy_file.effective(settings)
     attempt = Attempt(1, vllm_argv, 0.0, 0.0, None, None, failure)
-    discipline = Discipline(
-        settings.max_restarts,
-        settings.restart_window_s,
-        settings.backoff_initial_s,
-        settings.backoff_max_s,
-        0.0,  # no jitter: the same log gives the same answer
-        settings.healthy_reset_s,
-    )
+    # No jitter: the same log gives the same answer.
+    discipline = dataclasses.replace(settings.discipline(), backoff_jitter_s=0.0)
     decision = decide([attempt], discipline, now=0.0, rng=random.Random(0), policy=policy)
     return decision_json(decision, Redactor().argv)
 

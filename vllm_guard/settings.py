@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vllm_guard.errors import ExitCode, GuardError
+
+if TYPE_CHECKING:
+    from vllm_guard.policy import Discipline
 
 ENV_PREFIX = "VLLM_GUARD_"
 
@@ -95,6 +98,19 @@ class GuardSettings(BaseSettings):
         "",
         description="vLLM flags the guard must never change, comma-separated (--pin --max-model-len)",
     )
+
+    def discipline(self) -> Discipline:
+        """The restart discipline the policy's decisions follow."""
+        from vllm_guard.policy import Discipline  # noqa: PLC0415 - not on serve's pre-exec path
+
+        return Discipline(
+            max_restarts=self.max_restarts,
+            window_s=self.restart_window_s,
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+            backoff_jitter_s=self.backoff_jitter_s,
+            healthy_reset_s=self.healthy_reset_s,
+        )
 
     @property
     def pinned(self) -> frozenset[str]:

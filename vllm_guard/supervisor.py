@@ -22,7 +22,7 @@ from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind, classify
 from vllm_guard.health import HealthProbe
 from vllm_guard.output import AttemptOutput, CappedLog
-from vllm_guard.policy import Attempt, Decision, Discipline, Facts, GiveUp, Policy, decide
+from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
@@ -132,7 +132,7 @@ class Supervisor:
             self.history.append(ended)
             decision = decide(
                 self.history,
-                self._discipline(),
+                self._settings.discipline(),
                 self._world.clock(),
                 self._world.rng,
                 policy=self._policy,
@@ -397,17 +397,6 @@ class Supervisor:
         except ValueError:
             drain = 0.0
         return max(self._settings.grace_period_s, drain + SHUTDOWN_MARGIN_S if drain else 0.0)
-
-    def _discipline(self) -> Discipline:
-        s = self._settings
-        return Discipline(
-            max_restarts=s.max_restarts,
-            window_s=s.restart_window_s,
-            backoff_initial_s=s.backoff_initial_s,
-            backoff_max_s=s.backoff_max_s,
-            backoff_jitter_s=s.backoff_jitter_s,
-            healthy_reset_s=s.healthy_reset_s,
-        )
 
     def _report(self, decision: GiveUp) -> None:
         """One table of attempts, so nobody has to dig through scrollback to learn why."""
