@@ -162,14 +162,15 @@ def as_dict(args: Sequence[str]) -> dict[str, str | None]:
 
 def changes(before: Sequence[str], after: Sequence[str]) -> str:
     """What an edit did, for one line of the guard's: `--max-model-len 4096 → 768, +--enforce-eager`."""
-    old, new = as_dict(before), as_dict(after)
+    old = as_dict(before)
     parts = []
-    for flag, value in new.items():
-        if flag not in old:
+    for action, flag, value in edits(before, after):
+        if action == "remove":
+            parts.append(f"-{flag}")
+        elif flag not in old:
             parts.append(f"+{flag}" + (f" {value}" if value is not None else ""))
-        elif old[flag] != value:
+        else:
             parts.append(f"{flag} {old[flag]} → {value}")
-    parts.extend(f"-{flag}" for flag in old if flag not in new)
     return ", ".join(parts) or "no flag changed"
 
 
