@@ -37,10 +37,10 @@ SCENARIOS: list[tuple[str, str, str, dict[str, str], list[str]]] = [
         ["--max-model-len", "8192"],
     ),
     (
-        "utilization 0.99, graphs",
+        "graph pool over estimate",  # vLLM #49224: capture takes more than the profiled estimate
         "Qwen/Qwen2.5-7B-Instruct",
         "24",
-        {},
+        {"VLLM_GUARD_SIM_FAULTS": "graph_overshoot=2"},
         ["--max-model-len", "8192", "--gpu-memory-utilization", "0.99"],
     ),
     ("7B weights on 14 GiB", "Qwen/Qwen2.5-7B-Instruct", "14", {}, ["--max-model-len", "8192"]),

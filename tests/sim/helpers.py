@@ -36,14 +36,24 @@ def resolve(model: str | models.ModelShape, *argv: str, on: mem.Gpu | None = Non
 
 
 def run(
-    model: str | models.ModelShape, *argv: str, on: mem.Gpu | None = None
+    model: str | models.ModelShape,
+    *argv: str,
+    on: mem.Gpu | None = None,
+    profile_graphs: bool = True,
+    overshoot_gib: float = 0,
 ) -> tuple[mem.Budget, mem.Outcome]:
     on = on or gpu()
     resolution = resolve(model, *argv, on=on)
     assert resolution.error is None, resolution.error
     assert resolution.spec is not None
-    return mem.evaluate(resolution.spec, on)
+    return mem.evaluate(resolution.spec, on, profile_graphs, int(overshoot_gib * GiB))
 
 
-def outcome(model: str | models.ModelShape, *argv: str, on: mem.Gpu | None = None) -> Any:
-    return run(model, *argv, on=on)[1]
+def outcome(
+    model: str | models.ModelShape,
+    *argv: str,
+    on: mem.Gpu | None = None,
+    profile_graphs: bool = True,
+    overshoot_gib: float = 0,
+) -> Any:
+    return run(model, *argv, on=on, profile_graphs=profile_graphs, overshoot_gib=overshoot_gib)[1]

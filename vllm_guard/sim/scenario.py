@@ -7,7 +7,9 @@ GPU:    VLLM_GUARD_SIM_GPU_MEMORY_GIB (total, 24), VLLM_GUARD_SIM_GPU_USED_GIB (
 Timing: VLLM_GUARD_SIM_LOAD_S (simulated load time, 1)
 Hub:    VLLM_GUARD_SIM_GATED (comma list of gated repo ids), VLLM_GUARD_SIM_HUB_UNREACHABLE=1,
         and vLLM's own HF_TOKEN / HUGGING_FACE_HUB_TOKEN / HF_HUB_OFFLINE
-vLLM:   VLLM_GUARD_SIM_VERSION (0.33.0; 0.32.x switches the flag spellings that changed)
+vLLM:   VLLM_GUARD_SIM_VERSION (0.33.0; 0.32.x switches the flag spellings that changed), and
+        vLLM's own VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS (1: the graph pool is taken out of the
+        KV budget; 0: capture draws on the memory outside it, as before 0.20)
 Faults: VLLM_GUARD_SIM_FAULTS (comma list, `once:` = first launch only), VLLM_GUARD_SIM_STATE
         (the launch-counter file that `once:` needs)
 """
@@ -42,6 +44,7 @@ class Faults:
     flood_lines: int = 0
     flood_line_bytes: int = 200
     orphan_engine: bool = False
+    graph_overshoot_gib: float = 0.0  # the real graph pool outgrows the profiled estimate by this
 
 
 # name -> value type (None: a switch that takes no value)
@@ -54,8 +57,13 @@ FAULTS: dict[str, type | None] = {
     "flood_lines": int,
     "flood_line_bytes": int,
     "orphan_engine": None,
+    "graph_overshoot": float,
 }
-_FIELD = {"hang_after": "hang_after_s", "stall_after": "stall_after_s"}
+_FIELD = {
+    "hang_after": "hang_after_s",
+    "stall_after": "stall_after_s",
+    "graph_overshoot": "graph_overshoot_gib",
+}
 
 
 def parse_faults(spec: str, launch: int | None) -> Faults:
@@ -116,6 +124,7 @@ class Scenario:
     offline: bool
     hub_reachable: bool
     ledger: Path | None = None
+    profile_graphs: bool = True
 
 
 def _number(environ: dict[str, str], name: str, default: float) -> float:
@@ -174,6 +183,7 @@ def load(environ: dict[str, str], hf_token_flag: bool = False) -> Scenario:
         or environ.get("TRANSFORMERS_OFFLINE", "") == "1",
         hub_reachable=environ.get("VLLM_GUARD_SIM_HUB_UNREACHABLE", "") != "1",
         ledger=ledger,
+        profile_graphs=environ.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS", "1").strip() != "0",
     )
 
 

@@ -120,7 +120,8 @@ class Startup:
             served=served_names(a)[0],
             prefix=a.get("enable_prefix_caching") is not False,
         )
-        budget, outcome = mem.evaluate(spec, s.gpu)
+        overshoot = int(s.faults.graph_overshoot_gib * mem.GiB)
+        budget, outcome = mem.evaluate(spec, s.gpu, s.profile_graphs, overshoot)
         if self._stopped(0.05 * s.load_s):
             raise Interrupted
         if outcome.stage == "device":
@@ -149,6 +150,8 @@ class Startup:
             )
         else:
             c.info("EngineCore", m.AVAILABLE_KV_MEMORY, gib=m.format_gib(budget.available_kv))
+            if budget.graphs:
+                self._graph_profiling_line(spec, budget)
         if outcome.stage == "kv":
             return self._engine_failed(outcome)
         ready = outcome if isinstance(outcome, mem.Ready) else None
@@ -170,21 +173,48 @@ class Startup:
             max_len=max_len,
             concurrency=kv_tokens / max(1, max_len),
         )
-        if spec.cuda_graphs:
-            sizes = len(spec.capture_sizes)
-            c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, 0, sizes))
-            if self._stopped(0.15 * s.load_s):
-                raise Interrupted
-            if outcome.stage == "graphs":
-                return self._engine_failed(outcome)
-            c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, sizes, sizes))
-            c.raw("err", reports.capture_bar(m.CAPTURE_BAR_DECODE, sizes, sizes))
-            c.info("EngineCore", m.GRAPH_CAPTURE_FINISHED, s=0.15 * s.load_s, gib=budget.graphs / mem.GiB)
+        if spec.cuda_graphs and not self._capture_graphs(spec, budget, overshoot, outcome.stage == "graphs"):
+            return self._engine_failed(outcome)
         assert ready is not None
         c.info("EngineCore", m.INIT_ENGINE_TOOK, s=time.monotonic() - began)
         if self.engine is not None:
             self.engine.hold(ready.held_bytes)
         return Started(spec, ready)
+
+    def _capture_graphs(self, spec: mem.EngineSpec, budget: mem.Budget, overshoot: int, oom: bool) -> bool:
+        """The capture bars and lines; False when capture runs out of memory (`oom`)."""
+        c, s = self.console, self.scenario
+        sizes = len(spec.capture_sizes)
+        c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, 0, sizes))
+        if self._stopped(0.15 * s.load_s):
+            raise Interrupted
+        if oom:
+            return False
+        c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, sizes, sizes))
+        c.raw("err", reports.capture_bar(m.CAPTURE_BAR_DECODE, sizes, sizes))
+        actual = budget.graphs + overshoot
+        c.info("EngineCore", m.GRAPH_CAPTURE_FINISHED, s=0.15 * s.load_s, gib=actual / mem.GiB)
+        if budget.graphs_in_budget:
+            c.info(
+                "EngineCore",
+                m.GRAPH_POOL_ACTUAL,
+                actual=round(actual / mem.GiB, 2),
+                estimated=round(budget.graphs / mem.GiB, 2),
+                diff=round(overshoot / mem.GiB, 2),
+                percent=100 * overshoot / max(actual, 1),
+            )
+        return True
+
+    def _graph_profiling_line(self, spec: mem.EngineSpec, budget: mem.Budget) -> None:
+        util = spec.gpu_memory_utilization
+        delta = budget.graphs / self.scenario.gpu.total_bytes
+        suggested = min(round(util + delta, 4), 1.0)
+        if budget.graphs_in_budget:
+            equiv = round(util - delta, 4)
+            self.console.info("EngineCore", m.GRAPH_PROFILING_ON, util=util, equiv=equiv, suggested=suggested)
+        else:
+            where, text = m.GRAPH_PROFILING_OFF
+            self.console.log("EngineCore", "WARNING", where, text.format(util=util, suggested=suggested))
 
     def _engine_failed(self, outcome: mem.Outcome) -> int:
         assert not isinstance(outcome, mem.Ready)
