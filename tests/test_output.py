@@ -3,7 +3,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vllm_guard.output import MAX_LINE_BYTES, TAIL_LINE_BYTES, TAIL_LINES, AttemptOutput, CappedLog
+from vllm_guard.output import (
+    HEAD_KEEP_BYTES,
+    MAX_LINE_BYTES,
+    TAIL_LINE_BYTES,
+    TAIL_LINES,
+    AttemptOutput,
+    CappedLog,
+)
 from vllm_guard.printer import STDERR, STDOUT
 from vllm_guard.redact import Redactor
 
@@ -97,3 +104,14 @@ def test_the_log_file_never_outgrows_its_cap(tmp_path: Path) -> None:
     assert current.stat().st_size + older.stat().st_size <= 64 * 1024
     assert current.read_bytes().endswith(b"line 019999\n")
     assert os.stat(current).st_mode & 0o777 == 0o600
+
+
+def test_the_head_keeps_the_start_of_the_output_masked_and_stops_growing(tmp_path: Path) -> None:
+    out, _ = make(tmp_path, secrets=("hf_secretsecret",))
+    out.feed(STDOUT, b"banner version 0.32.0 token hf_secretsecret\n")
+    for _ in range(2000):
+        out.feed(STDERR, b"x" * 99 + b"\n")
+    head = out.head()
+    assert head.startswith("banner version 0.32.0 token ")
+    assert "hf_secretsecret" not in head
+    assert len(head) == HEAD_KEEP_BYTES

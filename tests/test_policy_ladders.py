@@ -121,6 +121,27 @@ def test_fp8_is_not_tried_where_the_gpu_is_known_to_lack_it() -> None:
     assert decision.vllm_args[-2:] == ("--cpu-offload-gb", "8")
 
 
+def test_steps_are_written_in_the_spelling_of_the_vllm_that_runs() -> None:
+    failed = attempt(("--port", "1"), K.OOM_WEIGHTS)
+    for version, expected in (
+        ("0.32.0", "fp8_per_tensor"),
+        ("0.31.0rc1", "fp8_per_tensor"),
+        ("0.30.2", "fp8"),
+    ):
+        decision = next_after([failed], facts=Facts(vllm_version=version))
+        assert isinstance(decision, Relaunch)
+        assert decision.vllm_args[-2:] == ("--quantization", expected), version
+        assert decision.step == "set --quantization fp8"  # the step keeps its policy name
+    assert next_after([failed]).vllm_args[-2:] == ("--quantization", "fp8")  # type: ignore[union-attr]
+
+
+def test_a_step_the_user_already_took_in_the_new_spelling_is_skipped() -> None:
+    failed = attempt(("--quantization", "fp8_per_tensor"), K.OOM_WEIGHTS)
+    decision = next_after([failed], facts=Facts(vllm_version="0.33.0"))
+    assert isinstance(decision, Relaunch)
+    assert decision.step != "set --quantization fp8"
+
+
 def test_a_give_up_step_ends_with_exit_4_and_its_message() -> None:
     history = [attempt(("--port", "1"), K.OOM_WEIGHTS, number=1)]
     history.append(

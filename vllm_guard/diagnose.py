@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from vllm_guard import policy_file
+from vllm_guard import policy_file, vllm_version
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import ADVICE, Failure, classify
-from vllm_guard.policy import Attempt, decide
+from vllm_guard.policy import Attempt, Facts, decide
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
@@ -25,6 +25,7 @@ from vllm_guard.settings import load as load_settings
 
 # A pasted log may be of any size; its end is where vLLM says why it stopped.
 MAX_LINES = 200_000
+HEAD_LINES = 200  # where vLLM's version banner is
 
 
 def diagnose(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
@@ -43,10 +44,12 @@ def diagnose(argv: Sequence[str], settings: GuardSettings | None = None) -> Exit
         ns = parser.parse_args(argv)
     except SystemExit as exc:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
-    failure = classify(_read(ns.logfile))
+    lines = _read(ns.logfile)
+    failure = classify(lines)
     report = as_json(failure)
     if vllm_argv is not None:
-        report["next"] = next_step(failure, tuple(vllm_argv), settings or load_settings({}))
+        facts = Facts(vllm_version=vllm_version.from_output("\n".join(lines[:HEAD_LINES])))
+        report["next"] = next_step(failure, tuple(vllm_argv), settings or load_settings({}), facts)
     if ns.json:
         print(json.dumps(report, ensure_ascii=False))
     else:
@@ -54,13 +57,17 @@ def diagnose(argv: Sequence[str], settings: GuardSettings | None = None) -> Exit
     return ExitCode.STOPPED
 
 
-def next_step(failure: Failure, vllm_argv: tuple[str, ...], settings: GuardSettings) -> dict[str, object]:
-    """What the policy would do after a first attempt with `vllm_argv` ended like this."""
+def next_step(
+    failure: Failure, vllm_argv: tuple[str, ...], settings: GuardSettings, facts: Facts | None = None
+) -> dict[str, object]:
+    """What the policy would do after a first attempt with `vllm_argv` ended like this; the
+    version vLLM printed, if any, picks the spelling of the flags."""
     settings, policy = policy_file.effective(settings)
     attempt = Attempt(1, vllm_argv, 0.0, 0.0, None, None, failure)
     # No jitter: the same log gives the same answer.
     discipline = dataclasses.replace(settings.discipline(), backoff_jitter_s=0.0)
-    decision = decide([attempt], discipline, now=0.0, rng=random.Random(0), policy=policy)
+    rng = random.Random(0)
+    decision = decide([attempt], discipline, now=0.0, rng=rng, policy=policy, facts=facts or Facts())
     return decision_json(decision, Redactor().argv)
 
 

@@ -22,6 +22,8 @@ MAX_LINE_BYTES = 1024 * 1024
 TAIL_LINES = 400
 TAIL_LINE_BYTES = 8 * 1024
 TAIL_KEEP_BYTES = 2 * 1024 * 1024
+# The start of the output, kept for what vLLM says once at startup (its version banner).
+HEAD_KEEP_BYTES = 64 * 1024
 
 
 class CappedLog:
@@ -62,6 +64,7 @@ class AttemptOutput:
         self._carry = {STDOUT: b"", STDERR: b""}
         self._tail: collections.deque[bytes] = collections.deque()  # newest chunks, in order
         self._tail_bytes = 0
+        self._head = bytearray()
 
     def feed(self, stream: int, data: bytes) -> None:
         buf = self._carry[stream] + data if self._carry[stream] else data
@@ -95,8 +98,14 @@ class AttemptOutput:
                     return out[::-1]
         return out[::-1]
 
+    def head(self) -> str:
+        """The first lines of output (up to HEAD_KEEP_BYTES), decoded."""
+        return self._head.decode(errors="replace")
+
     def _emit(self, stream: int, chunk: bytes) -> None:
         clean = self._redactor.data(chunk)
+        if len(self._head) < HEAD_KEEP_BYTES:
+            self._head += clean[: HEAD_KEEP_BYTES - len(self._head)]
         self.log.write(clean)
         self._tail.append(clean)
         self._tail_bytes += len(clean)

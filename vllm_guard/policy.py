@@ -137,6 +137,7 @@ class Facts:
     gpu_name: str | None = None
     gpu_count: int | None = None
     compute_capability: str | None = None  # like "8.9"
+    vllm_version: str | None = None  # like "0.32.0": steps are written in this version's spelling
 
 
 # vLLM's defaults when a flag is absent, for the fits that must compare against them.
@@ -159,9 +160,10 @@ def apply(
     if flag and flag in policy.pinned:
         return None
     if step.action == "set":
-        if vllm_args.get(args, flag) == step.value or _fp8_known_unsupported(flag, step.value, facts):
+        value = vllm_args.spelled(flag, step.value, facts.vllm_version)
+        if vllm_args.get(args, flag) in (step.value, value) or _fp8_known_unsupported(flag, value, facts):
             return None
-        return vllm_args.set_value(args, flag, step.value)
+        return vllm_args.set_value(args, flag, value)
     if step.action == "remove":
         return vllm_args.remove(args, flag) if vllm_args.has(args, flag) else None
     if step.action == "flag":

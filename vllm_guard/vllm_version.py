@@ -7,6 +7,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+# What vLLM prints first: the API server's banner (`█  version 0.32.0`, 0.11+) or the engine's
+# `Initializing a V1 LLM engine (v0.32.0) with config` (reference.md §6.2).
+_PRINTED = re.compile(
+    r"(?:\u2588  version |Initializing a V\d LLM engine \(v)(?P<version>\d+\.\d+(?:\.\d+)?)"
+)
 _DIST_INFO = re.compile(r"^vllm(?:[-_]cpu)?-(?P<version>\d+\.\d+(?:\.\d+)?)[^/]*\.dist-info$", re.IGNORECASE)
 
 
@@ -26,6 +31,20 @@ def detect(program: Sequence[str]) -> str | None:
             if match:
                 return match.group("version")
     return None
+
+
+def from_output(text: str) -> str | None:
+    """The version vLLM printed at startup, or None when its output does not say."""
+    match = _PRINTED.search(text)
+    return match.group("version") if match else None
+
+
+def at_least(version: str | None, minimum: tuple[int, ...]) -> bool:
+    """Whether `version` ("0.32.0", "0.33.0rc1") is known and not older than `minimum`."""
+    if version is None:
+        return False
+    parts = re.findall(r"\d+", version)[: len(minimum)]
+    return tuple(int(p) for p in parts) >= minimum
 
 
 def _interpreter(script: Path) -> Path | None:
