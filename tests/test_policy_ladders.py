@@ -197,3 +197,37 @@ def test_feature_steps_apply_only_when_the_feature_is_on() -> None:
     spec = attempt(("--speculative-config", '{"method": "ngram"}', "--port", "1"), K.OOM_KV_CACHE)
     decision = next_after([spec])
     assert isinstance(decision, Relaunch) and decision.vllm_args == ("--port", "1")
+
+
+def test_values_from_the_config_file_are_read_and_the_command_line_overrides_them() -> None:
+    def with_config(kind: FailureKind, config: dict[str, object], args: tuple[str, ...] = ("--config", "c.yaml"),
+                    numbers: dict[str, int | float | str] | None = None) -> Relaunch | GiveUp:  # fmt: skip
+        history = [attempt(args, kind, numbers)]
+        return decide(history, DISCIPLINE, now=100.0, rng=random.Random(0), policy=DEFAULT, config=config)
+
+    # eager already on in the file: the ladder's next step, not a no-op relaunch
+    decision = with_config(K.OOM_CUDA_GRAPH, {"enforce_eager": True})
+    assert isinstance(decision, Relaunch) and "--enforce-eager" not in decision.vllm_args
+    # a scale starts from the file's value, never from vLLM's larger default
+    decision = with_config(K.OOM_RUNTIME, {"max_num_seqs": 64})
+    assert isinstance(decision, Relaunch)
+    assert decision.vllm_args == ("--config", "c.yaml", "--max-num-seqs", "32")
+    # a fit never raises the file's value
+    decision = with_config(
+        K.MAX_MODEL_LEN_TOO_LARGE, {"max_model_len": 4096}, numbers={"estimated_max_model_len": 6000}
+    )
+    assert not (
+        isinstance(decision, Relaunch) and vllm_args.get(decision.vllm_args, "--max-model-len") == "6000"
+    )
+    # a feature switched on in the file lets its steps apply
+    decision = with_config(K.OOM_RUNTIME, {"enable_lora": True, "max_loras": 4, "max_num_seqs": 8,
+                                           "max_num_batched_tokens": 512, "gpu_memory_utilization": 0.5})  # fmt: skip
+    assert isinstance(decision, Relaunch) and vllm_args.get(decision.vllm_args, "--max-loras") == "2"
+    # the command line wins over the file, as in vLLM
+    decision = with_config(
+        K.OOM_RUNTIME, {"max_num_seqs": 64}, args=("--config", "c.yaml", "--max-num-seqs", "16")
+    )
+    assert isinstance(decision, Relaunch) and vllm_args.get(decision.vllm_args, "--max-num-seqs") == "8"
+    # a value only the file holds cannot be removed from the command line: that step is passed over
+    decision = with_config(K.OOM_KV_CACHE, {"speculative_config": {"method": "ngram"}})
+    assert isinstance(decision, Relaunch) and decision.step != "remove --speculative-config"

@@ -424,6 +424,19 @@ def test_no_memory_for_the_kv_cache_walks_the_ladder_to_ready(serve: Serve) -> N
         assert len(after) >= len(before)  # each relaunch only adds or lowers flags
 
 
+def test_values_in_vllms_config_file_are_respected_by_the_ladder(serve: Serve, tmp_path: Path) -> None:
+    config = tmp_path / "vllm.yaml"
+    config.write_text("max_model_len: 8192\nenforce_eager: true\nmax_num_seqs: 32\n")
+    guard = serve("--config", str(config), gpu_gib="16")
+    guard.wait_for("vLLM is ready (attempt", timeout_s=60)
+    assert guard.stop() == 0
+    assert guard.journal()[0]["kind"] == "oom_kv_cache"
+    flags = relaunch_flags(guard)
+    assert all("--enforce-eager" not in attempt for attempt in flags)  # the file already has it
+    seqs = [int(a[a.index("--max-num-seqs") + 1]) for a in flags if "--max-num-seqs" in a]
+    assert seqs and max(seqs) == 16  # halved from the file's 32, never vLLM's default of 256
+
+
 def test_status_shows_each_attempt_and_what_was_decided(serve: Serve) -> None:
     guard = serve("--max-model-len", "131072")
     guard.wait_for("vLLM is ready (attempt 2)")

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from vllm_guard import policy_file, vllm_version
+from vllm_guard import policy_file, vllm_config, vllm_version
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import ADVICE, Failure, classify
 from vllm_guard.policy import Attempt, Facts, decide
@@ -67,7 +67,10 @@ def next_step(
     # No jitter: the same log gives the same answer.
     discipline = dataclasses.replace(settings.discipline(), backoff_jitter_s=0.0)
     rng = random.Random(0)
-    decision = decide([attempt], discipline, now=0.0, rng=rng, policy=policy, facts=facts or Facts())
+    config = vllm_config.read(vllm_argv)
+    decision = decide(
+        [attempt], discipline, now=0.0, rng=rng, policy=policy, facts=facts or Facts(), config=config
+    )
     return decision_json(decision, Redactor().argv)
 
 

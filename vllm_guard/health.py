@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from vllm_guard import vllm_args
+from vllm_guard import vllm_args, vllm_config
 
 if TYPE_CHECKING:
     import httpx
@@ -23,7 +23,7 @@ class Endpoint:
 def endpoint(args: Sequence[str]) -> Endpoint:
     """Where vLLM serves, read from the flags it was given (its defaults: 0.0.0.0:8000, http),
     including those of its `--config FILE`."""
-    args = vllm_args.with_config(args, _config_values(vllm_args.config_file(args)))
+    args = vllm_config.effective(args)
     uds = vllm_args.get(args, "--uds")
     scheme = "https" if vllm_args.get(args, "--ssl-certfile") else "http"
     if uds:
@@ -73,17 +73,3 @@ class HttpHealthProbe:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def _config_values(path: str | None) -> dict[str, object]:
-    """A `--config` file's flags; unreadable means vLLM itself will fail and say so."""
-    if path is None:
-        return {}
-    import yaml  # noqa: PLC0415
-
-    try:
-        with open(path) as stream:
-            data = yaml.safe_load(stream)
-    except (OSError, yaml.YAMLError):
-        return {}
-    return data if isinstance(data, dict) else {}

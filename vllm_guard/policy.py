@@ -11,7 +11,7 @@ once on a permanent kind. The decision types are what the supervisor carries out
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -152,33 +152,42 @@ _REFUSALS = frozenset({FailureKind.INVALID_ARGS, FailureKind.UNSUPPORTED_DTYPE_O
 
 
 def apply(
-    step: Step, args: tuple[str, ...], failure: Failure, policy: Policy, facts: Facts
+    step: Step,
+    args: tuple[str, ...],
+    failure: Failure,
+    policy: Policy,
+    facts: Facts,
+    *,
+    config: Mapping[str, object] | None = None,
 ) -> tuple[str, ...] | None:
     """The flags after `step`, or None when it does not apply: a pinned flag, nothing would
-    change, or the change would raise a value above what the user asked."""
+    change, or the change would raise a value above what the user asked. Values are read as vLLM
+    sees them, `config` (its `--config` file) included; edits go on the command line, which wins."""
     flag = vllm_args.canonical(step.flag)
     if flag and flag in policy.pinned:
         return None
+    seen = vllm_args.with_config(args, config) if config else args
     if step.action == "set":
         value = vllm_args.spelled(flag, step.value, facts.vllm_version)
-        if vllm_args.get(args, flag) in (step.value, value) or _fp8_known_unsupported(flag, value, facts):
+        if vllm_args.get(seen, flag) in (step.value, value) or _fp8_known_unsupported(flag, value, facts):
             return None
         return vllm_args.set_value(args, flag, value)
     if step.action == "remove":
+        # A value from the config file cannot be taken out from the command line.
         return vllm_args.remove(args, flag) if vllm_args.has(args, flag) else None
     if step.action == "flag":
-        return None if vllm_args.is_on(args, flag) else vllm_args.set_flag(args, flag)
+        return None if vllm_args.is_on(seen, flag) else vllm_args.set_flag(args, flag)
     if step.action == "scale":
-        current = vllm_args.number(args, flag)
+        current = vllm_args.number(seen, flag)
         current = step.default if current is None else current
         if current is None:
             return None
         return _lowered(args, flag, max(current * step.factor, step.floor), current)
     if step.action == "fit":
-        fitted = _fit(flag, args, failure)
+        fitted = _fit(flag, seen, failure)
         if fitted is None:
             return None
-        current = vllm_args.number(args, flag)
+        current = vllm_args.number(seen, flag)
         return _lowered(args, flag, fitted, current if current is not None else float("inf"))
     return None
 
@@ -220,8 +229,10 @@ def decide(
     *,
     policy: Policy = Policy(),
     facts: Facts = Facts(),
+    config: Mapping[str, object] | None = None,
 ) -> Decision:
-    """What to do after the last attempt in `history` failed."""
+    """What to do after the last attempt in `history` failed. `config`: the values of the
+    `--config` file the flags name, which vLLM reads as flags too."""
     last = history[-1]
     kind = last.failure.kind
     if kind in _REFUSALS and last.step is not None and len(history) > 1:
@@ -239,13 +250,13 @@ def decide(
     ladder = policy.ladder(kind)
     tried = {a.step for a in history if a.step is not None}
     for step in ladder:
-        if step.label in tried or (step.when and not vllm_args.has(last.vllm_args, step.when)):
+        if step.label in tried or (step.when and not _feature_on(last.vllm_args, step.when, config)):
             continue
         if step.action == "give_up":
             return GiveUp(ExitCode.GAVE_UP, f"{kind.value}: {step.message or ADVICE[kind]}")
         if step.action == "env":
             return Relaunch(last.vllm_args, 0.0, f"{kind.value}: {step.label}", step=step.label, env=step.env)
-        changed = apply(step, last.vllm_args, last.failure, policy, facts)
+        changed = apply(step, last.vllm_args, last.failure, policy, facts, config=config)
         if changed is not None:
             return Relaunch(changed, 0.0, f"{kind.value}: {step.label}", step=step.label)
     if ladder:
@@ -257,6 +268,10 @@ def decide(
         )
     delay = backoff_s(discipline, failures_in_a_row(history, discipline), rng)
     return Relaunch(last.vllm_args, delay, f"{kind.value}: same flags")
+
+
+def _feature_on(args: tuple[str, ...], flag: str, config: Mapping[str, object] | None) -> bool:
+    return vllm_args.has(vllm_args.with_config(args, config) if config else args, flag)
 
 
 def as_json(decision: Decision, argv: Callable[[Sequence[str]], list[str]]) -> dict[str, object]:

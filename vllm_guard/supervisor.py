@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
-from vllm_guard import gpu, vllm_args, vllm_version
+from vllm_guard import gpu, vllm_args, vllm_config, vllm_version
 from vllm_guard.child import Launcher, Spawned, VllmProcess
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind, classify
@@ -138,6 +138,7 @@ class Supervisor:
                 self._world.rng,
                 policy=self._policy,
                 facts=Facts(vllm_version=self._vllm_version or self._printed_version),
+                config=vllm_config.read(ended.vllm_args),
             )
             self._record_end(ended, decision)
             if isinstance(decision, GiveUp):

@@ -1,0 +1,29 @@
+"""The values of vLLM's `--config FILE` (YAML), which vLLM reads as if they were flags placed
+before the command line's own."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from vllm_guard import vllm_args
+
+
+def read(args: Sequence[str]) -> dict[str, object]:
+    """The flags of the `--config` file named in `args`, {} when there is none. An unreadable or
+    malformed file is vLLM's to report when it starts, so it reads here as empty."""
+    path = vllm_args.config_file(args)
+    if path is None:
+        return {}
+    import yaml  # noqa: PLC0415 - most launches have no config file
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def effective(args: Sequence[str]) -> tuple[str, ...]:
+    """The flags as vLLM sees them: the config file's, then the command line's (the last wins)."""
+    return vllm_args.with_config(args, read(args))
