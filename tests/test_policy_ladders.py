@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 from vllm_guard import policy_file, vllm_args
@@ -231,3 +232,34 @@ def test_values_from_the_config_file_are_read_and_the_command_line_overrides_the
     # a value only the file holds cannot be removed from the command line: that step is passed over
     decision = with_config(K.OOM_KV_CACHE, {"speculative_config": {"method": "ngram"}})
     assert isinstance(decision, Relaunch) and decision.step != "remove --speculative-config"
+
+
+def test_multimodal_limits_are_halved_item_by_item_in_the_form_they_were_given() -> None:
+    def after(limit: str) -> str | None:
+        args = ("--limit-mm-per-prompt", limit, "--max-num-seqs", "8", "--max-num-batched-tokens", "512",
+                "--gpu-memory-utilization", "0.5")  # fmt: skip
+        decision = next_after([attempt(args, K.OOM_RUNTIME)])
+        return (
+            vllm_args.get(decision.vllm_args, "--limit-mm-per-prompt")
+            if isinstance(decision, Relaunch)
+            else None
+        )
+
+    assert json.loads(after('{"image": 8, "video": 2}') or "") == {"image": 4, "video": 1}
+    nested = json.loads(after('{"image": 5, "video": {"count": 4, "num_frames": 32}}') or "")
+    assert nested == {"image": 2, "video": {"count": 2, "num_frames": 32}}  # only counts change
+    assert after("image=6,audio=1") == "image=3,audio=1"  # the older form stays in its form
+    # at the floor everywhere: the step is passed over and the ladder ends
+    assert after('{"image": 1}') is None
+    without = next_after([attempt(("--max-num-seqs", "8", "--max-num-batched-tokens", "512",
+                                   "--gpu-memory-utilization", "0.5"), K.OOM_RUNTIME)])  # fmt: skip
+    assert isinstance(without, GiveUp)  # no limit given: vLLM's own, not known to the guard
+
+
+def test_lora_rank_is_halved_down_to_vllms_default_only_with_lora_on() -> None:
+    base = ("--max-num-seqs", "8", "--max-num-batched-tokens", "512", "--gpu-memory-utilization", "0.5")
+    lora = attempt(("--enable-lora", "--max-loras", "1", "--max-lora-rank", "64", *base), K.OOM_RUNTIME)
+    decision = next_after([lora])
+    assert isinstance(decision, Relaunch) and vllm_args.get(decision.vllm_args, "--max-lora-rank") == "32"
+    at_default = attempt(("--enable-lora", "--max-loras", "1", "--max-lora-rank", "16", *base), K.OOM_RUNTIME)
+    assert isinstance(next_after([at_default]), GiveUp)

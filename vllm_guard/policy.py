@@ -10,6 +10,7 @@ once on a permanent kind. The decision types are what the supervisor carries out
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -178,6 +179,9 @@ def apply(
     if step.action == "flag":
         return None if vllm_args.is_on(seen, flag) else vllm_args.set_flag(args, flag)
     if step.action == "scale":
+        counts = _scaled_counts(vllm_args.get(seen, flag), step.factor, step.floor)
+        if counts is not None:
+            return vllm_args.set_value(args, flag, counts)
         current = vllm_args.number(seen, flag)
         current = step.default if current is None else current
         if current is None:
@@ -190,6 +194,45 @@ def apply(
         current = vllm_args.number(seen, flag)
         return _lowered(args, flag, fitted, current if current is not None else float("inf"))
     return None
+
+
+def _scaled_counts(text: str | None, factor: float, floor: float) -> str | None:
+    """A per-item count map with every count scaled down, not below `floor`: vLLM's JSON
+    (`{"image": 4, "video": {"count": 2, "num_frames": 32}}`, --limit-mm-per-prompt) or the
+    older `image=4,video=2`. None when `text` is no such map or nothing would be lowered."""
+    if not text or ("{" not in text and "=" not in text):
+        return None
+    try:
+        data = json.loads(text)
+        legacy = False
+    except ValueError:
+        data, legacy = _legacy_counts(text), True
+    if not isinstance(data, dict) or not data:
+        return None
+
+    def lowered(count: object) -> object:
+        if isinstance(count, int) and not isinstance(count, bool) and count > floor:
+            return max(int(count * factor), int(floor))
+        return count
+
+    out: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and "count" in value:
+            out[key] = {**value, "count": lowered(value["count"])}
+        else:
+            out[key] = lowered(value)
+    if out == data:
+        return None
+    if legacy:
+        return ",".join(f"{key}={value}" for key, value in out.items())
+    return json.dumps(out, separators=(",", ":"))
+
+
+def _legacy_counts(text: str) -> dict[str, object] | None:
+    pairs = [item.partition("=") for item in text.split(",")]
+    if not all(eq and key.strip() and value.strip().isdigit() for key, eq, value in pairs):
+        return None
+    return {key.strip(): int(value) for key, _, value in pairs}
 
 
 def _lowered(args: tuple[str, ...], flag: str, new: float, current: float) -> tuple[str, ...] | None:
