@@ -13,6 +13,7 @@ PURE = [
     "vllm_guard.policy",
     "vllm_guard.redact",
     "vllm_guard.errors",
+    "vllm_guard.memory",
 ]
 # settings.py is pure in what it does, but pydantic-settings itself imports asyncio.
 FORBIDDEN = ["asyncio", "subprocess", "pynvml", "httpx", "psutil", "socket"]
