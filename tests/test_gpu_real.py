@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_guard.child import ProcessLauncher, Reaper
-from vllm_guard.gpu import Nvml, wait_for_release
+from vllm_guard.gpu import Nvml, read_facts, wait_for_release
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
@@ -43,6 +43,20 @@ def test_nvml_reads_every_device(nvml: Nvml) -> None:
     assert devices
     for device in devices:
         assert 0 <= device.used <= device.total
+
+
+def test_read_facts_on_a_real_gpu(nvml: Nvml) -> None:
+    facts = read_facts(os.environ)
+    assert facts.source == "nvml"
+    assert facts.problem is None, facts.problem
+    assert facts.devices
+    assert facts.driver_version
+    assert facts.cuda_version is not None and facts.cuda_version.count(".") == 1
+    for gpu in facts.devices:
+        assert gpu.total_bytes > 0
+        assert gpu.compute_capability is not None and gpu.compute_capability >= (7, 0)
+        assert gpu.free_bytes + gpu.used_bytes + gpu.reserved_bytes <= gpu.total_bytes + (64 << 20)
+        assert gpu.uuid is not None and gpu.uuid.startswith(("GPU-", "MIG-"))
 
 
 async def test_gpu_memory_is_back_after_the_tree_is_killed(nvml: Nvml, tmp_path: Path) -> None:
