@@ -1,6 +1,12 @@
-"""Failed attempts before ready, over simulator scenarios: the guard's default policy against a
-blind same-flags restart and a fixed halve-and-retry ladder; and the guard's relaunch latency
-(vLLM seen gone → next vLLM launched, when the flags changed; goal ≤ 0.5 s).
+"""Failed attempts before ready, over simulator scenarios: the guard's default policy with and
+without preflight, against a blind same-flags restart and a fixed halve-and-retry ladder; the
+flags each guard reached ready with; and the guard's relaunch latency (vLLM seen gone → next vLLM
+launched, when the flags changed; goal ≤ 0.5 s).
+
+With preflight the guard reads the simulated GPU from a snapshot (what `preflight
+--save-gpu-snapshot` writes) and the models' published config.json from a Hugging Face cache
+(bench/hf_configs.json); its memory model (vllm_guard/memory.py, preflight.py) is independent of
+the simulator's, so a zero here is two models agreeing.
 
     python bench/ladder.py [--max-attempts 6]
 """
@@ -17,7 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vllm_guard import vllm_args
+
 SIM = f"{sys.executable} -m vllm_guard.sim"
+GIB = 1 << 30
 # (name, model, simulated GPU GiB, extra simulator env, user's vLLM flags)
 SCENARIOS: list[tuple[str, str, str, dict[str, str], list[str]]] = [
     ("128k context, 8B, 24 GiB", "meta-llama/Llama-3.1-8B-Instruct", "24", {}, ["--max-model-len", "131072"]),
@@ -89,16 +98,63 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def gpu_snapshot(gib: str, sim_env: dict[str, str], path: Path) -> Path:
+    """The simulated GPU as `preflight --save-gpu-snapshot` would have written it on that machine."""
+    from vllm_guard import gpu  # noqa: PLC0415 - what the guard itself would write
+
+    total = int(float(gib) * GIB)
+    used = int(float(sim_env.get("VLLM_GUARD_SIM_GPU_USED_GIB", "0")) * GIB)
+    major, minor = sim_env.get("VLLM_GUARD_SIM_COMPUTE_CAPABILITY", "8.9").split(".")
+    holders = (gpu.GpuProcess(4242, used, "other", "python other_job.py"),) if used else ()
+    device = gpu.GpuInfo(
+        0, None, "NVIDIA L4", total, total - used, 0, used, (int(major), int(minor)), holders
+    )
+    facts = gpu.GpuFacts((device,), "580.159.04", "13.0", None, "snapshot")
+    path.write_text(json.dumps(gpu.facts_to_json(facts)))
+    return path
+
+
+def hub_cache(tmp: Path) -> Path:
+    """A Hugging Face cache holding the published config.json of each scenario's model."""
+    cache = tmp / "hub"
+    configs = json.loads((Path(__file__).with_name("hf_configs.json")).read_text())
+    for model, config in configs.items():
+        if model.startswith("_"):
+            continue
+        repo = cache / ("models--" + model.replace("/", "--"))
+        (repo / "refs").mkdir(parents=True, exist_ok=True)
+        (repo / "refs" / "main").write_text("0" * 40)
+        snapshot = repo / "snapshots" / ("0" * 40)
+        snapshot.mkdir(parents=True, exist_ok=True)
+        (snapshot / "config.json").write_text(json.dumps(config))
+    return cache
+
+
 def run(
-    policy: str, scenario: tuple[str, str, str, dict[str, str], list[str]], tmp: Path, max_attempts: int
-) -> tuple[str, list[float]]:
+    policy: str,
+    scenario: tuple[str, str, str, dict[str, str], list[str]],
+    tmp: Path,
+    max_attempts: int,
+    preflight: bool = False,
+) -> tuple[str, list[float], str]:
     _, model, gib, sim_env, flags = scenario
     state = Path(tempfile.mkdtemp(dir=tmp))
     env = {**os.environ, "VLLM_GUARD_SIM_LOAD_S": "0.05", "VLLM_GUARD_SIM_GPU_MEMORY_GIB": gib, **sim_env}
+    if preflight:
+        env["HF_HUB_CACHE"] = str(hub_cache(tmp))
+        options = [
+            "--preflight",
+            "adjust",
+            "--gpu-snapshot",
+            str(gpu_snapshot(gib, sim_env, state / "gpu.json")),
+        ]
+    else:
+        options = ["--preflight", "off"]
     guard = subprocess.Popen(
         [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(state), "--policy", policy,
          "--max-restarts", str(max_attempts - 1), "--backoff-initial-s", "0.01", "--backoff-jitter-s", "0",
-         "--health-interval-s", "0.05", "serve", model, "--host", "127.0.0.1", "--port", str(free_port()), *flags],
+         "--health-interval-s", "0.05", *options,
+         "serve", model, "--host", "127.0.0.1", "--port", str(free_port()), *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert guard.stderr is not None
@@ -109,7 +165,10 @@ def run(
             outcome = str(attempt - 1)
             guard.terminate()
     guard.wait(60)
-    events = [json.loads(x) for x in (state / "journal.jsonl").read_text().splitlines()]
+    journal = state / "journal.jsonl"
+    events = [json.loads(x) for x in journal.read_text().splitlines()] if journal.exists() else []
+    started = [e for e in events if e.get("event") == "started"]
+    last_flags = started[-1]["argv"][started[-1]["argv"].index(model) + 1 :] if started else []
     ended = {e["attempt"]: e for e in events if e.get("event") == "ended"}
     latencies = [
         e["launched_at_s"] - ended[e["attempt"] - 1]["exited_at_s"]
@@ -118,7 +177,9 @@ def run(
         and e["attempt"] - 1 in ended
         and (ended[e["attempt"] - 1].get("decision") or {}).get("delay_s") == 0.0
     ]
-    return outcome, latencies
+    user = ["--host", "127.0.0.1", "--port", "0", *flags]
+    final = [*last_flags[:3], "0", *last_flags[4:]] if last_flags else user
+    return outcome, latencies, vllm_args.changes(user, final) if outcome.isdigit() else "-"
 
 
 def main() -> None:
@@ -130,16 +191,25 @@ def main() -> None:
         (tmp / "blind.yaml").write_text(BLIND)
         (tmp / "halve.yaml").write_text(HALVE)
         latencies: list[float] = []
+        finals: list[tuple[str, str, str]] = []
         print(f"failed attempts before ready (at most {opts.max_attempts} attempts)")
-        print(f"{'scenario':<28} {'guard':>8} {'blind':>16} {'halve':>16}")
+        print(f"{'scenario':<28} {'preflight':>10} {'guard':>8} {'blind':>16} {'halve':>16}")
+        zero = 0
         for scenario in SCENARIOS:
-            row = []
+            checked, _, checked_flags = run("default", scenario, tmp, opts.max_attempts, preflight=True)
+            row = [checked]
             for policy in ("default", str(tmp / "blind.yaml"), str(tmp / "halve.yaml")):
-                outcome, lat = run(policy, scenario, tmp, opts.max_attempts)
+                outcome, lat, flags = run(policy, scenario, tmp, opts.max_attempts)
                 row.append(outcome)
                 if policy == "default":
                     latencies.extend(lat)
-            print(f"{scenario[0]:<28} {row[0]:>8} {row[1]:>16} {row[2]:>16}")
+                    finals.append((scenario[0], checked_flags, flags))
+            zero += checked == "0"
+            print(f"{scenario[0]:<28} {row[0]:>10} {row[1]:>8} {row[2]:>16} {row[3]:>16}")
+        print(f"with preflight, ready at the first attempt in {zero} of {len(SCENARIOS)} scenarios")
+        print("\nflags at ready: with preflight | the ladder alone")
+        for name, checked_flags, ladder_flags in finals:
+            print(f"{name:<28} {checked_flags} | {ladder_flags}")
         if latencies:
             print(f"relaunch latency with changed flags (vLLM gone → next launch), {len(latencies)} relaunches: "
                   f"median {statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms (goal <= 500 ms)")  # fmt: skip

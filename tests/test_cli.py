@@ -224,3 +224,47 @@ def test_diagnose_with_the_vllm_args_says_what_comes_next(tmp_path: Path) -> Non
     gated.write_text("OSError: You are trying to access a gated repo.\n")
     give_up = json.loads(guard("diagnose", "--json", str(gated), "--").stdout)["next"]
     assert give_up["action"] == "give_up" and give_up["exit_code"] == 5
+
+
+def test_preflight_here_says_no_gpu_is_visible_and_still_reports_the_models_memory(tmp_path: Path) -> None:
+    from model_configs import LLAMA_31_8B  # noqa: PLC0415
+
+    model = tmp_path / "llama"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA_31_8B))
+    env = {"CUDA_VISIBLE_DEVICES": ""}  # no GPU, whether or not this machine has one
+    result = guard("preflight", "--json", str(model), "--max-model-len", "8192", env=env)
+    assert result.returncode == 3, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    gpu = next(f for f in report["findings"] if f["check"] == "gpu")
+    assert gpu["status"] == "fail" and gpu["message"].startswith("no GPU is visible: ")
+    assert report["model"]["kv_cache_bytes_per_token"] == 2 * 32 * 8 * 128 * 2
+    assert report["model"]["weights_bytes"] == 2 * 8_030_261_248  # bf16; parameters counted in test_memory
+    text = guard("preflight", str(model), env=env)
+    assert "FAIL gpu: no GPU is visible" in text.stdout and "ok   model: LlamaForCausalLM" in text.stdout
+
+
+def test_preflight_plans_for_a_named_card_and_for_a_snapshot(tmp_path: Path) -> None:
+    from model_configs import LLAMA_31_70B  # noqa: PLC0415
+
+    model = tmp_path / "llama70"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps(LLAMA_31_70B))
+    one = guard("preflight", "--gpu", "H100", str(model), "--max-model-len", "8192")
+    assert one.returncode == 0, one.stdout  # 131 GiB in bf16: fp8 weights, and a shorter context
+    assert "adj  weights" in one.stdout and "adj  kv_cache" in one.stdout
+    assert "--quantization fp8" in one.stdout.splitlines()[-1]
+    l4 = guard("preflight", "--gpu", "L4", str(model), "--max-model-len", "8192")
+    assert l4.returncode == 3 and "FAIL weights" in l4.stdout
+    snapshot = tmp_path / "two-h100.json"
+    two = guard("preflight", "--gpu", "H100", "--gpus", "2", "--save-gpu-snapshot", str(snapshot),
+                str(model), "-tp", "2", "--max-model-len", "8192")  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    assert two.stdout.rstrip().endswith(f"start: vllm serve {model} -tp 2 --max-model-len 8192")
+    again = guard(
+        "preflight", "--gpu-snapshot", str(snapshot), str(model), "-tp", "2", "--max-model-len", "8192"
+    )
+    assert again.returncode == 0 and "2 x NVIDIA H100 80GB HBM3" in again.stdout
+    unknown = guard("preflight", "--gpu", "nonesuch", str(model))
+    assert unknown.returncode == 2 and "nonesuch" in unknown.stderr and "Traceback" not in unknown.stderr

@@ -14,6 +14,8 @@ PURE = [
     "vllm_guard.redact",
     "vllm_guard.errors",
     "vllm_guard.memory",
+    "vllm_guard.preflight",
+    "vllm_guard.fits",
 ]
 # settings.py is pure in what it does, but pydantic-settings itself imports asyncio.
 FORBIDDEN = ["asyncio", "subprocess", "pynvml", "httpx", "psutil", "socket"]

@@ -1,6 +1,8 @@
 """The command line: guard options, sub-commands, and exit codes. The only place that exits.
 
     vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
+    vllm-guard [GUARD OPTIONS] preflight [--json] [--gpu NAME] [--gpus N] [--gpu-snapshot FILE]
+                                         [--save-gpu-snapshot FILE] [--kill-leftovers] MODEL [VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] policy check FILE | policy show [FILE]
     vllm-guard [GUARD OPTIONS] status [--json] | forget [MODEL]
@@ -23,8 +25,9 @@ from vllm_guard import __version__, settings
 from vllm_guard.errors import ExitCode, GuardError
 
 USAGE = (
-    "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | diagnose [--json] [LOGFILE|-] "
-    "[-- VLLM ARGS...] | policy check FILE | policy show [FILE] | status [--json] | forget [MODEL] | demo}"
+    "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | preflight [OPTIONS] MODEL [VLLM ARGS...] | "
+    "diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...] | policy check FILE | policy show [FILE] | "
+    "status [--json] | forget [MODEL] | demo}"
 )
 
 
@@ -41,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
     parser.add_argument(
         "command",
-        choices=["serve", "diagnose", "policy", "status", "forget", "demo"],
+        choices=["serve", "preflight", "diagnose", "policy", "status", "forget", "demo"],
         help="what to do",
     )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -95,6 +98,10 @@ def _dispatch(argv: list[str]) -> ExitCode:
         from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
 
         return run_async(lambda: serve(started))
+    if ns.command == "preflight":
+        from vllm_guard.preflight_cli import preflight_command  # noqa: PLC0415
+
+        return preflight_command(ns.rest, settings.load(cli_values), dict(os.environ))
     if ns.command == "diagnose":
         from vllm_guard.diagnose import diagnose  # noqa: PLC0415
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from vllm_guard import vllm_args
+from vllm_guard import fits, vllm_args
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import ADVICE, Failure, FailureKind
 
@@ -142,9 +142,6 @@ class Facts:
 
 
 # vLLM's defaults when a flag is absent, for the fits that must compare against them.
-BLOCK_SIZE = 16
-FP8_MIN_CAPABILITY = 7.5  # Fp8Config.get_min_capability() since vLLM 0.14 (reference.md §1.9)
-UTILIZATION_MARGIN = 0.02
 INTEGER_FLAGS = frozenset(
     {"--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--max-loras", "--max-lora-rank"}
 )
@@ -249,19 +246,19 @@ def _fit(flag: str, args: tuple[str, ...], failure: Failure) -> float | None:
             return float(numbers["estimated_max_model_len"])
         for key in ("kv_cache_tokens", "derived_max_model_len"):
             if key in numbers:
-                block = vllm_args.number(args, "--block-size") or BLOCK_SIZE
+                block = vllm_args.number(args, "--block-size") or fits.BLOCK_SIZE
                 return float(int(float(numbers[key]) // block * block))
         return None
     if flag == "--gpu-memory-utilization" and "free_bytes" in numbers and "total_bytes" in numbers:
-        share = float(numbers["free_bytes"]) / float(numbers["total_bytes"]) - UTILIZATION_MARGIN
-        return int(share * 100) / 100
+        return fits.utilization_for(float(numbers["free_bytes"]), float(numbers["total_bytes"]))
     return None
 
 
 def _fp8_known_unsupported(flag: str, value: str, facts: Facts) -> bool:
     if flag != "--quantization" or not value.startswith("fp8") or facts.compute_capability is None:
         return False
-    return float(facts.compute_capability) < FP8_MIN_CAPABILITY
+    major, _, minor = facts.compute_capability.partition(".")
+    return not fits.fp8_capable((int(major), int(minor or 0)))
 
 
 def decide(

@@ -98,6 +98,16 @@ class GuardSettings(BaseSettings):
         "",
         description="vLLM flags the guard must never change, comma-separated (--pin --max-model-len)",
     )
+    preflight: Literal["adjust", "warn", "off"] = Field(
+        "adjust",
+        description="before serve launches vLLM: check the GPU, memory, shm, disk, token and port, and "
+        "start from flags that fit (adjust), only say what does not fit (warn), or skip it (off)",
+    )
+    gpu_snapshot: Path | None = Field(
+        None,
+        description="read the GPUs from this file (written by preflight --save-gpu-snapshot) instead "
+        "of NVML: planning, and tests",
+    )
 
     def discipline(self) -> Discipline:
         """The restart discipline the policy's decisions follow."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from vllm_guard import vllm_args
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
@@ -16,6 +17,24 @@ from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir, known_good_key
 from vllm_guard.vllm_version import detect as detect_vllm_version
+
+if TYPE_CHECKING:
+    from vllm_guard.gpu import GpuFacts
+
+
+def _read_gpus(settings: GuardSettings, env: Mapping[str, str]) -> GpuFacts | None:
+    """The GPUs, for preflight and the known-good key; not read at all with preflight off."""
+    if settings.preflight == "off":
+        return None
+    from vllm_guard.preflight_cli import gpu_facts  # noqa: PLC0415
+
+    return gpu_facts(settings, env)
+
+
+def _gpu_key(gpus: GpuFacts | None) -> str | None:
+    if gpus is None or not gpus.devices:
+        return None
+    return f"{gpus.devices[0].name} x{len(gpus.devices)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +48,8 @@ class Started:
     env: dict[str, str]
     state: StateDir
     first: Spawned
-    first_args: tuple[str, ...]  # the user's flags, or the remembered set that reached ready
+    first_args: tuple[str, ...]  # the user's flags, or the remembered set, as preflight left them
+    remembered_args: tuple[str, ...] | None  # the flags that reached ready last time, if any
     known_good_key: str
     vllm_version: str | None
     # SIGTERM/SIGINT that arrived before the event loop took the signals over.
@@ -52,13 +72,25 @@ def start_serving(
         signal.signal(signum, lambda received, _frame: early.append(received))
     state = StateDir(settings.state_dir)
     state.open()
-    # The GPU joins the key once preflight reads it; the version keys flag spellings apart.
     version = detect_vllm_version(program)
-    key = known_good_key(model, Redactor.for_launch(env, user_args).argv(user_args), version, None)
-    remembered = state.known_good().get(key)
-    first_args = tuple(user_args)
-    if remembered is not None:
-        first_args = vllm_args.replay(user_args, [tuple(e) for e in remembered.get("edits", [])])
+    try:
+        gpus = _read_gpus(settings, env)
+        # The version keys flag spellings apart, the GPU what fits.
+        user_key = Redactor.for_launch(env, user_args).argv(user_args)
+        key = known_good_key(model, user_key, version, _gpu_key(gpus))
+        remembered = state.known_good().get(key)
+        first_args = tuple(user_args)
+        remembered_args = None
+        if remembered is not None:
+            first_args = vllm_args.replay(user_args, [tuple(e) for e in remembered.get("edits", [])])
+            remembered_args = first_args
+        if gpus is not None:
+            from vllm_guard.preflight_cli import for_serve  # noqa: PLC0415
+
+            first_args = for_serve(settings, model, first_args, env, version, gpus)
+    except BaseException:
+        state.close()
+        raise
     try:
         become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
         first = spawn([*program, "serve", model, *first_args], env)
@@ -74,6 +106,7 @@ def start_serving(
         state=state,
         first=first,
         first_args=first_args,
+        remembered_args=remembered_args,
         known_good_key=key,
         vllm_version=version,
         early_signals=early,

@@ -65,6 +65,7 @@ class Supervisor:
         start_args: Sequence[str] | None = None,
         known_good_key: str | None = None,
         vllm_version: str | None = None,
+        remembered_args: Sequence[str] | None = None,
     ) -> None:
         self._settings = settings
         self._program = tuple(program)
@@ -75,6 +76,7 @@ class Supervisor:
         self._policy = policy or Policy()
         self._start_args = tuple(start_args) if start_args is not None else self._user_args
         self._known_good_key = known_good_key
+        self._remembered_args = tuple(remembered_args) if remembered_args is not None else None
         self._vllm_version = vllm_version
         self._printed_version: str | None = None  # what vLLM's banner said, when metadata did not
         self._print = world.printer.guard
@@ -116,9 +118,11 @@ class Supervisor:
         if self._vllm_version:
             self._print(f"vLLM {self._vllm_version} (from its package metadata)")
         args = self._start_args
-        if args != self._user_args:
+        remembered = self._remembered_args
+        if remembered is not None and remembered != self._user_args:
+            edits = changes(self._user_args, remembered)
             self._print(
-                f"starting from the flags that reached ready last time ({changes(self._user_args, args)}); "
+                f"starting from the flags that reached ready last time ({edits}); "
                 f"`vllm-guard forget {self._model}` drops them"
             )
         step: str | None = None
@@ -464,6 +468,7 @@ async def serve(started: Started) -> ExitCode:
                 world=world,
                 policy=policy,
                 start_args=started.first_args,
+                remembered_args=started.remembered_args,
                 known_good_key=started.known_good_key,
                 vllm_version=started.vllm_version,
             )

@@ -1,0 +1,152 @@
+"""Preflight verdicts from facts: published model configs, real GPU readings, no processes.
+
+The H100's numbers are the real readings of ../shared/vllm/gpu/h100-probe.json (NVML: total
+85520809984, free 85017493504, capability 9.0)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from model_configs import LLAMA_31_8B, LLAMA_31_70B
+
+from vllm_guard import memory, vllm_args
+from vllm_guard.gpu import GpuFacts, GpuInfo, GpuProcess
+from vllm_guard.preflight import Allowed, Machine, ModelFacts, Verdict, check
+
+GIB = 1 << 30
+H100 = GpuInfo(0, "GPU-9e3b21ec", "NVIDIA H100 80GB HBM3", 85520809984, 85017493504, 503316480, 0, (9, 0), ())
+L4 = GpuInfo(0, None, "NVIDIA L4", 24 * GIB, 24 * GIB, 0, 0, (8, 9), ())
+T4 = GpuInfo(0, None, "Tesla T4", 16 * GIB, 16 * GIB, 0, 0, (7, 5), ())
+V100 = GpuInfo(0, None, "Tesla V100-SXM2-32GB", 32 * GIB, 32 * GIB, 0, 0, (7, 0), ())
+LLAMA_8B = ModelFacts("meta-llama/Llama-3.1-8B-Instruct", LLAMA_31_8B, cached=True)
+LLAMA_70B = ModelFacts("meta-llama/Llama-3.1-70B-Instruct", LLAMA_31_70B, cached=True)
+
+
+def on(*devices: GpuInfo, **host: object) -> Machine:
+    return Machine(GpuFacts(devices, "580.159.04", "13.0", None, "test"), token=True, **host)  # type: ignore[arg-type]
+
+
+def finding(verdict: Verdict, name: str) -> tuple[str, str]:
+    found = [f for f in verdict.findings if f.check == name]
+    assert len(found) == 1, verdict.findings
+    return found[0].status, found[0].message
+
+
+def test_a_model_that_fits_starts_with_the_users_flags_and_reports_its_memory() -> None:
+    verdict = check(LLAMA_8B, ("--max-model-len", "8192"), on(H100))
+    assert verdict.ok and verdict.start_argv == ("--max-model-len", "8192")
+    report = verdict.as_json()
+    model = report["model"]
+    assert isinstance(model, dict)
+    assert model["kv_cache_bytes_per_token"] == 2 * 32 * 8 * 128 * 2  # layers x KV heads x head dim x bf16
+    assert model["weights_bytes"] == 2 * 8_030_261_248  # bf16, parameters counted in test_memory
+    assert {f.status for f in verdict.findings} == {"ok"}
+    assert len(report["findings"]) == len(verdict.findings)  # type: ignore[arg-type]
+
+
+def test_memory_held_by_others_fits_the_utilization_and_names_them() -> None:
+    holder = GpuProcess(4242, 20 * GIB, "alice", "python train.py")
+    busy = dataclasses.replace(H100, free_bytes=H100.free_bytes - 20 * GIB, processes=(holder,))
+    verdict = check(LLAMA_8B, ("--max-model-len", "8192"), on(busy))
+    status, message = finding(verdict, "free_memory")
+    assert status == "adjusted" and "pid 4242 (python) holds 20.00 GiB" in message
+    # (free / total - 0.02), rounded down to 0.01, as the insufficient_free_memory ladder fits it
+    fitted = int(((85017493504 - 20 * GIB) / 85520809984 - 0.02) * 100) / 100
+    assert vllm_args.get(verdict.start_argv, "--gpu-memory-utilization") == f"{fitted:.2f}"
+    warned = check(LLAMA_8B, ("--max-model-len", "8192"), on(busy), allowed=Allowed(mode="warn"))
+    assert finding(warned, "free_memory")[0] == "warn" and warned.start_argv == ("--max-model-len", "8192")
+
+
+def test_the_full_context_that_does_not_fit_is_fitted_to_a_multiple_of_the_block_size() -> None:
+    verdict = check(LLAMA_8B, (), on(L4))  # 131072 tokens need 16 GiB of KV cache on a 24 GiB card
+    status, _ = finding(verdict, "kv_cache")
+    assert status == "adjusted" and verdict.ok
+    length = int(vllm_args.get(verdict.start_argv, "--max-model-len") or 0)
+    assert 16 <= length < 131072 and length % 16 == 0
+    est = memory.estimate(LLAMA_31_8B)
+    # what was fitted fits the budget preflight computed, and one block more would not
+    numbers = next(f.numbers for f in verdict.findings if f.check == "kv_cache")
+    budget = int(numbers["kv_budget_bytes"])
+    assert memory.kv_bytes(est, length + 16) <= budget < memory.kv_bytes(est, length + 32)
+    pinned = check(LLAMA_8B, (), on(L4), allowed=Allowed(pinned=frozenset({"--max-model-len"})))
+    assert not pinned.ok and finding(pinned, "kv_cache")[0] == "fail"
+
+
+def test_weights_too_big_go_fp8_where_the_gpu_has_it_and_the_policy_allows() -> None:
+    big = dataclasses.replace(L4, total_bytes=16 * GIB, free_bytes=16 * GIB)
+    verdict = check(LLAMA_8B, ("--max-model-len", "4096"), on(big), vllm_version="0.32.0")
+    assert finding(verdict, "weights")[0] == "adjusted"
+    assert vllm_args.get(verdict.start_argv, "--quantization") == "fp8_per_tensor"  # 0.31+ spelling
+    older = check(LLAMA_8B, ("--max-model-len", "4096"), on(big), vllm_version="0.19.1")
+    assert vllm_args.get(older.start_argv, "--quantization") == "fp8"
+    refused = check(
+        LLAMA_8B, ("--max-model-len", "4096"), on(big), allowed=Allowed(fp8_weights=lambda: False)
+    )
+    assert not refused.ok and finding(refused, "weights")[0] == "fail"
+    # a V100 (7.0) lacks fp8 even as weight-only Marlin (7.5+): no fp8, no start
+    old_gpu = dataclasses.replace(V100, total_bytes=16 * GIB, free_bytes=16 * GIB)
+    assert not check(LLAMA_8B, ("--max-model-len", "4096"), on(old_gpu)).ok
+
+
+def test_70b_on_one_l4_cannot_start_and_says_with_what_numbers() -> None:
+    verdict = check(LLAMA_70B, ("--max-model-len", "8192"), on(L4))
+    assert not verdict.ok
+    status, message = finding(verdict, "weights")
+    assert status == "fail" and "GiB of weights per GPU do not fit" in message
+
+
+def test_tensor_parallelism_needs_that_many_gpus_and_a_real_shm() -> None:
+    verdict = check(LLAMA_70B, ("--tensor-parallel-size", "2"), on(H100))
+    assert not verdict.ok and finding(verdict, "gpus")[0] == "fail"
+    docker = check(LLAMA_8B, ("-tp", "2", "--max-model-len", "8192"), on(H100, H100, shm_bytes=64 << 20))
+    status, message = finding(docker, "shm")
+    assert status == "fail" and "64 MiB" in message
+    alone = check(LLAMA_8B, ("--max-model-len", "8192"), on(H100, shm_bytes=64 << 20))
+    assert finding(alone, "shm")[0] == "ok"  # one GPU needs no shared memory to speak of
+
+
+def test_a_taken_port_fails_naming_the_holder() -> None:
+    verdict = check(LLAMA_8B, (), on(H100, port="8000", port_holder="pid 77 (python -m http.server)"))
+    status, message = finding(verdict, "port")
+    assert not verdict.ok and status == "fail" and "pid 77" in message
+
+
+def test_no_gpu_fails_preflight_but_only_warns_serve_and_the_model_is_still_reported() -> None:
+    nothing = Machine(
+        GpuFacts((), None, None, "no NVIDIA driver (nvidia-ml-py: NVML Shared Library Not Found)", "nvml")
+    )
+    verdict = check(LLAMA_8B, (), nothing)
+    status, message = finding(verdict, "gpu")
+    assert not verdict.ok and status == "fail" and "NVML Shared Library Not Found" in message
+    assert finding(verdict, "model")[0] == "ok" and verdict.estimate is not None
+    for_serve = check(LLAMA_8B, (), nothing, require_gpu=False)
+    assert for_serve.ok and finding(for_serve, "gpu")[0] == "warn"
+
+
+def test_an_unknown_model_and_a_missing_token_are_warnings_not_guesses() -> None:
+    unknown = ModelFacts("org/not-downloaded", None)
+    verdict = check(
+        unknown, (), Machine(GpuFacts((H100,), None, None, None, "test"), disk_free_bytes=GIB, disk_dir="/c")
+    )
+    assert verdict.ok and verdict.estimate is None
+    assert finding(verdict, "model")[0] == "warn" and finding(verdict, "token")[0] == "warn"
+
+
+def test_values_from_the_config_file_are_what_preflight_judges() -> None:
+    verdict = check(LLAMA_8B, ("--config", "c.yaml"), on(L4), config={"max_model_len": 4096})
+    assert finding(verdict, "kv_cache")[0] == "ok" and verdict.start_argv == ("--config", "c.yaml")
+
+
+def test_bf16_on_a_gpu_without_it_starts_in_half() -> None:
+    verdict = check(LLAMA_8B, ("--dtype", "bfloat16", "--max-model-len", "4096"), on(T4))
+    assert finding(verdict, "dtype")[0] == "adjusted"
+    assert vllm_args.get(verdict.start_argv, "--dtype") == "half"
+    assert "dtype" not in {f.check for f in check(LLAMA_8B, ("--dtype", "bfloat16"), on(H100)).findings}
+
+
+def test_a_length_past_the_models_maximum_is_brought_back_to_it() -> None:
+    verdict = check(LLAMA_8B, ("--max-model-len", "200000"), on(H100))
+    assert finding(verdict, "model_limit")[0] == "adjusted"
+    assert vllm_args.get(verdict.start_argv, "--max-model-len") == "131072"  # the model's own maximum
+    allowed = check(LLAMA_8B, ("--max-model-len", "200000"), on(H100, long_max_model_len=True))
+    assert "model_limit" not in {f.check for f in allowed.findings}

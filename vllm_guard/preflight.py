@@ -1,0 +1,572 @@
+"""Before launch: will it fit, and with which flags? Pure verdicts over facts the shell gathered.
+
+Each check gives a finding (ok, adjusted, warn, fail) with its numbers and a one-line fix, and the
+flags vLLM would start with. Only steps the default ladder would also take are taken here (a
+fitted utilization, fp8 weights, a fitted --max-model-len), so preflight never starts more
+degraded than the ladder would have ended; it just skips the crashes on the way.
+
+The memory arithmetic follows vLLM's own order (reference.md §4.2): the free-memory check at
+start (utilization x total must be free), then the budget utilization x total, less the weights,
+the non-torch memory, the profiling peak and, since 0.20, the CUDA-graph estimate; what remains is
+the KV cache, which must hold one sequence of --max-model-len tokens. The peak and graph figures
+are estimates of this module's own (the simulator has another model), and they err small: an
+underestimate costs one failed attempt that the ladder then fits from vLLM's printed numbers, an
+overestimate would start vLLM more degraded than needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from vllm_guard import fits, memory, vllm_args
+from vllm_guard.vllm_version import at_least
+
+if TYPE_CHECKING:
+    from vllm_guard.gpu import GpuFacts, GpuInfo, GpuProcess
+
+GiB = 1 << 30
+MiB = 1 << 20
+Status = Literal["ok", "adjusted", "warn", "fail"]
+Mode = Literal["adjust", "warn", "off"]
+
+# The CUDA context and cuBLAS workspace of the engine process: a real H100 torch OOM text reads
+# "this process has 56.39 GiB memory in use ... 55.88 GiB is allocated by PyTorch, and 1.54 MiB is
+# reserved" (shared/vllm/gpu/h100-probe.json), about 0.51 GiB outside PyTorch.
+NON_TORCH_BYTES = 512 * MiB
+# vLLM's own warning before capture: "CUDA graphs can take additional 1~3 GiB memory per GPU"
+# (facts.md); the low half of that range. Since 0.20 vLLM takes its estimate out of the budget.
+GRAPH_BYTES = 3 * GiB // 2
+SHM_TP_FAIL_BYTES = 256 * MiB  # Docker's 64 MB default and its like: NCCL and vLLM's queues fail
+SHM_TP_WARN_BYTES = 1 * GiB
+MIN_USEFUL_MODEL_LEN = 256  # below this a fitted length serves nobody: say it does not fit
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str
+    status: Status
+    message: str
+    numbers: dict[str, int | float | str] = field(default_factory=dict)
+    fix: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFacts:
+    """What the shell found of the model: its config (None when not found locally)."""
+
+    name: str
+    config: Mapping[str, Any] | None
+    index_total_size: int | None = None
+    cached: bool = False
+    bytes_on_disk: int = 0
+    hub_id: bool = True  # not a local folder: downloaded, and possibly gated
+
+
+@dataclass(frozen=True, slots=True)
+class Machine:
+    gpus: GpuFacts
+    shm_bytes: int | None = None
+    disk_free_bytes: int | None = None  # where the model would be downloaded
+    disk_dir: str = ""
+    token: bool = False  # a Hugging Face token is set (environment, --hf-token or the token file)
+    port: str = "8000"
+    port_holder: str | None = None  # who has the serving port bound, when someone has
+    leftovers: tuple[GpuProcess, ...] = ()  # vLLM processes holding GPU memory, not this guard's
+    long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1: vLLM takes lengths past the model's
+
+
+@dataclass(frozen=True, slots=True)
+class Allowed:
+    """What the policy lets preflight do to the flags."""
+
+    mode: Mode = "adjust"
+    # The policy's oom_weights ladder has fp8. Asked only when the weights do not fit: reading
+    # the policy costs serve tens of milliseconds before vLLM starts.
+    fp8_weights: Callable[[], bool] = lambda: True
+    pinned: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    ok: bool
+    findings: tuple[Finding, ...]
+    start_argv: tuple[str, ...]
+    estimate: memory.ModelEstimate | None
+
+    def as_json(self) -> dict[str, object]:
+        model: dict[str, object] | None = None
+        if self.estimate is not None:
+            model = {
+                "architecture": self.estimate.architecture,
+                "params": self.estimate.params,
+                "weights_bytes": self.estimate.weights_bytes,
+                "weights_source": self.estimate.weights_source,
+                "kv_cache_bytes_per_token": self.estimate.kv_cache_bytes_per_token,
+                "max_model_len": self.estimate.max_model_len,
+            }
+        return {
+            "ok": self.ok,
+            "findings": [
+                {
+                    "check": f.check,
+                    "status": f.status,
+                    "message": f.message,
+                    "numbers": f.numbers,
+                    "fix": f.fix,
+                }
+                for f in self.findings
+            ],
+            "start_argv": list(self.start_argv),
+            "model": model,
+        }
+
+
+def check(
+    model: ModelFacts,
+    args: Sequence[str],
+    machine: Machine,
+    *,
+    allowed: Allowed | None = None,
+    vllm_version: str | None = None,
+    config: Mapping[str, object] | None = None,
+    require_gpu: bool = True,
+) -> Verdict:
+    """All checks, in the order vLLM would meet the problems; `args` are the flags after MODEL,
+    `config` the values of their `--config` file. Without `require_gpu` no visible GPU is a
+    warning (a vLLM built for the CPU or another accelerator), and the GPU checks are skipped."""
+    run = _Run(tuple(args), allowed or Allowed(), vllm_version, config)
+    run.host(machine)
+    est = run.model(model, machine)
+    devices = run.gpus(machine.gpus, require_gpu)
+    if devices:
+        run.dtype(devices)
+    if est is not None:
+        run.model_limit(est, machine.long_max_model_len)
+    if devices and est is not None:
+        run.fit_memory(devices, est, model.config or {})
+    elif devices:
+        run.free_memory(devices)
+    ok = not any(f.status == "fail" for f in run.findings)
+    return Verdict(ok, tuple(run.findings), run.args, est)
+
+
+class _Run:
+    def __init__(
+        self,
+        args: tuple[str, ...],
+        allowed: Allowed,
+        version: str | None,
+        config: Mapping[str, object] | None,
+    ) -> None:
+        self.args = args
+        self.allowed = allowed
+        self.version = version
+        self.config = config
+        self.findings: list[Finding] = []
+
+    # -- reading and editing flags ------------------------------------------------------------
+
+    def seen(self) -> tuple[str, ...]:
+        return vllm_args.with_config(self.args, self.config) if self.config else self.args
+
+    def number(self, flag: str, default: float) -> float:
+        value = vllm_args.number(self.seen(), flag)
+        return default if value is None else value
+
+    def may_change(self, flag: str) -> bool:
+        return self.allowed.mode == "adjust" and flag not in self.allowed.pinned
+
+    def add(
+        self, check: str, status: Status, message: str, fix: str = "", **numbers: int | float | str
+    ) -> None:
+        self.findings.append(Finding(check, status, message, dict(numbers), fix))
+
+    # -- the checks -----------------------------------------------------------------------------
+
+    def host(self, machine: Machine) -> None:
+        if machine.port_holder:
+            self.add(
+                "port",
+                "fail",
+                f"port {machine.port} is already in use by {machine.port_holder}",
+                "stop that program or give vLLM another --port",
+                port=machine.port,
+            )
+        else:
+            self.add("port", "ok", f"port {machine.port} is free", port=machine.port)
+        parallel = self.parallel()
+        if machine.shm_bytes is not None:
+            shm = machine.shm_bytes
+            if parallel > 1 and shm < SHM_TP_FAIL_BYTES:
+                self.add(
+                    "shm",
+                    "fail",
+                    f"/dev/shm is {_size(shm)}; {parallel} GPUs in parallel need far more "
+                    "(Docker's default is 64 MB)",
+                    "run the container with --ipc=host or --shm-size=16g",
+                    shm_bytes=shm,
+                )
+            elif parallel > 1 and shm < SHM_TP_WARN_BYTES:
+                self.add(
+                    "shm",
+                    "warn",
+                    f"/dev/shm is {_size(shm)}; tensor parallelism may run out of it",
+                    "--ipc=host or --shm-size=16g",
+                    shm_bytes=shm,
+                )
+            else:
+                self.add("shm", "ok", f"/dev/shm is {_size(shm)}", shm_bytes=shm)
+        if machine.leftovers:
+            names = ", ".join(f"pid {p.pid} ({_size(p.bytes)})" for p in machine.leftovers)
+            self.add(
+                "leftovers",
+                "warn",
+                f"vLLM processes this guard did not start hold GPU memory: {names}",
+                "stop them, or run `vllm-guard preflight --kill-leftovers`",
+                processes=len(machine.leftovers),
+            )
+
+    def parallel(self) -> int:
+        return int(self.number("--tensor-parallel-size", 1)) * int(self.number("--pipeline-parallel-size", 1))
+
+    def model(self, model: ModelFacts, machine: Machine) -> memory.ModelEstimate | None:
+        if model.hub_id and not machine.token:
+            self.add(
+                "token",
+                "warn",
+                "no Hugging Face token is set: a gated model will fail to download",
+                "export HF_TOKEN=... (and request access on the model's page)",
+            )
+        if model.config is None:
+            where = "in the Hugging Face cache" if model.hub_id else "there (no config.json)"
+            self.add(
+                "model",
+                "warn",
+                f"{model.name} is not found {where}: its memory cannot be estimated before vLLM downloads it",
+                "download it first (huggingface-cli download) to have it checked",
+            )
+            if machine.disk_free_bytes is not None:
+                self.add(
+                    "disk",
+                    "ok",
+                    f"{_size(machine.disk_free_bytes)} free in {machine.disk_dir}",
+                    disk_free_bytes=machine.disk_free_bytes,
+                )
+            return None
+        seen = self.seen()
+        est = memory.estimate(
+            model.config,
+            model.index_total_size,
+            dtype=vllm_args.get(seen, "--dtype") or "auto",
+            quantization=vllm_args.get(seen, "--quantization"),
+            kv_cache_dtype=vllm_args.get(seen, "--kv-cache-dtype") or "auto",
+        )
+        self.add(
+            "model",
+            "ok",
+            f"{est.architecture}: {est.params / 1e9:.1f}B parameters, {_size(est.weights_bytes)} of weights "
+            f"({est.weight_dtype}, from the {est.weights_source}), "
+            f"{est.kv_cache_bytes_per_token} bytes of KV "
+            "cache per token",
+            weights_bytes=est.weights_bytes,
+            kv_cache_bytes_per_token=est.kv_cache_bytes_per_token,
+        )
+        if not model.cached and machine.disk_free_bytes is not None:
+            need = max(0, (model.index_total_size or est.weights_bytes) - model.bytes_on_disk)
+            status: Status = "fail" if need > machine.disk_free_bytes else "ok"
+            self.add(
+                "disk",
+                status,
+                f"the download needs {_size(need)}, "
+                f"{_size(machine.disk_free_bytes)} is free in {machine.disk_dir}",
+                "free space there or point --download-dir elsewhere" if status == "fail" else "",
+                needed_bytes=need,
+                disk_free_bytes=machine.disk_free_bytes,
+            )
+        return est
+
+    def gpus(self, facts: GpuFacts, required: bool) -> tuple[GpuInfo, ...]:
+        if not facts.devices:
+            self.add(
+                "gpu",
+                "fail" if required else "warn",
+                f"no GPU is visible: {facts.problem or 'NVML lists none'}"
+                + ("" if required else "; the GPU memory checks are skipped"),
+                "check the driver (nvidia-smi), CUDA_VISIBLE_DEVICES and the container's GPU access",
+            )
+            return ()
+        need = self.parallel()
+        if need > len(facts.devices):
+            self.add(
+                "gpus",
+                "fail",
+                f"--tensor-parallel-size x --pipeline-parallel-size is {need}, "
+                f"but {len(facts.devices)} GPU(s) are visible",
+                "lower --tensor-parallel-size or make more GPUs visible",
+                needed=need,
+                visible=len(facts.devices),
+            )
+            return ()
+        used = facts.devices[:need]
+        names = sorted({d.name for d in used})
+        self.add(
+            "gpus",
+            "ok",
+            f"{need} x {', '.join(names)} ({facts.source})",
+            needed=need,
+            visible=len(facts.devices),
+        )
+        return used
+
+    def dtype(self, devices: tuple[GpuInfo, ...]) -> None:
+        """bfloat16 needs compute capability 8.0 (vLLM refuses it below); half is what vLLM's
+        own message and the ladder's unsupported_dtype_or_quant step use instead."""
+        asked = vllm_args.get(self.seen(), "--dtype")
+        capability = min((d.compute_capability for d in devices if d.compute_capability), default=None)
+        if asked not in ("bfloat16", "bf16") or capability is None or capability >= (8, 0):
+            return
+        said = f"--dtype {asked} needs compute capability 8.0; this GPU has {capability[0]}.{capability[1]}"
+        if self.may_change("--dtype"):
+            self.args = vllm_args.set_value(self.args, "--dtype", "half")
+            self.add("dtype", "adjusted", f"{said}: starting with --dtype half")
+        else:
+            self.add("dtype", "fail", said, "--dtype half")
+
+    def model_limit(self, est: memory.ModelEstimate, long_allowed: bool) -> None:
+        """A --max-model-len past the model's own maximum is refused by vLLM: fit it to that
+        maximum, rounded down to the block size, as the ladder's fit would."""
+        derived = est.max_model_len
+        asked = vllm_args.number(self.seen(), "--max-model-len")
+        if derived is None or asked is None or asked <= derived or long_allowed:
+            return
+        block = int(self.number("--block-size", fits.BLOCK_SIZE))
+        fitted = derived // block * block
+        said = f"--max-model-len {int(asked)} is past the model's maximum of {derived}"
+        numbers: dict[str, int | float | str] = {
+            "max_model_len": int(asked),
+            "derived_max_model_len": derived,
+        }
+        if self.may_change("--max-model-len"):
+            self.args = vllm_args.set_value(self.args, "--max-model-len", str(fitted))
+            self.findings.append(
+                Finding("model_limit", "adjusted", f"{said}: starting with {fitted}", numbers)
+            )
+        else:
+            fix = f"--max-model-len {fitted} (or VLLM_ALLOW_LONG_MAX_MODEL_LEN=1 if you know better)"
+            self.findings.append(Finding("model_limit", "fail", said, numbers, fix))
+
+    def utilization(self) -> float:
+        default = 0.92 if self.version is None or at_least(self.version, (0, 20)) else 0.9
+        return self.number("--gpu-memory-utilization", default)
+
+    def free_memory(self, devices: tuple[GpuInfo, ...]) -> float | None:
+        """The utilization vLLM's start-up check will pass with, or None when it cannot pass."""
+        util = self.utilization()
+        tightest = min(devices, key=lambda d: d.free_bytes / d.total_bytes)
+        wanted = util * tightest.total_bytes
+        numbers: dict[str, int | float | str] = {
+            "free_bytes": tightest.free_bytes,
+            "total_bytes": tightest.total_bytes,
+            "gpu_memory_utilization": util,
+        }
+        if wanted <= tightest.free_bytes:
+            self.findings.append(
+                Finding(
+                    "free_memory", "ok", f"{_size(tightest.free_bytes)} free, {util:g} x total fits", numbers
+                )
+            )
+            return util
+        holders = ", ".join(
+            f"pid {p.pid}{f' ({p.command.split()[0]})' if p.command else ''} holds {_size(p.bytes)}"
+            for p in tightest.processes
+        )
+        fitted = fits.utilization_for(tightest.free_bytes, tightest.total_bytes)
+        said = (
+            f"GPU {tightest.index} has {_size(tightest.free_bytes)} free of {_size(tightest.total_bytes)}, "
+            f"less than --gpu-memory-utilization {util:g} asks ({_size(int(wanted))})"
+            + (f"; {holders}" if holders else "")
+        )
+        flag = "--gpu-memory-utilization"
+        if fitted > 0 and self.may_change(flag):
+            self.args = vllm_args.set_value(self.args, flag, f"{fitted:.2f}")
+            numbers["fitted"] = fitted
+            self.findings.append(
+                Finding("free_memory", "adjusted", f"{said}: starting with {fitted:.2f}", numbers)
+            )
+            return fitted
+        status: Status = "warn" if self.allowed.mode == "warn" and fitted > 0 else "fail"
+        fix = (
+            f"free memory or start with --gpu-memory-utilization {fitted:.2f}"
+            if fitted > 0
+            else "free the GPU"
+        )
+        self.findings.append(Finding("free_memory", status, said, numbers, fix))
+        return None
+
+    def fit_memory(
+        self, devices: tuple[GpuInfo, ...], est: memory.ModelEstimate, config: Mapping[str, Any]
+    ) -> None:
+        util = self.free_memory(devices)
+        if util is None:
+            return
+        tp, pp = (
+            int(self.number("--tensor-parallel-size", 1)),
+            int(self.number("--pipeline-parallel-size", 1)),
+        )
+        total = min(d.total_bytes for d in devices)
+        budget = int(util * total)
+        overhead = NON_TORCH_BYTES + self.peak_bytes(config, tp, total) + self.graph_bytes()
+        weights = memory.weights_per_gpu(est, tp, pp)
+        if weights + overhead > budget:
+            est = self.fp8_weights(est, config, devices, weights, budget - overhead) or est
+            weights = memory.weights_per_gpu(est, tp, pp)
+            if weights + overhead > budget:
+                return
+        else:
+            self.add(
+                "weights",
+                "ok",
+                f"{_size(weights)} of weights per GPU fit the {_size(budget)} budget",
+                weights_per_gpu_bytes=weights,
+                budget_bytes=budget,
+            )
+        kv_budget = budget - weights - overhead
+        self.kv_cache(est, kv_budget, tp, pp)
+
+    def peak_bytes(self, config: Mapping[str, Any], tp: int, total: int) -> int:
+        """The profiling run's peak: one forward pass over max_num_batched_tokens tokens and the
+        sampler's fp32 logits over max_num_seqs requests, with vLLM's GPU-dependent defaults."""
+        text = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
+        assert isinstance(text, Mapping)
+        big = total >= 70 * GiB
+        tokens = self.number("--max-num-batched-tokens", 8192 if big else 2048)
+        seqs = self.number("--max-num-seqs", 1024 if big else 256)
+        hidden = int(text.get("hidden_size", 4096))
+        inter = int(text.get("intermediate_size", 4 * hidden))
+        vocab = int(text.get("vocab_size", 32000))
+        # residual, normed and attention activations (~4 x hidden) and the MLP's fused gate-up
+        # output (2 x intermediate, split by TP), in 16 bits; the activated half is counted as
+        # reusing freed blocks, so this errs small
+        forward = tokens * (4 * hidden + 2 * inter // tp) * 2
+        return int(forward + min(seqs, tokens) * vocab * 4)
+
+    def graph_bytes(self) -> int:
+        """vLLM's CUDA-graph estimate (0.20+ takes it out of the KV budget): none when eager."""
+        seen = self.seen()
+        if vllm_args.is_on(seen, "--enforce-eager") or vllm_args.get(seen, "--optimization-level") == "0":
+            return 0
+        if self.version is not None and not at_least(self.version, (0, 20)):
+            return 0  # captured outside the budget before 0.20
+        return GRAPH_BYTES
+
+    def fp8_weights(
+        self,
+        est: memory.ModelEstimate,
+        config: Mapping[str, Any],
+        devices: tuple[GpuInfo, ...],
+        weights: int,
+        room: int,
+    ) -> memory.ModelEstimate | None:
+        flag = "--quantization"
+        numbers: dict[str, int | float | str] = {"weights_per_gpu_bytes": weights, "room_bytes": max(0, room)}
+        said = f"{_size(weights)} of weights per GPU do not fit the {_size(max(0, room))} left for them"
+        capability = min((d.compute_capability for d in devices if d.compute_capability), default=None)
+        fp8_ok = capability is None or fits.fp8_capable(capability)
+        if est.quantization is None and fp8_ok and self.may_change(flag) and self.allowed.fp8_weights():
+            value = vllm_args.spelled(flag, "fp8", self.version)
+            smaller = memory.estimate(
+                config,
+                None,  # the index is the 16-bit checkpoint's size; fp8 loads the linear layers in 8 bits
+                dtype=vllm_args.get(self.seen(), "--dtype") or "auto",
+                quantization="fp8",
+                kv_cache_dtype=vllm_args.get(self.seen(), "--kv-cache-dtype") or "auto",
+            )
+            tp, pp = (
+                int(self.number("--tensor-parallel-size", 1)),
+                int(self.number("--pipeline-parallel-size", 1)),
+            )
+            if memory.weights_per_gpu(smaller, tp, pp) <= room:
+                self.args = vllm_args.set_value(self.args, flag, value)
+                numbers["fp8_weights_per_gpu_bytes"] = memory.weights_per_gpu(smaller, tp, pp)
+                self.findings.append(
+                    Finding("weights", "adjusted", f"{said}: starting with --quantization {value}", numbers)
+                )
+                return smaller
+        status: Status = "warn" if self.allowed.mode == "warn" else "fail"
+        self.findings.append(
+            Finding(
+                "weights",
+                status,
+                said + ("" if est.quantization is None else f" even as {est.quantization}"),
+                numbers,
+                "use more GPUs (--tensor-parallel-size), a quantized checkpoint, or --cpu-offload-gb",
+            )
+        )
+        return None
+
+    def kv_cache(self, est: memory.ModelEstimate, kv_budget: int, tp: int, pp: int) -> None:
+        block = int(self.number("--block-size", fits.BLOCK_SIZE))
+        asked = vllm_args.get(self.seen(), "--max-model-len")
+        if asked in ("auto", "-1"):
+            self.add("kv_cache", "ok", "vLLM fits --max-model-len itself (auto)", kv_budget_bytes=kv_budget)
+            return
+        derived = est.max_model_len
+        length = int(vllm_args.number(self.seen(), "--max-model-len") or derived or 0)
+        if length <= 0:
+            return
+        per_token = memory.kv_bytes_per_token_per_gpu(est, tp, pp)
+        needed = memory.kv_bytes(est, length + block, tp, pp)  # vLLM keeps one block more
+        numbers: dict[str, int | float | str] = {
+            "max_model_len": length,
+            "kv_needed_bytes": needed,
+            "kv_budget_bytes": max(0, kv_budget),
+            "kv_bytes_per_token": per_token,
+        }
+        if needed <= kv_budget:
+            self.findings.append(
+                Finding(
+                    "kv_cache",
+                    "ok",
+                    f"{length} tokens need {_size(needed)} of the {_size(kv_budget)} KV budget",
+                    numbers,
+                )
+            )
+            return
+        fitted = _longest_fit(est, kv_budget, block, tp, pp, cap=length)
+        said = (
+            f"one sequence of {length} tokens needs {_size(needed)} of KV cache, "
+            f"{_size(max(0, kv_budget))} is left"
+        )
+        flag = "--max-model-len"
+        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_change(flag):
+            self.args = vllm_args.set_value(self.args, flag, str(fitted))
+            numbers["fitted"] = fitted
+            self.findings.append(
+                Finding("kv_cache", "adjusted", f"{said}: starting with --max-model-len {fitted}", numbers)
+            )
+            return
+        status: Status = "warn" if self.allowed.mode == "warn" and fitted >= MIN_USEFUL_MODEL_LEN else "fail"
+        fix = (
+            f"--max-model-len {fitted}"
+            if fitted >= MIN_USEFUL_MODEL_LEN
+            else "use more GPUs or fp8 (--kv-cache-dtype fp8)"
+        )
+        self.findings.append(Finding("kv_cache", status, said, numbers, fix))
+
+
+def _longest_fit(est: memory.ModelEstimate, budget: int, block: int, tp: int, pp: int, *, cap: int) -> int:
+    """The longest multiple of `block` whose sequence (plus vLLM's one spare block) fits `budget`."""
+    low, high = 0, cap // block
+    while low < high:
+        mid = (low + high + 1) // 2
+        if memory.kv_bytes(est, (mid + 1) * block, tp, pp) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    return low * block
+
+
+def _size(n: int) -> str:
+    return f"{n / GiB:.2f} GiB" if abs(n) >= GiB else f"{n / MiB:.0f} MiB"

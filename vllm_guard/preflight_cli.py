@@ -1,0 +1,230 @@
+"""`vllm-guard preflight` and serve's preflight: gather the facts (GPU, model files, host), let
+preflight.py judge them, and say what it found.
+
+    vllm-guard preflight [--json] [--gpu NAME] [--gpus N] [--gpu-snapshot FILE]
+                         [--save-gpu-snapshot FILE] [--kill-leftovers] MODEL [VLLM ARGS...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vllm_guard import gpu, machine, model_files, vllm_args, vllm_config
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.preflight import Allowed, Finding, Machine, ModelFacts, Verdict, check
+from vllm_guard.settings import GuardSettings
+
+if TYPE_CHECKING:
+    from vllm_guard.policy import Policy
+
+SHIPPED = Path(__file__).resolve().parent / "policies"
+_MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL"}
+
+
+def gpu_facts(settings: GuardSettings, environ: Mapping[str, str]) -> gpu.GpuFacts:
+    if settings.gpu_snapshot is not None:
+        return read_snapshot(settings.gpu_snapshot)
+    return gpu.read_facts(environ)
+
+
+def read_snapshot(path: Path) -> gpu.GpuFacts:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GuardError(f"cannot read the GPU snapshot {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise GuardError(f"{path}: a GPU snapshot is a JSON object")
+    try:
+        return gpu.facts_from_json(data, f"snapshot {path}")
+    except ValueError as exc:
+        raise GuardError(f"{path}: {exc}") from None
+
+
+def allowed(settings: GuardSettings) -> Allowed:
+    """What the policy lets preflight change: never a pinned flag, and fp8 weights only where
+    its oom_weights ladder has them. The shipped policies pin nothing, so serve reads them (with
+    pydantic and YAML, tens of milliseconds before vLLM starts) only if the weights do not fit."""
+
+    def policy() -> Policy:
+        from vllm_guard import policy_file  # noqa: PLC0415
+
+        return policy_file.effective(settings)[1]
+
+    def fp8() -> bool:
+        from vllm_guard.failures import FailureKind  # noqa: PLC0415
+
+        return any(
+            step.action == "set" and vllm_args.canonical(step.flag) == "--quantization"
+            for step in policy().ladder(FailureKind.OOM_WEIGHTS)
+        )
+
+    shipped = "/" not in settings.policy and (SHIPPED / f"{settings.policy}.yaml").is_file()
+    return Allowed(settings.preflight, fp8, settings.pinned if shipped else policy().pinned)
+
+
+def gather(
+    model: str, args: Sequence[str], environ: Mapping[str, str], gpus: gpu.GpuFacts, ours: Sequence[int] = ()
+) -> tuple[ModelFacts, Machine]:
+    seen = vllm_config.effective(args)
+    download_dir = vllm_args.get(seen, "--download-dir")
+    files = model_files.locate(model, download_dir=download_dir, environ=environ)
+    local = Path(model).expanduser().is_dir() or model.startswith(("/", "./", "../", "~"))
+    facts = ModelFacts(
+        name=model,
+        config=files.config if files else None,
+        index_total_size=files.index_total_size if files else None,
+        cached=files.cached if files else False,
+        bytes_on_disk=files.bytes_on_disk if files else 0,
+        hub_id=not local,
+    )
+    free, where = machine.disk_free(machine.hub_cache_dir(seen, environ))
+    host = vllm_args.get(seen, "--host") or "0.0.0.0"
+    port = vllm_args.get(seen, "--port") or "8000"
+    holder = (
+        None if vllm_args.get(seen, "--uds") or not port.isdigit() else machine.port_holder(host, int(port))
+    )
+    return facts, Machine(
+        gpus=gpus,
+        shm_bytes=machine.shm_bytes(),
+        disk_free_bytes=free,
+        disk_dir=where,
+        token=machine.has_token(seen, environ),
+        port=port,
+        port_holder=holder,
+        leftovers=machine.vllm_leftovers(gpus, set(ours)),
+        long_max_model_len=environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True"),
+    )
+
+
+def judge(  # noqa: PLR0917 - the facts serve and preflight both have at hand
+    settings: GuardSettings,
+    model: str,
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    gpus: gpu.GpuFacts,
+    vllm_version: str | None,
+    *,
+    require_gpu: bool = True,
+) -> Verdict:
+    facts, host = gather(model, args, environ, gpus)
+    return check(
+        facts,
+        args,
+        host,
+        allowed=allowed(settings),
+        vllm_version=vllm_version,
+        config=vllm_config.read(args),
+        require_gpu=require_gpu,
+    )
+
+
+def for_serve(  # noqa: PLR0917 - what startup has at hand
+    settings: GuardSettings,
+    model: str,
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    vllm_version: str | None,
+    gpus: gpu.GpuFacts,
+) -> tuple[str, ...]:
+    """Serve's preflight: the flags to start with, after saying what was found; a failed check
+    ends serve with exit 3 before anything launches."""
+    verdict = judge(settings, model, args, environ, gpus, vllm_version, require_gpu=False)
+    for finding in verdict.findings:
+        if finding.status != "ok":
+            print(f"vllm-guard: preflight: {line(finding)}", file=sys.stderr, flush=True)
+    failed = [f for f in verdict.findings if f.status == "fail"]
+    if failed:
+        raise GuardError(
+            f"preflight: {failed[0].check}: {failed[0].message}",
+            ExitCode.CANNOT_START,
+            hint=failed[0].fix or "vllm-guard preflight MODEL [VLLM ARGS] shows every check",
+        )
+    return verdict.start_argv
+
+
+def line(finding: Finding) -> str:
+    fix = f" (fix: {finding.fix})" if finding.fix and finding.status in ("warn", "fail") else ""
+    return f"{_MARK[finding.status]} {finding.check}: {finding.message}{fix}"
+
+
+def preflight_command(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]) -> ExitCode:
+    parser = argparse.ArgumentParser(
+        prog="vllm-guard preflight",
+        description="Check before launch whether MODEL fits this machine (or a planned one), and "
+        "with which flags vLLM would start. Options go before MODEL; after it everything is vLLM's.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--gpu", metavar="NAME", help="plan for this card instead of reading NVML")
+    parser.add_argument("--gpus", type=int, metavar="N", help="how many of --gpu (default 1)")
+    parser.add_argument("--gpu-snapshot", metavar="FILE", help="plan from a snapshot written on the target")
+    parser.add_argument("--save-gpu-snapshot", metavar="FILE", help="write this machine's GPUs to FILE")
+    parser.add_argument(
+        "--kill-leftovers",
+        action="store_true",
+        help="stop vLLM processes that hold GPU memory (never others)",
+    )
+    parser.add_argument("model", metavar="MODEL")
+    parser.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="VLLM ARGS")
+    try:
+        ns = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
+    if ns.gpu and ns.gpu_snapshot:
+        raise GuardError("--gpu and --gpu-snapshot are two ways to plan: give one")
+    if ns.gpus is not None and not ns.gpu:
+        raise GuardError("--gpus N goes with --gpu NAME")
+    if ns.gpu:
+        try:
+            gpus = gpu.planned(ns.gpu, ns.gpus or 1)
+        except ValueError as exc:
+            raise GuardError(str(exc)) from None
+    elif ns.gpu_snapshot:
+        gpus = read_snapshot(Path(ns.gpu_snapshot))
+    else:
+        gpus = gpu_facts(settings, environ)
+    if ns.save_gpu_snapshot:
+        Path(ns.save_gpu_snapshot).write_text(
+            json.dumps(gpu.facts_to_json(gpus), indent=1) + "\n", encoding="utf-8"
+        )
+    if ns.kill_leftovers:
+        _kill_leftovers(gpus)
+        gpus = gpu_facts(settings, environ) if not (ns.gpu or ns.gpu_snapshot) else gpus
+    from vllm_guard.child import resolve_command  # noqa: PLC0415
+    from vllm_guard.vllm_version import detect  # noqa: PLC0415
+
+    try:
+        version = detect(resolve_command(settings.vllm_command, environ))
+    except GuardError:
+        version = None  # planning on a machine without vLLM
+    verdict = judge(settings, ns.model, tuple(ns.vllm_args), environ, gpus, version)
+    if ns.json:
+        print(json.dumps(verdict.as_json(), ensure_ascii=False))
+    else:
+        for finding in verdict.findings:
+            print(line(finding))
+        if verdict.ok:
+            print(f"start: {' '.join(['vllm', 'serve', ns.model, *verdict.start_argv])}")
+        else:
+            print("cannot start here: fix what FAIL says")
+    return ExitCode.STOPPED if verdict.ok else ExitCode.CANNOT_START
+
+
+def _kill_leftovers(gpus: gpu.GpuFacts) -> None:
+    import psutil  # noqa: PLC0415
+
+    for proc in machine.vllm_leftovers(gpus, ()):
+        try:
+            target = psutil.Process(proc.pid)
+            # Checked again on the live process: a pid NVML listed may since belong to another program.
+            if not any(mark in " ".join(target.cmdline()) for mark in ("vllm", "VLLM::")):
+                continue
+            target.kill()
+            print(f"killed pid {proc.pid} ({proc.command})", file=sys.stderr)
+        except psutil.Error as exc:
+            print(f"could not kill pid {proc.pid}: {exc}", file=sys.stderr)
