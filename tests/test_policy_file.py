@@ -79,3 +79,16 @@ def test_command_line_and_environment_beat_the_policy_file(
     )
     assert merged.max_restarts == 3 and merged.grace_period_s == 1
     assert policy.pinned == frozenset({"--max-model-len", "--dtype"})
+
+
+def test_a_policy_may_say_what_preflight_does_under_the_command_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("name: careful\npreflight: warn\n")
+    under, _ = policy_file.effective(settings.load({"policy": str(path)}))
+    assert under.preflight == "warn"
+    over, _ = policy_file.effective(settings.load({"policy": str(path), "preflight": "off"}))
+    assert over.preflight == "off"
+    path.write_text("name: careful\npreflight: sometimes\n")
+    with pytest.raises(GuardError) as refused:
+        policy_file.load(str(path))
+    assert f"{path}:2: preflight" in refused.value.message

@@ -93,7 +93,7 @@ def _dispatch(argv: list[str]) -> ExitCode:
             # ones are checked by the test suite, and vLLM starts sooner without their parsing.
             from vllm_guard import policy_file  # noqa: PLC0415
 
-            policy_file.effective(guard_settings)
+            guard_settings, _ = policy_file.effective(guard_settings)
         started = start_serving(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ))
         from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
 

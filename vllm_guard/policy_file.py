@@ -4,7 +4,7 @@ line and the field. `vllm-guard policy check FILE` runs exactly this."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -97,6 +97,8 @@ class PolicySpec(_Strict):
     description: str = ""
     pinned: list[FlagName] = []
     restart: RestartSpec = Field(default_factory=lambda: RestartSpec.model_validate({}))
+    # Whether serve's preflight findings adjust the flags, only warn, or are not looked for.
+    preflight: Literal["adjust", "warn", "off"] | None = None
     ladders: dict[FailureKind, list[StepSpec]] = {}
 
     def policy(self) -> Policy:
@@ -107,7 +109,11 @@ class PolicySpec(_Strict):
         )
 
     def restart_settings(self) -> dict[str, Any]:
-        return {k: v for k, v in self.restart.model_dump().items() if v is not None}
+        """The guard settings this file gives (restart discipline, preflight mode)."""
+        given = {k: v for k, v in self.restart.model_dump().items() if v is not None}
+        if self.preflight is not None:
+            given["preflight"] = self.preflight
+        return given
 
 
 def _text(value: Scalar) -> str:
