@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -141,3 +142,23 @@ def test_a_missing_vllm_command_is_a_usage_error() -> None:
 def test_an_unsplittable_command_is_a_usage_error() -> None:
     with pytest.raises(GuardError):
         resolve_command("vllm 'unclosed", {"PATH": "/bin"})
+
+
+def test_recorded_processes_are_removed_only_where_pid_and_start_time_match() -> None:
+    from vllm_guard.child import create_time, remove_recorded  # noqa: PLC0415
+
+    argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+    # raw pids, as a previous guard's would be: no Popen object here to reap them behind our back
+    left, recycled = (os.posix_spawn(argv[0], argv, dict(os.environ)) for _ in range(2))
+    try:
+        record = [(left, create_time(left)), (recycled, create_time(recycled) - 5.0)]
+        killed = remove_recorded(record, timeout_s=10)
+        assert len(killed) == 1 and killed[0].startswith(f"{left} (")
+        assert not psutil.pid_exists(left) or psutil.Process(left).status() == psutil.STATUS_ZOMBIE
+        assert psutil.Process(recycled).is_running()  # same pid, another start time: left alone
+    finally:
+        for pid in (left, recycled):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -457,3 +458,21 @@ def test_status_shows_each_attempt_and_what_was_decided(serve: Serve) -> None:
     assert second["kind"] is None  # ready when status looked
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", first["started_at"])
     assert report["known_good"][0]["argv"][-2:] == ["--max-model-len", "32768"]
+
+
+def test_a_guard_killed_outright_leaves_nothing_the_next_serve_does_not_remove(serve: Serve) -> None:
+    first = serve("--max-model-len", "8192")
+    first.wait_for("vLLM is ready (attempt 1)")
+    api = first.api_server()
+    tree = [api, *api.children(recursive=True)]
+    first.proc.kill()  # no chance to clean up
+    first.proc.wait(10)
+    assert all(p.is_running() for p in tree)  # vLLM outlives a guard killed outright (for now)
+    second = serve("--max-model-len", "8192")
+    second.wait_for("vLLM is ready (attempt 1)")
+    assert "removed what the previous guard left of vLLM: " in second.stderr()
+    for p in tree:  # gone, or a zombie of this test process (the subreaper) waiting to be reaped
+        assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(p.pid, os.WNOHANG)
+    assert second.stop() == 0

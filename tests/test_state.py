@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vllm_guard import vllm_args
-from vllm_guard.state import KNOWN_GOOD, StateDir, known_good_key
+from vllm_guard.state import KNOWN_GOOD, PROCESSES, StateDir, known_good_key
 
 
 def test_remember_forget_and_atomic_replacement(tmp_path: Path) -> None:
@@ -59,3 +59,18 @@ def test_edits_replay_to_the_same_flags(
     before, after = argv(user, eager_before), argv(degraded, eager_after)
     replayed = vllm_args.replay(before, vllm_args.edits(before, after))
     assert vllm_args.as_dict(replayed) == vllm_args.as_dict(after)
+
+
+def test_the_process_record_is_replaced_read_back_cleared_and_a_corrupt_one_set_aside(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    state.open()
+    assert state.recorded_processes() == []
+    state.record_processes({10: 1.5, 11: 2.25})
+    state.record_processes({10: 1.5, 11: 2.25, 12: 3.0})
+    assert state.recorded_processes() == [(10, 1.5), (11, 2.25), (12, 3.0)]
+    state.clear_processes()
+    assert state.recorded_processes() == []
+    (tmp_path / PROCESSES).write_text('{"processes": [[10, "x"]]')
+    assert state.recorded_processes() == []
+    assert list(tmp_path.glob(f"{PROCESSES}.corrupt-*")) and "could not be read" in state.warnings[0]
+    state.close()

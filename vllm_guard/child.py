@@ -204,10 +204,18 @@ class VllmProcess:
     exit_status: asyncio.Future[int]
     pipes_closed: asyncio.Event
     known: dict[int, float] = field(default_factory=dict)  # pid → create time, every one seen
+    created: float = 0.0  # the API server's own create time, once read
 
     @property
     def running(self) -> bool:
         return not self.exit_status.done()
+
+    def tree(self) -> dict[int, float]:
+        """The attempt's processes as the state directory records them: pid → start time."""
+        self.remember_tree()
+        if not self.created:
+            self.created = create_time(self.pid)
+        return {self.pid: self.created, **self.known} if self.created else dict(self.known)
 
     def remember_tree(self) -> None:
         """Note every descendant now alive, so it can be found after it leaves the group."""
@@ -256,7 +264,7 @@ class ProcessLauncher:
             exit_status=self._reaper.watch(pid),
             pipes_closed=asyncio.Event(),
         )
-        proc.known[pid] = _create_time(pid)
+        proc.known[pid] = create_time(pid)
         open_pipes = {out_r, err_r}
 
         def on_readable(fd: int, stream: int) -> None:
@@ -348,6 +356,32 @@ class ProcessLauncher:
         return list(found.values())
 
 
+def remove_recorded(recorded: Sequence[tuple[int, float]], timeout_s: float) -> list[str]:
+    """Kill what a previous guard recorded of vLLM's tree and left alive (it was killed itself):
+    only a process whose pid *and* start time match the record, so a recycled pid is never hit.
+    Returns the processes killed, as "pid (name)"."""
+    import psutil  # noqa: PLC0415
+
+    targets: list[psutil.Process] = []
+    for pid, started in recorded:
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) < 0.01 and _alive(proc):
+                targets.append(proc)
+    killed = [f"{p.pid} ({_name(p)})" for p in targets]
+    for proc in targets:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    # Not our children: whoever reaps them (init, a subreaper) may take its time; a zombie
+    # holds no memory, so it counts as gone.
+    deadline = time.monotonic() + timeout_s
+    while any(_alive(p) for p in targets) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return killed
+
+
 # psutil is imported where it is used: `serve` starts vLLM before it needs it (bench/startup.py).
 
 
@@ -387,7 +421,7 @@ def _name(p: psutil.Process) -> str:
         return "?"
 
 
-def _create_time(pid: int) -> float:
+def create_time(pid: int) -> float:
     import psutil  # noqa: PLC0415
 
     try:

@@ -7,12 +7,15 @@ the HTTP client, psutil): bench/startup.py measures this path.
 from __future__ import annotations
 
 import signal
+import sys
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vllm_guard import vllm_args
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
+from vllm_guard.child import create_time as first_create_time
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir, known_good_key
@@ -22,13 +25,42 @@ if TYPE_CHECKING:
     from vllm_guard.gpu import GpuFacts
 
 
-def _read_gpus(settings: GuardSettings, env: Mapping[str, str]) -> GpuFacts | None:
-    """The GPUs, for preflight and the known-good key; not read at all with preflight off."""
+def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
+    """Remove what a previous guard on this state directory left of vLLM (it was killed before
+    it could): the pids it recorded, where their start times still match. Returns their pids."""
+    recorded = state.recorded_processes()
+    if not recorded:
+        return []
+    from vllm_guard.child import remove_recorded  # noqa: PLC0415
+
+    killed = remove_recorded(recorded, settings.kill_timeout_s)
+    state.clear_processes()
+    if killed:
+        print(
+            f"vllm-guard: removed what the previous guard left of vLLM: {', '.join(killed)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return [int(entry.split()[0]) for entry in killed]
+
+
+def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequence[int]) -> GpuFacts | None:
+    """The GPUs, for preflight and the known-good key; not read at all with preflight off. After
+    removing a previous run's processes, their GPU memory is waited for first (a dead process's
+    memory comes back a moment later), so that preflight does not fit the flags around it."""
     if settings.preflight == "off":
         return None
     from vllm_guard.preflight_cli import gpu_facts  # noqa: PLC0415
 
-    return gpu_facts(settings, env)
+    facts = gpu_facts(settings, env)
+    deadline = time.monotonic() + settings.gpu_release_timeout_s
+    gone = set(removed)
+    while gone and time.monotonic() < deadline:
+        if not any(p.pid in gone for d in facts.devices for p in d.processes):
+            break
+        time.sleep(0.1)
+        facts = gpu_facts(settings, env)
+    return facts
 
 
 def _gpu_key(gpus: GpuFacts | None) -> str | None:
@@ -74,7 +106,8 @@ def start_serving(
     state.open()
     version = detect_vllm_version(program)
     try:
-        gpus = _read_gpus(settings, env)
+        removed = _remove_previous(state, settings)
+        gpus = _read_gpus(settings, env, removed)
         # The version keys flag spellings apart, the GPU what fits.
         user_key = Redactor.for_launch(env, user_args).argv(user_args)
         key = known_good_key(model, user_key, version, _gpu_key(gpus))
@@ -97,6 +130,8 @@ def start_serving(
     except BaseException:
         state.close()
         raise
+    # vLLM is starting; from now on a guard killed outright leaves a record of what to remove.
+    state.record_processes({first.pid: first_create_time(first.pid)})
     return Started(
         settings=settings,
         program=program,

@@ -14,6 +14,7 @@ from typing import Any
 from vllm_guard.errors import ExitCode, GuardError
 
 KEEP_LOG_FILES = 50
+PROCESSES = "processes.json"
 KNOWN_GOOD = "known_good.json"
 
 
@@ -84,6 +85,35 @@ class StateDir:
             os.write(fd, line.encode())  # one write with O_APPEND: a line is never torn
         finally:
             os.close(fd)
+
+    # --- vLLM's processes, so a guard that was killed leaves nothing the next one cannot find ---
+
+    def record_processes(self, processes: dict[int, float]) -> None:
+        """The pids (with their start times) of the running attempt's tree, replacing the last
+        record; a recycled pid has another start time, so it is never taken for one of these."""
+        body = {"guard": os.getpid(), "run": self.run_id, "processes": sorted(processes.items())}
+        _write_atomically(self.path / PROCESSES, json.dumps(body))
+
+    def clear_processes(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.path / PROCESSES).unlink()
+
+    def recorded_processes(self) -> list[tuple[int, float]]:
+        """What the previous guard recorded and did not clear (it was killed, or its machine
+        went down); a record that cannot be read is set aside, not trusted."""
+        path = self.path / PROCESSES
+        try:
+            data = json.loads(path.read_text())
+            entries = [(int(pid), float(started)) for pid, started in data["processes"]]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            aside = path.with_name(f"{PROCESSES}.corrupt-{int(time.time())}")
+            with contextlib.suppress(OSError):
+                os.replace(path, aside)
+            self.warnings.append(f"{path} could not be read ({exc}); set aside as {aside.name}")
+            return []
+        return entries
 
     # --- flags that reached ready, so the next start need not crash through the ladder again ---
 

@@ -84,6 +84,7 @@ class Supervisor:
         self._skip_grace = asyncio.Event()
         self._ready: dict[int, asyncio.Event] = {}
         self._exited_wall: dict[int, float] = {}  # when each attempt's vLLM was seen gone
+        self._recorded: dict[int, float] = {}  # the processes last written to the state directory
         self.history: list[Attempt] = []
 
     # -- control from outside (signals, the demo, tests) --
@@ -194,6 +195,7 @@ class Supervisor:
                 "log": str(log.path),
             }
         )
+        self._record_tree(proc)
         probe = world.probe_for(args)
         ready_at: float | None = None
         hung = ""
@@ -255,6 +257,7 @@ class Supervisor:
                 )
                 if stop.done() or not proc.running:
                     return ready_at, ""
+                self._record_tree(proc)
                 result = await probe.check()
                 if not proc.running:
                     return ready_at, ""
@@ -293,6 +296,14 @@ class Supervisor:
         finally:
             stop.cancel()
 
+    def _record_tree(self, proc: VllmProcess) -> None:
+        """Keep the state directory's record of vLLM's processes current, so that if this guard
+        is killed the next `serve` finds and removes what it leaves."""
+        tree = proc.tree()
+        if tree and tree != self._recorded:
+            self._world.state.record_processes(tree)
+            self._recorded = tree
+
     def _remember(self, args: tuple[str, ...]) -> None:
         """Keep the flags that reached ready for the next start, or forget them when the user's
         own flags work again."""
@@ -327,6 +338,7 @@ class Supervisor:
             return ExitCode.GAVE_UP
         if report.escalated:
             self._print(f"vLLM did not stop in time; killed its tree: {', '.join(report.killed)}")
+        self._world.state.clear_processes()
         self._print(f"vLLM stopped (status {_status_text(status)}); nothing of it is left")
         self._world.state.record(
             {
@@ -374,6 +386,8 @@ class Supervisor:
                 level="error",
             )
             return ExitCode.GAVE_UP
+        self._world.state.clear_processes()
+        self._recorded = {}
         probe = self._world.gpu_probe()
         if probe is not None:
             released = await gpu.wait_for_release(
