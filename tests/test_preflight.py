@@ -150,3 +150,15 @@ def test_a_length_past_the_models_maximum_is_brought_back_to_it() -> None:
     assert vllm_args.get(verdict.start_argv, "--max-model-len") == "131072"  # the model's own maximum
     allowed = check(LLAMA_8B, ("--max-model-len", "200000"), on(H100, long_max_model_len=True))
     assert "model_limit" not in {f.check for f in allowed.findings}
+
+
+def test_a_vllm_that_fits_itself_is_asked_to_where_that_cannot_exceed_what_was_asked() -> None:
+    full = check(LLAMA_8B, (), on(L4), vllm_version="0.32.0")  # the model's maximum, implicitly
+    assert vllm_args.get(full.start_argv, "--max-model-len") == "auto"
+    explicit = check(LLAMA_8B, ("--max-model-len", "131072"), on(L4), vllm_version="0.32.0")
+    assert vllm_args.get(explicit.start_argv, "--max-model-len") == "auto"
+    # below the model's maximum, auto could pick more than the user asked for: the estimate then
+    shorter = check(LLAMA_8B, ("--max-model-len", "100000"), on(L4), vllm_version="0.32.0")
+    assert (vllm_args.get(shorter.start_argv, "--max-model-len") or "").isdigit()
+    old = check(LLAMA_8B, (), on(L4), vllm_version="0.13.0")  # no auto before 0.14
+    assert (vllm_args.get(old.start_argv, "--max-model-len") or "").isdigit()

@@ -541,11 +541,18 @@ class _Run:
         )
         flag = "--max-model-len"
         if fitted >= MIN_USEFUL_MODEL_LEN and self.may_change(flag):
-            self.args = vllm_args.set_value(self.args, flag, str(fitted))
+            # vLLM's own fit (0.14+) is exact where this one is an estimate; it fits down from the
+            # model's maximum, so it is used only where that is what was asked (never above it).
+            exact = derived is not None and length >= derived and at_least(self.version, (0, 14))
+            value = "auto" if exact else str(fitted)
+            self.args = vllm_args.set_value(self.args, flag, value)
             numbers["fitted"] = fitted
-            self.findings.append(
-                Finding("kv_cache", "adjusted", f"{said}: starting with --max-model-len {fitted}", numbers)
+            how = (
+                f"--max-model-len auto (vLLM's own fit; about {fitted} here)"
+                if exact
+                else f"--max-model-len {fitted}"
             )
+            self.findings.append(Finding("kv_cache", "adjusted", f"{said}: starting with {how}", numbers))
             return
         status: Status = "warn" if self.allowed.mode == "warn" and fitted >= MIN_USEFUL_MODEL_LEN else "fail"
         fix = (
