@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -96,6 +97,30 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def installed_sim(tmp: Path) -> str:
+    """The simulator installed the way vLLM is: a `vllm` script in a virtual environment whose
+    site-packages has vLLM's package metadata (0.33.0, the simulator's version), so the guard
+    knows the version before the launch, as it does for a real install."""
+    import sysconfig  # noqa: PLC0415
+
+    env = tmp / "vllm-venv"
+    python = Path(os.path.realpath(sys.executable))
+    site = env / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site / "vllm-0.33.0.dist-info").mkdir(parents=True)
+    (site / "vllm-0.33.0.dist-info" / "METADATA").write_text("Name: vllm\nVersion: 0.33.0\n")
+    # the simulator and its dependencies come from the guard's own environment
+    (site / "guard.pth").write_text(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
+    (env / "pyvenv.cfg").write_text(f"home = {python.parent}\ninclude-system-site-packages = false\n")
+    (env / "bin").mkdir()
+    (env / "bin" / "python").symlink_to(python)
+    script = env / "bin" / "vllm"
+    script.write_text(
+        f"#!{env / 'bin' / 'python'}\nimport runpy\nrunpy.run_module('vllm_guard.sim', run_name='__main__', alter_sys=True)\n"
+    )
+    script.chmod(0o755)
+    return str(script)
 
 
 def gpu_snapshot(gib: str, sim_env: dict[str, str], path: Path) -> Path:
@@ -179,15 +204,30 @@ def run(
     ]
     user = ["--host", "127.0.0.1", "--port", "0", *flags]
     final = [*last_flags[:3], "0", *last_flags[4:]] if last_flags else user
-    return outcome, latencies, vllm_args.changes(user, final) if outcome.isdigit() else "-"
+    changes = vllm_args.changes(user, final) if outcome.isdigit() else "-"
+    fitted = _auto_fitted(state)
+    return outcome, latencies, changes.replace("→ auto", f"→ auto (vLLM: {fitted})") if fitted else changes
+
+
+def _auto_fitted(state: Path) -> str | None:
+    """What vLLM's own `--max-model-len auto` chose, from its log line in the last attempt."""
+    logs = sorted((state / "logs").glob("*-attempt-*.log"), key=lambda p: p.stat().st_mtime)
+    if not logs:
+        return None
+    found = re.search(
+        r"Auto-fit max_model_len: reduced from \d+ to (\d+)", logs[-1].read_text(errors="replace")
+    )
+    return found.group(1) if found else None
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-attempts", type=int, default=6)
     opts = parser.parse_args()
+    global SIM  # noqa: PLW0603 - one installed simulator for every run of this bench
     with tempfile.TemporaryDirectory(prefix="vllm-guard-ladder-") as tmp_name:
         tmp = Path(tmp_name)
+        SIM = installed_sim(tmp)
         (tmp / "blind.yaml").write_text(BLIND)
         (tmp / "halve.yaml").write_text(HALVE)
         latencies: list[float] = []
