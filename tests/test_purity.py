@@ -16,6 +16,7 @@ PURE = [
     "vllm_guard.memory",
     "vllm_guard.preflight",
     "vllm_guard.fits",
+    "vllm_guard.milestones",
 ]
 # settings.py is pure in what it does, but pydantic-settings itself imports asyncio.
 FORBIDDEN = ["asyncio", "subprocess", "pynvml", "httpx", "psutil", "socket"]

@@ -8,8 +8,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -476,3 +478,80 @@ def test_a_guard_killed_outright_leaves_nothing_the_next_serve_does_not_remove(s
         with contextlib.suppress(ChildProcessError):
             os.waitpid(p.pid, os.WNOHANG)
     assert second.stop() == 0
+
+
+class NotifyListener:
+    """systemd's end of the notify socket: reads every datagram as it comes (a unix datagram
+    queue holds only a few, and the guard does not wait for a slow reader)."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.heard: list[str] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.heard.append(self.sock.recv(4096).decode())
+
+    def close(self) -> list[str]:
+        self._done.set()
+        self._thread.join(5)
+        self.sock.close()
+        return self.heard
+
+
+def exporter_url(guard: Guard) -> str:
+    match = re.search(r"metrics, /livez, /readyz and /status on (http://\S+)", guard.stderr())
+    assert match, guard.stderr()
+    return match.group(1)
+
+
+def test_systemd_hears_ready_and_a_hung_vllm_is_restarted_and_counted(serve: Serve, tmp_path: Path) -> None:
+    listener = NotifyListener(tmp_path / "notify")
+    try:
+        guard = serve(
+            "--max-model-len", "8192", faults="once:hang_after=1", metrics_port="0", health_failures="2",
+            health_timeout_s="0.5", sim_env={"NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"},
+        )  # fmt: skip
+        guard.wait_for("vLLM is ready (attempt 1)")
+        url = exporter_url(guard)
+        guard.wait_for("vLLM hung (/health failed 2 times in a row")
+        guard.wait_for("vLLM is ready (attempt 2)")
+        metrics = httpx.get(url + "/metrics", trust_env=False).text
+        assert 'vllm_guard_restarts_total{kind="hung"} 1.0' in metrics
+        assert "vllm_guard_ready 1.0" in metrics and "vllm_guard_attempt 2.0" in metrics
+        assert httpx.get(url + "/readyz", trust_env=False).status_code == 200
+        assert httpx.get(url + "/livez", trust_env=False).status_code == 200
+        status = httpx.get(url + "/status", trust_env=False).json()
+        assert status["phase"] == "ready" and status["restarts_by_kind"] == {"hung": 1}
+        assert guard.stop() == 0
+    finally:
+        heard = listener.close()
+    assert sum(m.startswith("READY=1") for m in heard) == 1  # told once, though vLLM was ready twice
+    assert "WATCHDOG=1" in heard
+    assert any(m.startswith("STATUS=") and "attempt" in m for m in heard)
+    assert any(m.startswith("STOPPING=1") for m in heard)
+    assert guard.journal()[0]["kind"] == "hung"
+
+
+def test_a_wedged_engine_that_still_answers_health_is_caught_by_its_metrics(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", faults="once:stall_after=0.2", stall_s="1.5")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    time.sleep(0.5)
+    with contextlib.suppress(httpx.HTTPError):  # it never answers; the guard's restart cuts it off
+        httpx.post(
+            f"http://127.0.0.1:{guard.port}/v1/completions",
+            json={"model": MODEL, "prompt": "hi", "max_tokens": 50},
+            timeout=15,
+            trust_env=False,
+        )
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    first = guard.journal()[0]
+    assert first["kind"] == "hung"
+    assert "vllm:generation_tokens_total has stood at" in str(first["evidence"])

@@ -20,6 +20,7 @@ from vllm_guard.printer import Printer
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import Supervisor, World
+from vllm_guard.vllm_metrics import Snapshot
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -90,6 +91,9 @@ class FakeProbe:
         if script.ready_after_polls is not None and self.polls >= script.ready_after_polls:
             return HealthResult(True, "200")
         return HealthResult(False, "ConnectError")
+
+    async def metrics(self) -> Snapshot | None:
+        return None
 
     async def aclose(self) -> None:
         pass

@@ -83,7 +83,8 @@ def _dispatch(argv: list[str]) -> ExitCode:
         if getattr(ns, name) is not None
     }
     if ns.command == "serve":
-        if not ns.rest or ns.rest[0].startswith("-"):
+        if not ns.rest or not ns.rest[0].strip() or ns.rest[0].startswith("-"):
+            # An empty MODEL is what a unit's ${MODEL} gives when its environment file lacks it.
             raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
         from vllm_guard.startup import start_serving  # noqa: PLC0415
 

@@ -11,6 +11,8 @@ from vllm_guard import vllm_args, vllm_config
 if TYPE_CHECKING:
     import httpx
 
+    from vllm_guard.vllm_metrics import Snapshot
+
 VLLM_DEFAULT_PORT = "8000"
 
 
@@ -46,6 +48,10 @@ class HealthResult:
 class HealthProbe(Protocol):
     async def check(self) -> HealthResult: ...
 
+    async def metrics(self) -> Snapshot | None:
+        """vLLM's /metrics, read; None when it has none to give (or `--disable-log-stats`)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -54,6 +60,7 @@ class HttpHealthProbe:
         import httpx  # noqa: PLC0415 - imported once vLLM is already starting, not before
 
         self._errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
+        self._timeout_s = timeout_s
         transport = httpx.AsyncHTTPTransport(uds=where.uds, verify=False) if where.uds else None
         # vLLM with TLS usually has a certificate for a public name, not for loopback.
         self._client: httpx.AsyncClient = httpx.AsyncClient(
@@ -70,6 +77,11 @@ class HttpHealthProbe:
         except self._errors as exc:
             return HealthResult(False, type(exc).__name__)
         return HealthResult(response.status_code == 200, str(response.status_code))
+
+    async def metrics(self) -> Snapshot | None:
+        from vllm_guard import vllm_metrics  # noqa: PLC0415 - prometheus-client, once vLLM is ready
+
+        return await vllm_metrics.scrape(self._client, self._timeout_s)
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -10,6 +10,7 @@ import collections
 import os
 from pathlib import Path
 
+from vllm_guard import milestones
 from vllm_guard.printer import STDERR, STDOUT, Printer
 from vllm_guard.redact import Redactor
 
@@ -24,6 +25,9 @@ TAIL_LINE_BYTES = 8 * 1024
 TAIL_KEEP_BYTES = 2 * 1024 * 1024
 # The start of the output, kept for what vLLM says once at startup (its version banner).
 HEAD_KEEP_BYTES = 64 * 1024
+# Output searched for startup milestones per refill (the supervisor refills it at each poll): a
+# normal start prints far less, and a log flood must not cost the relay its throughput.
+SCAN_BUDGET_BYTES = 256 * 1024
 
 
 class CappedLog:
@@ -65,6 +69,11 @@ class AttemptOutput:
         self._tail: collections.deque[bytes] = collections.deque()  # newest chunks, in order
         self._tail_bytes = 0
         self._head = bytearray()
+        # Startup progress, read until vLLM is ready (then the scan stops costing anything).
+        self.watching = True
+        self.scan_budget = SCAN_BUDGET_BYTES
+        self.progress = 0  # how many chunks showed progress: the supervisor notices it change
+        self.milestone: milestones.Milestone | None = None
 
     def feed(self, stream: int, data: bytes) -> None:
         buf = self._carry[stream] + data if self._carry[stream] else data
@@ -106,6 +115,13 @@ class AttemptOutput:
         clean = self._redactor.data(chunk)
         if len(self._head) < HEAD_KEEP_BYTES:
             self._head += clean[: HEAD_KEEP_BYTES - len(self._head)]
+        if self.watching and self.scan_budget > 0:
+            piece = clean[: self.scan_budget]
+            self.scan_budget -= len(piece)
+            found, progressed = milestones.scan(piece)
+            if found:
+                self.milestone = found[-1]
+            self.progress += progressed
         self.log.write(clean)
         self._tail.append(clean)
         self._tail_bytes += len(clean)

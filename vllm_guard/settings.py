@@ -98,6 +98,21 @@ class GuardSettings(BaseSettings):
         "",
         description="vLLM flags the guard must never change, comma-separated (--pin --max-model-len)",
     )
+    metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="where the guard's own /metrics, /livez, /readyz and /status listen "
+        "(0.0.0.0 for Kubernetes probes)",
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="the port of the guard's own endpoints; unset: not served"
+    )
+    stall_s: float = Field(
+        120.0,
+        gt=0,
+        description="requests running or waiting while vllm:generation_tokens_total stands still this "
+        "long mean vLLM hung (a wedged engine may still answer /health)",
+    )
     preflight: Literal["adjust", "warn", "off"] = Field(
         "adjust",
         description="before serve launches vLLM: check the GPU, memory, shm, disk, token and port, and "

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from vllm_guard import vllm_args
 from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
 from vllm_guard.child import create_time as first_create_time
+from vllm_guard.notify import scrubbed
 from vllm_guard.redact import Redactor
-from vllm_guard.settings import GuardSettings
+from vllm_guard.settings import ENV_PREFIX, GuardSettings
 from vllm_guard.state import StateDir, known_good_key
 from vllm_guard.vllm_version import detect as detect_vllm_version
 
@@ -97,6 +98,10 @@ def start_serving(
     """Everything `serve` must do before vLLM starts (find the command, hold the state
     directory), and vLLM's start itself."""
     program = tuple(resolve_command(settings.vllm_command, env))
+    # systemd's notify socket is the guard's to speak on, not vLLM's (see notify.scrubbed); and
+    # the guard's own options are not vLLM's (vLLM warns of every VLLM_* variable it does not know)
+    options = {ENV_PREFIX + name.upper() for name in GuardSettings.model_fields}
+    env = {k: v for k, v in scrubbed(env).items() if k not in options}
     early: list[int] = []
     # From the spawn on, a stop request must not kill the guard and leave vLLM running unwatched
     # (it is in a session of its own): note it, and the supervisor acts on it when it starts.

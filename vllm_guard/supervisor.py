@@ -18,10 +18,12 @@ from typing import Any
 
 from vllm_guard import gpu, vllm_args, vllm_config, vllm_version
 from vllm_guard.child import Launcher, Spawned, VllmProcess
-from vllm_guard.errors import ExitCode
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.exporter import Exporter, GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
 from vllm_guard.health import HealthProbe
-from vllm_guard.output import AttemptOutput, CappedLog
+from vllm_guard.notify import Notifier
+from vllm_guard.output import SCAN_BUDGET_BYTES, AttemptOutput, CappedLog
 from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
@@ -33,6 +35,10 @@ from vllm_guard.vllm_args import changes
 
 # How long a vLLM whose /health says 503 (engine dead) may take to exit by itself; it takes ~5 s.
 DEAD_ENGINE_EXIT_S = 15.0
+# How often vLLM's /metrics is read once it is ready, for the stall check.
+METRICS_INTERVAL_S = 5.0
+# The guard's own heartbeat (systemd's watchdog pings at least this often when it asks for them).
+HEARTBEAT_S = 5.0
 # Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
 SHUTDOWN_MARGIN_S = 10.0
 
@@ -49,6 +55,8 @@ class World:
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     rng: random.Random = field(default_factory=random.Random)
+    notifier: Notifier | None = None  # systemd's notify socket, when systemd gave one
+    metrics: GuardMetrics | None = None  # what the exporter serves, when --metrics-port is set
 
 
 class Supervisor:
@@ -85,6 +93,11 @@ class Supervisor:
         self._ready: dict[int, asyncio.Event] = {}
         self._exited_wall: dict[int, float] = {}  # when each attempt's vLLM was seen gone
         self._recorded: dict[int, float] = {}  # the processes last written to the state directory
+        self.phase = "starting"
+        self.status_text = ""
+        self.beat_at = world.clock()
+        self._ready_told = False  # systemd was told READY=1
+        self._progress_told_at = -1e9
         self.history: list[Attempt] = []
 
     # -- control from outside (signals, the demo, tests) --
@@ -107,11 +120,29 @@ class Supervisor:
             loop.add_signal_handler(signum, self.request_stop, signum)
         for early in early_signals:
             self.request_stop(early)
+        beating = asyncio.ensure_future(self._heartbeat())
         try:
             return await self._loop()
         finally:
+            beating.cancel()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
+
+    async def _heartbeat(self) -> None:
+        """The guard's own liveness: systemd's watchdog and the exporter's /livez follow this
+        loop, never vLLM's health, so a long load or a relaunch can never trip them (catching a
+        hung vLLM is the guard's job)."""
+        notifier = self._world.notifier
+        interval = min(HEARTBEAT_S, (notifier.watchdog_interval_s if notifier else None) or HEARTBEAT_S)
+        while True:
+            self.beat_at = self._world.clock()
+            if notifier is not None and notifier.watchdog_interval_s is not None:
+                notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    def alive(self) -> bool:
+        """For /livez: the event loop has ticked recently."""
+        return self._world.clock() - self.beat_at < 3 * HEARTBEAT_S
 
     async def _loop(self) -> ExitCode:
         for warning in self._world.state.warnings:
@@ -130,12 +161,16 @@ class Supervisor:
         number = 0
         while True:
             number += 1
+            self._attempt_started(number, args, step)
             ended = await self._attempt(number, args, step)
             if ended is None:
+                self._phase("stopped", "stopped on request")
                 return ExitCode.STOPPED
             if isinstance(ended, ExitCode):
+                self._phase("gave_up", f"ended with exit {int(ended)}")
                 return ended
             self.history.append(ended)
+            self._failed(ended.failure.kind.value)
             decision = decide(
                 self.history,
                 self._settings.discipline(),
@@ -147,6 +182,7 @@ class Supervisor:
             )
             self._record_end(ended, decision)
             if isinstance(decision, GiveUp):
+                self._phase("gave_up", f"gave up: {decision.reason}")
                 self._report(decision)
                 return decision.exit_code
             self._env.update(decision.env)
@@ -163,9 +199,13 @@ class Supervisor:
                     f"{what}; restarting with the same flags in {decision.delay_s:.1f} s "
                     f"({decision.reason}; restart {number} of at most {self._settings.max_restarts})"
                 )
-            if decision.delay_s > 0 and await self._sleep_unless_stopped(decision.delay_s):
-                self._print("stopped during the restart delay; vLLM is not running")
-                return ExitCode.STOPPED
+            if decision.delay_s > 0:
+                self._phase("backoff", f"attempt {number} failed ({ended.failure.kind.value}); "
+                            f"restarting in {decision.delay_s:.0f} s")  # fmt: skip
+                if await self._sleep_unless_stopped(decision.delay_s):
+                    self._print("stopped during the restart delay; vLLM is not running")
+                    self._phase("stopped", "stopped during the restart delay")
+                    return ExitCode.STOPPED
             args = decision.vllm_args
             step = decision.step
 
@@ -241,11 +281,22 @@ class Supervisor:
         self, number: int, proc: VllmProcess, probe: HealthProbe, started: float
     ) -> tuple[float | None, str]:
         """Poll /health until vLLM exits, a stop is requested, or it hangs.
-        Returns when it became ready (or None) and why it counts as hung ("" if not)."""
+        Returns when it became ready (or None) and why it counts as hung ("" if not).
+
+        Before ready, the startup timeout counts from vLLM's last sign of progress (a milestone
+        or a progress bar in its output), so a long load that keeps moving is never cut short.
+        After ready, a hang is /health failing N times in a row, or requests waiting while no
+        token is generated for --stall-s (a wedged engine can keep answering 200, vLLM #39863)."""
+        from vllm_guard.vllm_metrics import StallWatch  # noqa: PLC0415
+
         clock = self._world.clock
         ready_at: float | None = None
         dead_since: float | None = None
         failed_polls = 0
+        output = proc.output
+        progress_seen, progress_at = output.progress, started
+        stall = StallWatch(self._settings.stall_s)
+        next_scrape = 0.0
         stop = asyncio.ensure_future(self._stop.wait())
         try:
             while True:
@@ -258,24 +309,32 @@ class Supervisor:
                 if stop.done() or not proc.running:
                     return ready_at, ""
                 self._record_tree(proc)
+                output.scan_budget = SCAN_BUDGET_BYTES
+                if output.progress != progress_seen:
+                    progress_seen, progress_at = output.progress, clock()
+                    if output.milestone is not None and ready_at is None:
+                        self._phase("starting", f"attempt {number}: {output.milestone.text}", progress=True)
                 result = await probe.check()
                 if not proc.running:
                     return ready_at, ""
                 if result.ok:
                     failed_polls = 0
+                    dead_since = None
                     if ready_at is None:
                         ready_at = clock()
-                        proc.remember_tree()
-                        self._print(
-                            f"vLLM is ready (attempt {number}): /health answered 200 "
-                            f"{ready_at - started:.1f} s after launch"
-                        )
-                        self.ready_event(number).set()
-                        self._remember(tuple(proc.argv[len(self._program) + 2 :]))
+                        self._became_ready(number, proc, ready_at - started)
+                    elif clock() >= next_scrape:
+                        next_scrape = clock() + min(METRICS_INTERVAL_S, self._settings.stall_s / 2)
+                        snapshot = await probe.metrics()
+                        stalled = stall.observe(clock(), snapshot) if snapshot is not None else None
+                        if stalled:
+                            return ready_at, stalled
                 elif ready_at is None:
-                    if clock() - started > self._settings.startup_timeout_s:
+                    quiet = clock() - progress_at
+                    if quiet > self._settings.startup_timeout_s:
                         return None, (
-                            f"no /health 200 within --startup-timeout-s {self._settings.startup_timeout_s:g}"
+                            f"no /health 200 and no progress in vLLM's output for {quiet:.0f} s "
+                            f"(--startup-timeout-s {self._settings.startup_timeout_s:g})"
                         )
                 elif result.detail == "503":
                     # vLLM answers 503 once its engine is dead and exits by itself a few seconds
@@ -295,6 +354,58 @@ class Supervisor:
                         )
         finally:
             stop.cancel()
+
+    def _became_ready(self, number: int, proc: VllmProcess, after_s: float) -> None:
+        proc.output.watching = False
+        proc.remember_tree()
+        self._print(f"vLLM is ready (attempt {number}): /health answered 200 {after_s:.1f} s after launch")
+        self._phase("ready", f"ready (attempt {number})", ready_after_s=after_s)
+        self.ready_event(number).set()
+        self._remember(tuple(proc.argv[len(self._program) + 2 :]))
+
+    def _attempt_started(self, number: int, args: tuple[str, ...], step: str | None) -> None:
+        if self._world.metrics is not None:
+            self._world.metrics.attempt_started(number, step, degraded=args != self._user_args)
+        self._phase("starting", f"starting vLLM (attempt {number})")
+
+    def _failed(self, kind: str) -> None:
+        if self._world.metrics is not None:
+            self._world.metrics.failed(kind)
+
+    def _phase(
+        self, phase: str, status: str, *, progress: bool = False, ready_after_s: float | None = None
+    ) -> None:
+        """Where the guard is, for everyone who asks: systemd (STATUS=, READY=1, STOPPING=1, and
+        more start time while a load makes progress), the exporter's metrics and /status."""
+        self.phase, self.status_text = phase, status
+        metrics, notifier = self._world.metrics, self._world.notifier
+        if metrics is not None:
+            if ready_after_s is not None:
+                metrics.ready(ready_after_s)
+            elif not progress:
+                metrics.set_phase(phase)
+        if notifier is None:
+            return
+        if phase == "ready" and not self._ready_told:
+            notifier.ready(status)
+            self._ready_told = True
+        elif phase == "stopping":
+            notifier.stopping(status)
+            # the unit's TimeoutStopSec may be shorter than the grace and kill timeout asked for
+            notifier.extend_timeout(self._settings.grace_period_s + self._settings.kill_timeout_s + 10)
+        else:
+            notifier.status(status)
+        now = self._world.clock()
+        if progress and not self._ready_told and now - self._progress_told_at >= HEARTBEAT_S:
+            # systemd's start timeout is moved on while the load keeps moving; it stops being
+            # extended when vLLM stops making progress, as the guard's own startup timeout does.
+            notifier.extend_timeout(self._settings.startup_timeout_s)
+            self._progress_told_at = now
+
+    def status(self) -> dict[str, object]:
+        """What /status adds to the exporter's own: the guard's phase line and the flags."""
+        redactor = self._world.printer.redactor
+        return {"status": self.status_text, "model": self._model, "user_argv": redactor.argv(self._user_args)}
 
     def _record_tree(self, proc: VllmProcess) -> None:
         """Keep the state directory's record of vLLM's processes current, so that if this guard
@@ -330,6 +441,7 @@ class Supervisor:
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None
     ) -> ExitCode | None:
         grace = self._grace_s(tuple(proc.argv))
+        self._phase("stopping", "stopping vLLM")
         self._print(f"stopping vLLM: SIGTERM, then SIGKILL of its whole tree after {grace:g} s")
         report = await self._world.launcher.stop(proc, grace, self._skip_grace)
         status = proc.exit_status.result() if not proc.running else None
@@ -453,6 +565,8 @@ async def real_world(
     printer = Printer(log_format=settings.log_format)
     reaper = Reaper()
     reaper.install(asyncio.get_running_loop())
+    notifier = Notifier.from_env(os.environ)
+    metrics = GuardMetrics() if settings.metrics_port is not None else None
     try:
         yield World(
             launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s, started=started),
@@ -460,10 +574,39 @@ async def real_world(
             state=state,
             printer=printer,
             gpu_probe=gpu.Nvml.open,
+            notifier=notifier,
+            metrics=metrics,
         )
     finally:
         reaper.uninstall()
         printer.close()
+        if notifier is not None:
+            notifier.close()
+
+
+def _start_exporter(settings: GuardSettings, world: World, supervisor: Supervisor) -> Exporter | None:
+    if world.metrics is None or settings.metrics_port is None:
+        return None
+    exporter = Exporter(
+        world.metrics,
+        settings.metrics_host,
+        settings.metrics_port,
+        alive=supervisor.alive,
+        extra=supervisor.status,
+    )
+    try:
+        exporter.start()
+    except OSError as exc:
+        raise GuardError(
+            f"the guard's metrics endpoint cannot listen on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror}",
+            ExitCode.CANNOT_START,
+            hint="give --metrics-port another port (or unset it)",
+        ) from None
+    world.printer.guard(
+        f"metrics, /livez, /readyz and /status on http://{settings.metrics_host}:{exporter.port}"
+    )
+    return exporter
 
 
 async def serve(started: Started) -> ExitCode:
@@ -486,7 +629,12 @@ async def serve(started: Started) -> ExitCode:
                 known_good_key=started.known_good_key,
                 vllm_version=started.vllm_version,
             )
-            return await supervisor.run(started.early_signals)
+            exporter = _start_exporter(settings, world, supervisor)
+            try:
+                return await supervisor.run(started.early_signals)
+            finally:
+                if exporter is not None:
+                    exporter.close()
     except BaseException:
         from vllm_guard.child import kill_spawned  # noqa: PLC0415
 

@@ -1,0 +1,209 @@
+"""The systemd units in systemd/: the settings that carry the guard's contract with systemd, and
+`systemd-analyze verify` over them (scripts/check-systemd.sh) where systemd is installed."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vllm_guard import settings
+from vllm_guard.errors import ExitCode
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "vllm-guard.service"
+TEMPLATE = ROOT / "systemd" / "vllm-guard@.service"
+EXAMPLE_ENV = ROOT / "systemd" / "example.env"
+CHECK = ROOT / "scripts" / "check-systemd.sh"
+
+Unit = dict[str, dict[str, list[str]]]
+
+
+def parse_unit(path: Path) -> Unit:
+    """section → key → every value in order (Environment= and friends repeat; configparser keeps one)."""
+    unit: Unit = {}
+    section: dict[str, list[str]] | None = None
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = pending + raw.strip()
+        pending = ""
+        if not line or line[0] in "#;":
+            continue
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = unit.setdefault(line[1:-1], {})
+            continue
+        assert section is not None, f"{path.name}: {line!r} before any section"
+        key, sep, value = line.partition("=")
+        assert sep, f"{path.name}: not KEY=VALUE: {line!r}"
+        section.setdefault(key.strip(), []).append(value.strip())
+    return unit
+
+
+def one(unit: Unit, section: str, key: str) -> str:
+    values = unit[section][key]
+    assert len(values) == 1, f"{key}= set {len(values)} times"
+    return values[0]
+
+
+def environment(unit: Unit) -> dict[str, str]:
+    env = {}
+    for value in unit["Service"].get("Environment", []):
+        name, _, val = value.partition("=")
+        env[name] = val
+    return env
+
+
+def parse_env_file(path: Path, *, commented: bool = False) -> dict[str, str]:
+    """systemd's EnvironmentFile= syntax for what example.env uses: KEY=VALUE, a value's surrounding
+    quotes removed. `commented`: the commented-out assignments too (the options it suggests)."""
+    env = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if commented and re.match(r"#[A-Z_]+=", line):
+            line = line[1:]
+        if not line or line[0] in "#;":
+            continue
+        name, sep, value = line.partition("=")
+        assert sep and re.fullmatch(r"[A-Z_][A-Z0-9_]*", name), f"not KEY=VALUE: {raw!r}"
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        else:
+            # systemd has no trailing comments: this would become part of the value.
+            assert " #" not in value, f"a comment after a value is part of the value: {raw!r}"
+        env[name] = value
+    return env
+
+
+@pytest.fixture(params=[UNIT, TEMPLATE], ids=["unit", "template"])
+def unit(request: pytest.FixtureRequest) -> Unit:
+    path: Path = request.param
+    return parse_unit(path)
+
+
+def test_notify_and_watchdog(unit: Unit) -> None:
+    assert one(unit, "Service", "Type") == "notify"
+    assert one(unit, "Service", "NotifyAccess") == "main"  # vLLM never speaks for the unit
+    assert one(unit, "Service", "WatchdogSec") == "60"
+    # The guard enforces its own per-attempt startup deadline; the watchdog catches a hung guard.
+    assert one(unit, "Service", "TimeoutStartSec") == "infinity"
+
+
+def test_stop_outlasts_the_guards_own_stop(unit: Unit) -> None:
+    """KillMode=mixed: SIGTERM to the guard alone, which stops vLLM in order; systemd's SIGKILL to
+    the whole cgroup only after TimeoutStopSec, which must outlast grace period + kill timeout."""
+    assert one(unit, "Service", "KillMode") == "mixed"
+    defaults = settings.GuardSettings.model_fields
+    guard_stop_s = defaults["grace_period_s"].default + defaults["kill_timeout_s"].default
+    assert int(one(unit, "Service", "TimeoutStopSec")) >= guard_stop_s + 20
+
+
+def test_restart_follows_the_exit_codes(unit: Unit) -> None:
+    assert one(unit, "Service", "Restart") == "on-failure"  # exit 0 (stopped on request) is not restarted
+    assert one(unit, "Service", "RestartSec") == "10"
+    prevented = {int(code) for code in one(unit, "Service", "RestartPreventExitStatus").split()}
+    # Every code but a guard bug (1) says restarting the guard cannot help (4: it already gave up).
+    assert prevented == {code.value for code in ExitCode} - {ExitCode.STOPPED, ExitCode.GUARD_BUG}
+    # The start limit lives in [Unit] (in [Service] it is a legacy spelling).
+    assert one(unit, "Unit", "StartLimitIntervalSec") == "30min"
+    assert one(unit, "Unit", "StartLimitBurst") == "5"
+    assert "StartLimitBurst" not in unit["Service"]
+
+
+def test_process_settings(unit: Unit) -> None:
+    assert one(unit, "Service", "User") == "vllm-guard"
+    assert one(unit, "Service", "SupplementaryGroups").split() == ["video", "render"]
+    assert one(unit, "Service", "LimitNOFILE") == "65536"
+    assert "PrivateDevices" not in unit["Service"]  # it would hide the GPUs
+    assert environment(unit)["PYTHONUNBUFFERED"] == "1"
+    assert one(unit, "Install", "WantedBy") == "multi-user.target"
+
+
+def test_exec_start_splits_only_the_vllm_args(unit: Unit) -> None:
+    assert one(unit, "Service", "ExecStart") == "/usr/local/bin/vllm-guard serve ${MODEL} $SERVE_ARGS"
+
+
+def test_the_unit() -> None:
+    unit = parse_unit(UNIT)
+    assert one(unit, "Service", "EnvironmentFile") == "-/etc/vllm-guard/vllm-guard.env"
+    assert one(unit, "Service", "StateDirectory") == "vllm-guard"
+    assert environment(unit)["VLLM_GUARD_METRICS_PORT"] == "9400"
+
+
+def test_the_template() -> None:
+    template = parse_unit(TEMPLATE)
+    assert "%i" in one(template, "Unit", "Description")
+    assert one(template, "Service", "EnvironmentFile") == "/etc/vllm-guard/%i.env"
+    assert one(template, "Service", "StateDirectory") == "vllm-guard/%i"
+    assert "VLLM_GUARD_METRICS_PORT" not in environment(template)  # instances would collide
+
+
+def test_the_template_differs_from_the_unit_only_per_instance() -> None:
+    unit, template = parse_unit(UNIT), parse_unit(TEMPLATE)
+    per_instance = {"Description", "EnvironmentFile", "StateDirectory", "Environment"}
+    for section in unit.keys() | template.keys():
+        for key in unit.get(section, {}).keys() | template.get(section, {}).keys():
+            if key not in per_instance:
+                assert unit[section].get(key) == template[section].get(key), f"[{section}] {key}="
+    shared = environment(unit)
+    del shared["VLLM_GUARD_METRICS_PORT"]
+    assert environment(template) == shared
+
+
+def _guard_variables(text: str) -> set[str]:
+    return set(re.findall(r"\b" + settings.ENV_PREFIX + r"([A-Z0-9_]+)", text))
+
+
+@pytest.mark.parametrize("path", [UNIT, TEMPLATE, EXAMPLE_ENV], ids=lambda p: p.name)
+def test_every_guard_variable_is_a_guard_option(path: Path) -> None:
+    """VLLM_GUARD_* is the guard's options' namespace: the model and vLLM's arguments stay out of it
+    (and out of VLLM_*, which vLLM warns about when it does not know a name)."""
+    fields = {name.upper() for name in settings.GuardSettings.model_fields}
+    assert _guard_variables(path.read_text()) <= fields
+
+
+def test_the_example_environment_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = parse_env_file(EXAMPLE_ENV)
+    assert env["MODEL"] and " " not in env["MODEL"]
+    assert env["SERVE_ARGS"].split()[:2] == ["--host", "0.0.0.0"]
+    # Every variable it sets or suggests, in the environment at once, is settings the guard accepts.
+    suggested = parse_env_file(EXAMPLE_ENV, commented=True)
+    assert "VLLM_GUARD_GRACE_PERIOD_S" in suggested
+    for name, value in suggested.items():
+        monkeypatch.setenv(name, value)
+    loaded = settings.load({})
+    assert loaded.metrics_port == 9400
+    assert loaded.grace_period_s == 30
+
+
+needs_systemd = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+
+
+@needs_systemd
+def test_systemd_analyze_verifies_both_units() -> None:
+    done = subprocess.run(["bash", str(CHECK)], capture_output=True, text=True, timeout=50, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "check-systemd: ok" in done.stdout
+
+
+@needs_systemd
+def test_the_check_fails_on_a_warning(tmp_path: Path) -> None:
+    """systemd-analyze verify exits 0 on a bad value; the check must not."""
+    for path in (UNIT, TEMPLATE):
+        shutil.copy(path, tmp_path / path.name)
+    broken = tmp_path / TEMPLATE.name
+    broken.write_text(broken.read_text().replace("KillMode=mixed", "KillMode=mixd"))
+    done = subprocess.run(
+        ["bash", str(CHECK), str(tmp_path)], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "mixd" in done.stderr

@@ -1,0 +1,104 @@
+"""vLLM's startup milestones, read from its output: what it is doing now, for the status line,
+systemd's STATUS= and the guard's /status, and proof that a long start is still making progress.
+
+The wording is vLLM's own (reference.md §6.2-6.3; the real-cpu captures): weights, the KV cache,
+CUDA graphs, the API server. tqdm bars (checkpoint shards, graph capture, hub downloads) count as
+progress too, without being a milestone of their own. Matching runs over whole chunks of output,
+not line by line, and only until vLLM is ready.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# One pattern per milestone, newest wording first; numbers are taken as printed. Each has the
+# literal words it cannot match without, so a chunk is searched (at memchr speed) before any regex
+# runs on it: a log flood must not cost the relay its throughput (bench/relay.py).
+_MILESTONES: tuple[tuple[str, tuple[bytes, ...], re.Pattern[bytes]], ...] = tuple(
+    (name, literals, re.compile(pattern))
+    for name, literals, pattern in (
+        (
+            "loading",
+            (b"Starting to load model", b"Loading model from scratch"),
+            rb"Starting to load model (?P<model>\S+?)\.\.\.|Loading model from scratch\.\.\.",
+        ),
+        (
+            "weights loaded",
+            (b"Model loading took", b"Loading model weights took"),
+            rb"Model loading took (?P<gib>[\d.]+) GiB(?: memory)? and (?P<s>[\d.]+) seconds"
+            rb"|Loading model weights took (?P<gb>[\d.]+) GB",
+        ),
+        ("kv memory", (b"Available KV cache memory",), rb"Available KV cache memory: (?P<gib>-?[\d.]+) GiB"),
+        (
+            "kv cache",
+            (b"KV cache size:",),
+            rb"(?:GPU|CPU|XPU) KV cache size: (?P<tokens>[\d,]+) tokens"
+            rb"(?:, Maximum concurrency for (?P<len>[\d,]+) tokens per request: (?P<x>[\d.]+)x)?",
+        ),
+        (
+            "capturing graphs",
+            (b"Capturing CUDA graph", b"Capturing cudagraphs"),
+            rb"Capturing CUDA graphs? |Capturing cudagraphs for decoding",
+        ),
+        (
+            "graphs captured",
+            (b"Graph capturing finished",),
+            rb"Graph capturing finished in (?P<s>[\d.]+) secs(?:, took (?P<gib>[\d.]+) GiB)?",
+        ),
+        (
+            "engine ready",
+            (b"init engine (profile",),
+            rb"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s",
+        ),
+        (
+            "api server up",
+            (b"Starting vLLM", b"Application startup complete"),
+            rb"Starting vLLM (?:API )?server (?:\d+ )?on (?P<url>\S+)|Application startup complete\.",
+        ),
+    )
+)
+# A tqdm bar: "56% Completed | 5/9" (vLLM's shard loader), " 45%|####" (tqdm's default).
+_BARS = (b"%|", b"% Completed |")
+
+
+@dataclass(frozen=True, slots=True)
+class Milestone:
+    name: str
+    text: str  # one short line for the status: what vLLM said, with its numbers
+
+
+def scan(chunk: bytes) -> tuple[list[Milestone], bool]:
+    """The milestones in a chunk of output, in order, and whether it showed progress at all
+    (a milestone or a progress bar)."""
+    found: list[tuple[int, Milestone]] = []
+    for name, literals, pattern in _MILESTONES:
+        if any(literal in chunk for literal in literals):
+            found.extend((m.start(), Milestone(name, _describe(name, m))) for m in pattern.finditer(chunk))
+    found.sort(key=lambda pair: pair[0])
+    progressed = bool(found) or any(bar in chunk for bar in _BARS)
+    return [milestone for _, milestone in found], progressed
+
+
+def _describe(name: str, match: re.Match[bytes]) -> str:
+    groups = {k: v.decode(errors="replace") for k, v in match.groupdict().items() if v is not None}
+    if name == "weights loaded":
+        if "gib" in groups:
+            return f"weights loaded: {groups['gib']} GiB in {float(groups['s']):.0f} s"
+        return f"weights loaded: {groups['gb']} GB"
+    if name == "kv memory":
+        return f"KV cache memory: {groups['gib']} GiB"
+    if name == "kv cache":
+        text = f"KV cache: {groups['tokens']} tokens"
+        if "x" in groups:
+            text += f", {groups['x']}x concurrency at {groups['len']} tokens"
+        return text
+    if name == "graphs captured":
+        return "CUDA graphs captured" + (f" ({groups['gib']} GiB)" if "gib" in groups else "")
+    if name == "engine ready":
+        return f"engine initialised in {float(groups['s']):.0f} s"
+    if name == "api server up":
+        return f"API server starting on {groups['url']}" if "url" in groups else "API server up"
+    if name == "loading":
+        return "loading weights" + (f" of {groups['model']}" if "model" in groups else "")
+    return name.replace("graphs", "CUDA graphs")
