@@ -5,15 +5,20 @@ Slow (a real start takes 20-60 s on two cores): marked `real_vllm`, run as CI's 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -67,7 +72,15 @@ class Guard:
             return []
 
 
-def start_guard(real_vllm: RealVllm, tmp_path: Path, port: int, vllm_args: list[str]) -> Guard:
+def start_guard(
+    real_vllm: RealVllm,
+    tmp_path: Path,
+    port: int,
+    vllm_args: list[str],
+    *,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+) -> Guard:
     log = tmp_path / "guard.out"
     with log.open("wb") as sink:
         proc = subprocess.Popen(
@@ -78,6 +91,7 @@ def start_guard(real_vllm: RealVllm, tmp_path: Path, port: int, vllm_args: list[
                 "--grace-period-s", "30",
                 "--backoff-initial-s", "0.5",
                 "--health-interval-s", "0.5",
+                *options,
                 "serve", real_vllm.model_dir,
                 "--host", "127.0.0.1",
                 "--port", str(port),
@@ -85,7 +99,7 @@ def start_guard(real_vllm: RealVllm, tmp_path: Path, port: int, vllm_args: list[
             ],
             stdout=sink,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         )  # fmt: skip
     return Guard(proc, log)
 
@@ -97,18 +111,20 @@ def finish(guard: Guard) -> None:
         guard.proc.wait(60)
 
 
+TINY_ARGS = [
+    "--max-model-len",
+    "1024",
+    "--kv-cache-memory-bytes",
+    "64M",
+    "--enforce-eager",
+    "--dtype",
+    "float32",
+]
+
+
 @pytest.fixture
 def guard(real_vllm: RealVllm, tmp_path: Path, port: int) -> Iterator[Guard]:
-    args = [
-        "--max-model-len",
-        "1024",
-        "--kv-cache-memory-bytes",
-        "64M",
-        "--enforce-eager",
-        "--dtype",
-        "float32",
-    ]
-    started = start_guard(real_vllm, tmp_path, port, args)
+    started = start_guard(real_vllm, tmp_path, port, TINY_ARGS)
     yield started
     finish(started)
 
@@ -174,3 +190,44 @@ def test_a_max_model_len_too_large_is_fitted_from_vllms_estimate_and_ready_in_on
         assert guard.proc.wait(120) == 0
     finally:
         finish(guard)
+
+
+def test_systemd_hears_ready_and_a_frozen_vllm_is_caught_restarted_and_counted(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    """A real hang: vLLM's API server frozen with SIGSTOP is alive, holds its port, answers nothing."""
+    heard: list[str] = []
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.settimeout(0.2)
+    done = threading.Event()
+
+    def listen() -> None:  # systemd reads every datagram as it comes
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                heard.append(notify.recv(4096).decode())
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    options = ("--metrics-port", "0", "--health-failures", "2", "--health-timeout-s", "1")
+    env = {"NOTIFY_SOCKET": str(tmp_path / "notify")}
+    guard = start_guard(real_vllm, tmp_path, port, TINY_ARGS, options=options, env=env)
+    try:
+        guard.wait_for("vLLM is ready (attempt 1)")
+        url = re.search(r"metrics, /livez, /readyz and /status on (http://\S+)", guard.output())
+        assert url is not None
+        assert httpx.get(url.group(1) + "/readyz", trust_env=False).status_code == 200
+        psutil.Process(guard.proc.pid).children()[0].suspend()  # SIGSTOP to vLLM's API server
+        guard.wait_for("vLLM hung (/health failed 2 times in a row")
+        guard.wait_for("vLLM is ready (attempt 2)")
+        metrics = httpx.get(url.group(1) + "/metrics", trust_env=False).text
+        assert 'vllm_guard_restarts_total{kind="hung"} 1.0' in metrics
+        assert "vllm_guard_ready 1.0" in metrics
+    finally:
+        finish(guard)
+        done.set()
+        listener.join(5)
+        notify.close()
+    assert guard.proc.returncode == 0
+    assert sum(m.startswith("READY=1") for m in heard) == 1
+    assert any(m.startswith("STOPPING=1") for m in heard)

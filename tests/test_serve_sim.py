@@ -555,3 +555,12 @@ def test_a_wedged_engine_that_still_answers_health_is_caught_by_its_metrics(serv
     first = guard.journal()[0]
     assert first["kind"] == "hung"
     assert "vllm:generation_tokens_total has stood at" in str(first["evidence"])
+
+
+def test_a_hangup_stops_vllm_in_order_like_sigterm(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    tree = [guard.api_server(), *guard.api_server().children(recursive=True)]
+    assert guard.stop(signal.SIGHUP) == 0  # a closed terminal: vLLM must not run on unwatched
+    assert "vLLM stopped (status 0); nothing of it is left" in guard.stderr()
+    assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)

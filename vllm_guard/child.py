@@ -30,6 +30,11 @@ _UNCLAIMED_KEPT = 64
 READ_CHUNK = PIPE_BYTES
 
 
+# What stops the guard in order (vLLM first). SIGHUP too: a closed terminal must not kill the
+# guard and leave vLLM, in a session of its own, running unwatched.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def become_subreaper() -> bool:
     """Make orphaned descendants (vLLM's EngineCore and Workers when the API server dies) our
     children instead of PID 1's, so they can be found, killed and reaped. Linux only."""

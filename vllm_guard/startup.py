@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vllm_guard import vllm_args
-from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn
+from vllm_guard.child import STOP_SIGNALS, Spawned, become_subreaper, resolve_command, spawn
 from vllm_guard.child import create_time as first_create_time
 from vllm_guard.notify import scrubbed
 from vllm_guard.redact import Redactor
@@ -105,7 +105,7 @@ def start_serving(
     early: list[int] = []
     # From the spawn on, a stop request must not kill the guard and leave vLLM running unwatched
     # (it is in a session of its own): note it, and the supervisor acts on it when it starts.
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, lambda received, _frame: early.append(received))
     state = StateDir(settings.state_dir)
     state.open()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vllm_guard import gpu, vllm_args, vllm_config, vllm_version
-from vllm_guard.child import Launcher, Spawned, VllmProcess
+from vllm_guard.child import STOP_SIGNALS, Launcher, Spawned, VllmProcess
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.exporter import Exporter, GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
@@ -116,7 +116,7 @@ class Supervisor:
         """Supervise until stopped or given up. `early_signals`: stop requests noted before
         this loop took the signals over; read after it has, so none falls in between."""
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, self.request_stop, signum)
         for early in early_signals:
             self.request_stop(early)
@@ -125,7 +125,7 @@ class Supervisor:
             return await self._loop()
         finally:
             beating.cancel()
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)
 
     async def _heartbeat(self) -> None:

