@@ -87,3 +87,15 @@ def test_kill_leftovers_kills_vllm_processes_and_never_another_program() -> None
         for proc in (vllm_like, other):
             proc.kill()
             proc.wait(10)
+
+
+def test_connections_of_a_previous_server_in_time_wait_do_not_make_the_port_taken() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server closes first: its end waits in TIME_WAIT, as after vLLM stops
+        client.close()
+    assert machine.port_holder("127.0.0.1", port) is None

@@ -463,17 +463,23 @@ def test_status_shows_each_attempt_and_what_was_decided(serve: Serve) -> None:
 
 
 def test_a_guard_killed_outright_leaves_nothing_the_next_serve_does_not_remove(serve: Serve) -> None:
-    first = serve("--max-model-len", "8192")
+    first = serve("--max-model-len", "8192", faults="once:orphan_engine")  # its EngineCore outlives it
     first.wait_for("vLLM is ready (attempt 1)")
     api = first.api_server()
-    tree = [api, *api.children(recursive=True)]
+    engines = api.children(recursive=True)
+    assert engines
     first.proc.kill()  # no chance to clean up
     first.proc.wait(10)
-    assert all(p.is_running() for p in tree)  # vLLM outlives a guard killed outright (for now)
+    # the kernel's parent-death signal takes the API server down with the guard ...
+    deadline = time.monotonic() + 10
+    while api.is_running() and api.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not api.is_running() or api.status() == psutil.STATUS_ZOMBIE
+    assert any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in engines)  # ... not its engine
     second = serve("--max-model-len", "8192")
     second.wait_for("vLLM is ready (attempt 1)")
     assert "removed what the previous guard left of vLLM: " in second.stderr()
-    for p in tree:  # gone, or a zombie of this test process (the subreaper) waiting to be reaped
+    for p in [api, *engines]:  # gone, or a zombie of this test process (the subreaper) waiting to be reaped
         assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
         with contextlib.suppress(ChildProcessError):
             os.waitpid(p.pid, os.WNOHANG)

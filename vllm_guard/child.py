@@ -8,6 +8,7 @@ import collections
 import contextlib
 import ctypes
 import fcntl
+import functools
 import os
 import shlex
 import shutil
@@ -152,13 +153,20 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Spawned:
     can start vLLM before it builds its event loop and loads the rest of the guard."""
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    program, launch = argv[0], list(argv)
+    setpriv = _setpriv()
+    if setpriv is not None:
+        # A guard killed outright cannot stop vLLM: the kernel does it for us (the parent-death
+        # signal, which posix_spawn cannot set itself, so util-linux's setpriv sets it and execs
+        # vLLM). What vLLM's own children leave is removed by the next serve (processes.json).
+        program, launch = setpriv, [setpriv, "--pdeathsig", "KILL", "--", *argv]
     try:
         # posix_spawn (vfork + exec) keeps the launch cheap even with a large guard process;
         # setsid puts vLLM in a session and process group of its own, so a terminal's Ctrl-C
         # reaches only the guard, which then stops vLLM in order.
         pid = os.posix_spawn(
-            argv[0],
-            list(argv),
+            program,
+            launch,
             dict(env),
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
@@ -177,6 +185,15 @@ def spawn(argv: Sequence[str], env: Mapping[str, str]) -> Spawned:
     for fd in (out_r, err_r):
         _widen_pipe(fd)
     return Spawned(pid, tuple(argv), out_r, err_r, time.time())
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    for folder in ("/usr/bin", "/bin", "/usr/local/bin"):
+        path = os.path.join(folder, "setpriv")
+        if os.access(path, os.X_OK):
+            return path
+    return None
 
 
 def kill_spawned(spawned: Spawned) -> None:

@@ -70,6 +70,9 @@ def port_holder(host: str, port: int) -> str | None:
     psutil can see it (same user, or root); else just "another program"."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As vLLM (uvicorn) binds: connections of a previous server still in TIME_WAIT do not
+        # keep a new one from listening, so they must not fail this check either.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
