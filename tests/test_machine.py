@@ -91,6 +91,7 @@ def test_kill_leftovers_kills_vllm_processes_and_never_another_program() -> None
 
 def test_connections_of_a_previous_server_in_time_wait_do_not_make_the_port_taken() -> None:
     with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as vLLM's (uvicorn's) socket
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
