@@ -149,6 +149,29 @@ def test_sigterm_while_the_guard_is_still_starting_stops_vllm_too(tmp_path: Path
     assert b"nothing of it is left" in err
 
 
+def test_sigterm_during_preflight_starts_nothing_and_exits_zero(tmp_path: Path) -> None:
+    from vllm_guard import gpu  # noqa: PLC0415
+
+    marker = tmp_path / "vllm-started"
+    snapshot = tmp_path / "gpu.fifo"
+    os.mkfifo(snapshot)  # preflight blocks reading it: the guard is held in preflight
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(tmp_path / "s"), "--gpu-snapshot", str(snapshot),
+         "--vllm-command", f"sh -c 'touch {marker}; exec sleep 60' sh", "serve", "m"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(1.0)  # well into preflight (settings, the state directory, then the blocked read)
+    proc.send_signal(signal.SIGTERM)
+    planned = gpu.facts_to_json(gpu.planned("L4", 1))
+    with snapshot.open("w") as fifo:
+        fifo.write(json.dumps(planned))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert b"stopped by SIGTERM before vLLM was started" in err
+    assert not marker.exists()
+
+
 def test_diagnose_reads_a_file_or_stdin_and_exits_zero(tmp_path: Path) -> None:
     log = tmp_path / "vllm.log"
     # Windows line ends and a docker-compose prefix, around a real line (shared/vllm/real-cpu fail_d)

@@ -570,3 +570,58 @@ def test_a_hangup_stops_vllm_in_order_like_sigterm(serve: Serve) -> None:
     assert guard.stop(signal.SIGHUP) == 0  # a closed terminal: vLLM must not run on unwatched
     assert "vLLM stopped (status 0); nothing of it is left" in guard.stderr()
     assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in tree)
+
+
+def test_a_second_guard_on_the_same_port_refuses_and_leaves_the_first_alone(
+    serve: Serve, tmp_path: Path, port: int
+) -> None:
+    first = serve("--max-model-len", "8192")
+    first.wait_for("vLLM is ready (attempt 1)")
+    api = first.api_server()
+    second = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(tmp_path / "other"),
+         "serve", MODEL, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "8192"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "VLLM_GUARD_SIM_LOAD_S": "0.05"},
+    )  # fmt: skip
+    assert second.returncode == 3, second.stderr
+    assert (
+        f"port {port} is already in use by pid {api.pid}" in second.stderr
+        or "already in use" in second.stderr
+    )
+    assert "starting vLLM" not in second.stderr and "Traceback" not in second.stderr
+    assert api.is_running() and first.complete() == 200  # the first one's vLLM is untouched
+    assert first.stop() == 0
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("lines", "line_bytes"),
+    [(5_400_000, 200), (1, 50 * 1024 * 1024)],
+    ids=["a 1 GB flood of lines", "one 50 MB line"],
+)
+def test_after_a_flood_the_guard_is_small_and_still_reads_why_vllm_died(
+    serve: Serve, lines: int, line_bytes: int
+) -> None:
+    guard = serve(
+        "--max-model-len", "8192",
+        faults=f"once:flood_lines={lines},once:flood_line_bytes={line_bytes},once:oom_after_requests=1",
+    )  # fmt: skip
+    guard.wait_for("vLLM is ready (attempt 1)")
+    me = psutil.Process(guard.proc.pid)
+    peak = 0
+    last = f"flood line {lines}/{lines} ".encode()
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        peak = max(peak, me.memory_info().rss)
+        logs = sorted((guard.state / "logs").glob("*-attempt-1.log"))
+        if logs and last in logs[-1].read_bytes()[-(line_bytes + 4096) :]:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the flood never reached the attempt's log")
+    assert peak < 150 * 2**20, f"the guard grew to {peak / 2**20:.0f} MiB"
+    assert guard.complete() in (200, 500)  # the next request dies of a runtime OOM
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    assert guard.journal()[0]["kind"] == "oom_runtime"  # the tail still holds the root cause

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from vllm_guard import vllm_args
 from vllm_guard.child import STOP_SIGNALS, Spawned, become_subreaper, resolve_command, spawn
 from vllm_guard.child import create_time as first_create_time
+from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.notify import scrubbed
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import ENV_PREFIX, GuardSettings
@@ -129,6 +130,11 @@ def start_serving(
     except BaseException:
         state.close()
         raise
+    if early:
+        # Stopped during preflight (reading NVML, the model's files): nothing to stop yet.
+        state.close()
+        name = signal.Signals(early[0]).name
+        raise GuardError(f"stopped by {name} before vLLM was started", ExitCode.STOPPED)
     try:
         become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
         first = spawn([*program, "serve", model, *first_args], env)
