@@ -263,3 +263,20 @@ def test_lora_rank_is_halved_down_to_vllms_default_only_with_lora_on() -> None:
     assert isinstance(decision, Relaunch) and vllm_args.get(decision.vllm_args, "--max-lora-rank") == "32"
     at_default = attempt(("--enable-lora", "--max-loras", "1", "--max-lora-rank", "16", *base), K.OOM_RUNTIME)
     assert isinstance(next_after([at_default]), GiveUp)
+
+
+def test_a_quantization_the_user_chose_is_never_replaced_by_another() -> None:
+    # an AWQ checkpoint would refuse fp8, and the undo would cost an attempt: skip to the next step
+    decision = next_after([attempt(("--quantization", "awq"), K.OOM_WEIGHTS)])
+    assert isinstance(decision, Relaunch)
+    assert vllm_args.get(decision.vllm_args, "--quantization") == "awq"
+    assert decision.step == "set --cpu-offload-gb 8"
+
+
+def test_undoing_its_own_step_counts_against_the_restart_budget() -> None:
+    tight = Discipline(1, 3600.0, 2.0, 60.0, 0.0, 300.0)
+    first = attempt(("--port", "1"), K.OOM_WEIGHTS)
+    refused = attempt(("--port", "1", "--quantization", "fp8"), K.UNSUPPORTED_DTYPE_OR_QUANT,
+                      step="set --quantization fp8", number=2)  # fmt: skip
+    decision = decide([first, refused], tight, now=100.0, rng=random.Random(0), policy=DEFAULT)
+    assert isinstance(decision, GiveUp) and decision.exit_code == ExitCode.GAVE_UP

@@ -625,3 +625,29 @@ def test_after_a_flood_the_guard_is_small_and_still_reads_why_vllm_died(
     guard.wait_for("vLLM is ready (attempt 2)")
     assert guard.stop() == 0
     assert guard.journal()[0]["kind"] == "oom_runtime"  # the tail still holds the root cause
+
+
+def test_vllm_killed_while_loading_is_relaunched_and_leaves_nothing(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", sim_env={"VLLM_GUARD_SIM_LOAD_S": "2"})
+    guard.wait_for("starting vLLM (attempt 1)")
+    time.sleep(0.5)  # loading its weights
+    api = guard.api_server()
+    tree = [api, *api.children(recursive=True)]
+    api.kill()
+    guard.wait_for("vLLM is ready (attempt 2)", timeout_s=60)
+    for p in tree:
+        assert not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    assert guard.stop() == 0
+    first = guard.journal()[0]
+    assert first["exit_status"] == -9 and first["kind"] in ("worker_died", "unknown")
+
+
+def test_sigterm_while_the_guard_backs_off_ends_at_once_with_nothing_running(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", backoff_initial_s="30")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    guard.api_server().kill()  # a death no flag explains: a same-flags restart after a backoff
+    guard.wait_for("restarting with the same flags in 30.0 s")
+    began = time.monotonic()
+    assert guard.stop() == 0
+    assert time.monotonic() - began < 5
+    assert "stopped during the restart delay; vLLM is not running" in guard.stderr()

@@ -251,6 +251,26 @@ async def test_a_stop_during_the_restart_delay_ends_at_once(harness: Harness) ->
     assert len(harness.launcher.launched) == 1
 
 
+async def test_a_stop_between_the_kill_and_the_relaunch_relaunches_nothing(harness: Harness) -> None:
+    # vLLM died; while the guard is still clearing its tree, a stop arrives: no next attempt.
+    harness.launcher.scripts = [Script(ready_after_polls=None, exit_after_polls=1)]
+    sup = harness.supervisor()
+    clearing = asyncio.Event()
+    original = harness.launcher.clear
+
+    async def slow_clear(proc: VllmProcess) -> StopReport:
+        clearing.set()
+        await asyncio.sleep(0.2)
+        return await original(proc)
+
+    harness.launcher.clear = slow_clear  # type: ignore[method-assign]
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(clearing.wait(), 10)
+    sup.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert len(harness.launcher.launched) == 1
+
+
 async def test_the_journal_records_each_attempt_without_secrets(harness: Harness, tmp_path: Path) -> None:
     harness.launcher.scripts = [Script(ready_after_polls=None, exit_after_polls=1)]
     await harness.supervisor(["--api-key", "topsecret99"], max_restarts=0).run()

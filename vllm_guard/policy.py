@@ -145,6 +145,8 @@ class Facts:
 INTEGER_FLAGS = frozenset(
     {"--max-model-len", "--max-num-seqs", "--max-num-batched-tokens", "--max-loras", "--max-lora-rank"}
 )
+# Flags whose value a set step never replaces once given: another method, not a smaller one.
+_USERS_CHOICE = frozenset({"--quantization"})
 # A step vLLM refused is undone: it is the guard's own doing, not the user's.
 _REFUSALS = frozenset({FailureKind.INVALID_ARGS, FailureKind.UNSUPPORTED_DTYPE_OR_QUANT})
 
@@ -167,8 +169,11 @@ def apply(
     seen = vllm_args.with_config(args, config) if config else args
     if step.action == "set":
         value = vllm_args.spelled(flag, step.value, facts.vllm_version)
-        if vllm_args.get(seen, flag) in (step.value, value) or _fp8_known_unsupported(flag, value, facts):
+        given = vllm_args.get(seen, flag)
+        if given in (step.value, value) or _fp8_known_unsupported(flag, value, facts):
             return None
+        if flag in _USERS_CHOICE and given is not None:
+            return None  # a quantized checkpoint is not quantized again: another method is refused
         return vllm_args.set_value(args, flag, value)
     if step.action == "remove":
         # A value from the config file cannot be taken out from the command line.
@@ -275,18 +280,22 @@ def decide(
     `--config` file the flags name, which vLLM reads as flags too."""
     last = history[-1]
     kind = last.failure.kind
+    restarts = sum(1 for a in history[1:] if a.started_at >= now - discipline.window_s)
+    spent = GiveUp(
+        ExitCode.GAVE_UP,
+        f"the restart budget is spent: {restarts} restarts within "
+        f"{discipline.window_s:g} s (--max-restarts {discipline.max_restarts})",
+    )
     if kind in _REFUSALS and last.step is not None and len(history) > 1:
+        # Undoing its own step is a restart like any other: it counts against the budget.
+        if restarts >= discipline.max_restarts:
+            return spent
         before = history[-2].vllm_args
         return Relaunch(before, 0.0, f"undo {last.step}: vLLM refused it ({kind.value})", step=None)
     if last.failure.permanent:
         return GiveUp(ExitCode.PERMANENT, f"{kind.value} is a permanent failure: {ADVICE[kind]}")
-    restarts = sum(1 for a in history[1:] if a.started_at >= now - discipline.window_s)
     if restarts >= discipline.max_restarts:
-        return GiveUp(
-            ExitCode.GAVE_UP,
-            f"the restart budget is spent: {restarts} restarts within "
-            f"{discipline.window_s:g} s (--max-restarts {discipline.max_restarts})",
-        )
+        return spent
     ladder = policy.ladder(kind)
     tried = {a.step for a in history if a.step is not None}
     for step in ladder:

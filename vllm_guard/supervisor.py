@@ -37,6 +37,8 @@ from vllm_guard.vllm_args import changes
 DEAD_ENGINE_EXIT_S = 15.0
 # How often vLLM's /metrics is read once it is ready, for the stall check.
 METRICS_INTERVAL_S = 5.0
+# How long a hung vLLM gets between SIGTERM and SIGKILL.
+HUNG_GRACE_S = 5.0
 # The guard's own heartbeat (systemd's watchdog pings at least this often when it asks for them).
 HEARTBEAT_S = 5.0
 # Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
@@ -246,8 +248,13 @@ class Supervisor:
         if self._stop.is_set() and not hung and proc.running:
             return await self._stop_on_request(number, proc, started, ready_at)
         if hung:
-            self._print(f"vLLM hung ({hung}); stopping its process tree", level="warning")
-            await world.launcher.stop(proc, self._grace_s(args), self._skip_grace)
+            # A vLLM that cannot answer /health will hardly shut down in order: a short grace,
+            # not the full one, before its tree is killed (a merely slow one still gets to go).
+            grace = min(self._grace_s(args), HUNG_GRACE_S)
+            self._print(
+                f"vLLM hung ({hung}); stopping its process tree (SIGKILL after {grace:g} s)", level="warning"
+            )
+            await world.launcher.stop(proc, grace, self._skip_grace)
         else:
             await proc.exit_status
         self._exited_wall[number] = time.time()
