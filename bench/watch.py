@@ -79,7 +79,7 @@ class Guard:
 
 
 def hang_to_restart(tmp: Path, interval: float, failures: int, timeout: float) -> tuple[float, float]:
-    hang_after = 1.0
+    hang_after = 3 * interval  # after the guard has seen it ready (a hang before that is a startup timeout)
     guard = Guard(
         tmp,
         f"once:hang_after={hang_after}",
@@ -165,8 +165,9 @@ def main() -> None:
             budget = interval * failures + timeout
             print(
                 f"  /health stops answering, interval {interval:g} s x {failures} failures, timeout {timeout:g} s: "
-                f"hung after {statistics.median(r[0] for r in rows):.2f} s, relaunched after "
-                f"{statistics.median(r[1] for r in rows):.2f} s (budget ~{budget:g} s)"
+                f"hung after {statistics.median(r[0] for r in rows):.2f} s (budget ~{budget:g} s), relaunched "
+                f"after {statistics.median(r[1] for r in rows):.2f} s (+ up to 5 s for the hung tree to die, "
+                "+ the first same-flags backoff, 2 s + jitter)"
             )
         for stall_s in (2.0, 5.0):
             rows = [stall_to_restart(Path(tempfile.mkdtemp(dir=tmp)), stall_s) for _ in range(opts.runs)]

@@ -55,6 +55,13 @@ def resolve_command(command: str, env: Mapping[str, str]) -> list[str]:
     if not words:
         raise GuardError("--vllm-command is empty")
     program = shutil.which(words[0], path=env.get("PATH", os.defpath))
+    if program is None and "/" in words[0] and os.path.exists(words[0]):
+        why = "is a directory" if os.path.isdir(words[0]) else "is not executable"
+        raise GuardError(
+            f"the vLLM command {words[0]!r} {why}",
+            ExitCode.USAGE,
+            hint="point --vllm-command at vLLM's executable (e.g. /opt/venv/bin/vllm)",
+        )
     if program is None:
         raise GuardError(
             f"the vLLM command {words[0]!r} was not found on PATH",

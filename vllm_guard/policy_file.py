@@ -128,34 +128,64 @@ def resolve(name_or_path: str) -> Path:
     return Path(name_or_path)
 
 
+# A policy is a few kilobytes; anything near this is not one, and parsing it would take long.
+MAX_POLICY_BYTES = 1 << 20
+
+
 def load(name_or_path: str) -> PolicySpec:
     path = resolve(name_or_path)
     try:
-        text = path.read_text()
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_POLICY_BYTES + 1)
     except OSError as exc:
         raise GuardError(f"cannot read the policy {path}: {exc.strerror}", ExitCode.USAGE) from None
+    if len(raw) > MAX_POLICY_BYTES:
+        size = f"larger than {MAX_POLICY_BYTES >> 20} MiB"
+        raise GuardError(f"{path}: {size}; a policy is a few kilobytes of YAML", ExitCode.USAGE)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GuardError(f"{path}: not UTF-8 text (byte {exc.start})", ExitCode.USAGE) from None
     return parse(text, str(path))
 
 
 def parse(text: str, source: str) -> PolicySpec:
     """A policy from YAML text; any error names `source`, the line and the field."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when it is there: faster
     try:
-        data = yaml.safe_load(text)
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=loader)
+        data = yaml.load(text, Loader=loader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        raise GuardError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}", ExitCode.USAGE) from None
+        where = _where(source, text, exc)
+        raise GuardError(f"{where}: not valid YAML: {_problem(exc)}", ExitCode.USAGE) from None
     try:
         return PolicySpec.model_validate(data)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
             loc = [p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-            line = _line_of(root, loc)
+            # an unknown key is wrong where the key is, not where its value is
+            line = _line_of(root, [*loc, "[key]"] if error["type"] == "extra_forbidden" else loc)
             field = ".".join(str(p) for p in loc if p != "[key]") or "(top level)"
             problems.append(f"{source}:{line}: {field}: {error['msg']}")
         raise GuardError("invalid policy: " + "; ".join(problems), ExitCode.USAGE) from None
+
+
+def _where(source: str, text: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        return f"{source}:{mark.line + 1}"
+    position = getattr(exc, "position", None)  # a ReaderError (a character YAML refuses) has only this
+    if isinstance(position, int):
+        return f"{source}:{text.count(chr(10), 0, position) + 1}"
+    return source
+
+
+def _problem(exc: yaml.YAMLError) -> str:
+    if isinstance(exc, yaml.reader.ReaderError):
+        character = exc.character
+        return f"unacceptable character #x{character:04x}" if isinstance(character, int) else exc.reason
+    return " ".join(str(getattr(exc, "problem", exc)).split())
 
 
 def _line_of(node: yaml.Node | None, loc: list[Any]) -> int:

@@ -155,10 +155,10 @@ def load(cli_values: dict[str, Any]) -> GuardSettings:
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            source = "--" + field.replace("_", "-")
-            if field not in cli_values:
-                source = ENV_PREFIX + field.upper()
-            problems.append(f"{source}: {error['msg']}")
+            flag, variable = "--" + field.replace("_", "-"), ENV_PREFIX + field.upper()
+            given = flag if field in cli_values else variable  # where the bad value came from
+            other = variable if field in cli_values else flag
+            problems.append(f"{given} (also {other}): {error['msg']}")
         raise GuardError("invalid setting: " + "; ".join(problems), ExitCode.USAGE) from None
 
 

@@ -68,6 +68,17 @@ class StateDir:
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
         self._prune_logs()
+        self._end_torn_journal()
+
+    def _end_torn_journal(self) -> None:
+        """A guard killed mid-write can leave the journal's last line torn; this run's events
+        must not be glued onto it (the torn line itself is kept, and skipped when read)."""
+        with contextlib.suppress(OSError), open(self.path / "journal.jsonl", "rb+") as journal:
+            journal.seek(0, os.SEEK_END)
+            if journal.tell() > 0:
+                journal.seek(-1, os.SEEK_END)
+                if journal.read(1) != b"\n":
+                    journal.write(b"\n")
 
     def close(self) -> None:
         if self._lock_fd >= 0:
@@ -122,10 +133,10 @@ class StateDir:
         path = self.path / KNOWN_GOOD
         try:
             data = json.loads(path.read_text())
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
+            if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+                raise ValueError("not an object of flag sets")
             return data
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return {}
         except (OSError, ValueError) as exc:
             aside = path.with_name(f"{KNOWN_GOOD}.corrupt-{int(time.time())}")
@@ -167,7 +178,7 @@ def attempts(journal: Path) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     try:
         text = journal.read_text(errors="replace")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
     for line in text.splitlines():
         with contextlib.suppress(ValueError):

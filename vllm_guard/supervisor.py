@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shlex
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -223,7 +224,8 @@ class Supervisor:
         world.printer.full_log_hint = str(log.path)
         output = AttemptOutput(world.printer, redactor, log)
         argv = [*self._program, "serve", self._model, *args]
-        self._print(f"starting vLLM (attempt {number}): {' '.join(redactor.argv(argv))}")
+        # quoted as a shell would need it: pasting the line runs what the guard ran, nothing else
+        self._print(f"starting vLLM (attempt {number}): {shlex.join(redactor.argv(argv))}")
         started = world.clock()
         proc = await world.launcher.launch(argv, self._env, output)
         world.state.record(
