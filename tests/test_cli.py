@@ -291,3 +291,15 @@ def test_preflight_plans_for_a_named_card_and_for_a_snapshot(tmp_path: Path) -> 
     assert again.returncode == 0 and "2 x NVIDIA H100 80GB HBM3" in again.stdout
     unknown = guard("preflight", "--gpu", "nonesuch", str(model))
     assert unknown.returncode == 2 and "nonesuch" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_status_reads_a_corrupt_known_good_file_without_touching_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    broken = state / "known_good.json"
+    broken.write_bytes(b'{"truncated": ')
+    result = guard("--state-dir", str(state), "status")
+    assert result.returncode == 0, result.stderr
+    assert "known_good.json could not be read" in result.stderr
+    # status runs beside a guard that may hold the directory: it reads, it never moves files
+    assert broken.read_bytes() == b'{"truncated": ' and not list(state.glob("known_good.json.corrupt-*"))

@@ -128,8 +128,9 @@ class StateDir:
 
     # --- flags that reached ready, so the next start need not crash through the ladder again ---
 
-    def known_good(self) -> dict[str, Any]:
-        """All remembered flag sets; a file that cannot be read is set aside, not trusted."""
+    def known_good(self, *, set_aside: bool = True) -> dict[str, Any]:
+        """All remembered flag sets; a file that cannot be read is not trusted, and set aside
+        (only by who may change the directory: `status` reads beside a running guard)."""
         path = self.path / KNOWN_GOOD
         try:
             data = json.loads(path.read_text())
@@ -139,6 +140,9 @@ class StateDir:
         except (FileNotFoundError, NotADirectoryError):
             return {}
         except (OSError, ValueError) as exc:
+            if not set_aside:
+                self.warnings.append(f"{path} could not be read ({exc})")
+                return {}
             aside = path.with_name(f"{KNOWN_GOOD}.corrupt-{int(time.time())}")
             with contextlib.suppress(OSError):
                 os.replace(path, aside)

@@ -4,6 +4,7 @@ reached ready, from the state directory."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 
 from vllm_guard.errors import ExitCode, GuardError
@@ -20,8 +21,10 @@ def status(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
     report = {
         "state_dir": str(settings.state_dir),
         "attempts": [{k: a.get(k) for k in KEYS} for a in attempts(settings.state_dir / "journal.jsonl")],
-        "known_good": list(state.known_good().values()) if settings.state_dir.is_dir() else [],
+        "known_good": list(state.known_good(set_aside=False).values()) if settings.state_dir.is_dir() else [],
     }
+    for warning in state.warnings:
+        print(f"vllm-guard: {warning}", file=sys.stderr)
     if argv:
         print(json.dumps(report, ensure_ascii=False))
         return ExitCode.STOPPED
