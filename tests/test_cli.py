@@ -161,11 +161,18 @@ def test_sigterm_during_preflight_starts_nothing_and_exits_zero(tmp_path: Path) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )  # fmt: skip
-    time.sleep(1.0)  # well into preflight (settings, the state directory, then the blocked read)
+    deadline = time.monotonic() + 30
+    while True:  # a FIFO opens for writing without blocking only once its reader (preflight) is there
+        try:
+            fd = os.open(snapshot, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "preflight never read the snapshot"
+            time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
-    planned = gpu.facts_to_json(gpu.planned("L4", 1))
-    with snapshot.open("w") as fifo:
-        fifo.write(json.dumps(planned))
+    os.set_blocking(fd, True)
+    with os.fdopen(fd, "w") as fifo:
+        fifo.write(json.dumps(gpu.facts_to_json(gpu.planned("L4", 1))))
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert b"stopped by SIGTERM before vLLM was started" in err
