@@ -67,7 +67,8 @@ class GuardSettings(BaseSettings):
     startup_timeout_s: float = Field(
         1800.0,
         gt=0,
-        description="how long vLLM may take to answer /health (vLLM itself has no such deadline)",
+        description="how long vLLM may go without answering /health and without any progress in its "
+        "output (a milestone, a progress bar) before it counts as hung; vLLM itself has no such deadline",
     )
     health_interval_s: float = Field(1.0, gt=0, description="how often /health is polled")
     health_timeout_s: float = Field(5.0, gt=0, description="how long one /health request may take")
