@@ -18,7 +18,6 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any, NoReturn
 
 from vllm_guard import __version__, settings
@@ -89,7 +88,7 @@ def _dispatch(argv: list[str]) -> ExitCode:
         from vllm_guard.startup import start_serving  # noqa: PLC0415
 
         guard_settings = settings.load(cli_values)
-        if not _is_shipped_policy(guard_settings.policy):
+        if settings.shipped_policy(guard_settings.policy) is None:
             # A malformed policy file is rejected here, before anything launches. The shipped
             # ones are checked by the test suite, and vLLM starts sooner without their parsing.
             from vllm_guard import policy_file  # noqa: PLC0415
@@ -129,10 +128,6 @@ def _dispatch(argv: list[str]) -> ExitCode:
     if ns.rest:
         raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
     return run_async(lambda: demo(cli_values))
-
-
-def _is_shipped_policy(name: str) -> bool:
-    return "/" not in name and (Path(__file__).resolve().parent / "policies" / f"{name}.yaml").is_file()
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:

@@ -95,13 +95,15 @@ def port_holder(host: str, port: int) -> str | None:
     return "another program"
 
 
+def looks_like_vllm(command: str) -> bool:
+    return any(mark in command for mark in _VLLM_MARKS)
+
+
 def vllm_leftovers(gpus: GpuFacts, ours: Collection[int]) -> tuple[GpuProcess, ...]:
     """Processes holding GPU memory that look like vLLM and that this guard did not start."""
     seen: dict[int, GpuProcess] = {}
     for device in gpus.devices:
         for proc in device.processes:
-            if proc.pid in ours or proc.command is None:
-                continue
-            if any(mark in proc.command for mark in _VLLM_MARKS):
+            if proc.pid not in ours and proc.command is not None and looks_like_vllm(proc.command):
                 seen.setdefault(proc.pid, proc)
     return tuple(seen.values())

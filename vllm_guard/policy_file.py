@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import FailureKind
 from vllm_guard.policy import Policy, Step
-from vllm_guard.settings import GuardSettings
+from vllm_guard.settings import SHIPPED_POLICIES, GuardSettings, shipped_policy
 from vllm_guard.vllm_args import canonical
 
-SHIPPED = Path(__file__).resolve().parent / "policies"
+SHIPPED = SHIPPED_POLICIES
 FlagName = Annotated[str, Field(pattern=r"^--[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 Scalar = str | int | float | bool
 FITTABLE = ("--max-model-len", "--gpu-memory-utilization")
@@ -122,10 +122,7 @@ def _text(value: Scalar) -> str:
 
 def resolve(name_or_path: str) -> Path:
     """A shipped policy's name (`default`) or a file's path."""
-    shipped = SHIPPED / f"{name_or_path}.yaml"
-    if "/" not in name_or_path and shipped.is_file():
-        return shipped
-    return Path(name_or_path)
+    return shipped_policy(name_or_path) or Path(name_or_path)
 
 
 # A policy is a few kilobytes; anything near this is not one, and parsing it would take long.

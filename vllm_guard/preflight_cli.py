@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING
 from vllm_guard import gpu, machine, model_files, vllm_args, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.preflight import Allowed, Finding, Machine, ModelFacts, Verdict, check
-from vllm_guard.settings import GuardSettings
+from vllm_guard.settings import GuardSettings, shipped_policy
 
 if TYPE_CHECKING:
     from vllm_guard.policy import Policy
 
-SHIPPED = Path(__file__).resolve().parent / "policies"
 _MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL"}
 
 
@@ -63,7 +62,7 @@ def allowed(settings: GuardSettings) -> Allowed:
             for step in policy().ladder(FailureKind.OOM_WEIGHTS)
         )
 
-    shipped = "/" not in settings.policy and (SHIPPED / f"{settings.policy}.yaml").is_file()
+    shipped = shipped_policy(settings.policy) is not None
     return Allowed(settings.preflight, fp8, settings.pinned if shipped else policy().pinned)
 
 
@@ -222,7 +221,7 @@ def _kill_leftovers(gpus: gpu.GpuFacts) -> None:
         try:
             target = psutil.Process(proc.pid)
             # Checked again on the live process: a pid NVML listed may since belong to another program.
-            if not any(mark in " ".join(target.cmdline()) for mark in ("vllm", "VLLM::")):
+            if not machine.looks_like_vllm(" ".join(target.cmdline())):
                 continue
             target.kill()
             print(f"killed pid {proc.pid} ({proc.command})", file=sys.stderr)

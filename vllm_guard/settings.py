@@ -15,6 +15,14 @@ if TYPE_CHECKING:
     from vllm_guard.policy import Discipline
 
 ENV_PREFIX = "VLLM_GUARD_"
+SHIPPED_POLICIES = Path(__file__).resolve().parent / "policies"
+
+
+def shipped_policy(name: str) -> Path | None:
+    """The file of a shipped policy named `name` (`default`), None when `name` is a user's file.
+    Here, not in policy_file.py: serve asks before vLLM starts, and pydantic's schema is slow to load."""
+    path = SHIPPED_POLICIES / f"{name}.yaml"
+    return path if "/" not in name and path.is_file() else None
 
 
 def default_state_dir() -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -29,7 +28,8 @@ if TYPE_CHECKING:
 
 def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
     """Remove what a previous guard on this state directory left of vLLM (it was killed before
-    it could): the pids it recorded, where their start times still match. Returns their pids."""
+    it could): the pids it recorded, where their start times still match. Returns the recorded
+    pids when any of them was still alive, for the wait on their GPU memory."""
     recorded = state.recorded_processes()
     if not recorded:
         return []
@@ -37,13 +37,14 @@ def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
 
     killed = remove_recorded(recorded, settings.kill_timeout_s)
     state.clear_processes()
-    if killed:
-        print(
-            f"vllm-guard: removed what the previous guard left of vLLM: {', '.join(killed)}",
-            file=sys.stderr,
-            flush=True,
-        )
-    return [int(entry.split()[0]) for entry in killed]
+    if not killed:
+        return []
+    print(
+        f"vllm-guard: removed what the previous guard left of vLLM: {', '.join(killed)}",
+        file=sys.stderr,
+        flush=True,
+    )
+    return [pid for pid, _ in recorded]
 
 
 def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequence[int]) -> GpuFacts | None:
@@ -52,17 +53,15 @@ def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequenc
     memory comes back a moment later), so that preflight does not fit the flags around it."""
     if settings.preflight == "off":
         return None
+    from vllm_guard import gpu  # noqa: PLC0415
     from vllm_guard.preflight_cli import gpu_facts  # noqa: PLC0415
 
-    facts = gpu_facts(settings, env)
-    deadline = time.monotonic() + settings.gpu_release_timeout_s
-    gone = set(removed)
-    while gone and time.monotonic() < deadline:
-        if not any(p.pid in gone for d in facts.devices for p in d.processes):
-            break
-        time.sleep(0.1)
-        facts = gpu_facts(settings, env)
-    return facts
+    probe = gpu.Nvml.open() if removed and settings.gpu_snapshot is None else None
+    if probe is not None:
+        import asyncio  # noqa: PLC0415 - only after removing leftovers, before vLLM starts
+
+        asyncio.run(gpu.wait_for_release(probe, removed, settings.gpu_release_timeout_s))
+    return gpu_facts(settings, env)
 
 
 def _gpu_key(gpus: GpuFacts | None) -> str | None:
