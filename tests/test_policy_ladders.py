@@ -44,7 +44,7 @@ def test_max_model_len_is_fitted_to_vllms_estimate_at_once() -> None:
                      {"max_model_len": 4096, "estimated_max_model_len": 768})  # fmt: skip
     decision = next_after([failed])
     assert decision == Relaunch(("--max-model-len", "768", "--enforce-eager"), 0.0,
-                                "max_model_len_too_large: fit --max-model-len", step="fit --max-model-len")  # fmt: skip
+                                "max_model_len_too_large: fit --max-model-len", step="fit --max-model-len", how="step")  # fmt: skip
 
 
 def test_capacity_only_is_rounded_down_to_the_block_size() -> None:
@@ -116,7 +116,7 @@ def test_the_guards_own_step_is_undone_when_vllm_refuses_it() -> None:
 
 def test_fp8_is_not_tried_where_the_gpu_is_known_to_lack_it() -> None:
     failed = attempt(("--port", "1"), K.OOM_WEIGHTS)
-    decision = next_after([failed], facts=Facts(compute_capability="7.0"))
+    decision = next_after([failed], facts=Facts(compute_capability=(7, 0)))
     assert isinstance(decision, Relaunch)
     assert "--quantization" not in decision.vllm_args
     assert decision.vllm_args[-2:] == ("--cpu-offload-gb", "8")
@@ -278,5 +278,12 @@ def test_undoing_its_own_step_counts_against_the_restart_budget() -> None:
     first = attempt(("--port", "1"), K.OOM_WEIGHTS)
     refused = attempt(("--port", "1", "--quantization", "fp8"), K.UNSUPPORTED_DTYPE_OR_QUANT,
                       step="set --quantization fp8", number=2)  # fmt: skip
+    # the ladder's step was no restart of the budget's; the undo is the first, within --max-restarts 1
     decision = decide([first, refused], tight, now=100.0, rng=random.Random(0), policy=DEFAULT)
+    assert isinstance(decision, Relaunch) and decision.how == "undo"
+    assert decision.vllm_args == ("--port", "1")
+    again = attempt(("--port", "1"), K.WORKER_DIED, number=2)  # a same-flags restart spent it
+    refused = attempt(("--port", "1", "--quantization", "fp8"), K.UNSUPPORTED_DTYPE_OR_QUANT,
+                      step="set --quantization fp8", number=3)  # fmt: skip
+    decision = decide([first, again, refused], tight, now=100.0, rng=random.Random(0), policy=DEFAULT)
     assert isinstance(decision, GiveUp) and decision.exit_code == ExitCode.GAVE_UP

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vllm_guard import policy_file, vllm_args
+from vllm_guard import flag_edits, policy_file, vllm_args
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import PERMANENT_KINDS, Failure, FailureKind, Number
 from vllm_guard.policy import (
@@ -49,7 +49,7 @@ CANDIDATES = (
     "--speculative-config",
     *UNTOUCHABLE,
 )
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=300, deadline=None)
 
 
 # --- user command lines -----------------------------------------------------------------------
@@ -77,6 +77,7 @@ def user_argvs(draw: st.DrawFn) -> tuple[str, ...]:
     maybe("--max-num-seqs", st.integers(1, 1024).map(str))
     maybe("--max-num-batched-tokens", st.integers(64, 65536).map(str))
     maybe("--enforce-eager", st.none())
+    maybe("--cpu-offload-gb", st.integers(0, 64).map(str))  # safer higher: never lowered (B4)
     maybe("--kv-cache-dtype", st.just("fp8"))
     maybe("--quantization", st.just("awq"))
     if draw(st.booleans()):
@@ -180,6 +181,30 @@ events = st.builds(
 
 
 @st.composite
+def users_policies(draw: st.DrawFn) -> Policy:
+    """A policy a user may write: any step on the flags the ladders touch, `set`s of any value
+    (up or down from the user's) and `remove`s of booleans among them (B4, B5)."""
+    flags = st.sampled_from([*NUMERIC, "--cpu-offload-gb"])
+    step = st.one_of(
+        st.builds(lambda f, v: Step("set", flag=f, value=str(v)), flags, st.integers(1, 200_000)),
+        st.builds(
+            lambda f: Step("remove", flag=f), st.sampled_from([*NUMERIC, "--enforce-eager", "--enable-lora"])
+        ),
+        st.builds(lambda f: Step("flag", flag=f), st.sampled_from(["--enforce-eager"])),
+        st.builds(
+            lambda f, x: Step("scale", flag=f, factor=x, floor=1.0),
+            st.sampled_from(NUMERIC),
+            st.sampled_from([0.5, 0.9]),
+        ),
+    )
+    kinds_ = st.sampled_from([K.OOM_KV_CACHE, K.OOM_RUNTIME, K.OOM_WEIGHTS, K.OOM_CUDA_GRAPH])
+    ladders = draw(
+        st.dictionaries(kinds_, st.lists(step, max_size=4, unique_by=lambda s: s.label), max_size=3)
+    )
+    return Policy("mine", tuple((k, tuple(v)) for k, v in ladders.items()))
+
+
+@st.composite
 def scenarios(draw: st.DrawFn) -> Scenario:
     user = draw(user_argvs())
     initial = draw(st.floats(0.1, 10.0))
@@ -191,11 +216,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         backoff_jitter_s=draw(st.sampled_from([0.0, 1.0, 5.0])),
         healthy_reset_s=draw(st.sampled_from([30.0, 300.0])),
     )
-    shipped = POLICIES[draw(st.sampled_from(sorted(POLICIES)))]
+    shipped = draw(st.sampled_from(sorted(POLICIES)).map(POLICIES.__getitem__) | users_policies())
     pinned = draw(st.just(frozenset[str]()) | st.frozensets(st.sampled_from(CANDIDATES), max_size=4))
     policy = Policy(shipped.name, shipped.ladders, pinned)
     facts = Facts(
-        compute_capability=draw(st.sampled_from(["7.0", "8.9", None])),
+        compute_capability=draw(st.sampled_from([(7, 0), (8, 9), None])),
         vllm_version=draw(st.sampled_from(["0.30.0", "0.32.0", None])),
     )
     return Scenario(
@@ -259,10 +284,13 @@ def test_relaunches_stay_within_the_budget_and_permanent_kinds_stop_at_once(scen
     for turn in turns:
         last = turn.history[-1]
         if is_undo(turn):
-            assert turn.decision == Relaunch(turn.history[-2].vllm_args, 0.0, turn.decision.reason)
+            assert turn.decision == Relaunch(
+                turn.history[-2].vllm_args, 0.0, turn.decision.reason, how="undo"
+            )
             assert turn.decision.reason.startswith(f"undo {last.step}")
             continue
-        before = sum(1 for a in turn.history[1:] if a.started_at >= turn.now - d.window_s)
+        # the budget counts restarts that changed no flag (same flags, undos), not ladder steps
+        before = sum(1 for a in turn.history[1:] if a.started_at >= turn.now - d.window_s and a.step is None)
         if last.failure.permanent:
             assert isinstance(turn.decision, GiveUp)
             # a refusal of the guard's own step would be undone, but not past the budget
@@ -277,8 +305,9 @@ def test_relaunches_stay_within_the_budget_and_permanent_kinds_stop_at_once(scen
             # Not before the budget is spent, unless the kind's ladder ended it.
             assert before >= d.max_restarts or scenario.policy.ladder(last.failure.kind)
             continue
-        # This relaunch included, at most max_restarts restarts start within the window.
-        assert before + 1 <= d.max_restarts
+        # This relaunch included, at most max_restarts same-flag restarts start within the window.
+        if turn.decision.how != "step":
+            assert before + 1 <= d.max_restarts
     # Only the last decision may give up; a run whose failures went on ended by then.
     assert all(isinstance(t.decision, Relaunch) for t in turns[:-1])
     assert len(turns) <= len(scenario.events)
@@ -287,13 +316,16 @@ def test_relaunches_stay_within_the_budget_and_permanent_kinds_stop_at_once(scen
 def test_an_undo_counts_against_the_restart_budget() -> None:
     discipline = Discipline(1, 3600.0, 2.0, 60.0, 0.0, 300.0)
     user = ("--port", "8000")
-    first = Attempt(1, user, 0.0, 10.0, None, 1, Failure(K.OOM_WEIGHTS), "", None)
-    stepped = decide([first], discipline, 10.0, random.Random(0), policy=POLICIES["default"])
-    assert isinstance(stepped, Relaunch) and stepped.step == "set --quantization fp8"  # restart 1 of 1
+    first = Attempt(1, user, 0.0, 10.0, None, 1, Failure(K.WORKER_DIED), "", None)
+    again = decide([first], discipline, 10.0, random.Random(0), policy=POLICIES["default"])
+    assert isinstance(again, Relaunch) and again.how == "same"  # restart 1 of 1
+    second = Attempt(2, user, 12.0, 20.0, None, 1, Failure(K.OOM_WEIGHTS), "", None)
+    stepped = decide([first, second], discipline, 20.0, random.Random(0), policy=POLICIES["default"])
+    assert isinstance(stepped, Relaunch) and stepped.step == "set --quantization fp8"  # a step: no restart
     refused = Attempt(
-        2, stepped.vllm_args, 11.0, 20.0, None, 1, Failure(K.UNSUPPORTED_DTYPE_OR_QUANT), "", stepped.step
+        3, stepped.vllm_args, 21.0, 30.0, None, 1, Failure(K.UNSUPPORTED_DTYPE_OR_QUANT), "", stepped.step
     )
-    undo = decide([first, refused], discipline, 20.0, random.Random(0), policy=POLICIES["default"])
+    undo = decide([first, second, refused], discipline, 30.0, random.Random(0), policy=POLICIES["default"])
     assert isinstance(undo, GiveUp), f"restart 2 with --max-restarts 1: {undo}"
 
 
@@ -326,7 +358,11 @@ def test_flags_only_degrade_from_the_users_and_come_from_the_ladder(scenario: Sc
             given_value = vllm_args.number(user, flag)
             if given_value is not None:
                 now_value = vllm_args.number(new, flag)
-                assert now_value is not None and 0 < now_value <= given_value, (flag, user, new)
+                if now_value is None:  # removed: vLLM's default, where it is known and not more
+                    now_value = flag_edits.DEFAULTS.get(flag, float("inf"))
+                assert 0 < now_value <= given_value, (flag, user, new)
+        offload = vllm_args.number(user, "--cpu-offload-gb") or 0.0
+        assert (vllm_args.number(new, "--cpu-offload-gb") or 0.0) >= offload, (user, new)
         if (limits := vllm_args.get(user, "--limit-mm-per-prompt")) is not None:
             now_limits = json.loads(vllm_args.get(new, "--limit-mm-per-prompt") or "{}")
             assert 0 <= now_limits["image"] <= json.loads(limits)["image"]
@@ -358,9 +394,15 @@ def test_pinned_flags_never_change(scenario: Scenario) -> None:
 
 @PROPERTY
 @given(scenarios())
-def test_a_step_is_never_taken_twice(scenario: Scenario) -> None:
-    steps = [r.step for _, r in relaunches(simulate(scenario)) if r.step is not None]
-    assert len(steps) == len(set(steps)), steps
+def test_a_step_is_never_taken_twice_while_vllm_has_not_served_since(scenario: Scenario) -> None:
+    d = scenario.discipline
+    taken: set[str] = set()
+    for turn, relaunch in relaunches(simulate(scenario)):
+        if turn.history[-1].healthy_for_s >= d.healthy_reset_s:
+            taken = set()  # vLLM served long enough: the ladder starts over
+        if relaunch.step is not None:
+            assert relaunch.step not in taken, (relaunch.step, taken)
+            taken.add(relaunch.step)
 
 
 # --- 5. delays --------------------------------------------------------------------------------
@@ -389,7 +431,33 @@ VALUE_FLAGS = (
     "--served-model-name",
 )
 BOOL_FLAGS = ("--enforce-eager", "--enable-lora", "--trust-remote-code")
+# vLLM's short forms: after a boolean they are the next flag, never the boolean's value (B5)
+SHORT_FLAGS = (
+    ("-tp", "--tensor-parallel-size"),
+    ("-q", "--quantization"),
+    ("-pp", "--pipeline-parallel-size"),
+)
 values = st.text('abcxyz0123456789.:{}",_', min_size=1, max_size=12)
+
+
+def vllm_reads(args: Sequence[str]) -> dict[str, str | None]:
+    """The flags as vLLM's parser reads them, from this test's own knowledge of which flag is a
+    boolean: an oracle that does not share vllm_args' reading (only its name spellings)."""
+    short = dict(SHORT_FLAGS)
+    found: dict[str, str | None] = {}
+    i = 0
+    while i < len(args):
+        name, eq, inline = args[i].partition("=")
+        name = short.get(name, "--" + name[2:].replace("_", "-"))
+        if name in BOOL_FLAGS:
+            found[name] = None
+        elif eq:
+            found[name] = inline
+        else:
+            found[name] = args[i + 1]
+            i += 1
+        i += 1
+    return found
 
 
 @st.composite
@@ -401,6 +469,8 @@ def argvs(draw: st.DrawFn) -> tuple[str, ...]:
             out += spelling(draw(st.sampled_from(VALUE_FLAGS)), draw(values), draw(st.integers(0, 3)))
         else:
             out += spelling(draw(st.sampled_from(BOOL_FLAGS)), None, draw(st.integers(0, 3)))
+            if draw(st.booleans()):
+                out += [draw(st.sampled_from(SHORT_FLAGS))[0], draw(st.sampled_from(["2", "fp8", "1"]))]
     return tuple(out)
 
 
@@ -445,9 +515,16 @@ def edited_pairs(draw: st.DrawFn) -> tuple[tuple[str, ...], tuple[str, ...]]:
 @given(edited_pairs())
 def test_edits_replayed_on_before_give_after(pair: tuple[tuple[str, ...], tuple[str, ...]]) -> None:
     before, after = pair
-    replayed = vllm_args.replay(before, vllm_args.edits(before, after))
-    assert vllm_args.as_dict(replayed) == vllm_args.as_dict(after)
-    assert vllm_args.edits(replayed, after) == []
+    replayed = tuple(before)
+    for action, flag, value in vllm_args.edits(before, after):  # as the door makes each change
+        if action == "remove":
+            replayed = vllm_args.remove(replayed, flag)
+        elif value is None:
+            replayed = vllm_args.set_flag(replayed, flag)
+        else:
+            replayed = vllm_args.set_value(replayed, flag, value)
+    assert vllm_reads(replayed) == vllm_reads(after)
+    assert vllm_args.as_dict(before) == vllm_reads(before)
 
 
 @PROPERTY

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from vllm_guard import vllm_args
 from vllm_guard.state import KNOWN_GOOD, PROCESSES, StateDir, known_good_key
 
 
@@ -37,28 +33,6 @@ def test_the_key_depends_on_what_the_flags_were_for() -> None:
     assert base != known_good_key("m", ["--a", "2"], None, None)
     assert base != known_good_key("n", ["--a", "1"], None, None)
     assert base != known_good_key("m", ["--a", "1"], "0.33.0", "NVIDIA H100 80GB HBM3 x1")
-
-
-FLAGS = st.sampled_from(["--max-model-len", "--max-num-seqs", "--gpu-memory-utilization", "--dtype"])
-VALUES = st.sampled_from(["1", "2", "0.9", "half"])
-
-
-@given(
-    user=st.dictionaries(FLAGS, VALUES, max_size=4),
-    degraded=st.dictionaries(FLAGS, VALUES, max_size=4),
-    eager_before=st.booleans(),
-    eager_after=st.booleans(),
-)
-def test_edits_replay_to_the_same_flags(
-    user: dict[str, str], degraded: dict[str, str], eager_before: bool, eager_after: bool
-) -> None:
-    def argv(flags: dict[str, str], eager: bool) -> list[str]:
-        out = [tok for flag, value in flags.items() for tok in (flag, value)]
-        return [*out, "--enforce-eager"] if eager else out
-
-    before, after = argv(user, eager_before), argv(degraded, eager_after)
-    replayed = vllm_args.replay(before, vllm_args.edits(before, after))
-    assert vllm_args.as_dict(replayed) == vllm_args.as_dict(after)
 
 
 def test_the_process_record_is_replaced_read_back_cleared_and_a_corrupt_one_set_aside(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
-from vllm_guard import fits, vllm_args
+from vllm_guard import fits, flag_edits, vllm_args
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import ADVICE, Failure, FailureKind
 
@@ -57,8 +57,11 @@ class Relaunch:
     vllm_args: tuple[str, ...]
     delay_s: float
     reason: str
-    step: str | None = None  # the ladder step applied, None for a same-flags restart
+    step: str | None = None  # the ladder step applied, None for a same-flags restart or an undo
     env: tuple[tuple[str, str], ...] = ()  # environment variables to set from now on
+    # "step": a ladder step changed the flags or the environment; "undo": the guard's own step
+    # vLLM refused is taken back; "same": the same flags again, after a backoff.
+    how: Literal["step", "undo", "same"] = "same"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class Facts:
 
     gpu_name: str | None = None
     gpu_count: int | None = None
-    compute_capability: str | None = None  # like "8.9"
+    compute_capability: tuple[int, int] | None = None  # the lowest of the GPUs used, like (8, 9)
     vllm_version: str | None = None  # like "0.32.0": steps are written in this version's spelling
 
 
@@ -159,42 +162,52 @@ def apply(
     facts: Facts,
     *,
     config: Mapping[str, object] | None = None,
+    user_args: Sequence[str] | None = None,
 ) -> tuple[str, ...] | None:
-    """The flags after `step`, or None when it does not apply: a pinned flag, nothing would
-    change, or the change would raise a value above what the user asked. Values are read as vLLM
-    sees them, `config` (its `--config` file) included; edits go on the command line, which wins."""
-    flag = vllm_args.canonical(step.flag)
-    if flag and flag in policy.pinned:
+    """The flags after `step`, or None when it does not apply: the step computes the change it
+    wants (a scaled or fitted value from what vLLM sees, `config` its `--config` file included),
+    and `flag_edits` makes it or refuses it (a pinned flag, nothing would change, a value moved
+    the unsafe way from these flags or from the user's own, `user_args`)."""
+    change = _change_for(step, args, failure, config)
+    if change is None:
         return None
+    rules = flag_edits.Rules(
+        user_args=tuple(args if user_args is None else user_args),
+        pinned=policy.pinned,
+        version=facts.vllm_version,
+        config=config,
+        compute_capability=facts.compute_capability,
+    )
+    result = flag_edits.apply(args, change, rules)
+    return None if isinstance(result, flag_edits.Refused) else result
+
+
+def _change_for(
+    step: Step, args: tuple[str, ...], failure: Failure, config: Mapping[str, object] | None
+) -> flag_edits.Change | None:
+    flag = vllm_args.canonical(step.flag)
     seen = vllm_args.with_config(args, config) if config else args
     if step.action == "set":
-        value = vllm_args.spelled(flag, step.value, facts.vllm_version)
-        given = vllm_args.get(seen, flag)
-        if given in (step.value, value) or _fp8_known_unsupported(flag, value, facts):
-            return None
-        if flag in _USERS_CHOICE and given is not None:
-            return None  # a quantized checkpoint is not quantized again: another method is refused
-        return vllm_args.set_value(args, flag, value)
+        return flag_edits.Change("set", flag, step.value)
     if step.action == "remove":
-        # A value from the config file cannot be taken out from the command line.
-        return vllm_args.remove(args, flag) if vllm_args.has(args, flag) else None
+        return flag_edits.Change("remove", flag)
     if step.action == "flag":
-        return None if vllm_args.is_on(seen, flag) else vllm_args.set_flag(args, flag)
+        return flag_edits.Change("on", flag)
     if step.action == "scale":
         counts = _scaled_counts(vllm_args.get(seen, flag), step.factor, step.floor)
         if counts is not None:
-            return vllm_args.set_value(args, flag, counts)
+            return flag_edits.Change("set", flag, counts)
         current = vllm_args.number(seen, flag)
         current = step.default if current is None else current
         if current is None:
             return None
-        return _lowered(args, flag, max(current * step.factor, step.floor), current)
+        return _lowered(flag, max(current * step.factor, step.floor), current)
     if step.action == "fit":
         fitted = _fit(flag, seen, failure)
         if fitted is None:
             return None
         current = vllm_args.number(seen, flag)
-        return _lowered(args, flag, fitted, current if current is not None else float("inf"))
+        return _lowered(flag, fitted, current if current is not None else float("inf"))
     return None
 
 
@@ -237,11 +250,11 @@ def _legacy_counts(text: str) -> dict[str, object] | None:
     return {key.strip(): int(value) for key, _, value in pairs}
 
 
-def _lowered(args: tuple[str, ...], flag: str, new: float, current: float) -> tuple[str, ...] | None:
+def _lowered(flag: str, new: float, current: float) -> flag_edits.Change | None:
     text = str(int(new)) if flag in INTEGER_FLAGS else f"{int(new * 100) / 100:.2f}"
     if float(text) >= current or float(text) <= 0:
         return None
-    return vllm_args.set_value(args, flag, text)
+    return flag_edits.Change("set", flag, text)
 
 
 def _fit(flag: str, args: tuple[str, ...], failure: Failure) -> float | None:
@@ -259,13 +272,6 @@ def _fit(flag: str, args: tuple[str, ...], failure: Failure) -> float | None:
     return None
 
 
-def _fp8_known_unsupported(flag: str, value: str, facts: Facts) -> bool:
-    if flag != "--quantization" or not value.startswith("fp8") or facts.compute_capability is None:
-        return False
-    major, _, minor = facts.compute_capability.partition(".")
-    return not fits.fp8_capable((int(major), int(minor or 0)))
-
-
 def decide(
     history: Sequence[Attempt],
     discipline: Discipline,
@@ -275,48 +281,77 @@ def decide(
     policy: Policy = Policy(),
     facts: Facts = Facts(),
     config: Mapping[str, object] | None = None,
+    user_args: Sequence[str] | None = None,
 ) -> Decision:
     """What to do after the last attempt in `history` failed. `config`: the values of the
-    `--config` file the flags name, which vLLM reads as flags too."""
+    `--config` file the flags name, which vLLM reads as flags too; `user_args`: the user's own
+    flags, which no step moves past (the first attempt's flags when not given).
+
+    The restart budget bounds restarts that change nothing (same flags, or an undo); a ladder
+    that makes progress is bounded by its own length. A step counts as tried within the current
+    unhealthy stretch only: after vLLM served for `healthy_reset_s`, the ladder starts over (a
+    step that worked for a week may be taken again, a scale may lower a value once more), and a
+    ladder with nothing left to change restarts with the same flags instead of giving up."""
     last = history[-1]
     kind = last.failure.kind
-    restarts = sum(1 for a in history[1:] if a.started_at >= now - discipline.window_s)
+    user = tuple(history[0].vllm_args if user_args is None else user_args)
+    restarts = restarts_in_window(history, discipline, now)
     spent = GiveUp(
         ExitCode.GAVE_UP,
-        f"the restart budget is spent: {restarts} restarts within "
+        f"the restart budget is spent: {restarts} restarts with unchanged flags within "
         f"{discipline.window_s:g} s (--max-restarts {discipline.max_restarts})",
     )
+    rules = flag_edits.Rules(user, policy.pinned, facts.vllm_version, config, facts.compute_capability)
     if kind in _REFUSALS and last.step is not None and len(history) > 1:
         # Undoing its own step is a restart like any other: it counts against the budget.
         if restarts >= discipline.max_restarts:
             return spent
-        before = history[-2].vllm_args
-        return Relaunch(before, 0.0, f"undo {last.step}: vLLM refused it ({kind.value})", step=None)
+        before, _ = flag_edits.rebuild(history[-2].vllm_args, rules)
+        return Relaunch(before, 0.0, f"undo {last.step}: vLLM refused it ({kind.value})", how="undo")
     if last.failure.permanent:
         return GiveUp(ExitCode.PERMANENT, f"{kind.value} is a permanent failure: {ADVICE[kind]}")
-    if restarts >= discipline.max_restarts:
-        return spent
+    stretch = _unhealthy_stretch(history, discipline)
+    tried = {a.step for a in stretch[1:] if a.step is not None}
     ladder = policy.ladder(kind)
-    tried = {a.step for a in history if a.step is not None}
     for step in ladder:
         if step.label in tried or (step.when and not _feature_on(last.vllm_args, step.when, config)):
             continue
         if step.action == "give_up":
             return GiveUp(ExitCode.GAVE_UP, f"{kind.value}: {step.message or ADVICE[kind]}")
         if step.action == "env":
-            return Relaunch(last.vllm_args, 0.0, f"{kind.value}: {step.label}", step=step.label, env=step.env)
-        changed = apply(step, last.vllm_args, last.failure, policy, facts, config=config)
+            return Relaunch(
+                last.vllm_args, 0.0, f"{kind.value}: {step.label}", step=step.label, env=step.env, how="step"
+            )
+        changed = apply(step, last.vllm_args, last.failure, policy, facts, config=config, user_args=user)
         if changed is not None:
-            return Relaunch(changed, 0.0, f"{kind.value}: {step.label}", step=step.label)
-    if ladder:
+            return Relaunch(changed, 0.0, f"{kind.value}: {step.label}", step=step.label, how="step")
+    if restarts >= discipline.max_restarts:
+        return spent
+    if ladder and not any(a.ready_at is not None for a in stretch):
         tried_here = [s.label for s in ladder if s.label in tried]
         return GiveUp(
             ExitCode.GAVE_UP,
             f"the {kind.value} ladder ran out (tried: {', '.join(tried_here) or 'nothing applied'}); "
             + ADVICE[kind],
         )
+    # No ladder, or one with nothing left to change after vLLM had served: the same flags again.
     delay = backoff_s(discipline, failures_in_a_row(history, discipline), rng)
     return Relaunch(last.vllm_args, delay, f"{kind.value}: same flags")
+
+
+def restarts_in_window(history: Sequence[Attempt], discipline: Discipline, now: float) -> int:
+    """The restarts the budget counts: attempts after the first, started within the window,
+    whose flags no ladder step gave (same-flag restarts and undos)."""
+    return sum(1 for a in history[1:] if a.step is None and a.started_at >= now - discipline.window_s)
+
+
+def _unhealthy_stretch(history: Sequence[Attempt], discipline: Discipline) -> Sequence[Attempt]:
+    """The attempts since vLLM last served for `healthy_reset_s`, that attempt first (its
+    failure opened the stretch; the step that gave it its flags had worked)."""
+    for i in range(len(history) - 1, -1, -1):
+        if history[i].healthy_for_s >= discipline.healthy_reset_s:
+            return history[i:]
+    return history
 
 
 def _feature_on(args: tuple[str, ...], flag: str, config: Mapping[str, object] | None) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from vllm_guard import fits, memory, vllm_args
+from vllm_guard import fits, flag_edits, memory, vllm_args
 from vllm_guard.vllm_version import at_least
 
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ class _Run:
         self.version = version
         self.config = config
         self.findings: list[Finding] = []
+        self.rules = flag_edits.Rules(args, allowed.pinned, version, config)
 
     # -- reading and editing flags ------------------------------------------------------------
 
@@ -175,8 +176,19 @@ class _Run:
         value = vllm_args.number(self.seen(), flag)
         return default if value is None else value
 
-    def may_change(self, flag: str) -> bool:
-        return self.allowed.mode == "adjust" and flag not in self.allowed.pinned
+    def may_set(self, flag: str, value: str) -> bool:
+        """Whether preflight may start with `flag` at `value`: in adjust mode, and where the
+        rules every flag edit follows allow it (pins, a value only ever lowered)."""
+        if self.allowed.mode != "adjust":
+            return False
+        return not isinstance(
+            flag_edits.apply(self.args, flag_edits.Change("set", flag, value), self.rules), flag_edits.Refused
+        )
+
+    def set(self, flag: str, value: str) -> None:
+        result = flag_edits.apply(self.args, flag_edits.Change("set", flag, value), self.rules)
+        if not isinstance(result, flag_edits.Refused):
+            self.args = result
 
     def add(
         self, check: str, status: Status, message: str, fix: str = "", **numbers: int | float | str
@@ -328,8 +340,8 @@ class _Run:
         if asked not in ("bfloat16", "bf16") or capability is None or capability >= (8, 0):
             return
         said = f"--dtype {asked} needs compute capability 8.0; this GPU has {capability[0]}.{capability[1]}"
-        if self.may_change("--dtype"):
-            self.args = vllm_args.set_value(self.args, "--dtype", "half")
+        if self.may_set("--dtype", "half"):
+            self.set("--dtype", "half")
             self.add("dtype", "adjusted", f"{said}: starting with --dtype half")
         else:
             self.add("dtype", "fail", said, "--dtype half")
@@ -348,8 +360,8 @@ class _Run:
             "max_model_len": int(asked),
             "derived_max_model_len": derived,
         }
-        if self.may_change("--max-model-len"):
-            self.args = vllm_args.set_value(self.args, "--max-model-len", str(fitted))
+        if self.may_set("--max-model-len", str(fitted)):
+            self.set("--max-model-len", str(fitted))
             self.findings.append(
                 Finding("model_limit", "adjusted", f"{said}: starting with {fitted}", numbers)
             )
@@ -389,8 +401,8 @@ class _Run:
             + (f"; {holders}" if holders else "")
         )
         flag = "--gpu-memory-utilization"
-        if fitted > 0 and self.may_change(flag):
-            self.args = vllm_args.set_value(self.args, flag, f"{fitted:.2f}")
+        if fitted > 0 and self.may_set(flag, f"{fitted:.2f}"):
+            self.set(flag, f"{fitted:.2f}")
             numbers["fitted"] = fitted
             self.findings.append(
                 Finding("free_memory", "adjusted", f"{said}: starting with {fitted:.2f}", numbers)
@@ -474,8 +486,8 @@ class _Run:
         said = f"{_size(weights)} of weights per GPU do not fit the {_size(max(0, room))} left for them"
         capability = min((d.compute_capability for d in devices if d.compute_capability), default=None)
         fp8_ok = capability is None or fits.fp8_capable(capability)
-        if est.quantization is None and fp8_ok and self.may_change(flag) and self.allowed.fp8_weights():
-            value = vllm_args.spelled(flag, "fp8", self.version)
+        value = vllm_args.spelled(flag, "fp8", self.version)
+        if est.quantization is None and fp8_ok and self.may_set(flag, value) and self.allowed.fp8_weights():
             smaller = memory.estimate(
                 config,
                 None,  # the index is the 16-bit checkpoint's size; fp8 loads the linear layers in 8 bits
@@ -488,7 +500,7 @@ class _Run:
                 int(self.number("--pipeline-parallel-size", 1)),
             )
             if memory.weights_per_gpu(smaller, tp, pp) <= room:
-                self.args = vllm_args.set_value(self.args, flag, value)
+                self.set(flag, value)
                 numbers["fp8_weights_per_gpu_bytes"] = memory.weights_per_gpu(smaller, tp, pp)
                 self.findings.append(
                     Finding("weights", "adjusted", f"{said}: starting with --quantization {value}", numbers)
@@ -540,12 +552,12 @@ class _Run:
             f"{_size(max(0, kv_budget))} is left"
         )
         flag = "--max-model-len"
-        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_change(flag):
-            # vLLM's own fit (0.14+) is exact where this one is an estimate; it fits down from the
-            # model's maximum, so it is used only where that is what was asked (never above it).
-            exact = derived is not None and length >= derived and at_least(self.version, (0, 14))
-            value = "auto" if exact else str(fitted)
-            self.args = vllm_args.set_value(self.args, flag, value)
+        # vLLM's own fit (0.14+) is exact where this one is an estimate; it fits down from the
+        # model's maximum, so it is used only where that is what was asked (never above it).
+        exact = derived is not None and length >= derived and at_least(self.version, (0, 14))
+        value = "auto" if exact else str(fitted)
+        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_set(flag, value):
+            self.set(flag, value)
             numbers["fitted"] = fitted
             how = (
                 f"--max-model-len auto (vLLM's own fit; about {fitted} here)"

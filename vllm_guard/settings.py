@@ -70,7 +70,8 @@ class GuardSettings(BaseSettings):
     healthy_reset_s: float = Field(
         300.0,
         ge=0,
-        description="an attempt healthy this long resets the backoff to its first step",
+        description="an attempt healthy this long resets the backoff to its first step and lets the "
+        "ladder start over",
     )
     startup_timeout_s: float = Field(
         1800.0,
@@ -105,7 +106,8 @@ class GuardSettings(BaseSettings):
     )
     pin: str = Field(
         "",
-        description="vLLM flags the guard must never change, comma-separated (--pin --max-model-len)",
+        description="vLLM flags the guard must never change, comma-separated: --pin --max-model-len, "
+        "--pin max-model-len and --pin=--max-model-len,--quantization all work",
     )
     metrics_host: str = Field(
         "127.0.0.1",
@@ -150,7 +152,10 @@ class GuardSettings(BaseSettings):
     def pinned(self) -> frozenset[str]:
         from vllm_guard.vllm_args import canonical  # noqa: PLC0415
 
-        return frozenset(canonical(f.strip()) for f in self.pin.split(",") if f.strip())
+        # `max-model-len`, `max_model_len` and `--max-model-len` name the same flag: a name
+        # written without its dashes must not pin nothing, silently.
+        names = (f.strip() for f in self.pin.split(","))
+        return frozenset(canonical(n if n.startswith("-") else "--" + n) for n in names if n)
 
 
 def load(cli_values: dict[str, Any]) -> GuardSettings:

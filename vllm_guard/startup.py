@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vllm_guard import vllm_args
-from vllm_guard.child import STOP_SIGNALS, Spawned, become_subreaper, resolve_command, spawn
+from vllm_guard import flag_edits
+from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn, stop_signals
 from vllm_guard.child import create_time as first_create_time
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.notify import scrubbed
@@ -24,19 +24,32 @@ from vllm_guard.vllm_version import detect as detect_vllm_version
 
 if TYPE_CHECKING:
     from vllm_guard.gpu import GpuFacts
+    from vllm_guard.policy import Facts
 
 
 def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
     """Remove what a previous guard on this state directory left of vLLM (it was killed before
-    it could): the pids it recorded, where their start times still match. Returns the recorded
-    pids when any of them was still alive, for the wait on their GPU memory."""
+    it could): the pids it recorded, where their start times still match, then the /dev/shm
+    segments it recorded as theirs that no live process uses. Returns the recorded pids when
+    any of them was still alive, for the wait on their GPU memory."""
     recorded = state.recorded_processes()
-    if not recorded:
+    segments = state.recorded_shm()
+    if not recorded and not segments:
         return []
-    from vllm_guard.child import remove_recorded  # noqa: PLC0415
+    from vllm_guard.child import remove_recorded, remove_unused_shm  # noqa: PLC0415
 
     killed = remove_recorded(recorded, settings.kill_timeout_s)
+    # The tree's resource tracker died with the guard (or was killed just now), so nothing
+    # removed vLLM's multiprocessing segments; a segment still mapped by anyone is kept.
+    removed = remove_unused_shm(segments, since=min((started for _, started in recorded), default=0.0))
     state.clear_processes()
+    if removed:
+        print(
+            f"vllm-guard: removed {len(removed)} /dev/shm segment(s) the previous guard's vLLM left: "
+            + ", ".join(removed),
+            file=sys.stderr,
+            flush=True,
+        )
     if not killed:
         return []
     print(
@@ -64,6 +77,56 @@ def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequenc
     return gpu_facts(settings, env)
 
 
+def _pinned(settings: GuardSettings) -> frozenset[str]:
+    """`--pin` and a user's policy file's `pinned:` (the shipped policies pin nothing; a user's
+    file is validated before the spawn anyway)."""
+    from vllm_guard.settings import shipped_policy  # noqa: PLC0415
+
+    if shipped_policy(settings.policy) is not None:
+        return settings.pinned
+    from vllm_guard import policy_file  # noqa: PLC0415
+
+    return policy_file.effective(settings)[1].pinned
+
+
+def _replay(
+    user_args: Sequence[str],
+    edits: Sequence[tuple[str, str, str | None]],
+    pinned: frozenset[str],
+    version: str | None,
+) -> tuple[str, ...]:
+    """The remembered edits made again on the user's flags, through the door every edit takes:
+    what the pins or the user's own values no longer allow is left out, and said."""
+    from vllm_guard import vllm_config  # noqa: PLC0415
+
+    changes = [
+        flag_edits.Change("remove", flag) if action == "remove"
+        else flag_edits.Change("on", flag) if value is None
+        else flag_edits.Change("set", flag, value)
+        for action, flag, value in edits
+    ]  # fmt: skip
+    rules = flag_edits.Rules(tuple(user_args), pinned, version, vllm_config.read(user_args))
+    replayed, refused = flag_edits.apply_all(user_args, changes, rules)
+    for why in refused:
+        print(f"vllm-guard: not starting from the remembered {why}", file=sys.stderr, flush=True)
+    return replayed
+
+
+def _facts(gpus: GpuFacts | None, version: str | None) -> Facts:
+    """One value of what is known of the machine, from preflight to the policy (built after the
+    spawn: the policy module's imports are not on the way to vLLM's exec)."""
+    from vllm_guard.policy import Facts  # noqa: PLC0415
+
+    devices = gpus.devices if gpus is not None else ()
+    capabilities = [d.compute_capability for d in devices if d.compute_capability is not None]
+    return Facts(
+        gpu_name=devices[0].name if devices else None,
+        gpu_count=len(devices) if devices else None,
+        compute_capability=min(capabilities) if capabilities else None,
+        vllm_version=version,
+    )
+
+
 def _gpu_key(gpus: GpuFacts | None) -> str | None:
     if gpus is None or not gpus.devices:
         return None
@@ -85,6 +148,7 @@ class Started:
     remembered_args: tuple[str, ...] | None  # the flags that reached ready last time, if any
     known_good_key: str
     vllm_version: str | None
+    facts: Facts  # what preflight read of the GPUs, for the policy
     # SIGTERM/SIGINT that arrived before the event loop took the signals over.
     early_signals: list[int] = field(default_factory=list)
 
@@ -105,7 +169,7 @@ def start_serving(
     early: list[int] = []
     # From the spawn on, a stop request must not kill the guard and leave vLLM running unwatched
     # (it is in a session of its own): note it, and the supervisor acts on it when it starts.
-    for signum in STOP_SIGNALS:
+    for signum in stop_signals():  # SIGHUP only where it was not ignored (nohup)
         signal.signal(signum, lambda received, _frame: early.append(received))
     state = StateDir(settings.state_dir)
     state.open()
@@ -113,14 +177,17 @@ def start_serving(
     try:
         removed = _remove_previous(state, settings)
         gpus = _read_gpus(settings, env, removed)
-        # The version keys flag spellings apart, the GPU what fits.
-        user_key = Redactor.for_launch(env, user_args).argv(user_args)
-        key = known_good_key(model, user_key, version, _gpu_key(gpus))
-        remembered = state.known_good().get(key)
+        pinned = _pinned(settings)
+        # The version keys flag spellings apart, the GPU what fits, the policy and pins what
+        # the guard was allowed to change; only the user's flags that bear on memory count.
+        relevant = flag_edits.memory_relevant(user_args, version)
+        user_key = Redactor.for_launch(env, user_args).argv(relevant)
+        key = known_good_key(model, user_key, version, _gpu_key(gpus), policy=settings.policy, pinned=pinned)
+        remembered = state.known_good_edits(key)
         first_args = tuple(user_args)
         remembered_args = None
         if remembered is not None:
-            first_args = vllm_args.replay(user_args, [tuple(e) for e in remembered.get("edits", [])])
+            first_args = _replay(user_args, remembered, pinned, version)
             remembered_args = first_args
         if gpus is not None:
             from vllm_guard.preflight_cli import for_serve  # noqa: PLC0415
@@ -154,5 +221,6 @@ def start_serving(
         remembered_args=remembered_args,
         known_good_key=key,
         vllm_version=version,
+        facts=_facts(gpus, version),
         early_signals=early,
     )

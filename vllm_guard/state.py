@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,36 @@ PROCESSES = "processes.json"
 KNOWN_GOOD = "known_good.json"
 
 
-def known_good_key(model: str, user_args: list[str], vllm_version: str | None, gpu: str | None) -> str:
-    """What a remembered flag set is for: the model, the user's own flags (secrets masked), the
-    vLLM version and the GPU, as far as they are known."""
-    blob = json.dumps([model, user_args, vllm_version, gpu])
+def known_good_key(
+    model: str,
+    user_args: list[str],
+    vllm_version: str | None,
+    gpu: str | None,
+    *,
+    policy: str = "default",
+    pinned: frozenset[str] = frozenset(),
+) -> str:
+    """What a remembered flag set is for: the model, the user's own flags that bear on memory
+    (secrets masked), the vLLM version and the GPU, as far as they are known, and the policy and
+    pins it was reached under (a set reached under `default` may quantize; `keep-quality` never)."""
+    blob = json.dumps([model, user_args, vllm_version, gpu, policy, sorted(pinned)])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+Edit = tuple[str, str, str | None]
+
+
+def _edits_of(record: object) -> list[Edit]:
+    """A remembered record's edits: `[["set", FLAG, VALUE|null] | ["remove", FLAG, null], ...]`."""
+    if not isinstance(record, dict) or not isinstance(record.get("edits"), list):
+        raise ValueError("not a record with a list of edits")
+    edits: list[Edit] = []
+    for edit in record["edits"]:
+        ok = isinstance(edit, list) and len(edit) == 3 and edit[0] in ("set", "remove")
+        if not ok or not isinstance(edit[1], str) or not (edit[2] is None or isinstance(edit[2], str)):
+            raise ValueError(f"an edit is not [set|remove, FLAG, VALUE or null]: {json.dumps(edit)[:80]}")
+        edits.append((edit[0], edit[1], edit[2]))
+    return edits
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -99,32 +125,61 @@ class StateDir:
 
     # --- vLLM's processes, so a guard that was killed leaves nothing the next one cannot find ---
 
-    def record_processes(self, processes: dict[int, float]) -> None:
+    def record_processes(self, processes: dict[int, float], shm: Collection[str] = ()) -> None:
         """The pids (with their start times) of the running attempt's tree, replacing the last
-        record; a recycled pid has another start time, so it is never taken for one of these."""
-        body = {"guard": os.getpid(), "run": self.run_id, "processes": sorted(processes.items())}
+        record; a recycled pid has another start time, so it is never taken for one of these.
+        `shm`: the /dev/shm segments the tree uses, to remove once it is gone and nobody uses them."""
+        body = {
+            "guard": os.getpid(),
+            "run": self.run_id,
+            "processes": sorted(processes.items()),
+            "shm": sorted(shm),
+        }
         _write_atomically(self.path / PROCESSES, json.dumps(body))
 
     def clear_processes(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.path / PROCESSES).unlink()
 
-    def recorded_processes(self) -> list[tuple[int, float]]:
+    def recorded_processes(self, *, set_aside: bool = True) -> list[tuple[int, float]]:
         """What the previous guard recorded and did not clear (it was killed, or its machine
-        went down); a record that cannot be read is set aside, not trusted."""
+        went down); a record that cannot be read is set aside (by who may change the
+        directory: `status` reads beside a running guard), not trusted."""
         path = self.path / PROCESSES
         try:
             data = json.loads(path.read_text())
             entries = [(int(pid), float(started)) for pid, started in data["processes"]]
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return []
         except (OSError, ValueError, KeyError, TypeError) as exc:
+            if not set_aside:
+                return []
             aside = path.with_name(f"{PROCESSES}.corrupt-{int(time.time())}")
             with contextlib.suppress(OSError):
                 os.replace(path, aside)
             self.warnings.append(f"{path} could not be read ({exc}); set aside as {aside.name}")
             return []
         return entries
+
+    def recorded_shm(self) -> list[str]:
+        """The /dev/shm segments the previous guard recorded as its vLLM's (plain names only)."""
+        try:
+            names = json.loads((self.path / PROCESSES).read_text()).get("shm", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        if not isinstance(names, list):
+            return []
+        return [n for n in names if isinstance(n, str) and n and "/" not in n and n not in (".", "..")]
+
+    def recorded_guard(self) -> tuple[int, float] | None:
+        """The pid of the guard that wrote the process record, and when it last wrote it."""
+        path = self.path / PROCESSES
+        try:
+            guard = json.loads(path.read_text()).get("guard")
+            written = path.stat().st_mtime
+        except (OSError, ValueError, AttributeError):
+            return None
+        return (guard, written) if isinstance(guard, int) else None
 
     # --- flags that reached ready, so the next start need not crash through the ladder again ---
 
@@ -148,6 +203,24 @@ class StateDir:
                 os.replace(path, aside)
             self.warnings.append(f"{path} could not be read ({exc}); set aside as {aside.name}")
             return {}
+
+    def known_good_edits(self, key: str) -> list[Edit] | None:
+        """The edits remembered for `key`, or None. An entry that cannot be read is set aside
+        (kept in a file beside it) and dropped, never trusted and never a crash at every start."""
+        data = self.known_good()
+        if key not in data:
+            return None
+        try:
+            return _edits_of(data[key])
+        except ValueError as exc:
+            aside = self.path / f"{KNOWN_GOOD}.corrupt-{int(time.time())}"
+            with contextlib.suppress(OSError):
+                aside.write_text(json.dumps({key: data[key]}, indent=1, ensure_ascii=False))
+            self.remember(key, None)
+            self.warnings.append(
+                f"a remembered flag set in {self.path / KNOWN_GOOD} was set aside as {aside.name}: {exc}"
+            )
+            return None
 
     def remember(self, key: str, record: dict[str, Any] | None) -> None:
         """Keep (or with None drop) the flag set for `key`; the file is replaced atomically."""

@@ -7,6 +7,7 @@ meet. Signal handlers only record the signal and set an event, as in uvicorn.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import os
 import random
@@ -14,18 +15,18 @@ import shlex
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vllm_guard import gpu, vllm_args, vllm_config, vllm_version
-from vllm_guard.child import STOP_SIGNALS, Launcher, Spawned, VllmProcess
+from vllm_guard.child import Launcher, Spawned, VllmProcess, stop_signals
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.exporter import Exporter, GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
-from vllm_guard.health import HealthProbe
+from vllm_guard.health import HealthProbe, HealthResult
 from vllm_guard.notify import Notifier
 from vllm_guard.output import SCAN_BUDGET_BYTES, AttemptOutput, CappedLog
-from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide
+from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide, restarts_in_window
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
@@ -40,8 +41,14 @@ DEAD_ENGINE_EXIT_S = 15.0
 METRICS_INTERVAL_S = 5.0
 # How long a hung vLLM gets between SIGTERM and SIGKILL.
 HUNG_GRACE_S = 5.0
+# How long a vLLM that is not ready yet gets between SIGTERM and SIGKILL (see _stop_on_request).
+STARTING_GRACE_S = 3.0
+# How often the record of vLLM's processes in the state directory is brought up to date.
+RECORD_INTERVAL_S = 0.5
 # The guard's own heartbeat (systemd's watchdog pings at least this often when it asks for them).
 HEARTBEAT_S = 5.0
+# How soon a READY=1 or STOPPING=1 that systemd's socket refused is sent again.
+NOTIFY_RETRY_S = 0.5
 # Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
 SHUTDOWN_MARGIN_S = 10.0
 
@@ -77,6 +84,7 @@ class Supervisor:
         known_good_key: str | None = None,
         vllm_version: str | None = None,
         remembered_args: Sequence[str] | None = None,
+        facts: Facts | None = None,
     ) -> None:
         self._settings = settings
         self._program = tuple(program)
@@ -89,6 +97,7 @@ class Supervisor:
         self._known_good_key = known_good_key
         self._remembered_args = tuple(remembered_args) if remembered_args is not None else None
         self._vllm_version = vllm_version
+        self._facts = facts or Facts()  # the GPUs preflight read, for the policy (fp8 needs 7.5)
         self._printed_version: str | None = None  # what vLLM's banner said, when metadata did not
         self._print = world.printer.guard
         self._stop = asyncio.Event()
@@ -96,10 +105,12 @@ class Supervisor:
         self._ready: dict[int, asyncio.Event] = {}
         self._exited_wall: dict[int, float] = {}  # when each attempt's vLLM was seen gone
         self._recorded: dict[int, float] = {}  # the processes last written to the state directory
+        self._recorded_shm: frozenset[str] = frozenset()  # and their /dev/shm segments
         self.phase = "starting"
         self.status_text = ""
         self.beat_at = world.clock()
         self._ready_told = False  # systemd was told READY=1
+        self._stopping_told = False  # systemd was told STOPPING=1
         self._progress_told_at = -1e9
         self.history: list[Attempt] = []
 
@@ -119,7 +130,8 @@ class Supervisor:
         """Supervise until stopped or given up. `early_signals`: stop requests noted before
         this loop took the signals over; read after it has, so none falls in between."""
         loop = asyncio.get_running_loop()
-        for signum in STOP_SIGNALS:
+        armed = stop_signals()  # as startup armed them: SIGHUP stays ignored under nohup
+        for signum in armed:
             loop.add_signal_handler(signum, self.request_stop, signum)
         for early in early_signals:
             self.request_stop(early)
@@ -128,7 +140,7 @@ class Supervisor:
             return await self._loop()
         finally:
             beating.cancel()
-            for signum in STOP_SIGNALS:
+            for signum in armed:
                 loop.remove_signal_handler(signum)
 
     async def _heartbeat(self) -> None:
@@ -137,11 +149,29 @@ class Supervisor:
         hung vLLM is the guard's job)."""
         notifier = self._world.notifier
         interval = min(HEARTBEAT_S, (notifier.watchdog_interval_s if notifier else None) or HEARTBEAT_S)
+        # READY=1 and STOPPING=1 are state changes: one refused (systemd's queue was full) is
+        # sent again, soon, until one goes through; STATUS= and WATCHDOG= may be dropped.
+        step = min(interval, NOTIFY_RETRY_S) if notifier is not None else interval
         while True:
             self.beat_at = self._world.clock()
             if notifier is not None and notifier.watchdog_interval_s is not None:
                 notifier.watchdog()
-            await asyncio.sleep(interval)
+            for _ in range(max(1, round(interval / step))):
+                await asyncio.sleep(step)
+                self._tell_state()
+
+    def _tell_state(self) -> None:
+        """Send READY=1 or STOPPING=1 for the phase the guard is in, if not sent yet."""
+        notifier = self._world.notifier
+        if notifier is None:
+            return
+        if self.phase == "ready" and not self._ready_told:
+            self._ready_told = notifier.ready(self.status_text)
+        elif self.phase == "stopping" and not self._stopping_told:
+            self._stopping_told = notifier.stopping(self.status_text)
+            if self._stopping_told:
+                # the unit's TimeoutStopSec may be shorter than the grace and kill timeout asked for
+                notifier.extend_timeout(self._settings.grace_period_s + self._settings.kill_timeout_s + 10)
 
     def alive(self) -> bool:
         """For /livez: the event loop has ticked recently."""
@@ -180,8 +210,9 @@ class Supervisor:
                 self._world.clock(),
                 self._world.rng,
                 policy=self._policy,
-                facts=Facts(vllm_version=self._vllm_version or self._printed_version),
+                facts=replace(self._facts, vllm_version=self._vllm_version or self._printed_version),
                 config=vllm_config.read(ended.vllm_args),
+                user_args=self._user_args,
             )
             self._record_end(ended, decision)
             if isinstance(decision, GiveUp):
@@ -190,17 +221,24 @@ class Supervisor:
                 return decision.exit_code
             self._env.update(decision.env)
             what = f"attempt {number} failed: {ended.failure.kind.value}"
-            if decision.step is not None or decision.env:
+            restart = restarts_in_window(self.history, self._settings.discipline(), self._world.clock()) + 1
+            if decision.how == "step":
                 changed = changes(args, decision.vllm_args)
                 env = " ".join(f"{k}={v}" for k, v in decision.env)
                 self._print(
-                    f"{what}; policy {self._policy.name} step: {decision.step or 'undo'}; "
+                    f"{what}; policy {self._policy.name} step: {decision.step}; "
                     f"{changed}{'; env ' + env if env else ''}; relaunching now"
+                )
+            elif decision.how == "undo":
+                self._print(
+                    f"{what}; {decision.reason}: relaunching now with "
+                    f"{changes(args, decision.vllm_args)} (restart {restart} of at most "
+                    f"{self._settings.max_restarts})"
                 )
             else:
                 self._print(
                     f"{what}; restarting with the same flags in {decision.delay_s:.1f} s "
-                    f"({decision.reason}; restart {number} of at most {self._settings.max_restarts})"
+                    f"({decision.reason}; restart {restart} of at most {self._settings.max_restarts})"
                 )
             if decision.delay_s > 0:
                 self._phase("backoff", f"attempt {number} failed ({ended.failure.kind.value}); "
@@ -240,12 +278,14 @@ class Supervisor:
             }
         )
         self._record_tree(proc)
+        recording = asyncio.ensure_future(self._keep_recording(number, proc))
         probe = world.probe_for(args)
         ready_at: float | None = None
         hung = ""
         try:
             ready_at, hung = await self._watch(number, proc, probe, started)
         finally:
+            recording.cancel()
             await probe.aclose()
         if self._stop.is_set() and not hung and proc.running:
             return await self._stop_on_request(number, proc, started, ready_at)
@@ -256,7 +296,10 @@ class Supervisor:
             self._print(
                 f"vLLM hung ({hung}); stopping its process tree (SIGKILL after {grace:g} s)", level="warning"
             )
-            await world.launcher.stop(proc, grace, self._skip_grace)
+            self._record_tree(proc)
+            report = await world.launcher.stop(proc, grace, self._skip_grace)
+            if report.frozen:
+                self._print("vLLM's API server was stopped (state T): killed its tree at once, no grace")
         else:
             await proc.exit_status
         self._exited_wall[number] = time.time()
@@ -307,23 +350,23 @@ class Supervisor:
         stall = StallWatch(self._settings.stall_s)
         next_scrape = 0.0
         stop = asyncio.ensure_future(self._stop.wait())
+        polls = _Polls(probe, self._settings.health_interval_s, self._settings.health_failures)
         try:
             while True:
-                waiting: list[asyncio.Future[Any]] = [proc.exit_status, stop]
-                await asyncio.wait(
-                    waiting,
-                    timeout=self._settings.health_interval_s,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
+                waiting: list[asyncio.Future[Any]] = [proc.exit_status, stop, *polls.oldest()]
+                await asyncio.wait(waiting, timeout=polls.wait_s(), return_when=asyncio.FIRST_COMPLETED)
                 if stop.done() or not proc.running:
                     return ready_at, ""
-                self._record_tree(proc)
-                output.scan_budget = SCAN_BUDGET_BYTES
-                if output.progress != progress_seen:
-                    progress_seen, progress_at = output.progress, clock()
-                    if output.milestone is not None and ready_at is None:
-                        self._phase("starting", f"attempt {number}: {output.milestone.text}", progress=True)
-                result = await probe.check()
+                if polls.tick():
+                    output.scan_budget = SCAN_BUDGET_BYTES
+                    if output.progress != progress_seen:
+                        progress_seen, progress_at = output.progress, clock()
+                        if output.milestone is not None and ready_at is None:
+                            self._phase(
+                                "starting", f"attempt {number}: {output.milestone.text}", progress=True
+                            )
+                if (result := polls.answer()) is None:
+                    continue
                 if not proc.running:
                     return ready_at, ""
                 if result.ok:
@@ -363,10 +406,11 @@ class Supervisor:
                         )
         finally:
             stop.cancel()
+            await polls.aclose()
 
     def _became_ready(self, number: int, proc: VllmProcess, after_s: float) -> None:
         proc.output.watching = False
-        proc.remember_tree()
+        self._record_tree(proc)  # before anyone hears "ready": the whole tree is up by now
         self._print(f"vLLM is ready (attempt {number}): /health answered 200 {after_s:.1f} s after launch")
         self._phase("ready", f"ready (attempt {number})", ready_after_s=after_s)
         self.ready_event(number).set()
@@ -395,13 +439,8 @@ class Supervisor:
                 metrics.set_phase(phase)
         if notifier is None:
             return
-        if phase == "ready" and not self._ready_told:
-            notifier.ready(status)
-            self._ready_told = True
-        elif phase == "stopping":
-            notifier.stopping(status)
-            # the unit's TimeoutStopSec may be shorter than the grace and kill timeout asked for
-            notifier.extend_timeout(self._settings.grace_period_s + self._settings.kill_timeout_s + 10)
+        if (phase == "ready" and not self._ready_told) or (phase == "stopping" and not self._stopping_told):
+            self._tell_state()  # retried from the heartbeat while refused
         else:
             notifier.status(status)
         now = self._world.clock()
@@ -416,13 +455,24 @@ class Supervisor:
         redactor = self._world.printer.redactor
         return {"status": self.status_text, "model": self._model, "user_argv": redactor.argv(self._user_args)}
 
-    def _record_tree(self, proc: VllmProcess) -> None:
+    def _record_tree(self, proc: VllmProcess, *, shm_too: bool = True) -> None:
         """Keep the state directory's record of vLLM's processes current, so that if this guard
-        is killed the next `serve` finds and removes what it leaves."""
+        is killed the next `serve` finds and removes what it leaves (its /dev/shm segments too)."""
         tree = proc.tree()
-        if tree and tree != self._recorded:
-            self._world.state.record_processes(tree)
-            self._recorded = tree
+        shm = frozenset(proc.remember_shm() if shm_too else proc.shm)
+        if tree and (tree != self._recorded or shm != self._recorded_shm):
+            self._world.state.record_processes(tree, shm)
+            self._recorded, self._recorded_shm = tree, shm
+
+    async def _keep_recording(self, number: int, proc: VllmProcess) -> None:
+        """The record follows the tree on a timer of its own, not the /health polls: a guard
+        killed outright (the OOM killer, kill -9) a moment after vLLM started a process must
+        still leave that process on record."""
+        while proc.running:
+            await asyncio.sleep(RECORD_INTERVAL_S)
+            # vLLM makes its /dev/shm segments while its engine starts; reading every process's
+            # memory maps twice a second while it serves would cost more than it finds
+            self._record_tree(proc, shm_too=not self.ready_event(number).is_set())
 
     def _remember(self, args: tuple[str, ...]) -> None:
         """Keep the flags that reached ready for the next start, or forget them when the user's
@@ -450,15 +500,33 @@ class Supervisor:
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None
     ) -> ExitCode | None:
         grace = self._grace_s(tuple(proc.argv))
+        why = ""
+        if ready_at is None:
+            # Before /health answers there is no request to drain, and vLLM is known to ignore
+            # SIGTERM (or hang on it) while its engine starts (real-cpu f2b-f2d: hung 110 s,
+            # ignored at 15 s and 24 s); SIGTERM during its imports kills it at once (f2a). So a
+            # SIGTERM that has not worked within a few seconds will not: no point in the full grace.
+            grace = min(grace, STARTING_GRACE_S)
+            why = " (not ready yet: vLLM ignores SIGTERM while its engine starts)"
         self._phase("stopping", "stopping vLLM")
-        self._print(f"stopping vLLM: SIGTERM, then SIGKILL of its whole tree after {grace:g} s")
+        self._print(f"stopping vLLM: SIGTERM, then SIGKILL of its whole tree after {grace:g} s{why}")
+        self._record_tree(proc)
         report = await self._world.launcher.stop(proc, grace, self._skip_grace)
         status = proc.exit_status.result() if not proc.running else None
         if report.survivors:
             self._print(f"processes of vLLM survive SIGKILL: {', '.join(report.survivors)}", level="error")
             return ExitCode.GAVE_UP
-        if report.escalated:
-            self._print(f"vLLM did not stop in time; killed its tree: {', '.join(report.killed)}")
+        if report.frozen:
+            killed = ", ".join(report.killed)
+            self._print(f"vLLM's API server was stopped (state T): killed its tree at once ({killed})")
+        elif report.escalated:
+            skipped = self._skip_grace.is_set()
+            self._print(
+                f"vLLM did not stop in time; killed its tree: {', '.join(report.killed)} "
+                + ("(a second Ctrl-C cut the grace short)" if skipped else f"(the {grace:g} s grace ran out)")
+            )
+        elif report.killed:
+            self._print(f"vLLM exited; killed what it left running: {', '.join(report.killed)}")
         self._world.state.clear_processes()
         self._print(f"vLLM stopped (status {_status_text(status)}); nothing of it is left")
         self._world.state.record(
@@ -468,7 +536,8 @@ class Supervisor:
                 "lasted_s": round(self._world.clock() - started, 3),
                 "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
                 "exit_status": status,
-                "escalated": report.escalated,
+                "escalated": report.escalated,  # the grace ran out: SIGKILL of a running vLLM
+                "killed": list(report.killed),
             }
         )
         return None
@@ -508,13 +577,22 @@ class Supervisor:
             )
             return ExitCode.GAVE_UP
         self._world.state.clear_processes()
-        self._recorded = {}
+        self._recorded, self._recorded_shm = {}, frozenset()
         probe = self._world.gpu_probe()
         if probe is not None:
-            released = await gpu.wait_for_release(
-                probe, proc.known.keys(), self._settings.gpu_release_timeout_s
+            # vLLM is gone already; a stop asked for meanwhile is heard at once, not after the
+            # wait (Docker's default stop timeout is shorter than --gpu-release-timeout-s).
+            waiting = asyncio.ensure_future(
+                gpu.wait_for_release(probe, proc.known.keys(), self._settings.gpu_release_timeout_s)
             )
-            if not released:
+            stop = asyncio.ensure_future(self._stop.wait())
+            try:
+                await asyncio.wait([waiting, stop], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.cancel()
+                waiting.cancel()
+            released = waiting.done() and not waiting.cancelled() and waiting.result()
+            if not released and not self._stop.is_set():
                 self._print(
                     f"GPU memory of attempt {number} was not back within "
                     f"{self._settings.gpu_release_timeout_s:g} s",
@@ -534,9 +612,10 @@ class Supervisor:
         return self._stop.is_set()
 
     def _grace_s(self, args: Sequence[str]) -> float:
-        """At least vLLM's own --shutdown-timeout (it drains requests that long) plus a margin."""
+        """At least vLLM's own --shutdown-timeout (it drains requests that long) plus a margin;
+        read as vLLM reads it, from its --config file too."""
         try:
-            drain = float(vllm_args.get(args, "--shutdown-timeout") or 0)
+            drain = float(vllm_args.get(vllm_config.effective(args), "--shutdown-timeout") or 0)
         except ValueError:
             drain = 0.0
         return max(self._settings.grace_period_s, drain + SHUTDOWN_MARGIN_S if drain else 0.0)
@@ -552,6 +631,48 @@ class Supervisor:
                 f"{'yes' if a.ready_at is not None else 'no':>5}  {ended:<16}  "
                 f"{a.failure.kind.value:<10}  {(a.failure.evidence or a.last_line)[:160]}"
             )
+
+
+class _Polls:
+    """/health polls that start every `interval_s` whether or not the last one has answered (at
+    most `most` in flight, the number of failures that mean hung): a vLLM that stops answering is
+    then caught within interval x failures plus one request timeout, not failures x (interval +
+    timeout). Answers are taken in the order the polls were started."""
+
+    def __init__(self, probe: HealthProbe, interval_s: float, most: int) -> None:
+        self._probe = probe
+        self._interval = interval_s
+        self._most = most
+        self._loop = asyncio.get_running_loop()
+        self._next = self._loop.time() + interval_s
+        self._flying: collections.deque[asyncio.Future[HealthResult]] = collections.deque()
+
+    def wait_s(self) -> float:
+        return max(0.0, self._next - self._loop.time())
+
+    def oldest(self) -> list[asyncio.Future[HealthResult]]:
+        return list(self._flying)[:1]
+
+    def tick(self) -> bool:
+        """Start a poll when one is due; True when it was (the watch's other per-poll work)."""
+        now = self._loop.time()
+        if now < self._next:
+            return False
+        # the cadence holds; after a stall of the event loop, one poll, not a burst of them
+        self._next = max(self._next + self._interval, now + self._interval / 2)
+        if len(self._flying) < self._most:
+            self._flying.append(asyncio.ensure_future(self._probe.check()))
+        return True
+
+    def answer(self) -> HealthResult | None:
+        if self._flying and self._flying[0].done():
+            return self._flying.popleft().result()
+        return None
+
+    async def aclose(self) -> None:
+        for poll in self._flying:
+            poll.cancel()
+        await asyncio.gather(*self._flying, return_exceptions=True)
 
 
 def _status_text(status: int | None) -> str:
@@ -635,6 +756,7 @@ async def serve(started: Started) -> ExitCode:
                 policy=policy,
                 start_args=started.first_args,
                 remembered_args=started.remembered_args,
+                facts=started.facts,
                 known_good_key=started.known_good_key,
                 vllm_version=started.vllm_version,
             )

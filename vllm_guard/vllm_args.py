@@ -39,12 +39,77 @@ def spelled(flag: str, value: str, version: str | None) -> str:
     return value
 
 
-def canonical(flag: str) -> str:
-    """`--max_model_len` → `--max-model-len`, `-tp` → `--tensor-parallel-size`; values stay as
-    they are."""
+# Short options vLLM's own parser (FlexibleArgumentParser) maps to long ones, by the version that
+# brought them (reference.md §2.2): `-O3`, `-O 3` and `-O=3` are `--optimization-level 3`.
+VERSIONED_ALIASES: tuple[tuple[str, str, tuple[int, ...]], ...] = (
+    ("-O", "--optimization-level", (0, 12)),
+    ("-cc", "--compilation-config", (0, 12)),
+)
+# Flags vLLM's parser takes with no value (the newest release's, until vllm_flags has them all).
+_BOOLEANS = frozenset(
+    {
+        "--enforce-eager",
+        "--trust-remote-code",
+        "--enable-prefix-caching",
+        "--enable-chunked-prefill",
+        "--enable-lora",
+        "--disable-log-stats",
+        "--disable-log-requests",
+        "--enable-log-requests",
+        "--enable-auto-tool-choice",
+        "--disable-custom-all-reduce",
+        "--enable-expert-parallel",
+        "--headless",
+        "--disable-frontend-multiprocessing",
+        "--enable-sleep-mode",
+        "--skip-tokenizer-init",
+        "--disable-sliding-window",
+        "--disable-cascade-attn",
+        "--enable-request-id-headers",
+        "--disable-fastapi-docs",
+        "--disable-uvicorn-access-log",
+        "--enable-server-load-tracking",
+        "--enable-prompt-tokens-details",
+        "--return-tokens-as-token-ids",
+        "--enable-force-include-usage",
+        "--async-scheduling",
+    }
+)
+_BOOLEAN_LITERALS = frozenset({"true", "false", "True", "False"})
+
+
+def canonical(flag: str, version: str | None = None) -> str:
+    """`--max_model_len` → `--max-model-len`, `-tp` → `--tensor-parallel-size`, `-O` →
+    `--optimization-level` where `version` has it (unknown: the newest); values stay as they are."""
     if flag.startswith("--"):
         flag = "--" + flag[2:].replace("_", "-")
+    for short, long, since in VERSIONED_ALIASES:
+        if flag == short and (version is None or at_least(version, since)):
+            return long
     return ALIASES.get(flag, flag)
+
+
+def is_boolean(flag: str, version: str | None = None) -> bool:
+    """Whether vLLM's parser takes `flag` (canonical) with no value; its `--no-` form too."""
+    if flag.startswith("--no-"):
+        flag = "--" + flag[5:]
+    return flag in _BOOLEANS
+
+
+def split(arg: str, version: str | None = None) -> tuple[str, str | None]:
+    """One argv word as (canonical flag name, the value written into it or None):
+    `--max-model-len=4096`, and the attached short form `-O3` of vLLM's parser."""
+    if arg.startswith("-") and not arg.startswith("--") and len(arg) > 2 and arg[2:].isdigit():
+        name = canonical(arg[:2], version)
+        if name != arg[:2]:
+            return name, arg[2:]
+    name, eq, inline = arg.partition("=")
+    return canonical(name, version), (inline if eq else None)
+
+
+def looks_like_flag(word: str) -> bool:
+    """`--port`, `-tp`, `-O3`: a flag, not a value (`-1`, `-0.5` are values)."""
+    return word.startswith("--") or (len(word) > 1 and word[0] == "-" and word[1].isalpha())
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,15 +121,18 @@ class Occurrence:
     value_index: int | None
 
 
-def occurrences(args: Sequence[str], flag: str, *, takes_value: bool = True) -> list[Occurrence]:
+def occurrences(
+    args: Sequence[str], flag: str, *, takes_value: bool = True, version: str | None = None
+) -> list[Occurrence]:
     """Every place `flag` (any spelling) is given, in order."""
-    want = canonical(flag)
+    want = canonical(flag, version)
+    takes_value = takes_value and not is_boolean(want, version)
     found: list[Occurrence] = []
     for i, arg in enumerate(args):
-        name, eq, inline = arg.partition("=")
-        if canonical(name) != want:
+        name, inline = split(arg, version)
+        if name != want:
             continue
-        if eq:
+        if inline is not None:
             found.append(Occurrence(i, inline, None))
         elif takes_value and i + 1 < len(args):
             found.append(Occurrence(i, args[i + 1], i + 1))
@@ -73,53 +141,64 @@ def occurrences(args: Sequence[str], flag: str, *, takes_value: bool = True) -> 
     return found
 
 
-def get(args: Sequence[str], flag: str, default: str | None = None) -> str | None:
+def get(
+    args: Sequence[str], flag: str, default: str | None = None, *, version: str | None = None
+) -> str | None:
     """The value vLLM will use for `flag`: the last one given, or `default`."""
-    given = occurrences(args, flag)
+    given = occurrences(args, flag, version=version)
     if not given or given[-1].value is None:
         return default
     return given[-1].value
 
 
-def has(args: Sequence[str], flag: str) -> bool:
+def has(args: Sequence[str], flag: str, version: str | None = None) -> bool:
     """Whether a flag is on the command line at all (booleans like `--enforce-eager` included)."""
-    return bool(occurrences(args, flag, takes_value=False))
+    return bool(occurrences(args, flag, takes_value=False, version=version))
 
 
-def _name_of(arg: str) -> str:
-    return canonical(arg.partition("=")[0])
+def _name_of(arg: str, version: str | None = None) -> str:
+    return split(arg, version)[0]
 
 
-def remove(args: Sequence[str], flag: str, *, takes_value: bool = True) -> tuple[str, ...]:
-    """`args` without any spelling of `flag` (and its value), nor its `--no-` form."""
-    want = canonical(flag)
+def remove(
+    args: Sequence[str], flag: str, *, takes_value: bool | None = None, version: str | None = None
+) -> tuple[str, ...]:
+    """`args` without any spelling of `flag` (and its value), nor its `--no-` form. Whether the
+    flag takes a value comes from vLLM's booleans when not given; a boolean takes only a `true`/
+    `false` written after it (the optional value of vLLM's older StoreBoolean flags)."""
+    want = canonical(flag, version)
     negated = "--no-" + want[2:]
+    boolean = is_boolean(want, version) if takes_value is None else not takes_value
     out: list[str] = []
-    skip = False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        name = _name_of(arg)
-        if name == want:
-            skip = takes_value and "=" not in arg
-            continue
-        if name == negated:
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, inline = split(arg, version)
+        if name in (want, negated):
+            following = args[i + 1] if i + 1 < len(args) else None
+            if inline is None and following is not None and name == want:
+                if boolean:
+                    i += following in _BOOLEAN_LITERALS
+                elif takes_value is not None or not looks_like_flag(following):
+                    i += 1
+            i += 1
             continue
         out.append(arg)
+        i += 1
     return tuple(out)
 
 
-def set_value(args: Sequence[str], flag: str, value: str) -> tuple[str, ...]:
+def set_value(args: Sequence[str], flag: str, value: str, version: str | None = None) -> tuple[str, ...]:
     """`flag` given exactly once, with `value`: in place of its last occurrence (keeping the
     user's spelling), or appended."""
-    given = occurrences(args, flag)
+    given = occurrences(args, flag, version=version)
     if not given:
-        return (*args, canonical(flag), value)
+        return (*args, canonical(flag, version), value)
     last = given[-1]
     out = list(args)
     if last.value_index is None:
-        name = args[last.index].partition("=")[0]
+        written = args[last.index]
+        name = written.partition("=")[0] if "=" in written else written[:2]
         out[last.index] = f"{name}={value}"
     else:
         out[last.value_index] = value
@@ -127,21 +206,23 @@ def set_value(args: Sequence[str], flag: str, value: str) -> tuple[str, ...]:
     return tuple(a for i, a in enumerate(out) if i not in drop)
 
 
-def set_flag(args: Sequence[str], flag: str, on: bool = True) -> tuple[str, ...]:
+def set_flag(args: Sequence[str], flag: str, on: bool = True, version: str | None = None) -> tuple[str, ...]:
     """A boolean flag switched on (`--enforce-eager`) or off (removed, or `--no-` form dropped)."""
-    cleared = remove(args, flag, takes_value=False)
-    return (*cleared, canonical(flag)) if on else cleared
+    cleared = remove(args, flag, takes_value=False, version=version)
+    return (*cleared, canonical(flag, version)) if on else cleared
 
 
-def is_on(args: Sequence[str], flag: str) -> bool:
-    """Whether a boolean flag ends up on: its last `--flag` / `--no-flag` decides."""
-    want = canonical(flag)
+def is_on(args: Sequence[str], flag: str, version: str | None = None) -> bool:
+    """Whether a boolean flag ends up on: its last `--flag` / `--no-flag` decides (and the
+    `false` of an older StoreBoolean flag)."""
+    want = canonical(flag, version)
     negated = "--no-" + want[2:]
     state = False
-    for arg in args:
-        name = _name_of(arg)
+    for i, arg in enumerate(args):
+        name, inline = split(arg, version)
         if name == want:
-            state = True
+            following = inline if inline is not None else (args[i + 1] if i + 1 < len(args) else "")
+            state = following not in ("false", "False")
         elif name == negated:
             state = False
     return state
@@ -158,31 +239,37 @@ def number(args: Sequence[str], flag: str) -> float | None:
         return None
 
 
-def as_dict(args: Sequence[str]) -> dict[str, str | None]:
+def as_dict(args: Sequence[str], version: str | None = None) -> dict[str, str | None]:
     """Each flag (canonical name) with its last value, None for a bare boolean. vLLM takes no
-    positional argument after MODEL, so a word after a flag is that flag's value."""
+    positional argument after MODEL, so a word after a flag that takes one is its value."""
     found: dict[str, str | None] = {}
     i = 0
     while i < len(args):
         arg = args[i]
         if arg.startswith("-"):
-            name, eq, inline = arg.partition("=")
-            if eq:
-                found[canonical(name)] = inline
-            elif i + 1 < len(args) and not args[i + 1].startswith("--"):
-                found[canonical(name)] = args[i + 1]
+            name, inline = split(arg, version)
+            following = args[i + 1] if i + 1 < len(args) else None
+            if inline is not None:
+                found[name] = inline
+            elif is_boolean(name, version):
+                found[name] = None
+                if following in _BOOLEAN_LITERALS:
+                    found[name] = following
+                    i += 1
+            elif following is not None and not looks_like_flag(following):
+                found[name] = following
                 i += 1
             else:
-                found[canonical(name)] = None
+                found[name] = None
         i += 1
     return found
 
 
-def changes(before: Sequence[str], after: Sequence[str]) -> str:
+def changes(before: Sequence[str], after: Sequence[str], version: str | None = None) -> str:
     """What an edit did, for one line of the guard's: `--max-model-len 4096 → 768, +--enforce-eager`."""
-    old = as_dict(before)
+    old = as_dict(before, version)
     parts = []
-    for action, flag, value in edits(before, after):
+    for action, flag, value in edits(before, after, version):
         if action == "remove":
             parts.append(f"-{flag}")
         elif flag not in old:
@@ -197,25 +284,12 @@ Edit = tuple[
 ]  # ("set", flag, value) / ("set", flag, None) for a boolean / ("remove", flag, None)
 
 
-def edits(before: Sequence[str], after: Sequence[str]) -> list[Edit]:
+def edits(before: Sequence[str], after: Sequence[str], version: str | None = None) -> list[Edit]:
     """The flag edits that turn `before` into `after`, to replay on a later command line."""
-    old, new = as_dict(before), as_dict(after)
+    old, new = as_dict(before, version), as_dict(after, version)
     found: list[Edit] = [("set", flag, value) for flag, value in new.items() if old.get(flag, "\0") != value]
     found.extend(("remove", flag, None) for flag in old if flag not in new)
     return found
-
-
-def replay(args: Sequence[str], changes_: Sequence[Edit]) -> tuple[str, ...]:
-    """`args` with `edits()` applied."""
-    out = tuple(args)
-    for action, flag, value in changes_:
-        if action == "remove":
-            out = remove(out, flag, takes_value=as_dict(out).get(canonical(flag)) is not None)
-        elif value is None:
-            out = set_flag(out, flag)
-        else:
-            out = set_value(out, flag, value)
-    return out
 
 
 def config_file(args: Sequence[str]) -> str | None:

@@ -1,0 +1,253 @@
+"""The one door for every change the guard makes to vLLM's flags: applied under the rules, or
+refused with the reason.
+
+A ladder step, the undo of the guard's own step, the replay of flags remembered as reaching ready
+and preflight's starting flags all come through `apply`, so the promises hold on every path: a
+pinned flag never changes; a number moves only in its safe direction, from the value in the flags
+edited and never past the user's own; a step that would change nothing is refused (`half` is
+`float16`); a quantization the user chose is never replaced by another method; fp8 is not tried
+on a GPU known to lack it. Values are read as vLLM reads them (its `--config` file first, the
+command line over it); edits go on the command line, which wins.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from vllm_guard import fits, vllm_args
+
+Action = Literal["set", "remove", "on"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One edit: `set` FLAG to VALUE, `remove` FLAG (and its value), or switch boolean FLAG `on`."""
+
+    action: Action
+    flag: str
+    value: str | None = None
+
+    @property
+    def text(self) -> str:
+        if self.action == "set":
+            return f"{self.flag} {self.value}"
+        return f"-{self.flag}" if self.action == "remove" else f"+{self.flag}"
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a change was not made."""
+
+    change: Change
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.change.text}: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What every edit is held to. `user_args`: the user's own flags, the bound no edit crosses."""
+
+    user_args: tuple[str, ...]
+    pinned: frozenset[str] = frozenset()
+    version: str | None = None
+    config: Mapping[str, object] | None = None  # the values of the flags' --config file
+    compute_capability: tuple[int, int] | None = None  # the GPU's, when known
+
+
+# The direction in which each numeric flag uses less GPU memory. A raise of a "lower" flag (or a
+# fall of a "higher" one) is refused: `set --cpu-offload-gb 8` on a user's 16 would put more of
+# the weights back on the GPU that just ran out of memory for them.
+SAFER: dict[str, Literal["lower", "higher"]] = {
+    "--max-model-len": "lower",
+    "--max-num-seqs": "lower",
+    "--max-num-batched-tokens": "lower",
+    "--gpu-memory-utilization": "lower",
+    "--kv-cache-memory-bytes": "lower",
+    "--num-gpu-blocks-override": "lower",
+    "--max-loras": "lower",
+    "--max-lora-rank": "lower",
+    "--max-cpu-loras": "lower",
+    "--max-seq-len-to-capture": "lower",
+    "--limit-mm-per-prompt": "lower",
+    "--cpu-offload-gb": "higher",
+    "--swap-space": "higher",
+}
+# vLLM's value when the flag is absent, where it does not depend on the hardware: a `remove` or a
+# first `set` is compared with it.
+DEFAULTS = {"--cpu-offload-gb": 0.0, "--swap-space": 4.0, "--max-loras": 1.0, "--max-lora-rank": 16.0}
+# Booleans whose on state uses less memory: switching them off is never a degradation.
+SAFER_ON = frozenset({"--enforce-eager"})
+# Spellings vLLM's parser maps to one value (its `--dtype` choices).
+_SAME_VALUE = {"--dtype": {"half": "float16", "float": "float32"}}
+# A value given here is the user's method, not a size: another one is never put in its place.
+_USERS_CHOICE = frozenset({"--quantization"})
+_FITS_ITSELF = frozenset({"auto", "-1"})  # --max-model-len: vLLM fits it to memory (0.14+)
+
+
+# Flags that change nothing vLLM holds in GPU memory: where it listens, who may call it, what it
+# logs and how it answers. A remembered flag set stays good when only these differ (and their
+# values, API keys among them, never enter the key it is remembered under).
+NOT_MEMORY = frozenset(
+    {
+        "--host", "--port", "--uds", "--api-key", "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs",
+        "--ssl-cert-reqs", "--enable-ssl-refresh", "--root-path", "--middleware", "--allowed-origins",
+        "--allow-credentials", "--allowed-methods", "--allowed-headers", "--served-model-name",
+        "--uvicorn-log-level", "--disable-uvicorn-access-log", "--disable-log-requests",
+        "--enable-log-requests", "--disable-log-stats", "--max-log-len", "--log-config-file",
+        "--disable-fastapi-docs", "--enable-request-id-headers", "--response-role", "--chat-template",
+        "--chat-template-content-format", "--return-tokens-as-token-ids", "--enable-prompt-tokens-details",
+        "--enable-server-load-tracking", "--enable-force-include-usage", "--shutdown-timeout",
+        "--otlp-traces-endpoint", "--collect-detailed-traces", "--show-hidden-metrics-for-version",
+        "--hf-token", "--h11-max-incomplete-event-size", "--h11-max-header-count",
+    }
+)  # fmt: skip
+
+
+def memory_relevant(args: Sequence[str], version: str | None = None) -> list[str]:
+    """`args` without the flags (and their values) in NOT_MEMORY, for the known-good key."""
+    out = list(args)
+    for flag in NOT_MEMORY:
+        out = list(vllm_args.remove(out, flag, version=version))
+    return out
+
+
+def apply(args: Sequence[str], change: Change, rules: Rules) -> tuple[str, ...] | Refused:
+    """`args` with `change` made, or why it may not be."""
+    args = tuple(args)
+    flag = vllm_args.canonical(change.flag, rules.version)
+    change = Change(change.action, flag, change.value)
+    if flag in rules.pinned:
+        return Refused(change, "pinned")
+    seen = _as_vllm_reads(args, rules)
+    if change.action == "on":
+        return _same(change) if vllm_args.is_on(seen, flag) else vllm_args.set_flag(args, flag)
+    if change.action == "remove":
+        return _remove(args, seen, change, rules)
+    if change.value is None:
+        return Refused(change, "a set needs a value")
+    value = vllm_args.spelled(flag, change.value, rules.version)
+    given = vllm_args.get(seen, flag)
+    if given is not None and _normal(flag, given) == _normal(flag, value):
+        return _same(change)
+    if flag in _USERS_CHOICE and given is not None:
+        return Refused(
+            change, f"{flag} {given} is the checkpoint's own method; another is not put in its place"
+        )
+    cap = rules.compute_capability
+    if flag == "--quantization" and value.startswith("fp8") and cap is not None and not fits.fp8_capable(cap):
+        return Refused(change, f"fp8 needs compute capability 7.5; this GPU has {cap[0]}.{cap[1]}")
+    against = _less_safe(flag, value, given, rules)
+    if against:
+        return Refused(change, against)
+    return vllm_args.set_value(args, flag, value)
+
+
+def apply_all(
+    args: Sequence[str], changes: Sequence[Change], rules: Rules
+) -> tuple[tuple[str, ...], tuple[Refused, ...]]:
+    """Each change in turn, skipping (and returning) the refused ones; for replaying a set."""
+    out, refused = tuple(args), []
+    for change in changes:
+        result = apply(out, change, rules)
+        if isinstance(result, Refused):
+            if result.reason != "nothing would change":
+                refused.append(result)
+        else:
+            out = result
+    return out, tuple(refused)
+
+
+def rebuild(target: Sequence[str], rules: Rules) -> tuple[tuple[str, ...], tuple[Refused, ...]]:
+    """`target` (flags the guard once ran, or remembered) rebuilt from the user's own flags
+    through the door: what the rules allow of it today (pins and policy may have changed)."""
+    return apply_all(rules.user_args, changes_between(rules.user_args, target, rules.version), rules)
+
+
+def changes_between(before: Sequence[str], after: Sequence[str], version: str | None) -> list[Change]:
+    """The changes that turn `before` into `after`, in the form `apply` takes."""
+    found: list[Change] = []
+    for action, flag, value in vllm_args.edits(before, after, version):
+        if action == "remove":
+            found.append(Change("remove", flag))
+        elif value is None:
+            found.append(Change("on", flag))
+        else:
+            found.append(Change("set", flag, value))
+    return found
+
+
+def _remove(
+    args: tuple[str, ...], seen: tuple[str, ...], change: Change, rules: Rules
+) -> tuple[str, ...] | Refused:
+    flag = change.flag
+    if not vllm_args.has(args, flag, rules.version):
+        if vllm_args.has(seen, flag, rules.version):
+            return Refused(change, "given in the --config file, which the command line cannot take out")
+        return _same(change)
+    if flag in SAFER_ON:
+        return Refused(change, f"{flag} off uses more memory")
+    if flag in SAFER:
+        if flag not in DEFAULTS:
+            # vLLM's value without it is the model's or the hardware's, often the largest
+            return Refused(change, f"without {flag} vLLM may use more memory")
+        against = _less_safe(flag, f"{DEFAULTS[flag]:g}", vllm_args.get(seen, flag), rules)
+        if against:
+            return Refused(change, against)
+    return vllm_args.remove(args, flag, version=rules.version)
+
+
+def _less_safe(flag: str, value: str, given: str | None, rules: Rules) -> str:
+    """Why `value` is less safe than the value in the flags or the user's own ("" when not)."""
+    direction = SAFER.get(flag)
+    new = _magnitude(value)
+    if direction is None or new is None:
+        return ""
+    user = vllm_args.get(_as_vllm_reads(rules.user_args, rules), flag)
+    for what, old_text in (("the current value", given), ("the user's value", user)):
+        old = _magnitude(old_text) if old_text is not None else DEFAULTS.get(flag)
+        if old is None:
+            continue
+        if (direction == "lower" and new > old) or (direction == "higher" and new < old):
+            shown = old_text if old_text is not None else f"{old:g} (vLLM's default)"
+            return (
+                f"{value} is above {what} {shown}"
+                if direction == "lower"
+                else (f"{value} is below {what} {shown}")
+            )
+    return ""
+
+
+_HUMAN = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT])")
+_SCALE = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def _magnitude(text: str) -> float | None:
+    """A number as vLLM's parsers read it (`8k` = 8000, `8K` = 8192); None when the value is no
+    size (`auto`, JSON), which has no direction to compare."""
+    text = text.strip()
+    if text.lower() in _FITS_ITSELF:
+        return None
+    match = _HUMAN.fullmatch(text)
+    if match:
+        return float(match.group(1)) * _SCALE[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _normal(flag: str, value: str) -> str:
+    return _SAME_VALUE.get(flag, {}).get(value, value)
+
+
+def _same(change: Change) -> Refused:
+    return Refused(change, "nothing would change")
+
+
+def _as_vllm_reads(args: tuple[str, ...], rules: Rules) -> tuple[str, ...]:
+    return vllm_args.with_config(args, rules.config) if rules.config else args
