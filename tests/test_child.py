@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -162,3 +165,169 @@ def test_recorded_processes_are_removed_only_where_pid_and_start_time_match() ->
                 os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
+
+
+async def test_a_status_kept_for_a_recycled_pid_never_makes_a_new_child_look_dead(
+    launcher: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vllm_guard import child  # noqa: PLC0415
+
+    real_spawn = child.spawn
+
+    def spawn_over_a_stale_status(argv: list[str], env: dict[str, str]) -> child.Spawned:
+        spawned = real_spawn(argv, env)
+        # an orphan that once had this pid was reaped long ago, and nobody claimed its status
+        launcher._reaper._unclaimed[spawned.pid] = -9
+        return spawned
+
+    monkeypatch.setattr(child, "spawn", spawn_over_a_stale_status)
+    proc = await start(launcher, tmp_path, "import time; print('up', flush=True); time.sleep(60)")
+    await wait_for_line(proc, "up")
+    assert proc.running and psutil.Process(proc.pid).is_running()
+    await launcher.stop(proc, 5.0, asyncio.Event())
+    assert proc.exit_status.result() == -signal.SIGTERM  # its own status, not the stale one
+
+
+async def test_a_stopped_api_server_is_killed_at_once_not_after_the_grace(
+    launcher: Harness, tmp_path: Path
+) -> None:
+    proc = await start(launcher, tmp_path, "import time; print('up', flush=True); time.sleep(60)")
+    await wait_for_line(proc, "up")
+    os.kill(proc.pid, signal.SIGSTOP)  # state T: it acts on no SIGTERM until continued
+    async with asyncio.timeout(10):
+        while psutil.Process(proc.pid).status() != psutil.STATUS_STOPPED:
+            await asyncio.sleep(0.01)
+    report = await asyncio.wait_for(launcher.stop(proc, 600.0, asyncio.Event()), 30)
+    assert report.frozen and report.escalated
+    assert proc.exit_status.result() == -signal.SIGKILL
+
+
+# An API server that exits on SIGTERM at once, leaving a helper in its process group that goes
+# by itself a moment after it (as Python's resource tracker does, removing /dev/shm segments).
+TRACKER_SCRIPT = """
+    import os, subprocess, sys, time
+    helper = (
+        "import os, sys, time\\n"
+        "parent = int(sys.argv[2])\\n"
+        "while os.getppid() == parent:\\n"
+        "    time.sleep(0.02)\\n"
+        "time.sleep({helper_s})\\n"
+        "open(sys.argv[1], 'w').write('cleaned up')\\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", helper, {marker!r}, str(os.getpid())])
+    print("helper", child.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+async def test_a_clean_exit_gives_the_group_a_moment_and_is_no_escalation(
+    launcher: Harness, tmp_path: Path
+) -> None:
+    marker = tmp_path / "tracker-done"
+    proc = await start(launcher, tmp_path, TRACKER_SCRIPT.format(helper_s=0.2, marker=str(marker)))
+    await wait_for_line(proc, "helper")
+    report = await launcher.stop(proc, 30.0, asyncio.Event())
+    assert proc.exit_status.result() == -signal.SIGTERM
+    assert marker.read_text() == "cleaned up"  # not SIGKILLed in the middle of its cleanup
+    assert not report.escalated and not report.killed
+
+
+async def test_what_a_clean_exit_leaves_for_good_is_killed_and_still_no_escalation(
+    launcher: Harness, tmp_path: Path
+) -> None:
+    marker = tmp_path / "never"
+    proc = await start(launcher, tmp_path, TRACKER_SCRIPT.format(helper_s=600, marker=str(marker)))
+    await wait_for_line(proc, "helper")
+    helper = int(next(line for line in proc.output.tail() if "helper" in line).split()[1])
+    report = await launcher.stop(proc, 30.0, asyncio.Event())
+    assert not report.escalated  # the API server went on SIGTERM, within the grace
+    assert any(k.startswith(f"{helper} (") for k in report.killed)
+    assert not psutil.pid_exists(helper) or psutil.Process(helper).status() == psutil.STATUS_ZOMBIE
+
+
+MAPS_SEGMENT = """
+    import mmap, os, sys, time
+    fd = os.open({path!r}, os.O_RDWR)
+    view = mmap.mmap(fd, 4096)
+    os.close(fd)
+    print("mapped", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def segment() -> Iterator[Path]:
+    """A multiprocessing-named segment in /dev/shm, as vLLM's message queues make them."""
+    path = Path("/dev/shm") / f"psm_vllmguardtest{os.getpid()}{uuid.uuid4().hex[:8]}"
+    path.write_bytes(b"\0" * 4096)
+    yield path
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+async def test_the_segments_a_tree_maps_are_removed_once_nobody_uses_them(
+    launcher: Harness, tmp_path: Path, segment: Path
+) -> None:
+    from vllm_guard.child import remove_unused_shm  # noqa: PLC0415
+
+    user = await start(launcher, tmp_path, MAPS_SEGMENT.format(path=str(segment)))
+    await wait_for_line(user, "mapped")
+    assert segment.name in user.remember_shm()
+    assert remove_unused_shm([segment.name], since=user.started_at) == []  # mapped by a live process
+    os.kill(user.pid, signal.SIGKILL)  # and its resource tracker with it: nobody removes it
+    await asyncio.wait_for(user.exit_status, 10)
+    report = await launcher.clear(user)
+    assert not report.survivors
+    assert not segment.exists()
+
+
+async def test_a_segment_another_process_still_maps_is_never_removed(
+    launcher: Harness, tmp_path: Path, segment: Path
+) -> None:
+    from vllm_guard.child import remove_unused_shm  # noqa: PLC0415
+
+    since = time.time() - 1.0
+    other = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(MAPS_SEGMENT.format(path=str(segment)))],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == b"mapped"
+        assert remove_unused_shm([segment.name, "not-a-multiprocessing-name"], since) == []
+        assert segment.exists()
+    finally:
+        other.kill()
+        other.wait(10)
+        if other.stdout is not None:
+            other.stdout.close()
+    assert remove_unused_shm([segment.name], since) == [segment.name]
+
+
+def test_the_next_serve_removes_the_segments_a_killed_guard_recorded(tmp_path: Path, segment: Path) -> None:
+    from vllm_guard.settings import GuardSettings  # noqa: PLC0415
+    from vllm_guard.startup import _remove_previous  # noqa: PLC0415
+    from vllm_guard.state import StateDir  # noqa: PLC0415
+
+    kept = segment.with_name(segment.name + "kept")
+    kept.write_bytes(b"\0" * 4096)
+    other = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(MAPS_SEGMENT.format(path=str(kept)))], stdout=subprocess.PIPE
+    )
+    state = StateDir(tmp_path / "state")
+    state.open()
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == b"mapped"
+        # what a guard killed outright left: its vLLM (long gone) and the segments it used
+        state.record_processes({2**22 + 1: time.time() - 1.0}, {segment.name, kept.name})
+        settings = GuardSettings.model_validate({"state_dir": tmp_path / "state", "kill_timeout_s": 5})
+        _remove_previous(state, settings)
+        assert not segment.exists()
+        assert kept.exists()  # another live process maps it
+        assert state.recorded_processes() == []
+    finally:
+        state.close()
+        other.kill()
+        other.wait(10)
+        if other.stdout is not None:
+            other.stdout.close()
+        kept.unlink()

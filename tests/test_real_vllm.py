@@ -219,6 +219,8 @@ def test_systemd_hears_ready_and_a_frozen_vllm_is_caught_restarted_and_counted(
         assert httpx.get(url.group(1) + "/readyz", trust_env=False).status_code == 200
         psutil.Process(guard.proc.pid).children()[0].suspend()  # SIGSTOP to vLLM's API server
         guard.wait_for("vLLM hung (/health failed 2 times in a row")
+        # a stopped process acts on no SIGTERM: killed at once, not after the hung grace
+        guard.wait_for("vLLM's API server was stopped (state T): killed its tree at once")
         guard.wait_for("vLLM is ready (attempt 2)")
         metrics = httpx.get(url.group(1) + "/metrics", trust_env=False).text
         assert 'vllm_guard_restarts_total{kind="hung"} 1.0' in metrics
@@ -231,3 +233,34 @@ def test_systemd_hears_ready_and_a_frozen_vllm_is_caught_restarted_and_counted(
     assert guard.proc.returncode == 0
     assert sum(m.startswith("READY=1") for m in heard) == 1
     assert any(m.startswith("STOPPING=1") for m in heard)
+
+
+def shm_segments() -> set[str]:
+    """Python multiprocessing's segments in /dev/shm (vLLM's message queues and semaphores)."""
+    return {p.name for p in Path("/dev/shm").iterdir() if p.name.startswith(("psm_", "sem.mp-"))}
+
+
+def test_a_clean_stop_leaves_no_shm_segment_and_is_no_escalation(guard: Guard, tmp_path: Path) -> None:
+    before = shm_segments()
+    guard.wait_for("vLLM is ready (attempt 1)")
+    guard.proc.send_signal(signal.SIGTERM)
+    assert guard.proc.wait(120) == 0, guard.output()[-4000:]
+    out = guard.output()
+    # vLLM stops in well under its grace (real-cpu f1: 0.3 s): no "did not stop in time", and
+    # its resource tracker had the moment it needs to remove vLLM's segments itself
+    assert "did not stop in time" not in out, out[-4000:]
+    assert '"escalated": false' in (tmp_path / "state" / "journal.jsonl").read_text()
+    assert shm_segments() - before == set()
+
+
+def test_a_crash_leaves_no_shm_segment_behind(guard: Guard) -> None:
+    before = shm_segments()
+    began = time.time()
+    guard.wait_for("vLLM is ready (attempt 1)")
+    psutil.Process(guard.proc.pid).children()[0].kill()  # its resource tracker is left to die too
+    guard.wait_for("killed what attempt 1 left behind")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    guard.proc.send_signal(signal.SIGTERM)
+    assert guard.proc.wait(120) == 0, guard.output()[-4000:]
+    assert vllm_processes_started_since(began) == []
+    assert shm_segments() - before == set()

@@ -78,6 +78,7 @@ class Serve(Protocol):
         stdout: int | IO[bytes] | None = None,
         gpu_gib: str = "24",
         sim_env: dict[str, str] | None = None,
+        nohup: bool = False,
         **options: str,
     ) -> Guard: ...
 
@@ -92,6 +93,7 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
         stdout: int | IO[bytes] | None = None,
         gpu_gib: str = "24",
         sim_env: dict[str, str] | None = None,
+        nohup: bool = False,
         **options: str,
     ) -> Guard:
         state = tmp_path / "state"
@@ -107,6 +109,8 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
         for name, value in options.items():
             argv += ["--" + name.replace("_", "-"), value]
         argv += ["serve", MODEL, "--host", "127.0.0.1", "--port", str(port), *vllm_args]
+        if nohup:  # as `nohup vllm-guard serve ... &` starts it: SIGHUP ignored from the start
+            argv = ["nohup", *argv]
         env = {
             **os.environ,
             "VLLM_GUARD_SIM_LOAD_S": "0.05",
@@ -216,7 +220,9 @@ def test_orphans_of_a_killed_api_server_are_killed_before_the_relaunch(serve: Se
 
 
 def test_a_hung_vllm_is_stopped_and_restarted(serve: Serve) -> None:
-    guard = serve(faults="once:hang_after=0.2", health_failures="2", health_timeout_s="0.5")
+    # hang 1 s after ready, not 0.2 s: a loaded machine can delay the first 200 past a shorter
+    # window, and a vLLM never seen ready is not hung but still loading (the startup timeout)
+    guard = serve(faults="once:hang_after=1", health_failures="2", health_timeout_s="0.5")
     guard.wait_for("vLLM is ready (attempt 1)")
     guard.wait_for("vLLM hung (/health failed 2 times in a row")
     guard.wait_for("vLLM is ready (attempt 2)")
@@ -476,6 +482,14 @@ def test_a_guard_killed_outright_leaves_nothing_the_next_serve_does_not_remove(s
         time.sleep(0.05)
     assert not api.is_running() or api.status() == psutil.STATUS_ZOMBIE
     assert any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in engines)  # ... not its engine
+    told = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(first.state), "status"],
+        capture_output=True, text=True, timeout=30, check=False,
+    ).stdout  # fmt: skip
+    assert f"the guard (pid {first.proc.pid}) that ran this is gone without stopping vLLM" in told
+    assert "its vLLM may be orphaned, still running: " in told and "VLLM::EngineCore" in told
+    assert "serve ...` removes it first" in told and "preflight --kill-leftovers" in told
+    assert "running or ready" not in told
     second = serve("--max-model-len", "8192")
     second.wait_for("vLLM is ready (attempt 1)")
     assert "removed what the previous guard left of vLLM: " in second.stderr()
@@ -649,3 +663,97 @@ def test_sigterm_while_the_guard_backs_off_ends_at_once_with_nothing_running(ser
     assert guard.stop() == 0
     assert time.monotonic() - began < 5
     assert "stopped during the restart delay; vLLM is not running" in guard.stderr()
+
+
+def test_under_nohup_a_hangup_leaves_vllm_serving_as_vllm_serve_does(serve: Serve) -> None:
+    guard = serve("--max-model-len", "8192", nohup=True)
+    guard.wait_for("vLLM is ready (attempt 1)")
+    ignored = re.search(r"SigIgn:\s+([0-9a-f]+)", Path(f"/proc/{guard.proc.pid}/status").read_text())
+    assert ignored is not None
+    assert int(ignored.group(1), 16) & (1 << (signal.SIGHUP - 1)), "SIGHUP must stay ignored"
+    guard.proc.send_signal(signal.SIGHUP)  # the terminal closes: the kernel drops an ignored signal
+    assert guard.complete() == 200
+    assert guard.stop() == 0
+    assert guard.stderr().count("stopping vLLM") == 1  # only the SIGTERM stopped it
+
+
+# A stand-in for vLLM that starts a worker at a moment of its choosing (VLLM_GUARD_TEST_WORKER: at
+# "start", before it listens, or at the "first_health" request, as a late worker), writes the
+# worker's pid to VLLM_GUARD_TEST_PIDFILE, and answers /health 200 (never, with "start").
+LATE_WORKER = """
+import http.server, os, subprocess, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+when = os.environ["VLLM_GUARD_TEST_WORKER"]
+spawned = []
+def spawn():
+    spawned.append(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"]))
+    with open(os.environ["VLLM_GUARD_TEST_PIDFILE"], "w") as f:
+        f.write(str(spawned[0].pid))
+if when == "start":
+    spawn()
+    import time; time.sleep(120)
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        if not spawned:
+            spawn()
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+@contextlib.contextmanager
+def late_worker_guard(
+    tmp_path: Path, port: int, when: str, interval_s: float = 60.0
+) -> Iterator[tuple[Guard, Path]]:
+    script = tmp_path / "fake_vllm.py"
+    script.write_text(LATE_WORKER)
+    pidfile = tmp_path / "worker.pid"
+    state = tmp_path / "state"
+    err = tmp_path / "guard.err"
+    argv = [
+        sys.executable, "-m", "vllm_guard", "--vllm-command", f"{sys.executable} {script}",
+        "--state-dir", str(state), "--preflight", "off", "--health-interval-s", str(interval_s),
+        "serve", "m", "--port", str(port),
+    ]  # fmt: skip
+    env = {**os.environ, "VLLM_GUARD_TEST_WORKER": when, "VLLM_GUARD_TEST_PIDFILE": str(pidfile)}
+    with err.open("wb") as sink:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=sink, env=env)
+    guard = Guard(proc, err, state, port)
+    try:
+        yield guard, pidfile
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def recorded_pids(state: Path) -> list[int]:
+    with contextlib.suppress(OSError, ValueError):
+        return [pid for pid, _ in json.loads((state / "processes.json").read_text())["processes"]]
+    return []
+
+
+def test_the_process_record_holds_the_whole_tree_when_ready_is_said(tmp_path: Path, port: int) -> None:
+    # The worker starts while vLLM answers its first /health; the next poll is seconds away.
+    with late_worker_guard(tmp_path, port, "first_health", interval_s=3.0) as (guard, pidfile):
+        guard.wait_for("vLLM is ready (attempt 1)")
+        assert int(pidfile.read_text()) in recorded_pids(guard.state)
+        assert guard.stop() == 0
+
+
+def test_the_process_record_follows_a_load_between_health_polls(tmp_path: Path, port: int) -> None:
+    # A worker started during the load is on record long before the next /health poll (60 s).
+    with late_worker_guard(tmp_path, port, "start") as (guard, pidfile):
+        deadline = time.monotonic() + 30
+        while not (pidfile.exists() and pidfile.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        worker = int(pidfile.read_text())
+        while worker not in recorded_pids(guard.state) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert worker in recorded_pids(guard.state)
+        assert guard.stop() == 0
+        assert "not ready yet" in guard.stderr()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import random
 import signal
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,12 +17,14 @@ import pytest
 
 from vllm_guard.child import StopReport, VllmProcess
 from vllm_guard.errors import ExitCode
+from vllm_guard.gpu import DeviceMemory
 from vllm_guard.health import HealthResult
+from vllm_guard.notify import Notifier
 from vllm_guard.output import AttemptOutput
 from vllm_guard.printer import Printer
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
-from vllm_guard.supervisor import Supervisor, World
+from vllm_guard.supervisor import STARTING_GRACE_S, Supervisor, World
 from vllm_guard.vllm_metrics import Snapshot
 
 pytestmark = pytest.mark.timeout(30)
@@ -34,6 +39,10 @@ class Script:
     exit_status: int = 1
     health_fails_after_polls: int | None = None
     ignores_sigterm: bool = False
+    hangs_after_polls: int | None = None  # then each /health takes `hang_s` to fail, as a timeout
+    hang_s: float = 0.0
+    leftovers: tuple[str, ...] = ()  # what SIGKILL finds after the API server exited on SIGTERM
+    clear_survivors: tuple[str, ...] = ()  # processes that survive SIGKILL when the tree is cleared
 
 
 @dataclass
@@ -42,6 +51,8 @@ class FakeLauncher:
     launched: list[list[str]] = field(default_factory=list)
     stops: list[float] = field(default_factory=list)
     procs: list[VllmProcess] = field(default_factory=list)
+    in_flight: int = 0  # /health polls waiting for an answer now
+    most_in_flight: int = 0
 
     async def launch(self, argv: Sequence[str], env: Mapping[str, str], output: AttemptOutput) -> VllmProcess:
         self.launched.append(list(argv))
@@ -61,13 +72,14 @@ class FakeLauncher:
         self.stops.append(grace_s)
         escalated = self.script(proc).ignores_sigterm
         if escalated and not skip_grace.is_set():
-            await asyncio.wait_for(skip_grace.wait(), grace_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(skip_grace.wait(), grace_s)
         if not proc.exit_status.done():
             proc.exit_status.set_result(-9 if escalated else 0)
-        return StopReport(escalated, ("1 (VLLM::EngineCore)",) if escalated else ())
+        return StopReport(escalated, ("1 (VLLM::EngineCore)",) if escalated else self.script(proc).leftovers)
 
     async def clear(self, proc: VllmProcess) -> StopReport:
-        return StopReport(False, ())
+        return StopReport(False, (), self.script(proc).clear_survivors)
 
     def script(self, proc: VllmProcess) -> Script:
         return self.scripts[min(self.procs.index(proc), len(self.scripts) - 1)]
@@ -87,6 +99,14 @@ class FakeProbe:
                 self.proc.exit_status.set_result(script.exit_status)
             return HealthResult(False, "ConnectError")
         if script.health_fails_after_polls is not None and self.polls > script.health_fails_after_polls:
+            return HealthResult(False, "ReadTimeout")
+        if script.hangs_after_polls is not None and self.polls > script.hangs_after_polls:
+            self.launcher.in_flight += 1
+            self.launcher.most_in_flight = max(self.launcher.most_in_flight, self.launcher.in_flight)
+            try:
+                await asyncio.sleep(script.hang_s)
+            finally:
+                self.launcher.in_flight -= 1
             return HealthResult(False, "ReadTimeout")
         if script.ready_after_polls is not None and self.polls >= script.ready_after_polls:
             return HealthResult(True, "200")
@@ -277,3 +297,153 @@ async def test_the_journal_records_each_attempt_without_secrets(harness: Harness
     journal = (tmp_path / "journal.jsonl").read_text()
     assert '"kind": "unknown"' in journal
     assert "topsecret99" not in journal
+
+
+class BusyGpu:
+    """A GPU probe whose used memory keeps moving (a container, where NVML shows host pids, and
+    another job is loading): the wait for a dead attempt's memory never sees it settle."""
+
+    def __init__(self, settles: bool = False) -> None:
+        self.read = asyncio.Event()
+        self.reads = 0
+        self._settles = settles
+
+    def memory(self) -> list[DeviceMemory]:
+        self.read.set()
+        self.reads += 1
+        moved = 0 if self._settles else self.reads * (128 << 20)
+        return [DeviceMemory(0, 80 << 30, (60 << 30) - moved, ())]
+
+
+async def test_a_stop_during_the_wait_for_gpu_memory_is_heard_at_once(harness: Harness) -> None:
+    harness.launcher.scripts = [Script(ready_after_polls=None, exit_after_polls=1)]
+    sup = harness.supervisor(gpu_release_timeout_s=3600.0)
+    gpu = BusyGpu()
+    sup._world.gpu_probe = lambda: gpu
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(gpu.read.wait(), 10)
+    sup.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert len(harness.launcher.launched) == 1
+
+
+async def test_gpu_memory_is_waited_for_before_the_relaunch_and_a_timeout_is_said(harness: Harness) -> None:
+    harness.launcher.scripts = [Script(ready_after_polls=None, exit_after_polls=1), Script()]
+    sup = harness.supervisor(gpu_release_timeout_s=0.2)
+    gpu = BusyGpu()
+    sup._world.gpu_probe = lambda: gpu
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(sup.ready_event(2).wait(), 10)
+    sup.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert gpu.reads > 1
+    assert any("GPU memory of attempt 1 was not back within 0.2 s" in line for line in harness.printer.lines)
+
+
+async def test_gpu_memory_that_comes_back_lets_the_relaunch_go_without_a_warning(harness: Harness) -> None:
+    harness.launcher.scripts = [Script(ready_after_polls=None, exit_after_polls=1), Script()]
+    sup = harness.supervisor(gpu_release_timeout_s=60.0)
+    gpu = BusyGpu(settles=True)
+    sup._world.gpu_probe = lambda: gpu
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(sup.ready_event(2).wait(), 20)
+    sup.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert not any("GPU memory" in line for line in harness.printer.lines)
+
+
+async def test_processes_that_survive_sigkill_end_the_guard_instead_of_a_relaunch(harness: Harness) -> None:
+    survivor = "4242 (VLLM::EngineCore)"
+    harness.launcher.scripts = [
+        Script(ready_after_polls=None, exit_after_polls=1, clear_survivors=(survivor,))
+    ]
+    sup = harness.supervisor()
+    assert await asyncio.wait_for(sup.run(), 10) == ExitCode.GAVE_UP
+    assert len(harness.launcher.launched) == 1  # never a second vLLM beside the first's processes
+    assert any("survive SIGKILL" in line and survivor in line for line in harness.printer.lines)
+
+
+async def test_a_stop_before_ready_waits_a_short_grace_not_the_whole(harness: Harness) -> None:
+    # vLLM ignores SIGTERM while its engine starts (real-cpu f2b-f2d), and has nothing to drain.
+    harness.launcher.scripts = [Script(ready_after_polls=None)]
+    sup = harness.supervisor(grace_period_s=30.0)
+    run = asyncio.ensure_future(sup.run())
+    async with asyncio.timeout(10):
+        while not harness.launcher.procs:
+            await asyncio.sleep(0.001)
+    sup.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert harness.launcher.stops == [STARTING_GRACE_S]
+    assert STARTING_GRACE_S < 30.0
+
+
+async def test_a_clean_stop_that_leaves_something_is_not_called_a_stop_out_of_time(harness: Harness) -> None:
+    harness.launcher.scripts = [Script(leftovers=("77 (python3)",))]
+    sup = harness.supervisor(grace_period_s=30.0)
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(sup.ready_event(1).wait(), 10)
+    sup.request_stop()
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert not any("did not stop in time" in line for line in harness.printer.lines)
+    assert "vLLM exited; killed what it left running: 77 (python3)" in harness.printer.lines
+    stopped = [json.loads(line) for line in (harness.state.path / "journal.jsonl").read_text().splitlines()]
+    assert stopped[-1]["event"] == "stopped" and stopped[-1]["escalated"] is False
+
+
+async def test_a_grace_cut_short_by_a_second_ctrl_c_says_so(harness: Harness) -> None:
+    harness.launcher.scripts = [Script(ignores_sigterm=True)]
+    sup = harness.supervisor(grace_period_s=1000.0)
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(sup.ready_event(1).wait(), 10)
+    sup.request_stop(signal.SIGINT)
+    sup.request_stop(signal.SIGINT)
+    assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    assert any(
+        "did not stop in time; killed its tree" in line and "a second Ctrl-C cut the grace short" in line
+        for line in harness.printer.lines
+    )
+
+
+async def test_health_polls_go_on_while_one_waits_for_its_timeout(harness: Harness) -> None:
+    # Each /health of a hung vLLM takes the whole timeout to fail: polled one after another, N
+    # failures take N x (interval + timeout); started every interval, interval x N + one timeout.
+    harness.launcher.scripts = [Script(hangs_after_polls=2, hang_s=1.0), Script()]
+    sup = harness.supervisor(health_failures=3, health_interval_s=0.01)
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(sup.ready_event(2).wait(), 20)
+    sup.request_stop()
+    await asyncio.wait_for(run, 10)
+    assert sup.history[0].failure.kind.value == "hung"
+    assert "/health failed 3 times in a row (ReadTimeout)" in sup.history[0].failure.evidence
+    assert harness.launcher.most_in_flight == 3  # never more than the failures that mean hung
+
+
+async def test_a_refused_ready_is_sent_again_until_systemd_hears_it(harness: Harness, tmp_path: Path) -> None:
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(tmp_path / "notify"))
+    systemd.setblocking(False)
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": str(tmp_path / "notify")})
+    assert notifier is not None
+    try:
+        while not notifier.failed:  # systemd is slow to read: its queue is full
+            notifier.status("x" * 1000)
+        harness.launcher.scripts = [Script()]
+        sup = harness.supervisor()
+        sup._world.notifier = notifier
+        run = asyncio.ensure_future(sup.run())
+        await asyncio.wait_for(sup.ready_event(1).wait(), 10)
+        refused = notifier.failed
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                systemd.recv(65536)  # systemd catches up
+        loop = asyncio.get_running_loop()
+        heard: list[str] = []
+        async with asyncio.timeout(10):
+            while not any(m.startswith("READY=1") for m in heard):
+                heard.append((await loop.sock_recv(systemd, 65536)).decode())
+        assert refused > 1  # READY=1 itself was refused once at least
+        sup.request_stop()
+        assert await asyncio.wait_for(run, 10) == ExitCode.STOPPED
+    finally:
+        notifier.close()
+        systemd.close()

@@ -28,12 +28,31 @@ if TYPE_CHECKING:
 _PR_SET_CHILD_SUBREAPER = 36
 PIPE_BYTES = 1024 * 1024
 _UNCLAIMED_KEPT = 64
+# How long what is left of vLLM's process group may take to go by itself once the API server
+# has exited, before SIGKILL (the resource tracker's /dev/shm cleanup takes a moment).
+GROUP_SETTLE_S = 1.5
 READ_CHUNK = PIPE_BYTES
 
 
 # What stops the guard in order (vLLM first). SIGHUP too: a closed terminal must not kill the
 # guard and leave vLLM, in a session of its own, running unwatched.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@functools.cache
+def _hangup_ignored_at_start() -> bool:
+    # Read once, before the guard installs any handler of its own: afterwards the disposition
+    # is the guard's, no longer what it was started with.
+    return signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+
+
+def stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop the guard. `nohup` (or a parent that ignores SIGHUP for it) asks
+    for a process that outlives its terminal, as plain `vllm serve` does under nohup (uvicorn
+    handles only SIGINT and SIGTERM): then SIGHUP stays ignored rather than becoming a stop."""
+    if _hangup_ignored_at_start():
+        return tuple(s for s in STOP_SIGNALS if s != signal.SIGHUP)
+    return STOP_SIGNALS
 
 
 def become_subreaper() -> bool:
@@ -98,6 +117,12 @@ class Reaper:
             self._timer.cancel()
             self._timer = None
         self._loop = None
+
+    def forget(self, pid: int) -> None:
+        """A process was just spawned with `pid`: any status kept for that pid belongs to an
+        earlier process (an orphan reaped long ago) whose pid the kernel has recycled, and must
+        not make the new one look dead."""
+        self._unclaimed.pop(pid, None)
 
     def watch(self, pid: int) -> asyncio.Future[int]:
         loop = asyncio.get_running_loop()
@@ -215,11 +240,15 @@ def kill_spawned(spawned: Spawned) -> None:
 
 @dataclass(frozen=True, slots=True)
 class StopReport:
-    """How a stop went: whether SIGKILL was needed, and what it killed."""
+    """How a stop went: whether the grace ran out (`escalated`: the API server was still there,
+    so its tree was SIGKILLed), what SIGKILL hit (after a clean exit too: what the API server
+    left), what survived it, and whether the API server was stopped (state T) and so was
+    killed without a grace."""
 
     escalated: bool
     killed: tuple[str, ...]
     survivors: tuple[str, ...] = ()
+    frozen: bool = False
 
 
 @dataclass(slots=True)
@@ -234,6 +263,7 @@ class VllmProcess:
     pipes_closed: asyncio.Event
     known: dict[int, float] = field(default_factory=dict)  # pid → create time, every one seen
     created: float = 0.0  # the API server's own create time, once read
+    shm: set[str] = field(default_factory=set)  # /dev/shm segments the tree was seen to use
 
     @property
     def running(self) -> bool:
@@ -256,6 +286,17 @@ class VllmProcess:
                     self.known.setdefault(proc.pid, proc.create_time())
         except psutil.Error:
             pass
+
+    def remember_shm(self) -> set[str]:
+        """Note the /dev/shm segments of vLLM's multiprocessing (`psm_*`, `sem.mp-*`) that the
+        tree maps or holds open now: if they outlive it (its resource tracker was killed with
+        it), they are known to be vLLM's, and can be removed once nobody uses them."""
+        for pid, created in {self.pid: self.created, **self.known}.items():
+            # only processes that are still the ones remembered: a recycled pid is another's
+            if created and create_time(pid) == created:
+                with contextlib.suppress(PermissionError):
+                    self.shm |= shm_used_by(pid)
+        return self.shm
 
 
 class Launcher(Protocol):
@@ -285,6 +326,10 @@ class ProcessLauncher:
         self._started = None
         spawned = started or spawn(argv, env)
         pid, out_r, err_r = spawned.pid, spawned.stdout_fd, spawned.stderr_fd
+        if started is None:
+            # Spawned just now, with no await since: nothing reaped yet can be this process's.
+            # (The first attempt, spawned before the reaper existed, may really have exited.)
+            self._reaper.forget(pid)
         proc = VllmProcess(
             pid=pid,
             argv=tuple(argv),
@@ -318,9 +363,11 @@ class ProcessLauncher:
 
     async def stop(self, proc: VllmProcess, grace_s: float, skip_grace: asyncio.Event) -> StopReport:
         """SIGTERM to the API server (vLLM stops its own engine), then after `grace_s` or when
-        `skip_grace` is set, SIGKILL to everything of the tree that is left."""
+        `skip_grace` is set, SIGKILL to everything of the tree that is left. `escalated` says
+        that the grace ran out (or was skipped) with the API server still running, nothing else."""
         proc.remember_tree()
-        if proc.running:
+        frozen = proc.running and is_stopped(proc.pid)
+        if proc.running and not frozen:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGTERM)
             skip = asyncio.ensure_future(skip_grace.wait())
@@ -329,16 +376,32 @@ class ProcessLauncher:
                 await asyncio.wait(waiting, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 skip.cancel()
+        # A stopped process (state T: SIGSTOP, a debugger) cannot act on SIGTERM until it is
+        # continued, so waiting out the grace would only delay the SIGKILL that has to come.
         escalated = proc.running
-        report = await self.clear(proc)
-        return StopReport(escalated or bool(report.killed), report.killed, report.survivors)
+        report = await self.clear(proc, settle_s=0.0 if escalated else GROUP_SETTLE_S)
+        return StopReport(escalated, report.killed, report.survivors, frozen=frozen)
 
-    async def clear(self, proc: VllmProcess) -> StopReport:
-        """Kill whatever is left of the attempt's tree, reap it, and wait until it is gone."""
+    async def clear(self, proc: VllmProcess, *, settle_s: float = GROUP_SETTLE_S) -> StopReport:
+        """Kill whatever is left of the attempt's tree, reap it, and wait until it is gone.
+
+        When the API server has exited, what is left of its group first gets `settle_s` to go by
+        itself: Python's multiprocessing resource tracker is in that group and, once the API
+        server is gone, removes the /dev/shm segments vLLM leaves it (`psm_*`, `sem.mp-*`); a
+        SIGKILL at once would leave them behind. An orphaned EngineCore never goes by itself
+        (vLLM #55510), so the wait is short and bounded."""
         import psutil  # noqa: PLC0415
 
         proc.remember_tree()
+        proc.remember_shm()
         targets = self._leftovers(proc)
+        if targets and not proc.running and settle_s > 0:
+            deadline = time.monotonic() + settle_s
+            while targets and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+                self._reaper.reap()
+                targets = [p for p in targets if _alive(p)]
+            targets = self._leftovers(proc)
         # Names first: a killed process's name shrinks to the kernel's 15 characters
         # ("VLLM::EngineCor") once its command line is gone.
         killed = [f"{p.pid} ({_name(p)})" for p in targets]
@@ -360,6 +423,8 @@ class ProcessLauncher:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.pipes_closed.wait(), 1.0)
         survivors = tuple(f"{p.pid} ({_name(p)})" for p in alive)
+        if not survivors and proc.shm:
+            remove_unused_shm(proc.shm, since=min([proc.started_at, *proc.known.values()]))
         return StopReport(bool(killed), tuple(killed), survivors)
 
     def _leftovers(self, proc: VllmProcess) -> list[psutil.Process]:
@@ -395,7 +460,7 @@ def remove_recorded(recorded: Sequence[tuple[int, float]], timeout_s: float) -> 
     for pid, started in recorded:
         if pid == os.getpid():
             continue
-        with contextlib.suppress(psutil.Error):
+        with contextlib.suppress(psutil.Error, ValueError, OverflowError):  # a record's pid may be no pid
             proc = psutil.Process(pid)
             if abs(proc.create_time() - started) < 0.01 and _alive(proc):
                 targets.append(proc)
@@ -412,6 +477,89 @@ def remove_recorded(recorded: Sequence[tuple[int, float]], timeout_s: float) -> 
 
 
 # psutil is imported where it is used: `serve` starts vLLM before it needs it (bench/startup.py).
+
+SHM_DIR = "/dev/shm"
+# Python multiprocessing's names: SharedMemory segments and (spawn context) named semaphores,
+# which vLLM uses for its message queues; the resource tracker removes them, unless it was
+# killed along with the tree.
+_SHM_PREFIXES = ("psm_", "sem.mp-")
+
+
+def _shm_name(path: str) -> str | None:
+    path = path.removesuffix(" (deleted)")
+    if not path.startswith(SHM_DIR + "/"):
+        return None
+    name = path[len(SHM_DIR) + 1 :]
+    return name if name.startswith(_SHM_PREFIXES) and "/" not in name else None
+
+
+def shm_used_by(pid: int) -> set[str]:
+    """The multiprocessing segments in /dev/shm that `pid` maps or holds open. Raises
+    PermissionError when its maps cannot be read (another user's process); empty when gone."""
+    names: set[str] = set()
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                if SHM_DIR in line:
+                    parts = line.rstrip("\n").split(maxsplit=5)
+                    name = _shm_name(parts[5]) if len(parts) == 6 else None
+                    if name:
+                        names.add(name)
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                name = _shm_name(os.readlink(f"/proc/{pid}/fd/{fd}"))
+                if name:
+                    names.add(name)
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return set()
+    return names
+
+
+def remove_unused_shm(names: Iterable[str], since: float) -> list[str]:
+    """Remove those of the /dev/shm segments `names` (recorded as the segments of a vLLM tree
+    that started at `since`, wall clock) that no live process maps or holds open. Conservative:
+    a segment is also kept while a process we cannot look into might use it, that is one of the
+    segment owner's that started after vLLM did (only vLLM hands its random names out, and only
+    to its own children). Returns the names removed."""
+    import psutil  # noqa: PLC0415
+
+    present: dict[str, int] = {}
+    for name in set(names):
+        if _shm_name(f"{SHM_DIR}/{name}") is None:
+            continue  # not a name we record: never touched
+        with contextlib.suppress(OSError):
+            present[name] = os.lstat(f"{SHM_DIR}/{name}").st_uid
+    if not present:
+        return []
+    in_use: set[str] = set()
+    unknown_uids: set[int] = set()  # owners of processes that might use a segment unseen
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            in_use |= shm_used_by(int(entry.name))
+        except PermissionError:
+            with contextlib.suppress(OSError, psutil.Error):
+                if psutil.Process(int(entry.name)).create_time() >= since - 1.0:
+                    unknown_uids.add(entry.stat().st_uid)
+    removed = []
+    for name, owner in sorted(present.items()):
+        if name in in_use or owner in unknown_uids:
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(f"{SHM_DIR}/{name}")
+            removed.append(name)
+    return removed
+
+
+def is_stopped(pid: int) -> bool:
+    """The process is stopped (state T, SIGSTOP) or traced: it acts on no signal but SIGKILL."""
+    import psutil  # noqa: PLC0415
+
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
 
 
 def _widen_pipe(fd: int) -> None:

@@ -66,7 +66,8 @@ class Notifier:
     """Talks to systemd over its notify socket. Build one with `from_env`; it is None outside systemd.
 
     Every message is one `sendto` on a non-blocking datagram socket created once. A message that
-    cannot be sent is counted in `failed` (with the error in `last_error`) and otherwise ignored.
+    cannot be sent is counted in `failed` (with the error in `last_error`) and otherwise ignored;
+    `ready` and `stopping` also say whether they were sent, so that a state change can be retried.
     """
 
     def __init__(self, address: bytes, watchdog_usec: int | None = None) -> None:
@@ -108,9 +109,10 @@ class Notifier:
     def closed(self) -> bool:
         return self._sock is None
 
-    def ready(self, status: str = "") -> None:
-        """vLLM answers /health: the unit becomes active."""
-        self._send("READY=1", status)
+    def ready(self, status: str = "") -> bool:
+        """vLLM answers /health: the unit becomes active. False when the datagram could not be
+        sent: a state change, which the caller sends again (unlike STATUS= or WATCHDOG=)."""
+        return self._send("READY=1", status)
 
     def status(self, text: str) -> None:
         """The one line `systemctl status` shows."""
@@ -125,9 +127,9 @@ class Notifier:
         """The guard's loop is alive."""
         self._send("WATCHDOG=1")
 
-    def stopping(self, status: str = "") -> None:
-        """The guard is stopping vLLM on request."""
-        self._send("STOPPING=1", status)
+    def stopping(self, status: str = "") -> bool:
+        """The guard is stopping vLLM on request. False when not sent (see `ready`)."""
+        return self._send("STOPPING=1", status)
 
     def close(self) -> None:
         if self._sock is not None:
@@ -142,16 +144,16 @@ class Notifier:
     ) -> None:
         self.close()
 
-    def _send(self, assignment: str, status: str = "") -> None:
+    def _send(self, assignment: str, status: str = "") -> bool:
         lines = [assignment] if assignment else []
         if status.strip():
             lines.append("STATUS=" + _one_line(status))
         if not lines:
-            return
+            return True
         if self._sock is None:
             self.failed += 1
             self.last_error = self.last_error or "closed"
-            return
+            return False
         try:
             self._sock.sendto("\n".join(lines).encode("utf-8", "replace"), self.address)
         except OSError as exc:
@@ -159,5 +161,6 @@ class Notifier:
             # guard's loop never waits on systemd): drop the message. Only the error's name is kept.
             self.failed += 1
             self.last_error = type(exc).__name__ + (f": {exc.strerror}" if exc.strerror else "")
-        else:
-            self.sent += 1
+            return False
+        self.sent += 1
+        return True
