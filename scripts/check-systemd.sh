@@ -16,11 +16,15 @@ guard_path=/usr/local/bin/vllm-guard  # ExecStart's program in both units
 if ! command -v systemd-analyze >/dev/null; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
         echo "check-systemd: systemd-analyze is missing; installing it (apt-get install systemd)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends systemd >/dev/null
+        # A fresh machine may have no package lists yet, and then install finds no systemd.
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null
     else
+        # Never a skip: a check that cannot run is a failed check.
         echo "check-systemd: systemd-analyze not found; install systemd (apt-get install systemd)" >&2
         exit 2
     fi
+    command -v systemd-analyze >/dev/null || { echo "check-systemd: installing systemd gave no systemd-analyze" >&2; exit 2; }
 fi
 
 system_units=""

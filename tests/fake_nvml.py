@@ -1,6 +1,6 @@
 """A stand-in for nvidia-ml-py's `pynvml` module, modelled on readings from a real H100.
 
-The numbers come from /work/shared/vllm/gpu/h100-probe.json (nvidia-ml-py 13.610, driver 580.159.04):
+The numbers come from tests/data/h100-probe.json (nvidia-ml-py 13.610, driver 580.159.04):
 `nvml` for the idle card, `holding_mem` / `holding_procs` for a process holding 20 GB. Handles are the
 FakeGpu objects themselves. Only the functions vllm_guard.gpu calls are here.
 """

@@ -310,3 +310,49 @@ def test_status_reads_a_corrupt_known_good_file_without_touching_it(tmp_path: Pa
     assert "known_good.json could not be read" in result.stderr
     # status runs beside a guard that may hold the directory: it reads, it never moves files
     assert broken.read_bytes() == b'{"truncated": ' and not list(state.glob("known_good.json.corrupt-*"))
+
+
+SIM = f"{sys.executable} -m vllm_guard.sim"
+
+
+@pytest.mark.parametrize("ask", [["--help"], ["-h"], ["--max-model-len", "8192", "--help"]])
+def test_serve_help_is_vllms_help_shown_once_and_never_supervised(tmp_path: Path, ask: list[str]) -> None:
+    # --max-restarts 1 only bounds how long a guard that did supervise it would take to give up.
+    result = guard("--vllm-command", SIM, "--max-restarts", "1", "serve", "m", *ask, state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("usage: vllm serve") == 1
+    assert "vllm-guard:" not in result.stdout + result.stderr  # no preflight, no attempt, no table
+
+
+def test_serve_help_exits_with_vllms_status(tmp_path: Path) -> None:
+    # The simulator's argparse takes no value after --help (vLLM's takes --help=all): its usage
+    # error and exit 2 are vLLM's to give, once, and the guard passes both on.
+    result = guard("--vllm-command", SIM, "--max-restarts", "1", "serve", "m", "--help=all", state=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("ignored explicit argument 'all'") == 1
+    assert "vllm-guard:" not in result.stdout + result.stderr
+
+
+def test_serve_help_runs_the_vllm_command_once_with_the_same_arguments(tmp_path: Path) -> None:
+    record = tmp_path / "argv.jsonl"
+    script = tmp_path / "fake_vllm.py"
+    lines = ["import json, sys", f"open({str(record)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')"]
+    script.write_text("\n".join([*lines, "sys.exit(7)", ""]))
+    command = f"{sys.executable} {script}"
+    for argv in (["serve", "m", "--port", "9", "-h"], ["serve", "--help"]):
+        result = guard("--vllm-command", command, "--max-restarts", "1", *argv, state=tmp_path / "state")
+        assert result.returncode == 7, result.stderr
+    runs = [json.loads(line) for line in record.read_text().splitlines()]
+    assert runs == [["serve", "m", "--port", "9", "-h"], ["serve", "--help"]]
+    assert not (tmp_path / "state" / "lock").exists()  # nothing supervised: the state dir is untouched
+
+
+def test_a_vllm_command_whose_python_lacks_vllm_is_a_broken_install_after_one_attempt(tmp_path: Path) -> None:
+    # This interpreter has no vLLM: the wrong Python behind --vllm-command. No restart can fix that.
+    assert subprocess.run([sys.executable, "-c", "import vllm"], capture_output=True, check=False).returncode
+    command = f"{sys.executable} -m vllm.entrypoints.cli.main"
+    result = guard("--vllm-command", command, "--max-restarts", "3", "serve", "m", state=tmp_path)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.count("vllm-guard: starting vLLM (attempt") == 1
+    assert "broken_install is a permanent failure" in result.stderr
+    assert "No module named 'vllm'" in result.stderr  # the import, in the table's evidence

@@ -35,10 +35,11 @@ def test_the_kinds_are_exactly_designs() -> None:
         "oom_weights", "oom_kv_cache", "max_model_len_too_large", "insufficient_free_memory",
         "oom_cuda_graph", "oom_runtime", "hf_auth", "model_not_found", "trust_remote_code",
         "shm_too_small", "unsupported_dtype_or_quant", "cuda_driver", "invalid_args", "port_in_use",
-        "hub_unreachable", "worker_died", "hung", "unknown",
+        "hub_unreachable", "worker_died", "hung", "broken_install", "unknown",
     }  # fmt: skip
     assert {k.value for k in PERMANENT_KINDS} == {
         "hf_auth", "model_not_found", "trust_remote_code", "shm_too_small", "cuda_driver", "invalid_args",
+        "broken_install",
     }  # fmt: skip
     assert set(ADVICE) == set(FailureKind)
 
@@ -127,6 +128,62 @@ def test_cleaning_strips_what_wraps_a_line() -> None:
     raw = "2024-09-05T00:38:34.123456789Z stdout F \x1b[1;31m(EngineCore_DP0 pid=42) ERROR 11-27 05:24:43 [core.py:1115] \x1b[0mboom\r"
     assert clean(raw) == "boom"
     assert clean("(RayWorkerWrapper pid=7, ip=10.0.0.1) INFO 01-02 03:04:05 [worker.py:1] hi") == "hi"
+
+
+# What Python 3.11 printed, byte for byte, for a vLLM command whose Python has no vLLM: pip's console
+# script for `vllm` left in a venv whose package is gone; `python -m` of vLLM's CLI module and of the
+# package; and `python -c "import vllm"`.
+SCRIPT_WITHOUT_VLLM = [
+    "Traceback (most recent call last):",
+    '  File "/tmp/novllm/bin/vllm", line 5, in <module>',
+    "    from vllm.entrypoints.cli.main import main",
+    "ModuleNotFoundError: No module named 'vllm'",
+]
+MODULE_WITHOUT_VLLM = [
+    "/tmp/novllm/bin/python: Error while finding module specification for 'vllm.entrypoints.cli.main' "
+    "(ModuleNotFoundError: No module named 'vllm')"
+]
+PACKAGE_WITHOUT_VLLM = ["/tmp/novllm/bin/python: No module named vllm"]
+IMPORT_WITHOUT_VLLM = [
+    "Traceback (most recent call last):",
+    '  File "<string>", line 1, in <module>',
+    "ModuleNotFoundError: No module named 'vllm'",
+]
+
+
+def test_an_import_error_before_any_vllm_line_is_a_broken_install() -> None:
+    for lines in (SCRIPT_WITHOUT_VLLM, MODULE_WITHOUT_VLLM, PACKAGE_WITHOUT_VLLM, IMPORT_WITHOUT_VLLM):
+        failure = classify(lines, exit_status=1)
+        assert failure.kind == FailureKind.BROKEN_INSTALL, lines
+        assert failure.permanent
+        assert failure.numbers == {"module": "vllm"}
+    # A dependency whose version does not fit: ImportError, not the missing-module wording.
+    mismatch = classify(
+        ["Traceback (most recent call last):", '  File "/venv/bin/vllm", line 5, in <module>',
+         "ImportError: cannot import name 'ProcessorMixin' from 'transformers' (/venv/lib/python3.11/site-packages/transformers/__init__.py)"]
+    )  # fmt: skip
+    assert mismatch.kind == FailureKind.BROKEN_INSTALL
+    assert mismatch.evidence.startswith("ImportError: cannot import name 'ProcessorMixin'")
+
+
+def test_an_import_error_after_vllm_has_logged_is_not_a_broken_install() -> None:
+    # vLLM started, so its command is sound: a model's own code asking for a package is another matter.
+    for header in ("INFO 11-27 10:00:00 [api_server.py:123] vLLM API server version 0.32.0",
+                   "(APIServer pid=123) INFO 11-27 10:00:00 [utils.py:253] non-default args: {}",
+                   "2026-11-27T10:00:00.1Z stdout F WARNING 11-27 10:00:00 [config.py:9] casting to float16"):  # fmt: skip
+        failure = classify(
+            [header, *SCRIPT_WITHOUT_VLLM[:3], "ModuleNotFoundError: No module named 'flash_attn'"]
+        )
+        assert failure.kind == FailureKind.UNKNOWN, header
+    # And the wrapper after it still says a worker died, as before.
+    late = classify(
+        [
+            "INFO 11-27 10:00:00 [core.py:1] x",
+            "ImportError: libfoo.so: cannot open shared object file",
+            WRAPPER,
+        ]
+    )
+    assert late.kind == FailureKind.WORKER_DIED
 
 
 def test_tokens_never_reach_the_evidence() -> None:

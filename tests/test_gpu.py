@@ -1,8 +1,9 @@
-"""Waiting for GPU memory after a stop, against a fake NVML."""
+"""Waiting for GPU memory after a stop, against a fake NVML; and opening the real NVML."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from vllm_guard.gpu import DeviceMemory, Nvml, wait_for_release
 
@@ -43,8 +44,23 @@ async def test_gives_up_after_the_timeout() -> None:
     assert not await wait_for_release(nvml, {4242}, timeout_s=0.05, settle_s=0.0, poll_s=0.001)
 
 
-def test_no_nvml_here_means_no_probe() -> None:
-    # This machine (and CI) has no NVIDIA driver: opening NVML must fail quietly.
+def test_nvml_opens_exactly_where_a_driver_and_its_devices_are() -> None:
+    # The kernel driver's own files say whether NVML can work, independently of the code under test.
+    driver = Path("/proc/driver/nvidia/version").exists() and Path("/dev/nvidiactl").exists()
     Nvml.open.cache_clear()
-    probe = Nvml.open()
-    assert probe is None or probe.memory()
+    try:
+        probe = Nvml.open()
+    finally:
+        Nvml.open.cache_clear()  # the next caller reads the machine afresh, not this answer
+    if not driver:
+        # This machine and CI: opening NVML fails quietly, and there is nothing to probe.
+        assert probe is None
+        return
+    assert probe is not None, "a driver is loaded but NVML did not open"
+    devices = probe.memory()
+    assert devices, "NVML opened but lists no GPU"
+    assert [device.index for device in devices] == list(range(len(devices)))
+    for device in devices:
+        assert device.total > 0
+        assert 0 <= device.used <= device.total
+        assert all(pid > 0 and held >= 0 for pid, held in device.processes)

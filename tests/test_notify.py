@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import struct
@@ -217,13 +218,55 @@ def test_sending_after_close_is_ignored(path_receiver: Receiver) -> None:
     assert path_receiver.nothing_queued()
 
 
-def test_the_socket_is_not_inherited(path_receiver: Receiver) -> None:
-    notifier = Notifier.from_env({"NOTIFY_SOCKET": path_receiver.notify_socket})
-    assert notifier is not None
-    assert notifier._sock is not None
-    assert not notifier._sock.get_inheritable()
-    assert not notifier._sock.getblocking()
-    notifier.close()
+# A stand-in for vLLM that writes down what it was given of systemd's: the notify variables and any
+# socket among its open descriptors (the guard's notify socket would show up as one), then fails.
+RECORDER = """
+import json, os, sys
+fds = {}
+for fd in map(int, os.listdir("/proc/self/fd")):
+    try:
+        fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # the descriptor listdir itself had open
+        pass
+seen = {
+    "env": sorted(k for k in os.environ if k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")),
+    "sockets": sorted(fd for fd, target in fds.items() if target.startswith("socket:")),
+}
+with open(sys.argv[1], "a") as out:
+    out.write(json.dumps(seen) + "\\n")
+print("RuntimeError: recorded", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def test_vllm_gets_neither_the_notify_variables_nor_the_guards_socket(
+    path_receiver: Receiver, tmp_path: Path
+) -> None:
+    # Only the guard speaks for the unit: a vLLM that inherited NOTIFY_SOCKET (or the socket) could
+    # send READY=1 for it. Two attempts: the second starts after the guard's notifier is open.
+    script, record = tmp_path / "recorder.py", tmp_path / "seen.jsonl"
+    script.write_text(RECORDER)
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": path_receiver.notify_socket,
+        "WATCHDOG_USEC": "30000000",
+        "VLLM_GUARD_BACKOFF_INITIAL_S": "0.05",
+        "VLLM_GUARD_BACKOFF_JITTER_S": "0",
+    }
+    command = f"{sys.executable} {script} {record}"
+    guard = [sys.executable, "-m", "vllm_guard", "--state-dir", str(tmp_path / "state")]
+    done = subprocess.run(
+        [*guard, "--vllm-command", command, "--max-restarts", "1", "serve", "m"],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr
+    seen = [json.loads(line) for line in record.read_text().splitlines()]
+    assert seen == [{"env": [], "sockets": []}] * 2, done.stderr
+    assert path_receiver.recv().startswith("STATUS="), "the guard itself did speak on the socket"
 
 
 def test_scrubbed_drops_only_the_notify_variables() -> None:
@@ -270,3 +313,18 @@ def test_another_process_reaches_the_socket(path_receiver: Receiver) -> None:
     assert _recv_with_sender_pid(sock) == ("READY=1\nSTATUS=ready from child", proc.pid)
     assert _recv_with_sender_pid(sock) == ("WATCHDOG=1", proc.pid)
     assert path_receiver.nothing_queued()
+
+
+def test_ready_and_stopping_say_whether_they_were_sent(path_receiver: Receiver) -> None:
+    """READY=1 and STOPPING=1 are state changes: the caller must know when one was refused."""
+    notifier = Notifier.from_env({"NOTIFY_SOCKET": path_receiver.notify_socket})
+    assert notifier is not None
+    while not notifier.failed:  # systemd is slow to read: its queue is full
+        notifier.status("x" * 1000)
+    assert notifier.ready("ready") is False
+    assert notifier.stopping("stopping") is False
+    while not path_receiver.nothing_queued():
+        pass  # drain what systemd had not read
+    assert notifier.ready("ready") is True
+    assert path_receiver.recv() == "READY=1\nSTATUS=ready"
+    notifier.close()

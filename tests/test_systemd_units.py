@@ -1,5 +1,6 @@
 """The systemd units in systemd/: the settings that carry the guard's contract with systemd, and
-`systemd-analyze verify` over them (scripts/check-systemd.sh) where systemd is installed."""
+`systemd-analyze verify` over them (scripts/check-systemd.sh), which is required, never skipped. Values
+that only restate the units are left to review: a test of them fails only on a deliberate edit."""
 
 from __future__ import annotations
 
@@ -88,14 +89,6 @@ def unit(request: pytest.FixtureRequest) -> Unit:
     return parse_unit(path)
 
 
-def test_notify_and_watchdog(unit: Unit) -> None:
-    assert one(unit, "Service", "Type") == "notify"
-    assert one(unit, "Service", "NotifyAccess") == "main"  # vLLM never speaks for the unit
-    assert one(unit, "Service", "WatchdogSec") == "60"
-    # The guard enforces its own per-attempt startup deadline; the watchdog catches a hung guard.
-    assert one(unit, "Service", "TimeoutStartSec") == "infinity"
-
-
 def test_stop_outlasts_the_guards_own_stop(unit: Unit) -> None:
     """KillMode=mixed: SIGTERM to the guard alone, which stops vLLM in order; systemd's SIGKILL to
     the whole cgroup only after TimeoutStopSec, which must outlast grace period + kill timeout."""
@@ -107,42 +100,23 @@ def test_stop_outlasts_the_guards_own_stop(unit: Unit) -> None:
 
 def test_restart_follows_the_exit_codes(unit: Unit) -> None:
     assert one(unit, "Service", "Restart") == "on-failure"  # exit 0 (stopped on request) is not restarted
-    assert one(unit, "Service", "RestartSec") == "10"
     prevented = {int(code) for code in one(unit, "Service", "RestartPreventExitStatus").split()}
     # Every code but a guard bug (1) says restarting the guard cannot help (4: it already gave up).
     assert prevented == {code.value for code in ExitCode} - {ExitCode.STOPPED, ExitCode.GUARD_BUG}
-    # The start limit lives in [Unit] (in [Service] it is a legacy spelling).
-    assert one(unit, "Unit", "StartLimitIntervalSec") == "30min"
-    assert one(unit, "Unit", "StartLimitBurst") == "5"
-    assert "StartLimitBurst" not in unit["Service"]
 
 
-def test_process_settings(unit: Unit) -> None:
-    assert one(unit, "Service", "User") == "vllm-guard"
-    assert one(unit, "Service", "SupplementaryGroups").split() == ["video", "render"]
-    assert one(unit, "Service", "LimitNOFILE") == "65536"
-    assert "PrivateDevices" not in unit["Service"]  # it would hide the GPUs
-    assert environment(unit)["PYTHONUNBUFFERED"] == "1"
-    assert one(unit, "Install", "WantedBy") == "multi-user.target"
+def test_the_gpus_stay_visible(unit: Unit) -> None:
+    # PrivateDevices= would hide /dev/nvidia*; NVML would then find no GPU and preflight would stop.
+    assert "PrivateDevices" not in unit["Service"]
 
 
-def test_exec_start_splits_only_the_vllm_args(unit: Unit) -> None:
-    assert one(unit, "Service", "ExecStart") == "/usr/local/bin/vllm-guard serve ${MODEL} $SERVE_ARGS"
-
-
-def test_the_unit() -> None:
-    unit = parse_unit(UNIT)
-    assert one(unit, "Service", "EnvironmentFile") == "-/etc/vllm-guard/vllm-guard.env"
-    assert one(unit, "Service", "StateDirectory") == "vllm-guard"
-    assert environment(unit)["VLLM_GUARD_METRICS_PORT"] == "9400"
-
-
-def test_the_template() -> None:
+def test_the_templates_instances_share_nothing() -> None:
+    # Two instances with one state directory would fight over its lock (the second guard exits 2),
+    # and with one metrics port the second exporter could not bind.
     template = parse_unit(TEMPLATE)
-    assert "%i" in one(template, "Unit", "Description")
-    assert one(template, "Service", "EnvironmentFile") == "/etc/vllm-guard/%i.env"
-    assert one(template, "Service", "StateDirectory") == "vllm-guard/%i"
-    assert "VLLM_GUARD_METRICS_PORT" not in environment(template)  # instances would collide
+    assert "%i" in one(template, "Service", "EnvironmentFile")
+    assert "%i" in one(template, "Service", "StateDirectory")
+    assert "VLLM_GUARD_METRICS_PORT" not in environment(template)
 
 
 def test_the_template_differs_from_the_unit_only_per_instance() -> None:
@@ -183,19 +157,14 @@ def test_the_example_environment_file(monkeypatch: pytest.MonkeyPatch) -> None:
     assert loaded.grace_period_s == 30
 
 
-needs_systemd = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
-)
-
-
-@needs_systemd
 def test_systemd_analyze_verifies_both_units() -> None:
+    # A required check, never a skip: the script installs systemd-analyze when it runs as root (as CI
+    # does) and fails elsewhere when it is missing.
     done = subprocess.run(["bash", str(CHECK)], capture_output=True, text=True, timeout=50, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "check-systemd: ok" in done.stdout
 
 
-@needs_systemd
 def test_the_check_fails_on_a_warning(tmp_path: Path) -> None:
     """systemd-analyze verify exits 0 on a bad value; the check must not."""
     for path in (UNIT, TEMPLATE):

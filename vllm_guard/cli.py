@@ -1,6 +1,6 @@
 """The command line: guard options, sub-commands, and exit codes. The only place that exits.
 
-    vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
+    vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]     (with -h or --help[=TOPIC]: vLLM's help, once)
     vllm-guard [GUARD OPTIONS] preflight [--json] [--gpu NAME] [--gpus N] [--gpu-snapshot FILE]
                                          [--save-gpu-snapshot FILE] [--kill-leftovers] MODEL [VLLM ARGS...]
     vllm-guard [GUARD OPTIONS] diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...]
@@ -70,10 +70,32 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     sys.exit(int(code))
 
 
-def _dispatch(argv: list[str]) -> ExitCode:
+def _pin_values_joined(argv: list[str]) -> list[str]:
+    """`--pin --max-model-len` as `--pin=--max-model-len`: argparse takes no option value that
+    starts with a dash, and a vLLM flag always does. Only among the guard options (before the
+    sub-command: every guard option takes a value)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--") or arg in ("--help", "--version"):
+            return out + argv[i:]
+        if arg == "--pin" and i + 1 < len(argv):
+            out.append(f"--pin={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        if "=" not in arg and i + 1 < len(argv):
+            out.append(argv[i + 1])
+            i += 1
+        i += 1
+    return out
+
+
+def _dispatch(argv: list[str]) -> ExitCode | int:
     parser = _parser()
     try:
-        ns = parser.parse_args(argv)
+        ns = parser.parse_args(_pin_values_joined(argv))
     except SystemExit as exc:  # argparse's own exit for --help, --version or a usage error
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
     cli_values = {
@@ -82,6 +104,8 @@ def _dispatch(argv: list[str]) -> ExitCode:
         if getattr(ns, name) is not None
     }
     if ns.command == "serve":
+        if asks_for_help(ns.rest):
+            return vllm_help(settings.load(cli_values), ns.rest)
         if not ns.rest or not ns.rest[0].strip() or ns.rest[0].startswith("-"):
             # An empty MODEL is what a unit's ${MODEL} gives when its environment file lacks it.
             raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
@@ -128,6 +152,32 @@ def _dispatch(argv: list[str]) -> ExitCode:
     if ns.rest:
         raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
     return run_async(lambda: demo(cli_values))
+
+
+def asks_for_help(serve_args: Sequence[str]) -> bool:
+    """`-h`, `--help` or `--help=TOPIC` (vLLM 0.10+: all, a config group, a flag), as vLLM's argparse sees
+    it: anywhere among serve's arguments, MODEL's place included (`vllm serve --help` needs none)."""
+    return any(arg in ("-h", "--help") or arg.startswith("--help=") for arg in serve_args)
+
+
+def vllm_help(guard_settings: settings.GuardSettings, serve_args: Sequence[str]) -> int:
+    """vLLM's own help, shown once: nothing to check, supervise or restart (a help that exits 0 would
+    otherwise read as vLLM exiting before it was ready). Its exit status is the guard's."""
+    import subprocess  # noqa: PLC0415 - serve's own path starts vLLM through child.py
+
+    from vllm_guard.child import resolve_command  # noqa: PLC0415
+    from vllm_guard.notify import scrubbed  # noqa: PLC0415
+
+    program = resolve_command(guard_settings.vllm_command, os.environ)
+    # The environment vLLM gets under serve: without systemd's notify socket or the guard's options.
+    options = {settings.ENV_PREFIX + name.upper() for name in settings.GuardSettings.model_fields}
+    env = {k: v for k, v in scrubbed(os.environ).items() if k not in options}
+    try:
+        done = subprocess.run([*program, "serve", *serve_args], env=env, check=False)
+    except OSError as exc:
+        raise GuardError(f"cannot run {program[0]}: {exc.strerror}") from None
+    # A signal's death reads as a shell has it (128 + N), since an exit status cannot be negative.
+    return done.returncode if done.returncode >= 0 else 128 - done.returncode
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, ExitCode]]) -> ExitCode:

@@ -38,6 +38,7 @@ class FailureKind(enum.StrEnum):
     HUB_UNREACHABLE = "hub_unreachable"
     WORKER_DIED = "worker_died"
     HUNG = "hung"
+    BROKEN_INSTALL = "broken_install"
     UNKNOWN = "unknown"
 
 
@@ -49,6 +50,7 @@ PERMANENT_KINDS = frozenset(
         FailureKind.SHM_TOO_SMALL,
         FailureKind.CUDA_DRIVER,
         FailureKind.INVALID_ARGS,
+        FailureKind.BROKEN_INSTALL,
     }
 )
 
@@ -138,6 +140,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vLLM (reference.md \u00a71.9)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in", "vLLM (reference.md \u00a71.9)"),
     _sig(K.PORT_IN_USE, 70, "already in use", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?", "Python's OSError, and uvicorn's older wording (real-cpu fail_d; cases.jsonl ci-bind-random-port)"),
+    # --- the installation: these count only before vLLM's first log line (see classify) ---
+    _sig(K.BROKEN_INSTALL, 95, "no module named", r"\bNo module named '?(?P<module>[\w.]+)'?", "Python's ModuleNotFoundError, and `python -m` of a missing package (captured: a venv without vllm)"),
+    _sig(K.BROKEN_INSTALL, 95, "importerror", r"^ImportError: ", "Python's ImportError: a dependency of the wrong version, an ABI mismatch"),
     # --- the command line ---
     _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "argparse (reference.md \u00a71.11)"),
     _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a71.11)"),
@@ -183,6 +188,10 @@ _PREFIXES = (
     re.compile(r"^\([^()]*pid=\d+[^()]*\)\s*"),
     re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]\s*"),
 )  # fmt: skip
+# vLLM's own logger header, wherever a prefix puts it: `INFO 11-27 10:00:00 [api_server.py:123]`.
+_VLLM_LOG = re.compile(
+    r"\b(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]"
+)
 _UNITS = {"B": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 _EVIDENCE_MAX = 500
 
@@ -232,6 +241,11 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
         if stop == len(raw) and ("shutdown" in low or "signal" in low) and _REQUESTED_STOP.search(line):
             stop = index
     hits = [h for h in hits if h.signature.rank > 0 or h.index < stop]
+    if any(h.signature.kind == K.BROKEN_INSTALL for h in hits):
+        # Once vLLM has logged a line its command demonstrably starts: an import error after that
+        # (a model's own code asking for a package) is not the installation's.
+        first = next((i for i, line in enumerate(raw) if _VLLM_LOG.search(_ANSI.sub("", line))), len(raw))
+        hits = [h for h in hits if h.signature.kind != K.BROKEN_INSTALL or h.index < first]
     causes = [h for h in hits if h.signature.rank > 0]
     if causes:
         top = max(h.signature.rank for h in causes)
@@ -357,7 +371,7 @@ def _typed(key: str, value: str) -> Number:
         return value if "." in value else f"{int(value) // 10}.{int(value) % 10}"
     if key == "gpu_memory_utilization":
         return float(value)
-    if key == "flag":
+    if key in ("flag", "module"):
         return value
     return int(float(value))
 
@@ -396,6 +410,7 @@ MEANING: dict[FailureKind, str] = {
     K.HUB_UNREACHABLE: "the model hub could not be reached",
     K.WORKER_DIED: "a worker or engine died and the root cause is not in the output",
     K.HUNG: "/health stopped answering, or no progress while requests wait (from health checks)",
+    K.BROKEN_INSTALL: "the vLLM command cannot even start: an import error before any vLLM line (wrong Python, missing package, ABI mismatch)",
     K.UNKNOWN: "nothing matched",
 }
 
@@ -441,5 +456,6 @@ ADVICE: dict[FailureKind, str] = {
     K.HUB_UNREACHABLE: "The Hugging Face Hub could not be reached: check the network, or set HF_HUB_OFFLINE=1 if the model is cached.",
     K.WORKER_DIED: "A vLLM process died without printing why: look above the first error for the cause, and at the host's OOM killer (dmesg).",
     K.HUNG: "vLLM stopped answering: it was stopped and restarted.",
+    K.BROKEN_INSTALL: "The vLLM command cannot even start: its Python lacks the module the evidence names, or has one of the wrong version. Check which Python --vllm-command (or the vllm on PATH) runs, and install vLLM there or point --vllm-command at the environment vLLM is installed in.",
     K.UNKNOWN: "Nothing in the output explains why vLLM ended.",
 }

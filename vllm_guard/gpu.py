@@ -446,7 +446,7 @@ _MIB = 1 << 20
 # MiB (the H100 probe: 85520809984 = 81559 MiB), so each is the MiB total nvidia-smi printed on a real
 # card, from the source named; V100 alone is the marketed 32 GiB, unmeasured.
 CARDS: dict[str, tuple[int, tuple[int, int]]] = {
-    "NVIDIA H100 80GB HBM3": (85520809984, (9, 0)),  # /work/shared/vllm/gpu/h100-probe.json
+    "NVIDIA H100 80GB HBM3": (85520809984, (9, 0)),  # tests/data/h100-probe.json
     "NVIDIA H200": (143771 * _MIB, (9, 0)),  # nvidia-smi output in several public repositories
     "NVIDIA A100-SXM4-80GB": (81920 * _MIB, (8, 0)),  # modal-labs/modal-client#2797
     "NVIDIA A100-SXM4-40GB": (40960 * _MIB, (8, 0)),  # modal-labs/modal-client#2797

@@ -1,6 +1,6 @@
-"""The host facts preflight needs besides the GPU: /dev/shm, free disk where the model would go,
-a Hugging Face token, who holds the serving port, and vLLM processes this guard did not start.
-Each read that fails is an unknown (None), never an error."""
+"""The host facts preflight needs besides the GPU: /dev/shm, free disk where the model would go
+(hf_hub.py says where that is, and whether there is a token), who holds the serving port, and vLLM
+processes this guard did not start. Each read that fails is an unknown (None), never an error."""
 
 from __future__ import annotations
 
@@ -8,15 +8,16 @@ import errno
 import os
 import shutil
 import socket
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-from vllm_guard import vllm_args
 from vllm_guard.gpu import GpuFacts, GpuProcess
 
-TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
-# What a vLLM process looks like: its command line, or the names vLLM gives its children.
-_VLLM_MARKS = ("vllm", "VLLM::")
+# The process titles vLLM gives the children of `vllm serve` that hold GPU memory and outlive a
+# killed API server (vLLM #55510): `VLLM::EngineCore`, `VLLM::EngineCore_DP0`, `VLLM::Worker_TP1`…
+# (reference.md §4.1; the kernel's comm cuts them to 15 characters, "VLLM::EngineCor"). Not
+# `VLLM::DPCoordinator` or `VLLM::APIServer_N`, which hold no GPU memory of their own.
+_VLLM_TITLES = ("VLLM::EngineCor", "VLLM::Worker")
 
 
 def shm_bytes(path: str = "/dev/shm") -> int | None:
@@ -25,19 +26,6 @@ def shm_bytes(path: str = "/dev/shm") -> int | None:
     except OSError:
         return None
     return stat.f_blocks * stat.f_frsize
-
-
-def hub_cache_dir(args: Sequence[str], environ: Mapping[str, str]) -> Path:
-    """Where vLLM would download the model: --download-dir, else the Hugging Face cache."""
-    download = vllm_args.get(args, "--download-dir")
-    if download:
-        return Path(download)
-    if environ.get("HF_HUB_CACHE"):
-        return Path(environ["HF_HUB_CACHE"])
-    home = environ.get("HF_HOME") or os.path.join(
-        environ.get("HOME", str(Path.home())), ".cache", "huggingface"
-    )
-    return Path(home) / "hub"
 
 
 def disk_free(path: Path) -> tuple[int | None, str]:
@@ -49,20 +37,6 @@ def disk_free(path: Path) -> tuple[int | None, str]:
         return shutil.disk_usage(probe).free, str(path)
     except OSError:
         return None, str(path)
-
-
-def has_token(args: Sequence[str], environ: Mapping[str, str]) -> bool:
-    if any(environ.get(name) for name in TOKEN_VARIABLES) or vllm_args.get(args, "--hf-token"):
-        return True
-    path = environ.get("HF_TOKEN_PATH") or os.path.join(
-        environ.get("HF_HOME")
-        or os.path.join(environ.get("HOME", str(Path.home())), ".cache", "huggingface"),
-        "token",
-    )
-    try:
-        return bool(Path(path).read_text(encoding="utf-8").strip())
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 def port_holder(host: str, port: int) -> str | None:
@@ -95,15 +69,85 @@ def port_holder(host: str, port: int) -> str | None:
     return "another program"
 
 
-def looks_like_vllm(command: str) -> bool:
-    return any(mark in command for mark in _VLLM_MARKS)
+def looks_like_vllm(command: str | Sequence[str]) -> bool:
+    """Whether a command line (the words, or them joined with spaces as NVML's describe gives
+    it) is one of vLLM's serving processes: an EngineCore or Worker by its title, `vllm serve`
+    (the entry point, run directly or by a Python), or `python -m vllm.entrypoints…`. Never a
+    program that merely has "vllm" in a path (`python vllm-evals/finetune.py`), nor vLLM's other
+    commands (`vllm preload`, `vllm bench`), which the guard did not start and must not stop."""
+    words = command.split() if isinstance(command, str) else [w for w in command if w]
+    if not words:
+        return False
+    if words[0].startswith(_VLLM_TITLES):
+        return True
+    rest = words[1:]
+    if _is_python(words[0]):
+        while rest and rest[0].startswith("-") and rest[0] != "-m":
+            rest = rest[1:]  # the interpreter's own switches (-u, -B, -O)
+        if len(rest) >= 2 and rest[0] == "-m":
+            return rest[1].startswith("vllm.entrypoints.") or (rest[1] == "vllm" and rest[2:3] == ["serve"])
+        if not rest:
+            return False
+        program, rest = rest[0], rest[1:]
+    else:
+        program = words[0]
+    return os.path.basename(program) == "vllm" and rest[:1] == ["serve"]
 
 
-def vllm_leftovers(gpus: GpuFacts, ours: Collection[int]) -> tuple[GpuProcess, ...]:
-    """Processes holding GPU memory that look like vLLM and that this guard did not start."""
+def _is_python(program: str) -> bool:
+    name = os.path.basename(program)
+    return name == "python" or (name.startswith("python") and name[6:].replace(".", "").isdigit())
+
+
+def is_guard(command: str | Sequence[str]) -> bool:
+    """Whether a command line is a vllm-guard (its entry point, or `python -m vllm_guard`)."""
+    words = command.split() if isinstance(command, str) else list(command)
+    if not words:
+        return False
+    if os.path.basename(words[0]) == "vllm-guard":
+        return True
+    if not _is_python(words[0]):
+        return False
+    rest = words[1:]
+    while rest and rest[0].startswith("-") and rest[0] != "-m":
+        rest = rest[1:]
+    if rest[:1] == ["-m"]:
+        return rest[1:2] == ["vllm_guard"]
+    return bool(rest) and os.path.basename(rest[0]) == "vllm-guard"
+
+
+def supervised_by_a_guard(pid: int) -> bool:
+    """Whether a live vllm-guard is among the process's ancestors: its vLLM is that guard's to
+    stop (an orphaned EngineCore comes back to its guard, a subreaper), never a leftover."""
+    import psutil  # noqa: PLC0415
+
+    try:
+        parents = psutil.Process(pid).parents()
+    except psutil.Error:
+        return False
+    for parent in parents:
+        try:
+            if is_guard(parent.cmdline()):
+                return True
+        except psutil.Error:
+            continue
+    return False
+
+
+def vllm_leftovers(
+    gpus: GpuFacts,
+    ours: Collection[int],
+    *,
+    supervised: Callable[[int], bool] = supervised_by_a_guard,
+) -> tuple[GpuProcess, ...]:
+    """Processes holding GPU memory that are vLLM's serving processes, that this guard did not
+    start and that no live vllm-guard supervises (`supervised`: asked of this machine's
+    processes by pid)."""
     seen: dict[int, GpuProcess] = {}
     for device in gpus.devices:
         for proc in device.processes:
-            if proc.pid not in ours and proc.command is not None and looks_like_vllm(proc.command):
-                seen.setdefault(proc.pid, proc)
+            if proc.pid in ours or proc.pid in seen or proc.command is None:
+                continue
+            if looks_like_vllm(proc.command) and not supervised(proc.pid):
+                seen[proc.pid] = proc
     return tuple(seen.values())

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vllm_guard import hf_hub
+
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
@@ -22,20 +24,6 @@ class ModelFiles:
     path: Path  # the local folder or the HF cache snapshot folder
     cached: bool  # True for a local folder or a hub id found in the cache
     bytes_on_disk: int  # *.safetensors / *.bin, symlinks into blobs/ followed
-
-
-def hub_cache(download_dir: str | None, environ: Mapping[str, str]) -> Path:
-    """Where huggingface_hub keeps models: vLLM passes `--download-dir` as its `cache_dir`, so it wins;
-    then HF_HUB_CACHE, then $HF_HOME/hub, then ~/.cache/huggingface/hub."""
-    if download_dir:
-        return Path(download_dir).expanduser()
-    if environ.get("HF_HUB_CACHE"):
-        return Path(environ["HF_HUB_CACHE"]).expanduser()
-    if environ.get("HF_HOME"):
-        return Path(environ["HF_HOME"]).expanduser() / "hub"
-    home = environ.get("HOME")
-    base = Path(home) if home else Path.home()
-    return base / ".cache" / "huggingface" / "hub"
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -89,7 +77,7 @@ def locate(model: str, *, download_dir: str | None, environ: Mapping[str, str]) 
     if (local / "config.json").is_file():
         folder = local
     elif model.count("/") == 1 and not model.startswith((".", "/", "~")):
-        repo_dir = hub_cache(download_dir, environ) / ("models--" + model.replace("/", "--"))
+        repo_dir = hf_hub.hub_cache(environ, download_dir) / ("models--" + model.replace("/", "--"))
         snapshot = _snapshot(repo_dir)
         if snapshot is None:
             return None

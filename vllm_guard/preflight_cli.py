@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vllm_guard import gpu, machine, model_files, vllm_args, vllm_config
+from vllm_guard import gpu, hf_hub, machine, model_files, vllm_args, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.preflight import Allowed, Finding, Machine, ModelFacts, Verdict, check
 from vllm_guard.settings import GuardSettings, shipped_policy
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from vllm_guard.policy import Policy
 
 _MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL"}
+# How long `--kill-leftovers` lets a leftover vLLM process act on SIGTERM before SIGKILL.
+LEFTOVER_GRACE_S = 10.0
 
 
 def gpu_facts(settings: GuardSettings, environ: Mapping[str, str]) -> gpu.GpuFacts:
@@ -81,7 +83,7 @@ def gather(
         bytes_on_disk=files.bytes_on_disk if files else 0,
         hub_id=not local,
     )
-    free, where = machine.disk_free(machine.hub_cache_dir(seen, environ))
+    free, where = machine.disk_free(hf_hub.hub_cache(environ, download_dir))
     host = vllm_args.get(seen, "--host") or "0.0.0.0"
     port = vllm_args.get(seen, "--port") or "8000"
     holder = (
@@ -92,7 +94,7 @@ def gather(
         shm_bytes=machine.shm_bytes(),
         disk_free_bytes=free,
         disk_dir=where,
-        token=machine.has_token(seen, environ),
+        token=bool(vllm_args.get(seen, "--hf-token")) or hf_hub.token(environ) is not None,
         port=port,
         port_holder=holder,
         leftovers=machine.vllm_leftovers(gpus, set(ours)),
@@ -214,16 +216,29 @@ def preflight_command(argv: Sequence[str], settings: GuardSettings, environ: Map
     return ExitCode.STOPPED if verdict.ok else ExitCode.CANNOT_START
 
 
-def _kill_leftovers(gpus: gpu.GpuFacts) -> None:
+def _kill_leftovers(gpus: gpu.GpuFacts, grace_s: float = LEFTOVER_GRACE_S) -> None:
+    """Stop vLLM's leftover serving processes: SIGTERM (an EngineCore shuts down in order and
+    lets its GPU memory go), then SIGKILL of those still there after `grace_s`."""
     import psutil  # noqa: PLC0415
 
+    targets: list[tuple[psutil.Process, str | None]] = []
     for proc in machine.vllm_leftovers(gpus, ()):
         try:
             target = psutil.Process(proc.pid)
             # Checked again on the live process: a pid NVML listed may since belong to another program.
-            if not machine.looks_like_vllm(" ".join(target.cmdline())):
+            if not machine.looks_like_vllm(target.cmdline()):
                 continue
-            target.kill()
-            print(f"killed pid {proc.pid} ({proc.command})", file=sys.stderr)
+            target.terminate()
+            targets.append((target, proc.command))
         except psutil.Error as exc:
-            print(f"could not kill pid {proc.pid}: {exc}", file=sys.stderr)
+            print(f"could not stop pid {proc.pid}: {exc}", file=sys.stderr)
+    _, alive = psutil.wait_procs([t for t, _ in targets], timeout=grace_s)
+    for target, command in targets:
+        try:
+            if target in alive:
+                target.kill()
+                print(f"killed pid {target.pid} ({command}): SIGTERM did not stop it", file=sys.stderr)
+            else:
+                print(f"stopped pid {target.pid} ({command})", file=sys.stderr)
+        except psutil.Error as exc:
+            print(f"could not kill pid {target.pid}: {exc}", file=sys.stderr)
