@@ -3,12 +3,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from vllm_guard.printer import STDOUT, Printer
+from vllm_guard.printer import STDERR, STDOUT, Printer
 from vllm_guard.redact import Redactor
 
 
@@ -97,3 +98,61 @@ def test_a_closed_sink_does_not_break_the_guard(pipe: tuple[int, int]) -> None:
     printer.guard("nor this")
     assert printer.flush()
     printer.close()
+
+
+def flood(printer: Printer) -> None:
+    """The traceback flood before vLLM dies, into a pipe nobody reads: most of it is dropped."""
+    for _ in range(3000):
+        printer.relay(STDOUT, b"x" * 99 + b"\n")
+
+
+def test_dropped_lines_are_announced_before_the_guards_next_line(pipe: tuple[int, int]) -> None:
+    """B16: no relayed line fits after the flood, yet the note comes before the guard's line."""
+    r, w = pipe
+    printer = Printer(stdout_fd=w, stderr_fd=w, queue_bytes=4096)
+    flood(printer)
+    printer.guard("vLLM exited with status 1")
+    got = read_all(r, b"vLLM exited with status 1\n")
+    printer.close()
+    dropped = printer.dropped_total
+    assert dropped > 0
+    note = f"vllm-guard: {dropped} lines of vLLM's stdout were not shown here".encode()
+    assert note in got
+    assert got.index(note) < got.index(b"vllm-guard: vLLM exited with status 1\n")
+
+
+def test_dropped_lines_are_announced_at_close(pipe: tuple[int, int]) -> None:
+    r, w = pipe
+    printer = Printer(stdout_fd=w, stderr_fd=w, queue_bytes=4096)
+    flood(printer)
+    reader = threading.Thread(target=lambda: got.append(read_all(r, b"has all of them\n")))
+    got: list[bytes] = []
+    reader.start()
+    printer.close()
+    reader.join()
+    assert printer.dropped_total > 0
+    assert f"{printer.dropped_total} lines of vLLM's stdout were not shown here".encode() in got[0]
+
+
+def test_a_guard_line_starts_a_line_of_its_own_on_its_sink() -> None:
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    printer = Printer(stdout_fd=out_w, stderr_fd=err_w)
+    printer.relay(STDOUT, b"vLLM's last words on stdout, no newline")
+    printer.relay(STDERR, b"\rCapturing CUDA graphs (decode, FULL):  45%|####5     | 23/51\r")
+    printer.guard("vLLM exited with status 1")
+    printer.relay(STDERR, b"a whole line\n")
+    printer.relay(STDERR, b"\r")  # a bar's first redraw, before its text
+    printer.guard("relaunching")
+    assert printer.flush()
+    printer.close()
+    os.close(out_w)
+    os.close(err_w)
+    with os.fdopen(out_r, "rb") as out, os.fdopen(err_r, "rb") as err:
+        assert out.read() == b"vLLM's last words on stdout, no newline"  # stdout's line is its own
+        assert err.read() == (
+            b"\rCapturing CUDA graphs (decode, FULL):  45%|####5     | 23/51\r\n"
+            b"vllm-guard: vLLM exited with status 1\n"
+            b"a whole line\n"
+            b"\rvllm-guard: relaunching\n"
+        )

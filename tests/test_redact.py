@@ -70,3 +70,41 @@ def test_a_token_never_survives_whatever_surrounds_it(noise: str) -> None:
     line = f"{noise} {TOKEN} {noise}"
     assert TOKEN not in Redactor().text(line)
     assert TOKEN.encode() not in Redactor().data(line.encode())
+
+
+def test_header_words_in_any_case_are_masked_in_vllms_output() -> None:
+    # the relay rules each word out by one letter in both cases before it looks further
+    r = Redactor()
+    for word in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        assert r.data(f"got {word} sometoken99\n".encode()) == f"got {word} {MASK}\n".encode()
+    for word in ("Authorization", "AUTHORIZATION", "aUtHoRiZaTiOn"):
+        assert (
+            r.data(f'{{"{word}": "Basic dXNlcjpwYXNz"}}'.encode()) == f'{{"{word}": "Basic {MASK}"}}'.encode()
+        )
+    assert r.data(b"no header here: zebra, Bob\n") == b"no header here: zebra, Bob\n"
+
+
+SEPARATORS = st.sampled_from(["", " ", '"', "'", ":", ",", "=", "(", "\t", "\r", "\n", "{", "[", "/"])
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=40), SEPARATORS, SEPARATORS)
+def test_a_token_never_survives_whatever_touches_it(noise: str, before: str, after: str) -> None:
+    line = f"{noise}{before}{TOKEN}{after}{noise}"
+    assert TOKEN not in Redactor().text(line)
+    assert TOKEN.encode() not in Redactor().data(line.encode())
+    assert TOKEN.encode() not in Redactor([TOKEN]).data(line.encode())
+
+
+@given(st.integers(min_value=-20, max_value=160), st.sampled_from(['"', "'", ""]), SEPARATORS)
+def test_a_cut_never_falls_inside_a_secret(shift: int, quote: str, between: str) -> None:
+    literal = "sk-Api.Key_0123456789"
+    r = Redactor([literal])
+    secrets = (TOKEN, f"Authorization{quote}: {quote}Bearer abc.def-123", literal)
+    body = between.join(secrets).encode()
+    data = b"x" * 8192 + body + b"y" * (256 - shift)  # the cut's limit sweeps across the secrets
+    limit = len(data) - 256
+    cut = r.cut(data, limit)
+    assert limit - 4096 <= cut <= limit
+    for secret in secrets:
+        start = data.find(secret.encode())
+        assert not start < cut < start + len(secret), (secret, cut)

@@ -3,8 +3,9 @@ systemd's STATUS= and the guard's /status, and proof that a long start is still 
 
 The wording is vLLM's own (reference.md §6.2-6.3; the real-cpu captures): weights, the KV cache,
 CUDA graphs, the API server. tqdm bars (checkpoint shards, graph capture, hub downloads) count as
-progress too, without being a milestone of their own. Matching runs over whole chunks of output,
-not line by line, and only until vLLM is ready.
+progress too, at each redraw (output.py ends a record at tqdm's `\r` as well as at `\n`), without
+being a milestone of their own. Matching runs over whole chunks of output, not line by line, and
+only until vLLM is ready.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Each output stream is written by a thread of its own, so a slow terminal or journal never blocks
 the event loop that reads vLLM's pipes (a blocked pipe would stall vLLM itself), and a stuck stdout
 never holds back the guard's own lines on stderr. Relayed output that does not fit in a stream's
-bounded queue is dropped and counted; the guard's own lines are never dropped.
+bounded queue is dropped and counted (the count is told before the guard's next line, at the
+latest at close); the guard's own lines are never dropped, and each starts a line of its own.
 """
 
 from __future__ import annotations
@@ -36,14 +37,23 @@ class _Sink:
         self.closing = False
         self.broken = False
         self.dropped_lines = 0  # since the last note about it
+        # The last bytes queued left a line open (vLLM's last words often have no \n, a tqdm bar
+        # ends in \r): a line of the guard's own must not be glued to it.
+        self.mid_line = False
         self.thread = threading.Thread(target=self._write_loop, name=name, daemon=True)
         self.thread.start()
 
     def put(self, data: bytes, *, droppable: bool) -> bool:
+        """Queue relayed output (`droppable`) or whole lines of the guard's own."""
         with self.cond:
             if droppable and self.queued_bytes + len(data) > self.capacity:
                 self.dropped_lines += data.count(b"\n") or 1
                 return False
+            if not droppable:
+                data = b"\n" + data if self.mid_line else data
+                self.mid_line = False
+            else:
+                self.mid_line = _leaves_line_open(data, self.mid_line)
             self.queue.append(data)
             self.queued_bytes += len(data)
             self.cond.notify_all()
@@ -117,7 +127,42 @@ class Printer:
         self.full_log_hint = "the attempt's log file in the state directory"
 
     def guard(self, message: str, *, level: str = "info", **fields: object) -> None:
-        """One line of the guard's own, never dropped, on stderr."""
+        """One line of the guard's own, never dropped, on stderr, on a line of its own, after the
+        note of any relayed lines dropped before it."""
+        self._note_dropped()
+        self._guard(message, level, fields)
+
+    def relay(self, stream: int, data: bytes) -> None:
+        """vLLM's output in whole records, already masked, passed through unchanged unless the
+        sink is behind."""
+        sink = self._sinks[stream]
+        if sink.put(data, droppable=True) and sink.dropped_lines:
+            self._note_dropped()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until everything queued is written; False if a sink stayed stuck."""
+        return all(sink.flush(timeout_s) for sink in self._sinks.values())
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self._note_dropped()  # a flood that ends with vLLM's death is announced too
+        for sink in self._sinks.values():
+            sink.close(timeout_s)
+
+    def _note_dropped(self) -> None:
+        # Each count is taken before its note is printed, so the note's own guard() finds none.
+        for stream, sink in self._sinks.items():
+            dropped = sink.take_dropped()
+            if not dropped:
+                continue
+            self.dropped_total += dropped
+            name = "stdout" if stream == STDOUT else "stderr"
+            self.guard(
+                f"{dropped} lines of vLLM's {name} were not shown here because this terminal or "
+                f"journal was slower than vLLM; {self.full_log_hint} has all of them",
+                level="warning",
+            )
+
+    def _guard(self, message: str, level: str, fields: dict[str, object]) -> None:
         message = self.redactor.text(message)
         if self._format == "json":
             record: dict[str, object] = {
@@ -132,29 +177,14 @@ class Printer:
             line = PREFIX + message
         self._sinks[STDERR].put((line + "\n").encode(errors="replace"), droppable=False)
 
-    def relay(self, stream: int, data: bytes) -> None:
-        """vLLM's output in whole lines, already masked, passed through unchanged unless the
-        sink is behind."""
-        sink = self._sinks[stream]
-        if not sink.put(data, droppable=True):
-            return
-        if sink.dropped_lines:
-            dropped = sink.take_dropped()
-            self.dropped_total += dropped
-            name = "stdout" if stream == STDOUT else "stderr"
-            self.guard(
-                f"{dropped} lines of vLLM's {name} were not shown here because this terminal or "
-                f"journal was slower than vLLM; {self.full_log_hint} has all of them",
-                level="warning",
-            )
 
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until everything queued is written; False if a sink stayed stuck."""
-        return all(sink.flush(timeout_s) for sink in self._sinks.values())
-
-    def close(self, timeout_s: float = 5.0) -> None:
-        for sink in self._sinks.values():
-            sink.close(timeout_s)
+def _leaves_line_open(data: bytes, was_open: bool) -> bool:
+    """Whether a terminal's cursor is left after text on its line: a \r (a bar's redraw) moves
+    the cursor back but leaves the text there; \r alone on an empty line leaves it empty."""
+    end = len(data)
+    while end and data[end - 1] == 0x0D:
+        end -= 1
+    return data[end - 1] != 0x0A if end else was_open
 
 
 def _json_safe(redactor: Redactor, value: object) -> object:

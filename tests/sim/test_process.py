@@ -102,6 +102,16 @@ def test_a_healthy_server_answers_like_vllm_and_stops_on_sigterm(sim: Launcher) 
         "INFO:     Shutting down",
     ):
         assert text in err
+    # tqdm's bars as it writes them to a pipe: vLLM's shard format ends each state in \n; the CUDA
+    # graph bars redraw with \r and end their line only when they close
+    raw = server.err.read_bytes()
+    assert b"\rLoading safetensors checkpoint shards:   0% Completed | 0/1 [00:00<?, ?it/s]\n" in raw
+    capture = raw[raw.index(b"\rCapturing CUDA graphs (mixed prefill-decode, PIECEWISE):   0%|") :]
+    line = capture[: capture.index(b"\n")]
+    assert line.count(b"\r") >= 2
+    assert line.rsplit(b"\r", 1)[1].startswith(
+        b"Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): 100%|"
+    )
 
 
 @pytest.mark.parametrize(

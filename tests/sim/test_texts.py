@@ -7,6 +7,8 @@ import re
 import sysconfig
 from pathlib import Path
 
+import pytest
+
 from vllm_guard.sim import config, flags, messages, reports
 from vllm_guard.sim import memory as mem
 from vllm_guard.sim.console import Console
@@ -166,8 +168,16 @@ def test_a_capture_oom_prints_the_bar_the_warning_and_the_torch_text() -> None:
     assert isinstance(result, mem.GraphOom)
     out = reports.memory_failure(result, "0.33.0")
     err = stderr_of(out)
-    assert err[0].startswith("Capturing CUDA graphs (mixed prefill-decode, PIECEWISE):")
-    assert "UserWarning: The CUDA Graph is empty." in err[1]
+    # tqdm's \r updates, left open by the exception: torch's warning follows on the same line
+    first = next(i.text for i in out if isinstance(i, Raw) and i.stream == "err")
+    states = first.split("\n")[0].split("\r")
+    assert states[0] == ""
+    assert states[1].startswith(
+        "Capturing CUDA graphs (mixed prefill-decode, PIECEWISE):   0%|          | 0/"
+    )
+    assert states[-1].startswith("Capturing CUDA graphs (mixed prefill-decode, PIECEWISE): ")
+    assert f"| {result.captured}/{result.sizes} [" in states[-1]
+    assert "UserWarning: The CUDA Graph is empty." in states[-1]
     assert "    super().capture_end()" in logged(out)
     assert logged(out)[-1].startswith("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate")
     assert err[-1] == messages.ENGINE_INIT_FAILED
@@ -230,3 +240,61 @@ def test_an_engine_start_failure_is_real_cpu_a1_frame_for_frame() -> None:
     split = err.index("Traceback (most recent call last):", 2)
     assert err[:split] == sections["[process]"]
     assert err[split:] == sections["[api]"]
+
+
+# real-cpu full/ok_run2_warmcache.log lines 39 and 51-52, bytes as captured (vLLM's stderr): the
+# shard loader's format ends in a newline, and the close draws the last state again with another.
+REAL_SHARD_BAR = (
+    "\rLoading safetensors checkpoint shards:   0% Completed | 0/1 [00:00<?, ?it/s]\n",
+    "\rLoading safetensors checkpoint shards: 100% Completed | 1/1 [00:00<00:00, 215.31it/s]\n\n",
+)
+
+
+def test_the_shard_bar_is_real_cpus_byte_for_byte() -> None:
+    bar = reports.Bar(reports.SHARDS_BAR, 1, reports.VLLM_BAR_FORMAT)
+    assert bar.update(0, 0.0) == REAL_SHARD_BAR[0]
+    assert bar.update(1, 0.004) == ""  # a fast shard: under tqdm's mininterval, no redraw
+    assert bar.close(1 / 215.31) == REAL_SHARD_BAR[1]
+
+
+def test_bar_states_are_tqdms() -> None:
+    tqdm = pytest.importorskip("tqdm")
+    vllm_format = (
+        "{desc}: {percentage:3.0f}% Completed | {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]\n"
+    )
+    for n, total, elapsed in (
+        (0, 51, 0.0),
+        (1, 51, 0.2),
+        (23, 51, 1.7),
+        (51, 51, 3.0),
+        (3, 7, 4000.0),
+        (1, 4, 31.0),
+    ):
+        ours = reports.bar_state("Capturing CUDA graphs (decode, FULL)", n, total, elapsed)
+        theirs = tqdm.tqdm.format_meter(n, total, elapsed, prefix="Capturing CUDA graphs (decode, FULL)")
+        assert ours == theirs
+        ours = reports.bar_state(reports.SHARDS_BAR, n, total, elapsed, reports.VLLM_BAR_FORMAT)
+        theirs = tqdm.tqdm.format_meter(n, total, elapsed, prefix=reports.SHARDS_BAR, bar_format=vllm_format)
+        assert ours == theirs
+
+
+def test_a_bar_is_written_to_a_pipe_as_tqdm_writes_it() -> None:
+    """The same updates through tqdm itself (its rates are smoothed, so only they may differ)."""
+    tqdm = pytest.importorskip("tqdm")
+    pipe = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")  # not a terminal, as a pipe is not
+    real_bar = tqdm.tqdm(total=5, desc="Capturing CUDA graphs (decode, FULL)", file=pipe, mininterval=0)
+    ours = reports.Bar("Capturing CUDA graphs (decode, FULL)", 5)
+    written = ours.update(0, 0.0)
+    for n in range(1, 6):
+        real_bar.update(1)
+        written += ours.update(n, 0.2 * n)
+    real_bar.close()
+    written += ours.close(1.1)
+
+    def shape(text: str) -> list[str]:
+        return [re.sub(r"\[.*\]", "[...]", state).rstrip(" ") for state in text.split("\r")]
+
+    pipe.flush()
+    assert isinstance(pipe.buffer, io.BytesIO)
+    assert shape(written) == shape(pipe.buffer.getvalue().decode())
+    assert written.count("\n") == 1 and written.endswith("\n")

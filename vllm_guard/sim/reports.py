@@ -180,17 +180,84 @@ def memory_failure(failure: mem.Failure, version: str) -> list[Output]:
         return engine_start_failure(f.kv_check(version, no_memory=False), m.CANNOT_AUTO_FIT)
     if isinstance(failure, mem.KvAllocOom):
         return engine_start_failure(f.KV_ALLOCATE, torch_oom(failure.oom))
-    bar = capture_bar(m.CAPTURE_BAR_MIXED, failure.captured, failure.sizes)
+    # The bar is left open when capture raises: torch's warning follows it on the same line.
+    bar = Bar(m.CAPTURE_BAR_MIXED, failure.sizes)
+    states = bar.update(0, 0.0) + bar.update(failure.captured, 0.1 * max(failure.captured, 1))
     warning = m.GRAPH_EMPTY_WARNING.format(torch=f.expand("{torch}"))
-    return engine_start_failure(f.GRAPH_CAPTURE, torch_oom(failure.oom), stderr_first=f"{bar}\n{warning}")
+    return engine_start_failure(f.GRAPH_CAPTURE, torch_oom(failure.oom), stderr_first=states + warning)
 
 
-def capture_bar(desc: str, done: int, total: int) -> str:
-    """A tqdm line as the capture loop leaves it on stderr."""
-    percent = int(100 * done / total) if total else 100
-    filled = percent // 10
-    bar = "█" * filled + " " * (10 - filled)
-    return f"{desc}: {percent:3d}%|{bar}| {done}/{total} [00:00<00:00, 30.00it/s]"
+# vLLM's shard loader passes tqdm this format (model_loader/weight_utils.py `_BAR_FORMAT`): it ends
+# in a newline, so each update is `\r<bar>\n` and the close adds a blank line (real-cpu
+# full/ok_run2_warmcache.log lines 39, 51-52). Other bars (CUDA graphs, downloads) are tqdm's default.
+SHARDS_BAR = "Loading safetensors checkpoint shards"
+VLLM_BAR_FORMAT = "{desc}: {percentage:3.0f}% Completed | {n}/{total} [{elapsed}<{remaining}, {rate}]\n"
+DEFAULT_BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate}]"
+MININTERVAL_S = 0.1  # tqdm redraws a bar at most this often (its `mininterval`)
+_BAR_CELLS = 10  # tqdm's bar width when it cannot ask a terminal (a pipe)
+_BAR_CHARS = " " + "".join(map(chr, range(0x258F, 0x2587, -1)))  # tqdm's unicode eighths
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def bar_state(desc: str, n: int, total: int, elapsed_s: float, bar_format: str = DEFAULT_BAR_FORMAT) -> str:
+    """One state of a tqdm bar, as tqdm.format_meter renders it with no terminal width."""
+    frac = n / total if total else 1.0
+    eighths = len(_BAR_CHARS) - 1
+    full, part = divmod(int(frac * _BAR_CELLS * eighths), eighths)
+    bar = _BAR_CHARS[-1] * full
+    if full < _BAR_CELLS:
+        bar += _BAR_CHARS[part] + _BAR_CHARS[0] * (_BAR_CELLS - full - 1)
+    rate = n / elapsed_s if elapsed_s else None
+    if rate:
+        rate_text = f"{1 / rate:5.2f}s/it" if rate < 1 else f"{rate:5.2f}it/s"
+        remaining = _clock((total - n) / rate)
+    else:
+        rate_text, remaining = "?it/s", "?"
+    return bar_format.format(
+        desc=desc,
+        percentage=frac * 100,
+        bar=bar,
+        n=n,
+        total=total,
+        elapsed=_clock(elapsed_s),
+        remaining=remaining,
+        rate=rate_text,
+    )
+
+
+class Bar:
+    """What a tqdm bar writes to a pipe: `\r` and the new state at each redraw (padded with spaces
+    to cover a longer state before it), a `\n` only when it closes. A pipe has no terminal to move
+    the cursor, so until then all its states share one unterminated line."""
+
+    def __init__(self, desc: str, total: int, bar_format: str = DEFAULT_BAR_FORMAT) -> None:
+        self._desc, self._total, self._format = desc, total, bar_format
+        self._n = 0
+        self._last_len = 0
+        self._drawn_at: float | None = None
+
+    def update(self, n: int, elapsed_s: float) -> str:
+        """The bytes for reaching `n`: none if the last redraw is under MININTERVAL_S old."""
+        self._n = n
+        if self._drawn_at is not None and elapsed_s - self._drawn_at < MININTERVAL_S:
+            return ""
+        return self._draw(elapsed_s)
+
+    def close(self, elapsed_s: float) -> str:
+        """tqdm redraws the last state, whenever the one before was drawn, then ends the line."""
+        return self._draw(elapsed_s) + "\n"
+
+    def _draw(self, elapsed_s: float) -> str:
+        self._drawn_at = elapsed_s
+        state = bar_state(self._desc, self._n, self._total, elapsed_s, self._format)
+        padding = " " * max(self._last_len - len(state), 0)
+        self._last_len = len(state)
+        return "\r" + state + padding
 
 
 def runtime_death(oom: mem.Oom) -> list[Output]:

@@ -23,6 +23,9 @@ from vllm_guard.sim.console import Console
 from vllm_guard.sim.engine import EngineError, EngineProcess
 from vllm_guard.sim.models import Found, find
 
+# Hugging Face's default max_shard_size: a checkpoint of N bytes comes in about N / 5 GB shards.
+SHARD_BYTES = 5 * 10**9
+
 
 class Interrupted(Exception):
     """A stop signal arrived during startup."""
@@ -128,12 +131,22 @@ class Startup:
             return self._engine_failed(outcome)
         c.info("EngineCore", m.STARTING_TO_LOAD, model=a.get("model"))
         load_began = time.monotonic()
-        if self._stopped(0.5 * s.load_s):
-            raise Interrupted
+        shards = max(1, -(-budget.weights // SHARD_BYTES))
+        bar = reports.Bar(reports.SHARDS_BAR, shards, reports.VLLM_BAR_FORMAT)
+        self._bar(bar.update(0, 0.0))
+        if outcome.stage == "load":  # the torch OOM comes out of the first shard (real-cpu e3)
+            if self._stopped(0.5 * s.load_s):
+                raise Interrupted
+            if fp8_marlin:
+                c.log("EngineCore", "WARNING", *m.FP8_MARLIN)
+            return self._engine_failed(outcome)
+        for shard in range(1, shards + 1):
+            if self._stopped(0.5 * s.load_s / shards):
+                raise Interrupted
+            self._bar(bar.update(shard, time.monotonic() - load_began))
+        self._bar(bar.close(time.monotonic() - load_began))
         if fp8_marlin:
             c.log("EngineCore", "WARNING", *m.FP8_MARLIN)
-        if outcome.stage == "load":
-            return self._engine_failed(outcome)
         loaded_s = time.monotonic() - load_began
         c.info("EngineCore", m.LOADING_WEIGHTS_TOOK, s=loaded_s)
         c.info("EngineCore", m.MODEL_LOADING_TOOK, gib=m.format_gib(budget.weights), s=loaded_s)
@@ -185,13 +198,19 @@ class Startup:
         """The capture bars and lines; False when capture runs out of memory (`oom`)."""
         c, s = self.console, self.scenario
         sizes = len(spec.capture_sizes)
-        c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, 0, sizes))
-        if self._stopped(0.15 * s.load_s):
-            raise Interrupted
-        if oom:
+        if oom:  # the report draws the bar, up to where capture ran out of memory
+            if self._stopped(0.15 * s.load_s):
+                raise Interrupted
             return False
-        c.raw("err", reports.capture_bar(m.CAPTURE_BAR_MIXED, sizes, sizes))
-        c.raw("err", reports.capture_bar(m.CAPTURE_BAR_DECODE, sizes, sizes))
+        for desc, share in ((m.CAPTURE_BAR_MIXED, 0.1), (m.CAPTURE_BAR_DECODE, 0.05)):
+            began = time.monotonic()
+            bar = reports.Bar(desc, sizes)
+            self._bar(bar.update(0, 0.0))
+            for size in range(1, sizes + 1):
+                if self._stopped(share * s.load_s / sizes):
+                    raise Interrupted
+                self._bar(bar.update(size, time.monotonic() - began))
+            self._bar(bar.close(time.monotonic() - began))
         actual = budget.graphs + overshoot
         c.info("EngineCore", m.GRAPH_CAPTURE_FINISHED, s=0.15 * s.load_s, gib=actual / mem.GiB)
         if budget.graphs_in_budget:
@@ -204,6 +223,11 @@ class Startup:
                 percent=100 * overshoot / max(actual, 1),
             )
         return True
+
+    def _bar(self, text: str) -> None:
+        """A tqdm bar's update on stderr, unless `--no-use-tqdm-on-load` turned the bars off."""
+        if text and self.args.get("use_tqdm_on_load") is not False:
+            self.console.write_block("err", text)
 
     def _graph_profiling_line(self, spec: mem.EngineSpec, budget: mem.Budget) -> None:
         util = spec.gpu_memory_utilization
