@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vllm_guard import journal
 from vllm_guard.state import KNOWN_GOOD, PROCESSES, StateDir, known_good_key
 
 
@@ -48,3 +49,7 @@ def test_the_process_record_is_replaced_read_back_cleared_and_a_corrupt_one_set_
     assert state.recorded_processes() == []
     assert list(tmp_path.glob(f"{PROCESSES}.corrupt-*")) and "could not be read" in state.warnings[0]
     state.close()
+
+
+def test_status_shows_only_what_the_journals_events_write() -> None:
+    assert set(journal.SHOWN) <= journal.written_keys()

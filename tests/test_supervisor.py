@@ -22,6 +22,7 @@ from vllm_guard.health import HealthResult
 from vllm_guard.notify import Notifier
 from vllm_guard.output import AttemptOutput
 from vllm_guard.printer import Printer
+from vllm_guard.reporter import Reporter
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import STARTING_GRACE_S, Supervisor, World
@@ -429,7 +430,7 @@ async def test_a_refused_ready_is_sent_again_until_systemd_hears_it(harness: Har
             notifier.status("x" * 1000)
         harness.launcher.scripts = [Script()]
         sup = harness.supervisor()
-        sup._world.notifier = notifier
+        sup.reporter = Reporter(notifier, None, sup._world.clock, startup_timeout_s=60, stop_timeout_s=60)
         run = asyncio.ensure_future(sup.run())
         await asyncio.wait_for(sup.ready_event(1).wait(), 10)
         refused = notifier.failed

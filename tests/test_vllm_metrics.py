@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from vllm_guard.vllm_metrics import Snapshot, StallWatch, parse, scrape
+from vllm_guard.attempt_watch import StallWatch
+from vllm_guard.vllm_metrics import Snapshot, parse, scrape
 
 DATA = Path(__file__).parent / "data"
 MODEL = "Qwen/Qwen2.5-0.5B-Instruct"

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from vllm_guard import journal
 from vllm_guard.errors import ExitCode, GuardError
 
 KEEP_LOG_FILES = 50
@@ -114,9 +115,9 @@ class StateDir:
     def attempt_log(self, attempt: int) -> Path:
         return self.logs / f"{self.run_id}-attempt-{attempt}.log"
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Append one attempt to the journal; the caller passes values already masked."""
-        line = json.dumps({"run": self.run_id, **entry}, ensure_ascii=False) + "\n"
+    def record(self, event: journal.Event) -> None:
+        """Append one event to the journal; the caller passes values already masked."""
+        line = json.dumps({"run": self.run_id, **journal.as_json(event)}, ensure_ascii=False) + "\n"
         fd = os.open(self.path / "journal.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())  # one write with O_APPEND: a line is never torn

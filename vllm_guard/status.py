@@ -9,10 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.journal import SHOWN
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir, attempts
-
-KEYS = ("attempt", "argv", "started_at", "kind", "evidence", "decision", "step", "exit_status", "log")
 
 
 def status(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
@@ -22,7 +21,7 @@ def status(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
     orphaned = _orphaned(state)
     report: dict[str, Any] = {
         "state_dir": str(settings.state_dir),
-        "attempts": [{k: a.get(k) for k in KEYS} for a in attempts(settings.state_dir / "journal.jsonl")],
+        "attempts": [{k: a.get(k) for k in SHOWN} for a in attempts(settings.state_dir / "journal.jsonl")],
         "known_good": list(state.known_good(set_aside=False).values()) if settings.state_dir.is_dir() else [],
         "orphaned": orphaned,
     }

@@ -18,7 +18,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vllm_guard import gpu, vllm_args, vllm_config, vllm_version
+from vllm_guard import gpu, journal, vllm_args, vllm_config, vllm_version
+from vllm_guard.attempt_watch import AttemptWatch, Hung, ReadMetrics, Ready
 from vllm_guard.child import Launcher, Spawned, VllmProcess, stop_signals
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.exporter import Exporter, GuardMetrics
@@ -30,15 +31,12 @@ from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide, 
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
 from vllm_guard.redact import Redactor
+from vllm_guard.reporter import Reporter
 from vllm_guard.settings import GuardSettings
 from vllm_guard.startup import Started
 from vllm_guard.state import StateDir
 from vllm_guard.vllm_args import changes
 
-# How long a vLLM whose /health says 503 (engine dead) may take to exit by itself; it takes ~5 s.
-DEAD_ENGINE_EXIT_S = 15.0
-# How often vLLM's /metrics is read once it is ready, for the stall check.
-METRICS_INTERVAL_S = 5.0
 # How long a hung vLLM gets between SIGTERM and SIGKILL.
 HUNG_GRACE_S = 5.0
 # How long a vLLM that is not ready yet gets between SIGTERM and SIGKILL (see _stop_on_request).
@@ -51,6 +49,36 @@ HEARTBEAT_S = 5.0
 NOTIFY_RETRY_S = 0.5
 # Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
 SHUTDOWN_MARGIN_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The attempt was stopped on request, and vLLM is gone."""
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """vLLM ended (or hung) without being asked to: the policy decides what follows."""
+
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    """The guard cannot go on (processes survive SIGKILL): it ends with this code."""
+
+    code: ExitCode
+
+
+Outcome = Stopped | Failed | Fatal
+
+
+@dataclass(frozen=True, slots=True)
+class Watched:
+    """How watching an attempt ended: when it became ready, and why it counts as hung."""
+
+    ready_at: float | None
+    hung: str | None = None
 
 
 @dataclass(slots=True)
@@ -106,12 +134,14 @@ class Supervisor:
         self._exited_wall: dict[int, float] = {}  # when each attempt's vLLM was seen gone
         self._recorded: dict[int, float] = {}  # the processes last written to the state directory
         self._recorded_shm: frozenset[str] = frozenset()  # and their /dev/shm segments
-        self.phase = "starting"
-        self.status_text = ""
+        self.reporter = Reporter(
+            world.notifier,
+            world.metrics,
+            world.clock,
+            startup_timeout_s=settings.startup_timeout_s,
+            stop_timeout_s=settings.grace_period_s + settings.kill_timeout_s + 10,
+        )
         self.beat_at = world.clock()
-        self._ready_told = False  # systemd was told READY=1
-        self._stopping_told = False  # systemd was told STOPPING=1
-        self._progress_told_at = -1e9
         self.history: list[Attempt] = []
 
     # -- control from outside (signals, the demo, tests) --
@@ -147,31 +177,17 @@ class Supervisor:
         """The guard's own liveness: systemd's watchdog and the exporter's /livez follow this
         loop, never vLLM's health, so a long load or a relaunch can never trip them (catching a
         hung vLLM is the guard's job)."""
-        notifier = self._world.notifier
-        interval = min(HEARTBEAT_S, (notifier.watchdog_interval_s if notifier else None) or HEARTBEAT_S)
+        watchdog_s = self.reporter.watchdog_interval_s
+        interval = min(HEARTBEAT_S, watchdog_s or HEARTBEAT_S)
         # READY=1 and STOPPING=1 are state changes: one refused (systemd's queue was full) is
         # sent again, soon, until one goes through; STATUS= and WATCHDOG= may be dropped.
-        step = min(interval, NOTIFY_RETRY_S) if notifier is not None else interval
+        step = min(interval, NOTIFY_RETRY_S) if self.reporter.notifies else interval
         while True:
             self.beat_at = self._world.clock()
-            if notifier is not None and notifier.watchdog_interval_s is not None:
-                notifier.watchdog()
+            self.reporter.watchdog()
             for _ in range(max(1, round(interval / step))):
                 await asyncio.sleep(step)
-                self._tell_state()
-
-    def _tell_state(self) -> None:
-        """Send READY=1 or STOPPING=1 for the phase the guard is in, if not sent yet."""
-        notifier = self._world.notifier
-        if notifier is None:
-            return
-        if self.phase == "ready" and not self._ready_told:
-            self._ready_told = notifier.ready(self.status_text)
-        elif self.phase == "stopping" and not self._stopping_told:
-            self._stopping_told = notifier.stopping(self.status_text)
-            if self._stopping_told:
-                # the unit's TimeoutStopSec may be shorter than the grace and kill timeout asked for
-                notifier.extend_timeout(self._settings.grace_period_s + self._settings.kill_timeout_s + 10)
+                self.reporter.tell_state()
 
     def alive(self) -> bool:
         """For /livez: the event loop has ticked recently."""
@@ -194,16 +210,17 @@ class Supervisor:
         number = 0
         while True:
             number += 1
-            self._attempt_started(number, args, step)
-            ended = await self._attempt(number, args, step)
-            if ended is None:
-                self._phase("stopped", "stopped on request")
+            self.reporter.attempt_started(number, step, degraded=args != self._user_args)
+            outcome = await self._attempt(number, args, step)
+            if isinstance(outcome, Stopped):
+                self.reporter.phase_is("stopped", "stopped on request")
                 return ExitCode.STOPPED
-            if isinstance(ended, ExitCode):
-                self._phase("gave_up", f"ended with exit {int(ended)}")
-                return ended
+            if isinstance(outcome, Fatal):
+                self.reporter.phase_is("gave_up", f"ended with exit {int(outcome.code)}")
+                return outcome.code
+            ended = outcome.attempt
             self.history.append(ended)
-            self._failed(ended.failure.kind.value)
+            self.reporter.failed(ended.failure.kind.value)
             decision = decide(
                 self.history,
                 self._settings.discipline(),
@@ -216,7 +233,7 @@ class Supervisor:
             )
             self._record_end(ended, decision)
             if isinstance(decision, GiveUp):
-                self._phase("gave_up", f"gave up: {decision.reason}")
+                self.reporter.phase_is("gave_up", f"gave up: {decision.reason}")
                 self._report(decision)
                 return decision.exit_code
             self._env.update(decision.env)
@@ -241,20 +258,17 @@ class Supervisor:
                     f"({decision.reason}; restart {restart} of at most {self._settings.max_restarts})"
                 )
             if decision.delay_s > 0:
-                self._phase("backoff", f"attempt {number} failed ({ended.failure.kind.value}); "
+                self.reporter.phase_is("backoff", f"attempt {number} failed ({ended.failure.kind.value}); "
                             f"restarting in {decision.delay_s:.0f} s")  # fmt: skip
                 if await self._sleep_unless_stopped(decision.delay_s):
                     self._print("stopped during the restart delay; vLLM is not running")
-                    self._phase("stopped", "stopped during the restart delay")
+                    self.reporter.phase_is("stopped", "stopped during the restart delay")
                     return ExitCode.STOPPED
             args = decision.vllm_args
             step = decision.step
 
-    async def _attempt(
-        self, number: int, args: tuple[str, ...], step: str | None = None
-    ) -> Attempt | ExitCode | None:
-        """Run one attempt: how it failed, None when it was stopped on request and vLLM is gone,
-        or the exit code when the guard cannot go on."""
+    async def _attempt(self, number: int, args: tuple[str, ...], step: str | None = None) -> Outcome:
+        """Run one attempt, to how it ended."""
         world = self._world
         redactor = Redactor.for_launch(self._env, args)
         world.printer.redactor = redactor
@@ -267,26 +281,24 @@ class Supervisor:
         started = world.clock()
         proc = await world.launcher.launch(argv, self._env, output)
         world.state.record(
-            {
-                "event": "started",
-                "attempt": number,
-                "argv": redactor.argv(argv),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "launched_at_s": round(time.time(), 4),  # wall clock, for relaunch latency
-                "step": step,
-                "log": str(log.path),
-            }
+            journal.AttemptStarted(
+                attempt=number,
+                argv=redactor.argv(argv),
+                started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                launched_at_s=round(time.time(), 4),
+                step=step,
+                log=str(log.path),
+            )
         )
         self._record_tree(proc)
         recording = asyncio.ensure_future(self._keep_recording(number, proc))
         probe = world.probe_for(args)
-        ready_at: float | None = None
-        hung = ""
         try:
-            ready_at, hung = await self._watch(number, proc, probe, started)
+            watched = await self._watch(number, proc, probe, started)
         finally:
             recording.cancel()
             await probe.aclose()
+        ready_at, hung = watched.ready_at, watched.hung
         if self._stop.is_set() and not hung and proc.running:
             return await self._stop_on_request(number, proc, started, ready_at)
         if hung:
@@ -305,7 +317,7 @@ class Supervisor:
         self._exited_wall[number] = time.time()
         cleared = await self._clear(number, proc)
         if cleared is not None:
-            return cleared
+            return Fatal(cleared)
         ended_at = world.clock()
         status = proc.exit_status.result()
         if hung:
@@ -326,29 +338,21 @@ class Supervisor:
         )
         if self._stop.is_set():
             self._record_end(attempt, None)
-            return None
-        return attempt
+            return Stopped()
+        return Failed(attempt)
 
-    async def _watch(
-        self, number: int, proc: VllmProcess, probe: HealthProbe, started: float
-    ) -> tuple[float | None, str]:
-        """Poll /health until vLLM exits, a stop is requested, or it hangs.
-        Returns when it became ready (or None) and why it counts as hung ("" if not).
-
-        Before ready, the startup timeout counts from vLLM's last sign of progress (a milestone
-        or a progress bar in its output), so a long load that keeps moving is never cut short.
-        After ready, a hang is /health failing N times in a row, or requests waiting while no
-        token is generated for --stall-s (a wedged engine can keep answering 200, vLLM #39863)."""
-        from vllm_guard.vllm_metrics import StallWatch  # noqa: PLC0415
-
+    async def _watch(self, number: int, proc: VllmProcess, probe: HealthProbe, started: float) -> Watched:
+        """Poll /health until vLLM exits, a stop is requested, or it hangs (the AttemptWatch
+        judges)."""
         clock = self._world.clock
-        ready_at: float | None = None
-        dead_since: float | None = None
-        failed_polls = 0
+        watch = AttemptWatch(
+            started,
+            startup_timeout_s=self._settings.startup_timeout_s,
+            health_failures=self._settings.health_failures,
+            stall_s=self._settings.stall_s,
+        )
         output = proc.output
-        progress_seen, progress_at = output.progress, started
-        stall = StallWatch(self._settings.stall_s)
-        next_scrape = 0.0
+        progress_seen = output.progress
         stop = asyncio.ensure_future(self._stop.wait())
         polls = _Polls(probe, self._settings.health_interval_s, self._settings.health_failures)
         try:
@@ -356,54 +360,27 @@ class Supervisor:
                 waiting: list[asyncio.Future[Any]] = [proc.exit_status, stop, *polls.oldest()]
                 await asyncio.wait(waiting, timeout=polls.wait_s(), return_when=asyncio.FIRST_COMPLETED)
                 if stop.done() or not proc.running:
-                    return ready_at, ""
+                    return Watched(watch.ready_at)
                 if polls.tick():
                     output.scan_budget = SCAN_BUDGET_BYTES
                     if output.progress != progress_seen:
-                        progress_seen, progress_at = output.progress, clock()
-                        if output.milestone is not None and ready_at is None:
-                            self._phase(
+                        progress_seen = output.progress
+                        watch.progressed(clock())
+                        if output.milestone is not None and watch.ready_at is None:
+                            self.reporter.phase_is(
                                 "starting", f"attempt {number}: {output.milestone.text}", progress=True
                             )
                 if (result := polls.answer()) is None:
                     continue
                 if not proc.running:
-                    return ready_at, ""
-                if result.ok:
-                    failed_polls = 0
-                    dead_since = None
-                    if ready_at is None:
-                        ready_at = clock()
-                        self._became_ready(number, proc, ready_at - started)
-                    elif clock() >= next_scrape:
-                        next_scrape = clock() + min(METRICS_INTERVAL_S, self._settings.stall_s / 2)
-                        snapshot = await probe.metrics()
-                        stalled = stall.observe(clock(), snapshot) if snapshot is not None else None
-                        if stalled:
-                            return ready_at, stalled
-                elif ready_at is None:
-                    quiet = clock() - progress_at
-                    if quiet > self._settings.startup_timeout_s:
-                        return None, (
-                            f"no /health 200 and no progress in vLLM's output for {quiet:.0f} s "
-                            f"(--startup-timeout-s {self._settings.startup_timeout_s:g})"
-                        )
-                elif result.detail == "503":
-                    # vLLM answers 503 once its engine is dead and exits by itself a few seconds
-                    # later (#21728), with the root cause in its output: let it, within bounds.
-                    dead_since = dead_since if dead_since is not None else clock()
-                    if clock() - dead_since > DEAD_ENGINE_EXIT_S:
-                        return ready_at, (
-                            f"/health has said 503 (engine dead) for {DEAD_ENGINE_EXIT_S:g} s "
-                            "and vLLM has not exited"
-                        )
-                else:
-                    failed_polls += 1
-                    if failed_polls >= self._settings.health_failures:
-                        return (
-                            ready_at,
-                            f"/health failed {failed_polls} times in a row ({result.detail})",
-                        )
+                    return Watched(watch.ready_at)
+                verdict = watch.answered(clock(), result.ok, result.detail)
+                if isinstance(verdict, ReadMetrics):
+                    verdict = watch.metrics(clock(), await probe.metrics())
+                if isinstance(verdict, Ready):
+                    self._became_ready(number, proc, verdict.after_s)
+                elif isinstance(verdict, Hung):
+                    return Watched(watch.ready_at, verdict.reason)
         finally:
             stop.cancel()
             await polls.aclose()
@@ -412,48 +389,18 @@ class Supervisor:
         proc.output.watching = False
         self._record_tree(proc)  # before anyone hears "ready": the whole tree is up by now
         self._print(f"vLLM is ready (attempt {number}): /health answered 200 {after_s:.1f} s after launch")
-        self._phase("ready", f"ready (attempt {number})", ready_after_s=after_s)
+        self.reporter.phase_is("ready", f"ready (attempt {number})", ready_after_s=after_s)
         self.ready_event(number).set()
         self._remember(tuple(proc.argv[len(self._program) + 2 :]))
-
-    def _attempt_started(self, number: int, args: tuple[str, ...], step: str | None) -> None:
-        if self._world.metrics is not None:
-            self._world.metrics.attempt_started(number, step, degraded=args != self._user_args)
-        self._phase("starting", f"starting vLLM (attempt {number})")
-
-    def _failed(self, kind: str) -> None:
-        if self._world.metrics is not None:
-            self._world.metrics.failed(kind)
-
-    def _phase(
-        self, phase: str, status: str, *, progress: bool = False, ready_after_s: float | None = None
-    ) -> None:
-        """Where the guard is, for everyone who asks: systemd (STATUS=, READY=1, STOPPING=1, and
-        more start time while a load makes progress), the exporter's metrics and /status."""
-        self.phase, self.status_text = phase, status
-        metrics, notifier = self._world.metrics, self._world.notifier
-        if metrics is not None:
-            if ready_after_s is not None:
-                metrics.ready(ready_after_s)
-            elif not progress:
-                metrics.set_phase(phase)
-        if notifier is None:
-            return
-        if (phase == "ready" and not self._ready_told) or (phase == "stopping" and not self._stopping_told):
-            self._tell_state()  # retried from the heartbeat while refused
-        else:
-            notifier.status(status)
-        now = self._world.clock()
-        if progress and not self._ready_told and now - self._progress_told_at >= HEARTBEAT_S:
-            # systemd's start timeout is moved on while the load keeps moving; it stops being
-            # extended when vLLM stops making progress, as the guard's own startup timeout does.
-            notifier.extend_timeout(self._settings.startup_timeout_s)
-            self._progress_told_at = now
 
     def status(self) -> dict[str, object]:
         """What /status adds to the exporter's own: the guard's phase line and the flags."""
         redactor = self._world.printer.redactor
-        return {"status": self.status_text, "model": self._model, "user_argv": redactor.argv(self._user_args)}
+        return {
+            "status": self.reporter.status_text,
+            "model": self._model,
+            "user_argv": redactor.argv(self._user_args),
+        }
 
     def _record_tree(self, proc: VllmProcess, *, shm_too: bool = True) -> None:
         """Keep the state directory's record of vLLM's processes current, so that if this guard
@@ -498,7 +445,7 @@ class Supervisor:
 
     async def _stop_on_request(
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None
-    ) -> ExitCode | None:
+    ) -> Stopped | Fatal:
         grace = self._grace_s(tuple(proc.argv))
         why = ""
         if ready_at is None:
@@ -508,14 +455,14 @@ class Supervisor:
             # SIGTERM that has not worked within a few seconds will not: no point in the full grace.
             grace = min(grace, STARTING_GRACE_S)
             why = " (not ready yet: vLLM ignores SIGTERM while its engine starts)"
-        self._phase("stopping", "stopping vLLM")
+        self.reporter.phase_is("stopping", "stopping vLLM")
         self._print(f"stopping vLLM: SIGTERM, then SIGKILL of its whole tree after {grace:g} s{why}")
         self._record_tree(proc)
         report = await self._world.launcher.stop(proc, grace, self._skip_grace)
         status = proc.exit_status.result() if not proc.running else None
         if report.survivors:
             self._print(f"processes of vLLM survive SIGKILL: {', '.join(report.survivors)}", level="error")
-            return ExitCode.GAVE_UP
+            return Fatal(ExitCode.GAVE_UP)
         if report.frozen:
             killed = ", ".join(report.killed)
             self._print(f"vLLM's API server was stopped (state T): killed its tree at once ({killed})")
@@ -530,35 +477,33 @@ class Supervisor:
         self._world.state.clear_processes()
         self._print(f"vLLM stopped (status {_status_text(status)}); nothing of it is left")
         self._world.state.record(
-            {
-                "event": "stopped",
-                "attempt": number,
-                "lasted_s": round(self._world.clock() - started, 3),
-                "ready_after_s": None if ready_at is None else round(ready_at - started, 3),
-                "exit_status": status,
-                "escalated": report.escalated,  # the grace ran out: SIGKILL of a running vLLM
-                "killed": list(report.killed),
-            }
+            journal.AttemptStopped(
+                attempt=number,
+                lasted_s=round(self._world.clock() - started, 3),
+                ready_after_s=None if ready_at is None else round(ready_at - started, 3),
+                exit_status=status,
+                escalated=report.escalated,
+                killed=list(report.killed),
+            )
         )
-        return None
+        return Stopped()
 
     def _record_end(self, attempt: Attempt, decision: Decision | None) -> None:
         redactor = self._world.printer.redactor
         self._world.state.record(
-            {
-                "event": "ended",
-                "attempt": attempt.number,
-                "lasted_s": round(attempt.ended_at - attempt.started_at, 3),
-                "ready_after_s": None
+            journal.AttemptEnded(
+                attempt=attempt.number,
+                lasted_s=round(attempt.ended_at - attempt.started_at, 3),
+                ready_after_s=None
                 if attempt.ready_at is None
                 else round(attempt.ready_at - attempt.started_at, 3),
-                "exit_status": attempt.exit_status,
-                "exited_at_s": round(self._exited_wall.get(attempt.number, 0.0), 4),
-                "kind": attempt.failure.kind.value,
-                "evidence": redactor.text(attempt.failure.evidence or attempt.last_line),
-                "numbers": attempt.failure.numbers,
-                "decision": None if decision is None else decision_json(decision, redactor.argv),
-            }
+                exit_status=attempt.exit_status,
+                exited_at_s=round(self._exited_wall.get(attempt.number, 0.0), 4),
+                kind=attempt.failure.kind.value,
+                evidence=redactor.text(attempt.failure.evidence or attempt.last_line),
+                numbers=dict(attempt.failure.numbers),
+                decision=None if decision is None else decision_json(decision, redactor.argv),
+            )
         )
 
     async def _clear(self, number: int, proc: VllmProcess) -> ExitCode | None:

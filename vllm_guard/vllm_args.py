@@ -6,9 +6,11 @@ both `--flag value` and `--flag=value`; when a flag repeats, the last one wins.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from vllm_guard import vllm_flags
 from vllm_guard.vllm_version import at_least
 
 # Other names vLLM's parser takes for the flags the guard reads and edits (reference.md §2.2).
@@ -39,61 +41,26 @@ def spelled(flag: str, value: str, version: str | None) -> str:
     return value
 
 
-# Short options vLLM's own parser (FlexibleArgumentParser) maps to long ones, by the version that
-# brought them (reference.md §2.2): `-O3`, `-O 3` and `-O=3` are `--optimization-level 3`.
-VERSIONED_ALIASES: tuple[tuple[str, str, tuple[int, ...]], ...] = (
-    ("-O", "--optimization-level", (0, 12)),
-    ("-cc", "--compilation-config", (0, 12)),
-)
-# Flags vLLM's parser takes with no value (the newest release's, until vllm_flags has them all).
-_BOOLEANS = frozenset(
-    {
-        "--enforce-eager",
-        "--trust-remote-code",
-        "--enable-prefix-caching",
-        "--enable-chunked-prefill",
-        "--enable-lora",
-        "--disable-log-stats",
-        "--disable-log-requests",
-        "--enable-log-requests",
-        "--enable-auto-tool-choice",
-        "--disable-custom-all-reduce",
-        "--enable-expert-parallel",
-        "--headless",
-        "--disable-frontend-multiprocessing",
-        "--enable-sleep-mode",
-        "--skip-tokenizer-init",
-        "--disable-sliding-window",
-        "--disable-cascade-attn",
-        "--enable-request-id-headers",
-        "--disable-fastapi-docs",
-        "--disable-uvicorn-access-log",
-        "--enable-server-load-tracking",
-        "--enable-prompt-tokens-details",
-        "--return-tokens-as-token-ids",
-        "--enable-force-include-usage",
-        "--async-scheduling",
-    }
-)
 _BOOLEAN_LITERALS = frozenset({"true", "false", "True", "False"})
 
 
 def canonical(flag: str, version: str | None = None) -> str:
     """`--max_model_len` → `--max-model-len`, `-tp` → `--tensor-parallel-size`, `-O` →
-    `--optimization-level` where `version` has it (unknown: the newest); values stay as they are."""
+    `--optimization-level`, as vLLM `version` reads them (unknown: the newest); values stay."""
     if flag.startswith("--"):
         flag = "--" + flag[2:].replace("_", "-")
-    for short, long, since in VERSIONED_ALIASES:
-        if flag == short and (version is None or at_least(version, since)):
-            return long
-    return ALIASES.get(flag, flag)
+    return _aliases(version).get(flag) or ALIASES.get(flag, flag)
+
+
+@functools.lru_cache(maxsize=8)
+def _aliases(version: str | None) -> dict[str, str]:
+    return vllm_flags.aliases(version)
 
 
 def is_boolean(flag: str, version: str | None = None) -> bool:
-    """Whether vLLM's parser takes `flag` (canonical) with no value; its `--no-` form too."""
-    if flag.startswith("--no-"):
-        flag = "--" + flag[5:]
-    return flag in _BOOLEANS
+    """Whether vLLM `version`'s parser takes `flag` (canonical, or its `--no-` form) with no
+    value, from the table mined from vLLM's source (vllm_flags); an unknown flag is not."""
+    return vllm_flags.is_boolean(flag, version) is True
 
 
 def split(arg: str, version: str | None = None) -> tuple[str, str | None]:

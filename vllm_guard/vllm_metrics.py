@@ -98,58 +98,6 @@ def _short(reason: str, limit: int = 80) -> str:
     return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
-class StallWatch:
-    """Says when requests are in flight but no token has been generated for `stall_s` seconds.
-
-    Idle time never counts: the timer starts at the first busy observation and restarts whenever
-    the token counter moves, the server goes idle, or the counter goes down (vLLM restarted).
-    A snapshot without the numbers (no metrics) restarts it too: no evidence, no verdict.
-    """
-
-    def __init__(self, stall_s: float) -> None:
-        if stall_s <= 0:
-            raise ValueError(f"stall_s must be positive, not {stall_s}")
-        self.stall_s = stall_s
-        self._tokens: float | None = None
-        self._since: float | None = None  # when the current busy, motionless stretch began
-
-    def reset(self) -> None:
-        self._tokens = None
-        self._since = None
-
-    def observe(self, now: float, snap: Snapshot) -> str | None:
-        tokens = snap.generation_tokens
-        running = snap.running or 0.0
-        waiting = snap.waiting or 0.0
-        if tokens is None or (snap.running is None and snap.waiting is None):
-            self.reset()
-            return None
-        moved = self._tokens is None or tokens != self._tokens
-        self._tokens = tokens
-        if running + waiting <= 0:
-            self._since = None
-            return None
-        if moved or self._since is None:
-            self._since = now
-            return None
-        stood = now - self._since
-        if stood < self.stall_s:
-            return None
-        return (
-            f"{_count(running, 'request')} running, {_number(waiting)} waiting, and "
-            f"{GENERATION_TOKENS} has stood at {_number(tokens)} for {stood:.0f} s"
-        )
-
-
-def _number(value: float) -> str:
-    value = float(value)  # an int is a float to the type checker, but has no is_integer() before 3.12
-    return str(int(value)) if value.is_integer() else f"{value:g}"
-
-
-def _count(value: float, noun: str) -> str:
-    return f"{_number(value)} {noun}" + ("" if value == 1 else "s")
-
-
 async def scrape(client: httpx.AsyncClient, timeout_s: float) -> Snapshot | None:
     """GET /metrics relative to the client's base_url; None when there is no usable answer."""
     import httpx  # noqa: PLC0415 - only the running supervisor scrapes; parse() users need no HTTP
