@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from vllm_guard.child import PIPE_BYTES, READ_CHUNK
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import STDOUT, Printer
+from vllm_guard.processes import PIPE_BYTES, READ_CHUNK
 from vllm_guard.redact import Redactor
 
 LINES = {

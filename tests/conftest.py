@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from vllm_guard.child import become_subreaper
+from vllm_guard.processes import become_subreaper
 
 # Orphans of the processes a test starts come back to the test run instead of PID 1, so the
 # leftover check below sees them too.

@@ -32,7 +32,6 @@ from fake_nvml import (
 )
 
 from vllm_guard.gpu import (
-    _INIT_PID_NS,
     CARDS,
     GpuFacts,
     GpuInfo,
@@ -44,6 +43,7 @@ from vllm_guard.gpu import (
     process_describer,
     read_facts,
 )
+from vllm_guard.gpu.nvml import _INIT_PID_NS
 
 # A real H100's readings (shared vllm/gpu/probe.py), copied into the repository so that this runs everywhere.
 PROBE = Path(__file__).resolve().parent / "data" / "h100-probe.json"

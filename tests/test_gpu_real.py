@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from vllm_guard.child import ProcessLauncher, Reaper
 from vllm_guard.gpu import Nvml, read_facts, wait_for_release
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import Printer
+from vllm_guard.processes import ProcessLauncher, Reaper
 from vllm_guard.redact import Redactor
 
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(120)]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_guard import hf_hub, preflight_cli
-from vllm_guard.gpu import GpuFacts
+from vllm_guard import hf_hub, serve_preflight
+from vllm_guard.facts import GpuFacts
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -35,7 +35,7 @@ def test_the_model_the_disk_and_the_token_are_looked_for_in_one_home(tmp_path: P
     (home / "hf" / "token").write_text("hf_stored\n")
     env = {"HF_HOME": "~/hf", "HOME": str(home)}
     gpus = GpuFacts((), None, None, "no GPU here", "test")
-    facts, machine = preflight_cli.gather("org/name", ["--uds", str(tmp_path / "sock")], env, gpus)
+    facts, machine = serve_preflight.gather("org/name", ["--uds", str(tmp_path / "sock")], env, gpus)
     assert facts.cached and facts.config == CONFIG
     assert machine.disk_dir == str(home / "hf" / "hub")
     assert machine.token
@@ -45,8 +45,8 @@ def test_a_token_on_vllms_command_line_counts_too(tmp_path: Path) -> None:
     env = {"HOME": str(tmp_path)}
     gpus = GpuFacts((), None, None, "no GPU here", "test")
     uds = ["--uds", str(tmp_path / "sock")]
-    assert not preflight_cli.gather("org/name", uds, env, gpus)[1].token
-    assert preflight_cli.gather("org/name", [*uds, "--hf-token", "hf_x"], env, gpus)[1].token
+    assert not serve_preflight.gather("org/name", uds, env, gpus)[1].token
+    assert serve_preflight.gather("org/name", [*uds, "--hf-token", "hf_x"], env, gpus)[1].token
 
 
 def test_the_download_dir_wins_then_hf_hub_cache_then_hf_home(tmp_path: Path) -> None:

@@ -12,12 +12,12 @@ import pytest
 from test_supervisor import FakeLauncher, FakeProbe, RecordingPrinter, Script
 
 from vllm_guard import policy_file, vllm_args
-from vllm_guard.child import VllmProcess
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.health import HealthResult
 from vllm_guard.output import AttemptOutput
 from vllm_guard.policy import Attempt, Discipline, GiveUp, Relaunch, decide
+from vllm_guard.processes import VllmProcess
 from vllm_guard.settings import load as load_settings
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import Supervisor, World

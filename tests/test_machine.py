@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vllm_guard import machine
-from vllm_guard.gpu import GpuFacts, GpuInfo, GpuProcess
+from vllm_guard.facts import GpuFacts, GpuInfo, GpuProcess
 
 
 def test_shm_size_is_read_and_a_missing_mount_is_unknown(tmp_path: Path) -> None:
@@ -66,7 +66,7 @@ def test_kill_leftovers_stops_vllm_processes_sigterm_first_and_never_another_pro
 ) -> None:
     import subprocess  # noqa: PLC0415
 
-    from vllm_guard.preflight_cli import _kill_leftovers  # noqa: PLC0415
+    from vllm_guard.commands.preflight import _kill_leftovers  # noqa: PLC0415
 
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "vllm").write_text(FAKE_VLLM)

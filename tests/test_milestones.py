@@ -9,17 +9,18 @@ import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from vllm_guard.child import StopReport, VllmProcess
 from vllm_guard.errors import ExitCode
 from vllm_guard.health import HealthResult
 from vllm_guard.milestones import scan
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import STDERR, STDOUT, Printer
+from vllm_guard.processes import StopReport, VllmProcess
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import GuardSettings
 from vllm_guard.sim.reports import Bar
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import Supervisor, World
+from vllm_guard.vllm_args import EffectiveFlags
 from vllm_guard.vllm_metrics import Snapshot
 
 REAL = (  # shared/vllm/real-cpu/full/f1_sigterm_running.log, line for line
@@ -127,7 +128,7 @@ class BarLauncher:
     async def clear(self, proc: VllmProcess) -> StopReport:
         return StopReport(False, ())
 
-    def probe(self, _: Sequence[str]) -> BarProbe:
+    def probe(self, _: EffectiveFlags) -> BarProbe:
         return BarProbe(self)
 
 

@@ -10,7 +10,7 @@ import dataclasses
 from model_configs import LLAMA_31_8B, LLAMA_31_70B
 
 from vllm_guard import memory, vllm_args
-from vllm_guard.gpu import GpuFacts, GpuInfo, GpuProcess
+from vllm_guard.facts import GpuFacts, GpuInfo, GpuProcess
 from vllm_guard.preflight import Allowed, Machine, ModelFacts, Verdict, check
 
 GIB = 1 << 30

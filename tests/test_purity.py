@@ -33,6 +33,7 @@ PURE = [
     "vllm_guard.vllm_flags",
     "vllm_guard.attempt_watch",
     "vllm_guard.journal",
+    "vllm_guard.facts",
 ]
 # settings.py is pure in what it does, but pydantic-settings itself imports asyncio. vllm_version.py is
 # not in the core: detect() reads vLLM's script and site-packages (only at_least() is pure).

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from test_supervisor import FakeLauncher, FakeProbe, RecordingPrinter, Script
 
-from vllm_guard import flag_edits, gpu, policy_file, settings
-from vllm_guard.child import VllmProcess, kill_spawned, resolve_command
+from vllm_guard import flag_edits, gpu, policy_file, settings, vllm_config
 from vllm_guard.output import AttemptOutput
 from vllm_guard.policy import Facts
+from vllm_guard.processes import VllmProcess, kill_spawned, resolve_command
 from vllm_guard.redact import Redactor
 from vllm_guard.startup import _facts, start_serving
 from vllm_guard.state import KNOWN_GOOD, StateDir, known_good_key
@@ -179,6 +179,6 @@ def test_the_grace_period_reads_the_shutdown_timeout_from_the_config_file(tmp_pa
     config.write_text("port: 8123\nshutdown-timeout: 120\n")
     sup = Supervisor.__new__(Supervisor)
     sup._settings = settings.load({"state_dir": str(tmp_path)})
-    assert sup._grace_s(("--shutdown-timeout", "120")) == 130.0
-    assert sup._grace_s(("--config", str(config))) == 130.0
-    assert sup._grace_s(("--config", str(config), "--shutdown-timeout", "50")) == 60.0
+    assert sup._grace_s(vllm_config.flags(("--shutdown-timeout", "120"))) == 130.0
+    assert sup._grace_s(vllm_config.flags(("--config", str(config)))) == 130.0
+    assert sup._grace_s(vllm_config.flags(("--config", str(config), "--shutdown-timeout", "50"))) == 60.0

@@ -15,17 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from vllm_guard.child import StopReport, VllmProcess
 from vllm_guard.errors import ExitCode
 from vllm_guard.gpu import DeviceMemory
 from vllm_guard.health import HealthResult
 from vllm_guard.notify import Notifier
 from vllm_guard.output import AttemptOutput
 from vllm_guard.printer import Printer
+from vllm_guard.processes import StopReport, VllmProcess
 from vllm_guard.reporter import Reporter
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import STARTING_GRACE_S, Supervisor, World
+from vllm_guard.vllm_args import EffectiveFlags
 from vllm_guard.vllm_metrics import Snapshot
 
 pytestmark = pytest.mark.timeout(30)
@@ -154,7 +155,7 @@ class Harness:
         async def sleep(delay: float) -> None:
             self.delays.append(delay)
 
-        def probe_for(_: Sequence[str]) -> FakeProbe:
+        def probe_for(_: EffectiveFlags) -> FakeProbe:
             return FakeProbe(self.launcher, self.launcher.procs[-1])
 
         world = World(

@@ -123,15 +123,15 @@ def _dispatch(argv: list[str]) -> ExitCode | int:
 
         return run_async(lambda: serve(started))
     if ns.command == "preflight":
-        from vllm_guard.preflight_cli import preflight_command  # noqa: PLC0415
+        from vllm_guard.commands.preflight import preflight_command  # noqa: PLC0415
 
         return preflight_command(ns.rest, settings.load(cli_values), dict(os.environ))
     if ns.command == "diagnose":
-        from vllm_guard.diagnose import diagnose  # noqa: PLC0415
+        from vllm_guard.commands.diagnose import diagnose  # noqa: PLC0415
 
         return diagnose(ns.rest, settings.load(cli_values))
     if ns.command == "status":
-        from vllm_guard.status import status  # noqa: PLC0415
+        from vllm_guard.commands.status import status  # noqa: PLC0415
 
         return status(ns.rest, settings.load(cli_values))
     if ns.command == "forget":
@@ -144,10 +144,10 @@ def _dispatch(argv: list[str]) -> ExitCode | int:
         print(f"forgot {dropped} remembered flag set{'s' if dropped != 1 else ''}")
         return ExitCode.STOPPED
     if ns.command == "policy":
-        from vllm_guard.policy_cli import policy_command  # noqa: PLC0415
+        from vllm_guard.commands.policy import policy_command  # noqa: PLC0415
 
         return policy_command(ns.rest, settings.load(cli_values).policy)
-    from vllm_guard.demo import demo  # noqa: PLC0415
+    from vllm_guard.commands.demo import demo  # noqa: PLC0415
 
     if ns.rest:
         raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
@@ -163,10 +163,10 @@ def asks_for_help(serve_args: Sequence[str]) -> bool:
 def vllm_help(guard_settings: settings.GuardSettings, serve_args: Sequence[str]) -> int:
     """vLLM's own help, shown once: nothing to check, supervise or restart (a help that exits 0 would
     otherwise read as vLLM exiting before it was ready). Its exit status is the guard's."""
-    import subprocess  # noqa: PLC0415 - serve's own path starts vLLM through child.py
+    import subprocess  # noqa: PLC0415 - serve's own path starts vLLM through processes.py
 
-    from vllm_guard.child import resolve_command  # noqa: PLC0415
     from vllm_guard.notify import scrubbed  # noqa: PLC0415
+    from vllm_guard.processes import resolve_command  # noqa: PLC0415
 
     program = resolve_command(guard_settings.vllm_command, os.environ)
     # The environment vLLM gets under serve: without systemd's notify socket or the guard's options.

@@ -22,20 +22,20 @@ class Endpoint:
     uds: str | None = None
 
 
-def endpoint(args: Sequence[str]) -> Endpoint:
+def endpoint(given: Sequence[str] | vllm_args.EffectiveFlags) -> Endpoint:
     """Where vLLM serves, read from the flags it was given (its defaults: 0.0.0.0:8000, http),
     including those of its `--config FILE`."""
-    args = vllm_config.effective(args)
-    uds = vllm_args.get(args, "--uds")
-    scheme = "https" if vllm_args.get(args, "--ssl-certfile") else "http"
+    flags = given if isinstance(given, vllm_args.EffectiveFlags) else vllm_config.flags(given)
+    uds = flags.get("--uds")
+    scheme = "https" if flags.get("--ssl-certfile") else "http"
     if uds:
         return Endpoint(f"{scheme}://localhost", uds)
-    host = vllm_args.get(args, "--host") or "127.0.0.1"
+    host = flags.get("--host") or "127.0.0.1"
     # A wildcard bind is reached over loopback.
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
     if ":" in host and not host.startswith("["):
         host = f"[{host}]"
-    port = vllm_args.get(args, "--port") or VLLM_DEFAULT_PORT
+    port = flags.get("--port") or VLLM_DEFAULT_PORT
     return Endpoint(f"{scheme}://{host}:{port}", None)
 
 

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
-from vllm_guard.gpu import GpuFacts, GpuProcess
+from vllm_guard.facts import GpuFacts, GpuProcess
 
 # The process titles vLLM gives the children of `vllm serve` that hold GPU memory and outlive a
 # killed API server (vLLM #55510): `VLLM::EngineCore`, `VLLM::EngineCore_DP0`, `VLLM::Worker_TP1`…

@@ -24,7 +24,7 @@ from vllm_guard import fits, flag_edits, memory, vllm_args
 from vllm_guard.vllm_version import at_least
 
 if TYPE_CHECKING:
-    from vllm_guard.gpu import GpuFacts, GpuInfo, GpuProcess
+    from vllm_guard.facts import GpuFacts, GpuInfo, GpuProcess
 
 GiB = 1 << 30
 MiB = 1 << 20

@@ -13,17 +13,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from vllm_guard import flag_edits
-from vllm_guard.child import Spawned, become_subreaper, resolve_command, spawn, stop_signals
-from vllm_guard.child import create_time as first_create_time
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.notify import scrubbed
+from vllm_guard.processes import Spawned, become_subreaper, resolve_command, spawn, stop_signals
+from vllm_guard.processes import create_time as first_create_time
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import ENV_PREFIX, GuardSettings
 from vllm_guard.state import StateDir, known_good_key
 from vllm_guard.vllm_version import detect as detect_vllm_version
 
 if TYPE_CHECKING:
-    from vllm_guard.gpu import GpuFacts
+    from vllm_guard.facts import GpuFacts
     from vllm_guard.policy import Facts
 
 
@@ -36,7 +36,7 @@ def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
     segments = state.recorded_shm()
     if not recorded and not segments:
         return []
-    from vllm_guard.child import remove_recorded, remove_unused_shm  # noqa: PLC0415
+    from vllm_guard.processes import remove_recorded, remove_unused_shm  # noqa: PLC0415
 
     killed = remove_recorded(recorded, settings.kill_timeout_s)
     # The tree's resource tracker died with the guard (or was killed just now), so nothing
@@ -67,7 +67,7 @@ def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequenc
     if settings.preflight == "off":
         return None
     from vllm_guard import gpu  # noqa: PLC0415
-    from vllm_guard.preflight_cli import gpu_facts  # noqa: PLC0415
+    from vllm_guard.serve_preflight import gpu_facts  # noqa: PLC0415
 
     probe = gpu.Nvml.open() if removed and settings.gpu_snapshot is None else None
     if probe is not None:
@@ -190,7 +190,7 @@ def start_serving(
             first_args = _replay(user_args, remembered, pinned, version)
             remembered_args = first_args
         if gpus is not None:
-            from vllm_guard.preflight_cli import for_serve  # noqa: PLC0415
+            from vllm_guard.serve_preflight import for_serve  # noqa: PLC0415
 
             first_args = for_serve(settings, model, first_args, env, version, gpus)
     except BaseException:

@@ -20,7 +20,6 @@ from typing import Any
 
 from vllm_guard import gpu, journal, vllm_args, vllm_config, vllm_version
 from vllm_guard.attempt_watch import AttemptWatch, Hung, ReadMetrics, Ready
-from vllm_guard.child import Launcher, Spawned, VllmProcess, stop_signals
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.exporter import Exporter, GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
@@ -30,6 +29,7 @@ from vllm_guard.output import SCAN_BUDGET_BYTES, AttemptOutput, CappedLog
 from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide, restarts_in_window
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
+from vllm_guard.processes import Launcher, Spawned, VllmProcess, stop_signals
 from vllm_guard.redact import Redactor
 from vllm_guard.reporter import Reporter
 from vllm_guard.settings import GuardSettings
@@ -61,6 +61,7 @@ class Failed:
     """vLLM ended (or hung) without being asked to: the policy decides what follows."""
 
     attempt: Attempt
+    flags: vllm_args.EffectiveFlags  # as vLLM read them, its --config file included
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,7 @@ class World:
     """The shell the supervisor acts through; tests replace any part of it."""
 
     launcher: Launcher
-    probe_for: Callable[[Sequence[str]], HealthProbe]
+    probe_for: Callable[[vllm_args.EffectiveFlags], HealthProbe]
     state: StateDir
     printer: Printer
     gpu_probe: Callable[[], gpu.GpuProbe | None] = lambda: None  # opened only when needed
@@ -227,8 +228,8 @@ class Supervisor:
                 self._world.clock(),
                 self._world.rng,
                 policy=self._policy,
-                facts=replace(self._facts, vllm_version=self._vllm_version or self._printed_version),
-                config=vllm_config.read(ended.vllm_args),
+                facts=replace(self._facts, vllm_version=self._version()),
+                config=outcome.flags.config,
                 user_args=self._user_args,
             )
             self._record_end(ended, decision)
@@ -270,6 +271,7 @@ class Supervisor:
     async def _attempt(self, number: int, args: tuple[str, ...], step: str | None = None) -> Outcome:
         """Run one attempt, to how it ended."""
         world = self._world
+        flags = vllm_config.flags(args, self._version())  # read once: health, grace and policy agree
         redactor = Redactor.for_launch(self._env, args)
         world.printer.redactor = redactor
         log = CappedLog(world.state.attempt_log(number), self._settings.log_max_bytes)
@@ -292,7 +294,7 @@ class Supervisor:
         )
         self._record_tree(proc)
         recording = asyncio.ensure_future(self._keep_recording(number, proc))
-        probe = world.probe_for(args)
+        probe = world.probe_for(flags)
         try:
             watched = await self._watch(number, proc, probe, started)
         finally:
@@ -304,7 +306,7 @@ class Supervisor:
         if hung:
             # A vLLM that cannot answer /health will hardly shut down in order: a short grace,
             # not the full one, before its tree is killed (a merely slow one still gets to go).
-            grace = min(self._grace_s(args), HUNG_GRACE_S)
+            grace = min(self._grace_s(flags), HUNG_GRACE_S)
             self._print(
                 f"vLLM hung ({hung}); stopping its process tree (SIGKILL after {grace:g} s)", level="warning"
             )
@@ -339,7 +341,7 @@ class Supervisor:
         if self._stop.is_set():
             self._record_end(attempt, None)
             return Stopped()
-        return Failed(attempt)
+        return Failed(attempt, flags)
 
     async def _watch(self, number: int, proc: VllmProcess, probe: HealthProbe, started: float) -> Watched:
         """Poll /health until vLLM exits, a stop is requested, or it hangs (the AttemptWatch
@@ -446,7 +448,7 @@ class Supervisor:
     async def _stop_on_request(
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None
     ) -> Stopped | Fatal:
-        grace = self._grace_s(tuple(proc.argv))
+        grace = self._grace_s(vllm_config.flags(proc.argv[len(self._program) + 2 :], self._version()))
         why = ""
         if ready_at is None:
             # Before /health answers there is no request to drain, and vLLM is known to ignore
@@ -556,11 +558,15 @@ class Supervisor:
             stop.cancel()
         return self._stop.is_set()
 
-    def _grace_s(self, args: Sequence[str]) -> float:
+    def _version(self) -> str | None:
+        """vLLM's version: from its package metadata, else from its banner once it printed one."""
+        return self._vllm_version or self._printed_version
+
+    def _grace_s(self, flags: vllm_args.EffectiveFlags) -> float:
         """At least vLLM's own --shutdown-timeout (it drains requests that long) plus a margin;
         read as vLLM reads it, from its --config file too."""
         try:
-            drain = float(vllm_args.get(vllm_config.effective(args), "--shutdown-timeout") or 0)
+            drain = float(flags.get("--shutdown-timeout") or 0)
         except ValueError:
             drain = 0.0
         return max(self._settings.grace_period_s, drain + SHUTDOWN_MARGIN_S if drain else 0.0)
@@ -634,8 +640,8 @@ async def real_world(
     settings: GuardSettings, state: StateDir, started: Spawned | None = None
 ) -> AsyncIterator[World]:
     """The shell for real: processes, HTTP, NVML, the state directory, the terminal."""
-    from vllm_guard.child import ProcessLauncher, Reaper  # noqa: PLC0415
     from vllm_guard.health import HttpHealthProbe, endpoint  # noqa: PLC0415
+    from vllm_guard.processes import ProcessLauncher, Reaper  # noqa: PLC0415
 
     printer = Printer(log_format=settings.log_format)
     reaper = Reaper()
@@ -712,7 +718,7 @@ async def serve(started: Started) -> ExitCode:
                 if exporter is not None:
                     exporter.close()
     except BaseException:
-        from vllm_guard.child import kill_spawned  # noqa: PLC0415
+        from vllm_guard.processes import kill_spawned  # noqa: PLC0415
 
         # If the loop failed before the first attempt was adopted, it must not run unwatched.
         with contextlib.suppress(OSError):

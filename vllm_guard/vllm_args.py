@@ -280,3 +280,28 @@ def with_config(args: Sequence[str], config: Mapping[str, object]) -> tuple[str,
         else:
             from_file += [flag, str(value)]
     return (*from_file, *args)
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveFlags:
+    """The flags of one attempt as vLLM reads them: its `--config` file's values under the
+    command line, short forms and aliases in the spelling of its version. Computed once per
+    attempt and handed to whoever needs a flag (health, the grace period, the policy), so no
+    two of them read the command line, or the file, differently."""
+
+    args: tuple[str, ...]  # the command line after MODEL
+    config: Mapping[str, object]  # the --config file's values ({} without one)
+    version: str | None = None
+
+    @property
+    def seen(self) -> tuple[str, ...]:
+        return with_config(self.args, self.config) if self.config else self.args
+
+    def get(self, flag: str, default: str | None = None) -> str | None:
+        return get(self.seen, flag, default, version=self.version)
+
+    def has(self, flag: str) -> bool:
+        return has(self.seen, flag, self.version)
+
+    def is_on(self, flag: str) -> bool:
+        return is_on(self.seen, flag, self.version)

@@ -24,6 +24,11 @@ def read(args: Sequence[str]) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
+def flags(args: Sequence[str], version: str | None = None) -> vllm_args.EffectiveFlags:
+    """The attempt's flags as vLLM reads them, its config file read once."""
+    return vllm_args.EffectiveFlags(tuple(args), read(args), version)
+
+
 def effective(args: Sequence[str]) -> tuple[str, ...]:
     """The flags as vLLM sees them: the config file's, then the command line's (the last wins)."""
     return vllm_args.with_config(args, read(args))

@@ -17,10 +17,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from vllm_guard.child import ProcessLauncher, Reaper, VllmProcess, resolve_command
+from vllm_guard import processes
 from vllm_guard.errors import GuardError
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import Printer
+from vllm_guard.processes import ProcessLauncher, Reaper, VllmProcess, resolve_command
 from vllm_guard.redact import Redactor
 
 pytestmark = pytest.mark.timeout(60)
@@ -148,7 +149,7 @@ def test_an_unsplittable_command_is_a_usage_error() -> None:
 
 
 def test_recorded_processes_are_removed_only_where_pid_and_start_time_match() -> None:
-    from vllm_guard.child import create_time, remove_recorded  # noqa: PLC0415
+    from vllm_guard.processes import create_time, remove_recorded  # noqa: PLC0415
 
     argv = [sys.executable, "-c", "import time; time.sleep(60)"]
     # raw pids, as a previous guard's would be: no Popen object here to reap them behind our back
@@ -170,17 +171,16 @@ def test_recorded_processes_are_removed_only_where_pid_and_start_time_match() ->
 async def test_a_status_kept_for_a_recycled_pid_never_makes_a_new_child_look_dead(
     launcher: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from vllm_guard import child  # noqa: PLC0415
 
-    real_spawn = child.spawn
+    real_spawn = processes.spawn
 
-    def spawn_over_a_stale_status(argv: list[str], env: dict[str, str]) -> child.Spawned:
+    def spawn_over_a_stale_status(argv: list[str], env: dict[str, str]) -> processes.Spawned:
         spawned = real_spawn(argv, env)
         # an orphan that once had this pid was reaped long ago, and nobody claimed its status
         launcher._reaper._unclaimed[spawned.pid] = -9
         return spawned
 
-    monkeypatch.setattr(child, "spawn", spawn_over_a_stale_status)
+    monkeypatch.setattr(processes, "spawn", spawn_over_a_stale_status)
     proc = await start(launcher, tmp_path, "import time; print('up', flush=True); time.sleep(60)")
     await wait_for_line(proc, "up")
     assert proc.running and psutil.Process(proc.pid).is_running()
@@ -268,7 +268,7 @@ def segment() -> Iterator[Path]:
 async def test_the_segments_a_tree_maps_are_removed_once_nobody_uses_them(
     launcher: Harness, tmp_path: Path, segment: Path
 ) -> None:
-    from vllm_guard.child import remove_unused_shm  # noqa: PLC0415
+    from vllm_guard.processes import remove_unused_shm  # noqa: PLC0415
 
     user = await start(launcher, tmp_path, MAPS_SEGMENT.format(path=str(segment)))
     await wait_for_line(user, "mapped")
@@ -284,7 +284,7 @@ async def test_the_segments_a_tree_maps_are_removed_once_nobody_uses_them(
 async def test_a_segment_another_process_still_maps_is_never_removed(
     launcher: Harness, tmp_path: Path, segment: Path
 ) -> None:
-    from vllm_guard.child import remove_unused_shm  # noqa: PLC0415
+    from vllm_guard.processes import remove_unused_shm  # noqa: PLC0415
 
     since = time.time() - 1.0
     other = subprocess.Popen(

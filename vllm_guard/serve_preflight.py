@@ -1,13 +1,8 @@
-"""`vllm-guard preflight` and serve's preflight: gather the facts (GPU, model files, host), let
-preflight.py judge them, and say what it found.
-
-    vllm-guard preflight [--json] [--gpu NAME] [--gpus N] [--gpu-snapshot FILE]
-                         [--save-gpu-snapshot FILE] [--kill-leftovers] MODEL [VLLM ARGS...]
-"""
+"""Serve's preflight, and the facts the `preflight` command judges too: the GPUs (NVML or a
+snapshot), the model's files, the host; preflight.py judges them."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,8 +18,6 @@ if TYPE_CHECKING:
     from vllm_guard.policy import Policy
 
 _MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL"}
-# How long `--kill-leftovers` lets a leftover vLLM process act on SIGTERM before SIGKILL.
-LEFTOVER_GRACE_S = 10.0
 
 
 def gpu_facts(settings: GuardSettings, environ: Mapping[str, str]) -> gpu.GpuFacts:
@@ -151,94 +144,3 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
 def line(finding: Finding) -> str:
     fix = f" (fix: {finding.fix})" if finding.fix and finding.status in ("warn", "fail") else ""
     return f"{_MARK[finding.status]} {finding.check}: {finding.message}{fix}"
-
-
-def preflight_command(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]) -> ExitCode:
-    parser = argparse.ArgumentParser(
-        prog="vllm-guard preflight",
-        description="Check before launch whether MODEL fits this machine (or a planned one), and "
-        "with which flags vLLM would start. Options go before MODEL; after it everything is vLLM's.",
-        allow_abbrev=False,
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--gpu", metavar="NAME", help="plan for this card instead of reading NVML")
-    parser.add_argument("--gpus", type=int, metavar="N", help="how many of --gpu (default 1)")
-    parser.add_argument("--gpu-snapshot", metavar="FILE", help="plan from a snapshot written on the target")
-    parser.add_argument("--save-gpu-snapshot", metavar="FILE", help="write this machine's GPUs to FILE")
-    parser.add_argument(
-        "--kill-leftovers",
-        action="store_true",
-        help="stop vLLM processes that hold GPU memory (never others)",
-    )
-    parser.add_argument("model", metavar="MODEL")
-    parser.add_argument("vllm_args", nargs=argparse.REMAINDER, metavar="VLLM ARGS")
-    try:
-        ns = parser.parse_args(list(argv))
-    except SystemExit as exc:
-        return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
-    if ns.gpu and ns.gpu_snapshot:
-        raise GuardError("--gpu and --gpu-snapshot are two ways to plan: give one")
-    if ns.gpus is not None and not ns.gpu:
-        raise GuardError("--gpus N goes with --gpu NAME")
-    if ns.gpu:
-        try:
-            gpus = gpu.planned(ns.gpu, ns.gpus or 1)
-        except ValueError as exc:
-            raise GuardError(str(exc)) from None
-    elif ns.gpu_snapshot:
-        gpus = read_snapshot(Path(ns.gpu_snapshot))
-    else:
-        gpus = gpu_facts(settings, environ)
-    if ns.save_gpu_snapshot:
-        Path(ns.save_gpu_snapshot).write_text(
-            json.dumps(gpu.facts_to_json(gpus), indent=1) + "\n", encoding="utf-8"
-        )
-    if ns.kill_leftovers:
-        _kill_leftovers(gpus)
-        gpus = gpu_facts(settings, environ) if not (ns.gpu or ns.gpu_snapshot) else gpus
-    from vllm_guard.child import resolve_command  # noqa: PLC0415
-    from vllm_guard.vllm_version import detect  # noqa: PLC0415
-
-    try:
-        version = detect(resolve_command(settings.vllm_command, environ))
-    except GuardError:
-        version = None  # planning on a machine without vLLM
-    verdict = judge(settings, ns.model, tuple(ns.vllm_args), environ, gpus, version)
-    if ns.json:
-        print(json.dumps(verdict.as_json(), ensure_ascii=False))
-    else:
-        for finding in verdict.findings:
-            print(line(finding))
-        if verdict.ok:
-            print(f"start: {' '.join(['vllm', 'serve', ns.model, *verdict.start_argv])}")
-        else:
-            print("cannot start here: fix what FAIL says")
-    return ExitCode.STOPPED if verdict.ok else ExitCode.CANNOT_START
-
-
-def _kill_leftovers(gpus: gpu.GpuFacts, grace_s: float = LEFTOVER_GRACE_S) -> None:
-    """Stop vLLM's leftover serving processes: SIGTERM (an EngineCore shuts down in order and
-    lets its GPU memory go), then SIGKILL of those still there after `grace_s`."""
-    import psutil  # noqa: PLC0415
-
-    targets: list[tuple[psutil.Process, str | None]] = []
-    for proc in machine.vllm_leftovers(gpus, ()):
-        try:
-            target = psutil.Process(proc.pid)
-            # Checked again on the live process: a pid NVML listed may since belong to another program.
-            if not machine.looks_like_vllm(target.cmdline()):
-                continue
-            target.terminate()
-            targets.append((target, proc.command))
-        except psutil.Error as exc:
-            print(f"could not stop pid {proc.pid}: {exc}", file=sys.stderr)
-    _, alive = psutil.wait_procs([t for t, _ in targets], timeout=grace_s)
-    for target, command in targets:
-        try:
-            if target in alive:
-                target.kill()
-                print(f"killed pid {target.pid} ({command}): SIGTERM did not stop it", file=sys.stderr)
-            else:
-                print(f"stopped pid {target.pid} ({command})", file=sys.stderr)
-        except psutil.Error as exc:
-            print(f"could not kill pid {target.pid}: {exc}", file=sys.stderr)

@@ -21,9 +21,9 @@ import httpx
 
 from vllm_guard import policy_file
 from vllm_guard import settings as settings_module
-from vllm_guard.child import resolve_command
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.policy import Policy
+from vllm_guard.processes import resolve_command
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 from vllm_guard.supervisor import Supervisor, real_world

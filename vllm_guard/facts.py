@@ -1,0 +1,36 @@
+"""What is known of the machine's GPUs, as values: read by gpu.nvml, a snapshot or a card table,
+judged by the pure core (preflight, the policy)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    pid: int
+    bytes: int
+    user: str | None  # None when unknown, or when the pid is another PID namespace's (a container's host)
+    command: str | None  # the command line joined with spaces; None when unknown
+
+
+@dataclass(frozen=True, slots=True)
+class GpuInfo:
+    index: int  # NVML index (for a MIG instance, its parent GPU's)
+    uuid: str | None
+    name: str
+    total_bytes: int
+    free_bytes: int
+    reserved_bytes: int  # the driver's reservation (v2 memory struct); 0 where only v1 exists
+    used_bytes: int  # v1 counts the reservation in here
+    compute_capability: tuple[int, int] | None
+    processes: tuple[GpuProcess, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GpuFacts:
+    devices: tuple[GpuInfo, ...]  # the GPUs vLLM will use, in CUDA order (CUDA_VISIBLE_DEVICES applied)
+    driver_version: str | None
+    cuda_version: str | None  # "13.0"
+    problem: str | None  # why no GPU is visible; None when devices were read
+    source: str  # "nvml", "snapshot FILE", "planned: NAME x N"
