@@ -281,6 +281,28 @@ async def test_the_segments_a_tree_maps_are_removed_once_nobody_uses_them(
     assert not segment.exists()
 
 
+async def test_a_segment_only_a_dead_process_mapped_is_removed_though_no_record_saw_it(
+    launcher: Harness, tmp_path: Path
+) -> None:
+    """Real vLLM after a crash left a sem.mp-* segment no record had seen (only the killed API
+    server had mapped it): what the attempt's time made, and nobody uses, goes with it."""
+    name = f"sem.mp-vllmguardtest{uuid.uuid4().hex[:8]}"
+    make = f"open('/dev/shm/{name}', 'wb').write(bytes(4096))\n"
+    script = make + textwrap.dedent(MAPS_SEGMENT.format(path=f"/dev/shm/{name}"))
+    try:
+        user = await start(launcher, tmp_path, script)
+        await wait_for_line(user, "mapped")
+        os.kill(user.pid, signal.SIGKILL)  # before any record read its maps
+        await asyncio.wait_for(user.exit_status, 10)
+        assert name not in user.shm
+        report = await launcher.clear(user)
+        assert not report.survivors
+        assert not (Path("/dev/shm") / name).exists()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            (Path("/dev/shm") / name).unlink()
+
+
 async def test_a_segment_another_process_still_maps_is_never_removed(
     launcher: Harness, tmp_path: Path, segment: Path
 ) -> None:

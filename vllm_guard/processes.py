@@ -423,8 +423,13 @@ class ProcessLauncher:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(proc.pipes_closed.wait(), 1.0)
         survivors = tuple(f"{p.pid} ({_name(p)})" for p in alive)
-        if not survivors and proc.shm:
-            remove_unused_shm(proc.shm, since=min([proc.started_at, *proc.known.values()]))
+        since = min([proc.started_at, *proc.known.values()])
+        # A segment only a dead process mapped (the API server, killed) was never seen in a
+        # live process's maps: those made since the attempt began count as its own too (real
+        # vLLM after a crash left a sem.mp-* segment that no record had seen).
+        segments = proc.shm | made_since(since)
+        if not survivors and segments:
+            remove_unused_shm(segments, since=since)
         return StopReport(bool(killed), tuple(killed), survivors)
 
     def _leftovers(self, proc: VllmProcess) -> list[psutil.Process]:
@@ -513,6 +518,18 @@ def shm_used_by(pid: int) -> set[str]:
     except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return set()
     return names
+
+
+def made_since(since: float) -> set[str]:
+    """This user's multiprocessing segments in /dev/shm made at or after `since` (wall clock)."""
+    found: set[str] = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(SHM_DIR):
+            with contextlib.suppress(OSError):
+                info = entry.stat(follow_symlinks=False)
+                if _shm_name(entry.path) and info.st_uid == os.getuid() and info.st_ctime >= since - 1.0:
+                    found.add(entry.name)
+    return found
 
 
 def remove_unused_shm(names: Iterable[str], since: float) -> list[str]:
