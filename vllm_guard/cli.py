@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -122,36 +123,17 @@ def _dispatch(argv: list[str]) -> ExitCode | int:
         from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
 
         return run_async(lambda: serve(started))
-    if ns.command == "preflight":
-        from vllm_guard.commands.preflight import preflight_command  # noqa: PLC0415
+    if ns.command == "demo":
+        from vllm_guard.commands import demo  # noqa: PLC0415
 
-        return preflight_command(ns.rest, settings.load(cli_values), dict(os.environ))
-    if ns.command == "diagnose":
-        from vllm_guard.commands.diagnose import diagnose  # noqa: PLC0415
-
-        return diagnose(ns.rest, settings.load(cli_values))
-    if ns.command == "status":
-        from vllm_guard.commands.status import status  # noqa: PLC0415
-
-        return status(ns.rest, settings.load(cli_values))
-    if ns.command == "forget":
-        from vllm_guard.state import StateDir  # noqa: PLC0415
-
-        if len(ns.rest) > 1:
-            raise GuardError("usage: vllm-guard forget [MODEL]")
-        state = StateDir(settings.load(cli_values).state_dir)
-        dropped = state.forget(ns.rest[0] if ns.rest else None)
-        print(f"forgot {dropped} remembered flag set{'s' if dropped != 1 else ''}")
-        return ExitCode.STOPPED
-    if ns.command == "policy":
-        from vllm_guard.commands.policy import policy_command  # noqa: PLC0415
-
-        return policy_command(ns.rest, settings.load(cli_values).policy)
-    from vllm_guard.commands.demo import demo  # noqa: PLC0415
-
-    if ns.rest:
-        raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
-    return run_async(lambda: demo(cli_values))
+        if ns.rest:
+            raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
+        return run_async(lambda: demo.run(cli_values))
+    # Every other sub-command is commands/<name>.py, run(argv, settings) -> ExitCode, imported
+    # only when asked for: serve's path loads none of them.
+    command = importlib.import_module(f"vllm_guard.commands.{ns.command}")
+    code: ExitCode = command.run(ns.rest, settings.load(cli_values))
+    return code
 
 
 def asks_for_help(serve_args: Sequence[str]) -> bool:

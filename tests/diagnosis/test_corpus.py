@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from vllm_guard.commands.diagnose import diagnose
+from vllm_guard.commands.diagnose import run as diagnose
 from vllm_guard.failures import FailureKind, classify
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -38,7 +38,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def demo(cli_values: dict[str, Any]) -> ExitCode:
+async def run(cli_values: dict[str, Any]) -> ExitCode:
     with tempfile.TemporaryDirectory(prefix="vllm-guard-demo-") as tmp:
         return await _demo(Path(tmp), cli_values)
 

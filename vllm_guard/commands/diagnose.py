@@ -28,7 +28,7 @@ MAX_LINES = 200_000
 HEAD_LINES = 200  # where vLLM's version banner is
 
 
-def diagnose(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
+def run(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
     parser = argparse.ArgumentParser(
         prog="vllm-guard diagnose",
         description="Name why vLLM failed, from its log (stdout and stderr together).",

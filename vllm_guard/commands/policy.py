@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from vllm_guard import policy_file
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import PERMANENT_KINDS, FailureKind
+from vllm_guard.settings import GuardSettings
 
 USAGE = "vllm-guard policy check FILE | vllm-guard policy show [FILE|NAME]"
 
 
-def policy_command(argv: Sequence[str], default: str) -> ExitCode:
+def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
+    default = settings.policy
     if not argv or argv[0] not in ("check", "show"):
         raise GuardError(f"usage: {USAGE}")
     action, rest = argv[0], list(argv[1:])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +22,8 @@ from vllm_guard.settings import GuardSettings
 LEFTOVER_GRACE_S = 10.0
 
 
-def preflight_command(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]) -> ExitCode:
+def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str] | None = None) -> ExitCode:
+    environ = dict(os.environ) if environ is None else environ
     parser = argparse.ArgumentParser(
         prog="vllm-guard preflight",
         description="Check before launch whether MODEL fits this machine (or a planned one), and "

@@ -14,7 +14,7 @@ from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir, attempts
 
 
-def status(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
+def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
     if list(argv) not in ([], ["--json"]):
         raise GuardError("usage: vllm-guard status [--json]")
     state = StateDir(settings.state_dir)
