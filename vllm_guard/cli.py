@@ -120,7 +120,7 @@ def _dispatch(argv: list[str]) -> ExitCode | int:
 
             guard_settings, _ = policy_file.effective(guard_settings)
         started = start_serving(guard_settings, ns.rest[0], ns.rest[1:], dict(os.environ))
-        from vllm_guard.supervisor import serve  # noqa: PLC0415 - only once vLLM is starting
+        from vllm_guard.serve import serve  # noqa: PLC0415 - only once vLLM is starting
 
         return run_async(lambda: serve(started))
     if ns.command == "demo":

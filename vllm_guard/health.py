@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -85,3 +87,45 @@ class HttpHealthProbe:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class Polls:
+    """/health polls that start every `interval_s` whether or not the last one has answered (at
+    most `most` in flight, the number of failures that mean hung): a vLLM that stops answering is
+    then caught within interval x failures plus one request timeout, not failures x (interval +
+    timeout). Answers are taken in the order the polls were started."""
+
+    def __init__(self, probe: HealthProbe, interval_s: float, most: int) -> None:
+        self._probe = probe
+        self._interval = interval_s
+        self._most = most
+        self._loop = asyncio.get_running_loop()
+        self._next = self._loop.time() + interval_s
+        self._flying: collections.deque[asyncio.Future[HealthResult]] = collections.deque()
+
+    def wait_s(self) -> float:
+        return max(0.0, self._next - self._loop.time())
+
+    def oldest(self) -> list[asyncio.Future[HealthResult]]:
+        return list(self._flying)[:1]
+
+    def tick(self) -> bool:
+        """Start a poll when one is due; True when it was (the watch's other per-poll work)."""
+        now = self._loop.time()
+        if now < self._next:
+            return False
+        # the cadence holds; after a stall of the event loop, one poll, not a burst of them
+        self._next = max(self._next + self._interval, now + self._interval / 2)
+        if len(self._flying) < self._most:
+            self._flying.append(asyncio.ensure_future(self._probe.check()))
+        return True
+
+    def answer(self) -> HealthResult | None:
+        if self._flying and self._flying[0].done():
+            return self._flying.popleft().result()
+        return None
+
+    async def aclose(self) -> None:
+        for poll in self._flying:
+            poll.cancel()
+        await asyncio.gather(*self._flying, return_exceptions=True)

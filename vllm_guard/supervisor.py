@@ -7,33 +7,30 @@ meet. Signal handlers only record the signal and set an event, as in uvicorn.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import os
 import random
 import shlex
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vllm_guard import gpu, journal, vllm_args, vllm_config, vllm_version
 from vllm_guard.attempt_watch import AttemptWatch, Hung, ReadMetrics, Ready
-from vllm_guard.errors import ExitCode, GuardError
-from vllm_guard.exporter import Exporter, GuardMetrics
+from vllm_guard.errors import ExitCode
+from vllm_guard.exporter import GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
-from vllm_guard.health import HealthProbe, HealthResult
+from vllm_guard.health import HealthProbe, Polls
 from vllm_guard.notify import Notifier
 from vllm_guard.output import SCAN_BUDGET_BYTES, AttemptOutput, CappedLog
 from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide, restarts_in_window
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
-from vllm_guard.processes import Launcher, Spawned, VllmProcess, stop_signals
+from vllm_guard.processes import Launcher, VllmProcess, stop_signals
 from vllm_guard.redact import Redactor
 from vllm_guard.reporter import Reporter
 from vllm_guard.settings import GuardSettings
-from vllm_guard.startup import Started
 from vllm_guard.state import StateDir
 from vllm_guard.vllm_args import changes
 
@@ -356,7 +353,7 @@ class Supervisor:
         output = proc.output
         progress_seen = output.progress
         stop = asyncio.ensure_future(self._stop.wait())
-        polls = _Polls(probe, self._settings.health_interval_s, self._settings.health_failures)
+        polls = Polls(probe, self._settings.health_interval_s, self._settings.health_failures)
         try:
             while True:
                 waiting: list[asyncio.Future[Any]] = [proc.exit_status, stop, *polls.oldest()]
@@ -584,48 +581,6 @@ class Supervisor:
             )
 
 
-class _Polls:
-    """/health polls that start every `interval_s` whether or not the last one has answered (at
-    most `most` in flight, the number of failures that mean hung): a vLLM that stops answering is
-    then caught within interval x failures plus one request timeout, not failures x (interval +
-    timeout). Answers are taken in the order the polls were started."""
-
-    def __init__(self, probe: HealthProbe, interval_s: float, most: int) -> None:
-        self._probe = probe
-        self._interval = interval_s
-        self._most = most
-        self._loop = asyncio.get_running_loop()
-        self._next = self._loop.time() + interval_s
-        self._flying: collections.deque[asyncio.Future[HealthResult]] = collections.deque()
-
-    def wait_s(self) -> float:
-        return max(0.0, self._next - self._loop.time())
-
-    def oldest(self) -> list[asyncio.Future[HealthResult]]:
-        return list(self._flying)[:1]
-
-    def tick(self) -> bool:
-        """Start a poll when one is due; True when it was (the watch's other per-poll work)."""
-        now = self._loop.time()
-        if now < self._next:
-            return False
-        # the cadence holds; after a stall of the event loop, one poll, not a burst of them
-        self._next = max(self._next + self._interval, now + self._interval / 2)
-        if len(self._flying) < self._most:
-            self._flying.append(asyncio.ensure_future(self._probe.check()))
-        return True
-
-    def answer(self) -> HealthResult | None:
-        if self._flying and self._flying[0].done():
-            return self._flying.popleft().result()
-        return None
-
-    async def aclose(self) -> None:
-        for poll in self._flying:
-            poll.cancel()
-        await asyncio.gather(*self._flying, return_exceptions=True)
-
-
 def _status_text(status: int | None) -> str:
     if status is None:
         return "unknown"
@@ -633,97 +588,3 @@ def _status_text(status: int | None) -> str:
         with contextlib.suppress(ValueError):
             return f"{status} ({signal.Signals(-status).name})"
     return str(status)
-
-
-@contextlib.asynccontextmanager
-async def real_world(
-    settings: GuardSettings, state: StateDir, started: Spawned | None = None
-) -> AsyncIterator[World]:
-    """The shell for real: processes, HTTP, NVML, the state directory, the terminal."""
-    from vllm_guard.health import HttpHealthProbe, endpoint  # noqa: PLC0415
-    from vllm_guard.processes import ProcessLauncher, Reaper  # noqa: PLC0415
-
-    printer = Printer(log_format=settings.log_format)
-    reaper = Reaper()
-    reaper.install(asyncio.get_running_loop())
-    notifier = Notifier.from_env(os.environ)
-    metrics = GuardMetrics() if settings.metrics_port is not None else None
-    try:
-        yield World(
-            launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s, started=started),
-            probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
-            state=state,
-            printer=printer,
-            gpu_probe=gpu.Nvml.open,
-            notifier=notifier,
-            metrics=metrics,
-        )
-    finally:
-        reaper.uninstall()
-        printer.close()
-        if notifier is not None:
-            notifier.close()
-
-
-def _start_exporter(settings: GuardSettings, world: World, supervisor: Supervisor) -> Exporter | None:
-    if world.metrics is None or settings.metrics_port is None:
-        return None
-    exporter = Exporter(
-        world.metrics,
-        settings.metrics_host,
-        settings.metrics_port,
-        alive=supervisor.alive,
-        extra=supervisor.status,
-    )
-    try:
-        exporter.start()
-    except OSError as exc:
-        raise GuardError(
-            f"the guard's metrics endpoint cannot listen on {settings.metrics_host}:{settings.metrics_port}: "
-            f"{exc.strerror}",
-            ExitCode.CANNOT_START,
-            hint="give --metrics-port another port (or unset it)",
-        ) from None
-    world.printer.guard(
-        f"metrics, /livez, /readyz and /status on http://{settings.metrics_host}:{exporter.port}"
-    )
-    return exporter
-
-
-async def serve(started: Started) -> ExitCode:
-    """`vllm-guard serve`, from the moment its event loop runs."""
-    try:
-        from vllm_guard import policy_file  # noqa: PLC0415 - loaded once vLLM is already starting
-
-        settings, policy = policy_file.effective(started.settings)
-        async with real_world(settings, started.state, started.first) as world:
-            supervisor = Supervisor(
-                settings,
-                program=started.program,
-                model=started.model,
-                user_args=started.user_args,
-                env=started.env,
-                world=world,
-                policy=policy,
-                start_args=started.first_args,
-                remembered_args=started.remembered_args,
-                facts=started.facts,
-                known_good_key=started.known_good_key,
-                vllm_version=started.vllm_version,
-            )
-            exporter = _start_exporter(settings, world, supervisor)
-            try:
-                return await supervisor.run(started.early_signals)
-            finally:
-                if exporter is not None:
-                    exporter.close()
-    except BaseException:
-        from vllm_guard.processes import kill_spawned  # noqa: PLC0415
-
-        # If the loop failed before the first attempt was adopted, it must not run unwatched.
-        with contextlib.suppress(OSError):
-            os.kill(started.first.pid, 0)
-            kill_spawned(started.first)
-        raise
-    finally:
-        started.state.close()

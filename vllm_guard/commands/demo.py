@@ -24,9 +24,10 @@ from vllm_guard import settings as settings_module
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.policy import Policy
 from vllm_guard.processes import resolve_command
+from vllm_guard.serve import real_world
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
-from vllm_guard.supervisor import Supervisor, real_world
+from vllm_guard.supervisor import Supervisor
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
 STEP_TIMEOUT_S = 30.0

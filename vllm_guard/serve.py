@@ -1,0 +1,114 @@
+"""`vllm-guard serve` from the moment its event loop runs: the shell for real (processes, HTTP,
+NVML, the terminal, systemd, the exporter) around the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+from vllm_guard import gpu
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.exporter import Exporter, GuardMetrics
+from vllm_guard.notify import Notifier
+from vllm_guard.printer import Printer
+from vllm_guard.processes import Spawned
+from vllm_guard.settings import GuardSettings
+from vllm_guard.startup import Started
+from vllm_guard.state import StateDir
+from vllm_guard.supervisor import Supervisor, World
+
+
+@contextlib.asynccontextmanager
+async def real_world(
+    settings: GuardSettings, state: StateDir, started: Spawned | None = None
+) -> AsyncIterator[World]:
+    """The shell for real: processes, HTTP, NVML, the state directory, the terminal."""
+    from vllm_guard.health import HttpHealthProbe, endpoint  # noqa: PLC0415
+    from vllm_guard.processes import ProcessLauncher, Reaper  # noqa: PLC0415
+
+    printer = Printer(log_format=settings.log_format)
+    reaper = Reaper()
+    reaper.install(asyncio.get_running_loop())
+    notifier = Notifier.from_env(os.environ)
+    metrics = GuardMetrics() if settings.metrics_port is not None else None
+    try:
+        yield World(
+            launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s, started=started),
+            probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
+            state=state,
+            printer=printer,
+            gpu_probe=gpu.Nvml.open,
+            notifier=notifier,
+            metrics=metrics,
+        )
+    finally:
+        reaper.uninstall()
+        printer.close()
+        if notifier is not None:
+            notifier.close()
+
+
+def _start_exporter(settings: GuardSettings, world: World, supervisor: Supervisor) -> Exporter | None:
+    if world.metrics is None or settings.metrics_port is None:
+        return None
+    exporter = Exporter(
+        world.metrics,
+        settings.metrics_host,
+        settings.metrics_port,
+        alive=supervisor.alive,
+        extra=supervisor.status,
+    )
+    try:
+        exporter.start()
+    except OSError as exc:
+        raise GuardError(
+            f"the guard's metrics endpoint cannot listen on {settings.metrics_host}:{settings.metrics_port}: "
+            f"{exc.strerror}",
+            ExitCode.CANNOT_START,
+            hint="give --metrics-port another port (or unset it)",
+        ) from None
+    world.printer.guard(
+        f"metrics, /livez, /readyz and /status on http://{settings.metrics_host}:{exporter.port}"
+    )
+    return exporter
+
+
+async def serve(started: Started) -> ExitCode:
+    """`vllm-guard serve`, from the moment its event loop runs."""
+    try:
+        from vllm_guard import policy_file  # noqa: PLC0415 - loaded once vLLM is already starting
+
+        settings, policy = policy_file.effective(started.settings)
+        async with real_world(settings, started.state, started.first) as world:
+            supervisor = Supervisor(
+                settings,
+                program=started.program,
+                model=started.model,
+                user_args=started.user_args,
+                env=started.env,
+                world=world,
+                policy=policy,
+                start_args=started.first_args,
+                remembered_args=started.remembered_args,
+                facts=started.facts,
+                known_good_key=started.known_good_key,
+                vllm_version=started.vllm_version,
+            )
+            exporter = _start_exporter(settings, world, supervisor)
+            try:
+                return await supervisor.run(started.early_signals)
+            finally:
+                if exporter is not None:
+                    exporter.close()
+    except BaseException:
+        from vllm_guard.processes import kill_spawned  # noqa: PLC0415
+
+        # If the loop failed before the first attempt was adopted, it must not run unwatched.
+        with contextlib.suppress(OSError):
+            os.kill(started.first.pid, 0)
+            kill_spawned(started.first)
+        raise
+    finally:
+        started.state.close()
