@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
-from vllm_guard import cli, policy_file, settings, vllm_args
+from vllm_guard import cli, policy_file, settings, vllm_args, vllm_config
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.flag_edits import Change, Refused, Rules, apply, changes_between, rebuild
 from vllm_guard.policy import Attempt, Discipline, GiveUp, Policy, Relaunch, Step, decide
@@ -151,3 +152,108 @@ def test_every_written_form_of_pin_pins_the_flag() -> None:
         assert ns.rest == ["m", "--pin", "x"]  # vLLM's own argv is never touched
     both = settings.load({"pin": "max-model-len, --quantization"})
     assert both.pinned == {"--max-model-len", "--quantization"}
+
+
+# --- a second review's findings, each as it was reproduced --------------------------------
+
+
+def test_the_no_form_of_a_flag_is_the_same_flag_for_pins_and_rules() -> None:
+    eager = Rules(("--enforce-eager",))
+    refused = apply(eager.user_args, Change("on", "--no-enforce-eager"), eager)
+    assert isinstance(refused, Refused) and "uses more memory" in refused.reason
+    pinned = Rules(("--enable-prefix-caching",), pinned=frozenset({"--enable-prefix-caching"}))
+    for flag in ("--no-enable-prefix-caching", "--disable-prefix-caching"):
+        assert isinstance(apply(pinned.user_args, Change("on", flag), pinned), Refused)
+    by_negation = Rules((), pinned=settings.load({"pin": "--disable-prefix-caching"}).pinned)
+    assert isinstance(apply((), Change("on", "--enable-prefix-caching"), by_negation), Refused)
+
+
+def test_vllms_own_length_fit_never_replaces_a_smaller_ask() -> None:
+    rules = Rules(("--max-model-len", "4096"))
+    for fit in ("auto", "-1"):
+        assert isinstance(apply(rules.user_args, Change("set", "--max-model-len", fit), rules), Refused)
+    at_the_maximum = Rules(("--max-model-len", "131072"), model_max_len=131072)
+    assert apply(at_the_maximum.user_args, Change("set", "--max-model-len", "auto"), at_the_maximum) == (
+        "--max-model-len",
+        "auto",
+    )
+
+
+def test_a_count_map_is_never_raised_in_either_form() -> None:
+    for user, more in (
+        ('{"image": 4}', '{"image": 16}'),
+        ("image=4", "image=16"),
+        ('{"image": 4}', '{"image": 1, "video": 2}'),
+    ):
+        rules = Rules(("--limit-mm-per-prompt", user))
+        assert isinstance(
+            apply(rules.user_args, Change("set", "--limit-mm-per-prompt", more), rules), Refused
+        )
+    fewer = Rules(("--limit-mm-per-prompt", '{"image": 4}'))
+    assert apply(fewer.user_args, Change("set", "--limit-mm-per-prompt", '{"image": 2}'), fewer) == (
+        "--limit-mm-per-prompt",
+        '{"image": 2}',
+    )
+
+
+def test_a_set_on_a_boolean_is_refused_and_an_old_optional_boolean_keeps_its_form() -> None:
+    rules = Rules(("--enable-chunked-prefill", "--max-model-len", "8192"))
+    assert isinstance(
+        apply(rules.user_args, Change("set", "--enable-chunked-prefill", "false"), rules), Refused
+    )
+    old = Rules(("--enable-chunked-prefill", "true", "--max-model-len", "8192"), version="0.8.0")
+    assert apply(old.user_args, Change("set", "--enable-chunked-prefill", "false"), old) == (
+        "--enable-chunked-prefill",
+        "false",
+        "--max-model-len",
+        "8192",
+    )
+
+
+def test_a_rebuild_keeps_an_explicit_no_form() -> None:
+    rebuilt, refused = rebuild(("--no-enable-prefix-caching",), Rules(("--enable-prefix-caching",)))
+    assert rebuilt == ("--no-enable-prefix-caching",) and not refused
+
+
+def test_a_dotted_json_flag_counts_as_given_and_is_removed_whole() -> None:
+    user = ("--speculative-config.method", "ngram", "-sc.num_speculative_tokens=3", "--max-model-len", "8192")
+    assert vllm_args.has(user, "--speculative-config")
+    assert apply(user, Change("remove", "--speculative-config"), Rules(user)) == ("--max-model-len", "8192")
+
+
+def test_human_readable_numbers_are_scaled_from_what_vllm_reads() -> None:
+    default = policy_file.load("default").policy()
+    given = ("--max-num-seqs", "8", "--max-num-batched-tokens", "16k")
+    decision = first_decision(given, FailureKind.OOM_RUNTIME, default)
+    assert (
+        isinstance(decision, Relaunch)
+        and vllm_args.get(decision.vllm_args, "--max-num-batched-tokens") == "8000"
+    )
+
+
+def test_the_same_number_in_another_spelling_is_no_change() -> None:
+    for given, again in (("8k", "8000"), ("0.9", "0.90")):
+        rules = Rules(("--max-num-batched-tokens", given))
+        refused = apply(rules.user_args, Change("set", "--max-num-batched-tokens", again), rules)
+        assert isinstance(refused, Refused) and refused.reason == "nothing would change"
+
+
+def test_the_users_quantization_is_never_taken_away_and_every_fp8_is_gated() -> None:
+    awq = Rules(("--quantization", "awq"))
+    assert isinstance(apply(awq.user_args, Change("remove", "--quantization"), awq), Refused)
+    volta = Rules((), compute_capability=(7, 0))
+    assert isinstance(apply((), Change("set", "--quantization", "fbgemm_fp8"), volta), Refused)
+
+
+def test_a_pin_written_with_a_value_pins_the_flag() -> None:
+    assert settings.load({"pin": "--gpu-memory-utilization=0.9"}).pinned == {"--gpu-memory-utilization"}
+
+
+def test_a_boolean_still_on_in_the_config_file_is_no_removal(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("enforce_eager: true\nenable_prefix_caching: true\n")
+    args = ("--config", str(config), "--enable-prefix-caching")
+    refused = apply(
+        args, Change("remove", "--enable-prefix-caching"), Rules(args, config=vllm_config.read(args))
+    )
+    assert isinstance(refused, Refused) and "--config" in refused.reason

@@ -16,7 +16,7 @@ from vllm_guard.errors import ExitCode
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.health import HealthResult
 from vllm_guard.output import AttemptOutput
-from vllm_guard.policy import Attempt, Discipline, GiveUp, Relaunch, decide
+from vllm_guard.policy import Attempt, Discipline, GiveUp, Policy, Relaunch, Step, decide
 from vllm_guard.processes import VllmProcess
 from vllm_guard.settings import load as load_settings
 from vllm_guard.state import StateDir
@@ -190,3 +190,46 @@ async def test_twelve_weeks_of_serving_with_an_oom_every_six_days(tmp_path: Path
     assert not any("gave up" in line for line in printer.lines)
     printer.close()
     state.close()
+
+
+def run_decisions(
+    policy_steps: Policy,
+    d: Discipline,
+    ready_for_s: float | None,
+    load_s: float,
+    kind: FailureKind,
+    *,
+    n: int = 200,
+) -> list[Relaunch | GiveUp]:
+    history: list[Attempt] = []
+    args: tuple[str, ...] = ("--max-model-len", "8192")
+    step, clock, out = None, 0.0, []
+    for number in range(1, n + 1):
+        ready = None if ready_for_s is None else clock + load_s
+        ended = clock + load_s + (ready_for_s or 0.0)
+        history.append(Attempt(number, args, clock, ended, ready, 1, Failure(kind, "x"), "", step))
+        decision = decide(history, d, ended, random.Random(0), policy=policy_steps)
+        out.append(decision)
+        if isinstance(decision, GiveUp):
+            break
+        args, step, clock = decision.vllm_args, decision.step, ended + decision.delay_s
+    return out
+
+
+def test_an_env_step_with_healthy_reset_zero_does_not_loop_forever() -> None:
+    """--healthy-reset-s 0 made every never-ready attempt a new stretch: an env step, which
+    nothing refuses and the budget never counted, relaunched at once, forever."""
+    env = Policy("mine", ((FailureKind.OOM_KV_CACHE, (Step("env", env=(("A", "1"),)),)),))
+    d = Discipline(5, 3600, 2, 60, 0, 0)
+    decisions = run_decisions(env, d, None, 30.0, FailureKind.OOM_KV_CACHE)
+    assert isinstance(decisions[-1], GiveUp) and len(decisions) <= 3
+
+
+def test_a_vllm_that_is_ready_a_moment_then_dies_runs_the_ladder_out_and_gives_up() -> None:
+    """Ready for 1 s after a 13-minute load, again and again: the budget (5 an hour) never
+    filled, and the exhausted ladder restarted with the same flags forever."""
+    policy = policy_file.load("default").policy()
+    d = Discipline(5, 3600, 2, 60, 0, 300)
+    decisions = run_decisions(policy, d, 1.0, 13 * 60.0, FailureKind.OOM_RUNTIME)
+    assert isinstance(decisions[-1], GiveUp) and decisions[-1].exit_code == ExitCode.GAVE_UP
+    assert len(decisions) < 20

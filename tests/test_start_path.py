@@ -16,8 +16,9 @@ import pytest
 from test_supervisor import FakeLauncher, FakeProbe, RecordingPrinter, Script
 
 from vllm_guard import flag_edits, gpu, policy_file, settings, vllm_config
+from vllm_guard.failures import FailureKind
 from vllm_guard.output import AttemptOutput
-from vllm_guard.policy import Facts
+from vllm_guard.policy import Facts, Policy, Step
 from vllm_guard.processes import VllmProcess, kill_spawned, resolve_command
 from vllm_guard.redact import Redactor
 from vllm_guard.startup import _facts, start_serving
@@ -64,7 +65,7 @@ def remember(
 ) -> str:
     env = {"PATH": os.environ["PATH"]}
     version = detect(resolve_command(str(fake_vllm(tmp_path)), env))
-    relevant = flag_edits.memory_relevant(user, version)
+    relevant = flag_edits.memory_relevant(vllm_config.effective(user), version)
     key = known_good_key(
         "m", Redactor.for_launch(env, user).argv(relevant), version, None, policy=policy, pinned=pinned
     )
@@ -182,3 +183,71 @@ def test_the_grace_period_reads_the_shutdown_timeout_from_the_config_file(tmp_pa
     assert sup._grace_s(vllm_config.flags(("--shutdown-timeout", "120"))) == 130.0
     assert sup._grace_s(vllm_config.flags(("--config", str(config)))) == 130.0
     assert sup._grace_s(vllm_config.flags(("--config", str(config), "--shutdown-timeout", "50"))) == 60.0
+
+
+def test_a_changed_config_file_is_another_key(tmp_path: Path) -> None:
+    """The key hashed the command line only: a new --config file got the old file's flags back."""
+    config = tmp_path / "serve.yaml"
+    config.write_text("limit_mm_per_prompt: {image: 4}\n")
+    user = ["--config", str(config)]
+    remember(tmp_path, user, [["set", "--max-model-len", "4096"]])
+    config.write_text("limit_mm_per_prompt: {image: 1}\n")
+    assert started_with(tmp_path, user) == f"serve m --config {config}"
+
+
+def test_a_remembered_edit_that_names_no_flag_is_set_aside(tmp_path: Path) -> None:
+    user = ["--max-model-len", "8192"]
+    key = remember(tmp_path, user, [["set", "max-model-len", "4096"], ["set", "", None]])
+    assert started_with(tmp_path, user) == "serve m --max-model-len 8192"
+    assert key not in json.loads((tmp_path / "state" / KNOWN_GOOD).read_text())
+
+
+FIXTURES = Path(__file__).parent / "diagnosis/fixtures"
+
+
+async def test_undoing_a_refused_env_step_takes_its_variables_back(tmp_path: Path) -> None:
+    """An undo relaunched with the same flags and the refused step's environment still set."""
+    texts = [
+        (FIXTURES / "oom_kv_cache/vllm-10439-v064-compose-no-cache-blocks.log").read_bytes(),
+        (FIXTURES / "unsupported_dtype_or_quant/vllm-docker-37-bfloat16-tesla-t4.log").read_bytes(),
+    ]
+    envs: list[dict[str, str]] = []
+
+    class Scripted(FakeLauncher):
+        async def launch(
+            self, argv: Sequence[str], env: Mapping[str, str], output: AttemptOutput
+        ) -> VllmProcess:
+            envs.append(dict(env))
+            proc = await super().launch(argv, env, output)
+            if len(self.launched) <= len(texts):
+                output.feed(2, texts[len(self.launched) - 1])
+            return proc
+
+    state = StateDir(tmp_path / "state")
+    state.open()
+    launcher = Scripted(
+        [Script(ready_after_polls=None, exit_after_polls=1)] * 2 + [Script(ready_after_polls=1)]
+    )
+    printer = RecordingPrinter()
+
+    async def no_sleep(_: float) -> None:
+        pass
+
+    world = World(
+        launcher=launcher, probe_for=lambda _: FakeProbe(launcher, launcher.procs[-1]), state=state,
+        printer=printer, sleep=no_sleep, rng=random.Random(0),
+    )  # fmt: skip
+    mine = Policy(
+        "mine", ((FailureKind.OOM_KV_CACHE, (Step("env", env=(("VLLM_ATTENTION_BACKEND", "XFORMERS"),)),)),)
+    )
+    sup = Supervisor(
+        settings.load({"state_dir": str(tmp_path / "state"), "health_interval_s": "0.001"}), program=["vllm"],
+        model="m", user_args=("--max-model-len", "8192"), env={}, world=world, policy=mine,
+    )  # fmt: skip
+    run = asyncio.ensure_future(sup.run())
+    await asyncio.wait_for(sup.ready_event(3).wait(), 20)
+    sup.request_stop()
+    await run
+    assert [e.get("VLLM_ATTENTION_BACKEND") for e in envs] == [None, "XFORMERS", None]
+    printer.close()
+    state.close()

@@ -12,7 +12,7 @@ command line over it); edits go on the command line, which wins.
 
 from __future__ import annotations
 
-import re
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -57,6 +57,7 @@ class Rules:
     version: str | None = None
     config: Mapping[str, object] | None = None  # the values of the flags' --config file
     compute_capability: tuple[int, int] | None = None  # the GPU's, when known
+    model_max_len: int | None = None  # the model's own maximum length, when known
 
 
 # The direction in which each numeric flag uses less GPU memory. A raise of a "lower" flag (or a
@@ -119,32 +120,40 @@ def memory_relevant(args: Sequence[str], version: str | None = None) -> list[str
 def apply(args: Sequence[str], change: Change, rules: Rules) -> tuple[str, ...] | Refused:
     """`args` with `change` made, or why it may not be."""
     args = tuple(args)
-    flag = vllm_args.canonical(change.flag, rules.version)
+    version = rules.version
+    flag = vllm_args.canonical(change.flag, version)
     change = Change(change.action, flag, change.value)
-    if flag in rules.pinned:
+    base = _base(flag)  # --no-enforce-eager is --enforce-eager switched off: the same pin, the same rule
+    if base in {_base(pin) for pin in rules.pinned}:
         return Refused(change, "pinned")
     seen = _as_vllm_reads(args, rules)
     if change.action == "on":
-        return _same(change) if vllm_args.is_on(seen, flag) else vllm_args.set_flag(args, flag)
+        if flag != base and base in SAFER_ON:
+            return Refused(change, f"{base} off uses more memory")
+        if vllm_args.is_on(seen, flag, version):
+            return _same(change)
+        return vllm_args.set_flag(args, flag, version=version)
     if change.action == "remove":
         return _remove(args, seen, change, rules)
     if change.value is None:
         return Refused(change, "a set needs a value")
-    value = vllm_args.spelled(flag, change.value, rules.version)
-    given = vllm_args.get(seen, flag)
-    if given is not None and _normal(flag, given) == _normal(flag, value):
+    if vllm_args.is_boolean(flag, version):
+        return Refused(change, f"{flag} takes no value in this vLLM: a step switches it on or removes it")
+    value = vllm_args.spelled(flag, change.value, version)
+    given = vllm_args.get(seen, flag, version=version)
+    if given is not None and _same_value(flag, given, value):
         return _same(change)
     if flag in _USERS_CHOICE and given is not None:
         return Refused(
             change, f"{flag} {given} is the checkpoint's own method; another is not put in its place"
         )
     cap = rules.compute_capability
-    if flag == "--quantization" and value.startswith("fp8") and cap is not None and not fits.fp8_capable(cap):
+    if flag == "--quantization" and "fp8" in value and cap is not None and not fits.fp8_capable(cap):
         return Refused(change, f"fp8 needs compute capability 7.5; this GPU has {cap[0]}.{cap[1]}")
     against = _less_safe(flag, value, given, rules)
     if against:
         return Refused(change, against)
-    return vllm_args.set_value(args, flag, value)
+    return vllm_args.set_value(args, flag, value, version)
 
 
 def apply_all(
@@ -184,61 +193,104 @@ def changes_between(before: Sequence[str], after: Sequence[str], version: str | 
 def _remove(
     args: tuple[str, ...], seen: tuple[str, ...], change: Change, rules: Rules
 ) -> tuple[str, ...] | Refused:
-    flag = change.flag
-    if not vllm_args.has(args, flag, rules.version):
-        if vllm_args.has(seen, flag, rules.version):
+    flag, version = change.flag, rules.version
+    if not vllm_args.has(args, flag, version):
+        if vllm_args.has(seen, flag, version):
             return Refused(change, "given in the --config file, which the command line cannot take out")
         return _same(change)
     if flag in SAFER_ON:
         return Refused(change, f"{flag} off uses more memory")
+    if flag in _USERS_CHOICE:
+        return Refused(change, f"{flag} is the checkpoint's own method; it is not taken away")
     if flag in SAFER:
         if flag not in DEFAULTS:
             # vLLM's value without it is the model's or the hardware's, often the largest
             return Refused(change, f"without {flag} vLLM may use more memory")
-        against = _less_safe(flag, f"{DEFAULTS[flag]:g}", vllm_args.get(seen, flag), rules)
+        against = _less_safe(flag, f"{DEFAULTS[flag]:g}", vllm_args.get(seen, flag, version=version), rules)
         if against:
             return Refused(change, against)
-    return vllm_args.remove(args, flag, version=rules.version)
+    removed = vllm_args.remove(args, flag, version=version)
+    if vllm_args.is_boolean(flag, version) and vllm_args.is_on(_as_vllm_reads(removed, rules), flag, version):
+        return Refused(change, "still on in the --config file, which the command line cannot take out")
+    return removed
 
 
 def _less_safe(flag: str, value: str, given: str | None, rules: Rules) -> str:
     """Why `value` is less safe than the value in the flags or the user's own ("" when not)."""
     direction = SAFER.get(flag)
-    new = _magnitude(value)
-    if direction is None or new is None:
+    if direction is None:
         return ""
-    user = vllm_args.get(_as_vllm_reads(rules.user_args, rules), flag)
+    user = vllm_args.get(_as_vllm_reads(rules.user_args, rules), flag, version=rules.version)
+    if flag == "--limit-mm-per-prompt":
+        return _more_items(value, (("the current value", given), ("the user's value", user)))
+    if value.strip().lower() in _FITS_ITSELF and flag == "--max-model-len":
+        # vLLM fits the length itself, up to the model's maximum: no more than a user's value
+        # only where that value was itself vLLM's fit, or at least the model's maximum
+        ask = vllm_args.magnitude(user) if user is not None else None
+        if user is None or user.strip().lower() in _FITS_ITSELF:
+            return ""
+        if rules.model_max_len is not None and ask is not None and ask >= rules.model_max_len:
+            return ""
+        return f"{value} may be above the user's value {user}"
+    new = vllm_args.magnitude(value)
+    if new is None:
+        return f"{value} is no number {flag} can be compared by"
     for what, old_text in (("the current value", given), ("the user's value", user)):
-        old = _magnitude(old_text) if old_text is not None else DEFAULTS.get(flag)
+        old = vllm_args.magnitude(old_text) if old_text is not None else DEFAULTS.get(flag)
         if old is None:
             continue
         if (direction == "lower" and new > old) or (direction == "higher" and new < old):
             shown = old_text if old_text is not None else f"{old:g} (vLLM's default)"
-            return (
-                f"{value} is above {what} {shown}"
-                if direction == "lower"
-                else (f"{value} is below {what} {shown}")
-            )
+            return f"{value} is {'above' if direction == 'lower' else 'below'} {what} {shown}"
     return ""
 
 
-_HUMAN = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT])")
-_SCALE = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+def _more_items(value: str, bounds: Sequence[tuple[str, str | None]]) -> str:
+    """Why a per-item count map (--limit-mm-per-prompt) asks more than a bound ("" when not)."""
+    new = item_counts(value)
+    if new is None:
+        return f"{value} is no count map"
+    for what, old_text in bounds:
+        old = item_counts(old_text) if old_text is not None else None
+        if old is None:
+            continue
+        for item, count in new.items():
+            if count > old.get(item, 0):
+                return f"{item} {count} is above {what} {old_text}"
+    return ""
 
 
-def _magnitude(text: str) -> float | None:
-    """A number as vLLM's parsers read it (`8k` = 8000, `8K` = 8192); None when the value is no
-    size (`auto`, JSON), which has no direction to compare."""
-    text = text.strip()
-    if text.lower() in _FITS_ITSELF:
-        return None
-    match = _HUMAN.fullmatch(text)
-    if match:
-        return float(match.group(1)) * _SCALE[match.group(2)]
+def item_counts(text: str) -> dict[str, int] | None:
+    """vLLM's per-item counts, JSON (`{"image": 4, "video": {"count": 2}}`) or the older
+    `image=4,video=2`; None when `text` is no such map."""
     try:
-        return float(text)
+        data = json.loads(text)
     except ValueError:
+        pairs = [item.partition("=") for item in text.split(",")]
+        if not all(eq and key.strip() and value.strip().isdigit() for key, eq, value in pairs):
+            return None
+        return {key.strip(): int(value) for key, _, value in pairs}
+    if not isinstance(data, dict):
         return None
+    counts: dict[str, int] = {}
+    for key, entry in data.items():
+        count = entry.get("count") if isinstance(entry, dict) else entry
+        if not isinstance(count, int) or isinstance(count, bool):
+            return None
+        counts[str(key)] = count
+    return counts
+
+
+def _base(flag: str) -> str:
+    return "--" + flag[5:] if flag.startswith("--no-") else flag
+
+
+def _same_value(flag: str, given: str, value: str) -> bool:
+    """`half` is `float16`, `8k` is `8000`, `0.9` is `0.90`."""
+    if _normal(flag, given) == _normal(flag, value):
+        return True
+    old, new = vllm_args.magnitude(given), vllm_args.magnitude(value)
+    return old is not None and old == new
 
 
 def _normal(flag: str, value: str) -> str:

@@ -91,10 +91,16 @@ def failures_in_a_row(history: Sequence[Attempt], discipline: Discipline) -> int
     """Trailing attempts that failed without a healthy stretch long enough to reset the backoff."""
     count = 0
     for attempt in reversed(history):
-        if attempt.healthy_for_s >= discipline.healthy_reset_s:
+        if served(attempt, discipline):
             break
         count += 1
     return count
+
+
+def served(attempt: Attempt, discipline: Discipline) -> bool:
+    """vLLM was ready and served for `healthy_reset_s` (a never-ready attempt never counts, even
+    with --healthy-reset-s 0)."""
+    return attempt.ready_at is not None and attempt.healthy_for_s >= discipline.healthy_reset_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,9 +318,13 @@ def decide(
         return GiveUp(ExitCode.PERMANENT, f"{kind.value} is a permanent failure: {ADVICE[kind]}")
     stretch = _unhealthy_stretch(history, discipline)
     tried = {a.step for a in stretch[1:] if a.step is not None}
+    # the environment a step set stays set for the guard's life: taking it again changes nothing
+    ever = {a.step for a in history if a.step is not None}
     ladder = policy.ladder(kind)
     for step in ladder:
-        if step.label in tried or (step.when and not _feature_on(last.vllm_args, step.when, config)):
+        if step.label in tried or (step.action == "env" and step.label in ever):
+            continue
+        if step.when and not _feature_on(last.vllm_args, step.when, config):
             continue
         if step.action == "give_up":
             return GiveUp(ExitCode.GAVE_UP, f"{kind.value}: {step.message or ADVICE[kind]}")
@@ -327,7 +337,9 @@ def decide(
             return Relaunch(changed, 0.0, f"{kind.value}: {step.label}", step=step.label, how="step")
     if restarts >= discipline.max_restarts:
         return spent
-    if ladder and not any(a.ready_at is not None for a in stretch):
+    if ladder and not served(stretch[0], discipline):
+        # the ladder ran out within one stretch of failures (a vLLM that is ready for a moment
+        # and dies again has not served): no flag left to change, so no restart either
         tried_here = [s.label for s in ladder if s.label in tried]
         return GiveUp(
             ExitCode.GAVE_UP,
@@ -349,7 +361,7 @@ def _unhealthy_stretch(history: Sequence[Attempt], discipline: Discipline) -> Se
     """The attempts since vLLM last served for `healthy_reset_s`, that attempt first (its
     failure opened the stretch; the step that gave it its flags had worked)."""
     for i in range(len(history) - 1, -1, -1):
-        if history[i].healthy_for_s >= discipline.healthy_reset_s:
+        if served(history[i], discipline):
             return history[i:]
     return history
 

@@ -17,7 +17,7 @@ overestimate would start vLLM more degraded than needed.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from vllm_guard import fits, flag_edits, memory, vllm_args
@@ -139,6 +139,8 @@ def check(
     run = _Run(tuple(args), allowed or Allowed(), vllm_version, config)
     run.host(machine)
     est = run.model(model, machine)
+    if est is not None:  # vLLM's own fit (auto) is bounded by it
+        run.rules = replace(run.rules, model_max_len=est.max_model_len)
     devices = run.gpus(machine.gpus, require_gpu)
     if devices:
         run.dtype(devices)

@@ -154,7 +154,7 @@ class GuardSettings(BaseSettings):
 
         # `max-model-len`, `max_model_len` and `--max-model-len` name the same flag: a name
         # written without its dashes must not pin nothing, silently.
-        names = (f.strip() for f in self.pin.split(","))
+        names = (f.strip().partition("=")[0] for f in self.pin.split(","))
         return frozenset(canonical(n if n.startswith("-") else "--" + n) for n in names if n)
 
 

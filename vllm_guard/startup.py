@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from vllm_guard import flag_edits
+from vllm_guard import flag_edits, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.notify import scrubbed
 from vllm_guard.processes import Spawned, become_subreaper, resolve_command, spawn, stop_signals
@@ -94,22 +94,28 @@ def _replay(
     edits: Sequence[tuple[str, str, str | None]],
     pinned: frozenset[str],
     version: str | None,
+    capability: tuple[int, int] | None = None,
 ) -> tuple[str, ...]:
     """The remembered edits made again on the user's flags, through the door every edit takes:
     what the pins or the user's own values no longer allow is left out, and said."""
-    from vllm_guard import vllm_config  # noqa: PLC0415
-
     changes = [
         flag_edits.Change("remove", flag) if action == "remove"
         else flag_edits.Change("on", flag) if value is None
         else flag_edits.Change("set", flag, value)
         for action, flag, value in edits
     ]  # fmt: skip
-    rules = flag_edits.Rules(tuple(user_args), pinned, version, vllm_config.read(user_args))
+    config = vllm_config.read(user_args)
+    rules = flag_edits.Rules(tuple(user_args), pinned, version, config, capability)
     replayed, refused = flag_edits.apply_all(user_args, changes, rules)
     for why in refused:
         print(f"vllm-guard: not starting from the remembered {why}", file=sys.stderr, flush=True)
     return replayed
+
+
+def _capability(gpus: GpuFacts | None) -> tuple[int, int] | None:
+    """The lowest compute capability of the GPUs vLLM will use, when known."""
+    devices = gpus.devices if gpus is not None else ()
+    return min((d.compute_capability for d in devices if d.compute_capability is not None), default=None)
 
 
 def _facts(gpus: GpuFacts | None, version: str | None) -> Facts:
@@ -118,11 +124,10 @@ def _facts(gpus: GpuFacts | None, version: str | None) -> Facts:
     from vllm_guard.policy import Facts  # noqa: PLC0415
 
     devices = gpus.devices if gpus is not None else ()
-    capabilities = [d.compute_capability for d in devices if d.compute_capability is not None]
     return Facts(
         gpu_name=devices[0].name if devices else None,
         gpu_count=len(devices) if devices else None,
-        compute_capability=min(capabilities) if capabilities else None,
+        compute_capability=_capability(gpus),
         vllm_version=version,
     )
 
@@ -180,14 +185,18 @@ def start_serving(
         pinned = _pinned(settings)
         # The version keys flag spellings apart, the GPU what fits, the policy and pins what
         # the guard was allowed to change; only the user's flags that bear on memory count.
-        relevant = flag_edits.memory_relevant(user_args, version)
+        # the --config file's values count as the flags they are (a changed file, another key)
+        relevant = flag_edits.memory_relevant(vllm_config.effective(user_args), version)
         user_key = Redactor.for_launch(env, user_args).argv(relevant)
         key = known_good_key(model, user_key, version, _gpu_key(gpus), policy=settings.policy, pinned=pinned)
         remembered = state.known_good_edits(key)
         first_args = tuple(user_args)
         remembered_args = None
         if remembered is not None:
-            first_args = _replay(user_args, remembered, pinned, version)
+            capabilities = (
+                [d.compute_capability for d in gpus.devices if d.compute_capability] if gpus else []
+            )
+            first_args = _replay(user_args, remembered, pinned, version, min(capabilities, default=None))
             remembered_args = first_args
         if gpus is not None:
             from vllm_guard.serve_preflight import for_serve  # noqa: PLC0415

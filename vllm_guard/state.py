@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Collection
 from pathlib import Path
@@ -46,7 +47,8 @@ def _edits_of(record: object) -> list[Edit]:
     edits: list[Edit] = []
     for edit in record["edits"]:
         ok = isinstance(edit, list) and len(edit) == 3 and edit[0] in ("set", "remove")
-        if not ok or not isinstance(edit[1], str) or not (edit[2] is None or isinstance(edit[2], str)):
+        ok = ok and isinstance(edit[1], str) and re.fullmatch(r"--?[A-Za-z][\w.-]*", edit[1]) is not None
+        if not ok or not (edit[2] is None or (isinstance(edit[2], str) and edit[2].strip())):
             raise ValueError(f"an edit is not [set|remove, FLAG, VALUE or null]: {json.dumps(edit)[:80]}")
         edits.append((edit[0], edit[1], edit[2]))
     return edits

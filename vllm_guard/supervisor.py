@@ -206,8 +206,10 @@ class Supervisor:
             )
         step: str | None = None
         number = 0
+        envs: dict[int, dict[str, str]] = {}
         while True:
             number += 1
+            envs[number] = dict(self._env)  # what an undo of the next step restores
             self.reporter.attempt_started(number, step, degraded=args != self._user_args)
             outcome = await self._attempt(number, args, step)
             if isinstance(outcome, Stopped):
@@ -234,6 +236,8 @@ class Supervisor:
                 self.reporter.phase_is("gave_up", f"gave up: {decision.reason}")
                 self._report(decision)
                 return decision.exit_code
+            if decision.how == "undo":
+                self._env = dict(envs.get(number - 1, self._env))  # the refused step's env goes too
             self._env.update(decision.env)
             what = f"attempt {number} failed: {ended.failure.kind.value}"
             restart = restarts_in_window(self.history, self._settings.discipline(), self._world.clock()) + 1

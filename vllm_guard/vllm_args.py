@@ -7,6 +7,7 @@ both `--flag value` and `--flag=value`; when a flag repeats, the last one wins.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -71,6 +72,10 @@ def split(arg: str, version: str | None = None) -> tuple[str, str | None]:
         if name != arg[:2]:
             return name, arg[2:]
     name, eq, inline = arg.partition("=")
+    if name.startswith("-") and "." in name:
+        # vLLM's dotted form of a JSON flag (`--speculative-config.method ngram`, `-sc.method`)
+        # is a piece of that flag: it counts as given, and goes when the flag is removed.
+        name = name.partition(".")[0]
     return canonical(name, version), (inline if eq else None)
 
 
@@ -165,8 +170,12 @@ def set_value(args: Sequence[str], flag: str, value: str, version: str | None = 
     out = list(args)
     if last.value_index is None:
         written = args[last.index]
-        name = written.partition("=")[0] if "=" in written else written[:2]
-        out[last.index] = f"{name}={value}"
+        if "=" in written:
+            out[last.index] = f"{written.partition('=')[0]}={value}"
+        elif split(written, version)[1] is not None:  # the attached short form, `-O3`
+            out[last.index] = f"{written[:2]}={value}"
+        else:  # given last with no value (the end of the argv): the value goes after it
+            out[last.index : last.index + 1] = [written, value]
     else:
         out[last.value_index] = value
     drop = {o.index for o in given[:-1]} | {o.value_index for o in given[:-1] if o.value_index is not None}
@@ -196,12 +205,24 @@ def is_on(args: Sequence[str], flag: str, version: str | None = None) -> bool:
 
 
 def number(args: Sequence[str], flag: str) -> float | None:
-    """A flag's value as a number, or None when it is absent or not a number."""
+    """A flag's value as a number as vLLM's parsers read it (`8k` = 8000, `8K` = 8192), or None
+    when it is absent or no number (`auto`, JSON)."""
     value = get(args, flag)
-    if value is None:
-        return None
+    return None if value is None else magnitude(value)
+
+
+_HUMAN = re.compile(r"(\d+(?:\.\d+)?)([kKmMgGtT])")
+_SCALE = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+def magnitude(text: str) -> float | None:
+    """A value as a number the way vLLM's human-readable parsers take it; None when it is none."""
+    text = text.strip()
+    match = _HUMAN.fullmatch(text)
+    if match:
+        return float(match.group(1)) * _SCALE[match.group(2)]
     try:
-        return float(value)
+        return float(text)
     except ValueError:
         return None
 
@@ -254,8 +275,9 @@ Edit = tuple[
 def edits(before: Sequence[str], after: Sequence[str], version: str | None = None) -> list[Edit]:
     """The flag edits that turn `before` into `after`, to replay on a later command line."""
     old, new = as_dict(before, version), as_dict(after, version)
-    found: list[Edit] = [("set", flag, value) for flag, value in new.items() if old.get(flag, "\0") != value]
-    found.extend(("remove", flag, None) for flag in old if flag not in new)
+    # removes first: removing --x takes its --no-x with it, so a --no-x set before would be lost
+    found: list[Edit] = [("remove", flag, None) for flag in old if flag not in new]
+    found.extend(("set", flag, value) for flag, value in new.items() if old.get(flag, "\0") != value)
     return found
 
 
