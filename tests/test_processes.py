@@ -303,6 +303,34 @@ async def test_a_segment_only_a_dead_process_mapped_is_removed_though_no_record_
             (Path("/dev/shm") / name).unlink()
 
 
+def test_a_semaphore_its_maker_maps_under_another_name_is_never_removed() -> None:
+    """glibc's sem_open maps a temporary file, then links it to its name: the maker's maps say
+    `sem.XXXXXX (deleted)`. A name search took a live vLLM's new semaphore for unused, and its
+    worker died in SemLock._rebuild (FileNotFoundError)."""
+    from vllm_guard.processes import made_since, remove_unused_shm  # noqa: PLC0415
+
+    since = time.time() - 1.0
+    maker = subprocess.Popen(
+        [sys.executable, "-c", "import multiprocessing as mp, time\n"
+         "lock = mp.get_context('spawn').Lock()\n"
+         "print(lock._semlock.name, flush=True)\n"
+         "time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert maker.stdout is not None
+        name = "sem." + maker.stdout.readline().decode().strip().lstrip("/")
+        assert name in made_since(since)
+        assert remove_unused_shm([name], since) == []
+        assert (Path("/dev/shm") / name).exists()
+    finally:
+        maker.kill()
+        maker.wait(10)
+        if maker.stdout is not None:
+            maker.stdout.close()
+    assert remove_unused_shm([name], since) == [name]
+
+
 async def test_a_segment_another_process_still_maps_is_never_removed(
     launcher: Harness, tmp_path: Path, segment: Path
 ) -> None:

@@ -540,33 +540,59 @@ def remove_unused_shm(names: Iterable[str], since: float) -> list[str]:
     to its own children). Returns the names removed."""
     import psutil  # noqa: PLC0415
 
-    present: dict[str, int] = {}
+    present: dict[str, tuple[int, int]] = {}
     for name in set(names):
         if _shm_name(f"{SHM_DIR}/{name}") is None:
             continue  # not a name we record: never touched
         with contextlib.suppress(OSError):
-            present[name] = os.lstat(f"{SHM_DIR}/{name}").st_uid
+            info = os.lstat(f"{SHM_DIR}/{name}")
+            present[name] = (info.st_ino, info.st_uid)
     if not present:
         return []
-    in_use: set[str] = set()
+    # By inode, not by name: glibc's sem_open maps a temporary file and only then links it to
+    # its name, so the process that made a semaphore maps it as `sem.XXXXXX (deleted)`; a name
+    # search would take a live vLLM's fresh semaphore for unused (seen: a worker then failed in
+    # SemLock._rebuild with FileNotFoundError).
+    in_use: set[int] = set()
     unknown_uids: set[int] = set()  # owners of processes that might use a segment unseen
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
-            in_use |= shm_used_by(int(entry.name))
+            in_use |= _shm_inodes_used_by(int(entry.name))
         except PermissionError:
             with contextlib.suppress(OSError, psutil.Error):
                 if psutil.Process(int(entry.name)).create_time() >= since - 1.0:
                     unknown_uids.add(entry.stat().st_uid)
     removed = []
-    for name, owner in sorted(present.items()):
-        if name in in_use or owner in unknown_uids:
+    for name, (inode, owner) in sorted(present.items()):
+        if inode in in_use or owner in unknown_uids:
             continue
         with contextlib.suppress(FileNotFoundError):
             os.unlink(f"{SHM_DIR}/{name}")
             removed.append(name)
     return removed
+
+
+def _shm_inodes_used_by(pid: int) -> set[int]:
+    """The inodes of /dev/shm files `pid` maps or holds open, under any name (deleted ones too).
+    Raises PermissionError when they cannot be read; empty when the process is gone."""
+    shm_dev = os.stat(SHM_DIR).st_dev
+    inodes: set[int] = set()
+    try:
+        with open(f"/proc/{pid}/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                parts = line.split(maxsplit=5)
+                if len(parts) == 6 and parts[5].startswith(SHM_DIR + "/"):
+                    inodes.add(int(parts[4]))
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                info = os.stat(f"/proc/{pid}/fd/{fd}")
+                if info.st_dev == shm_dev:
+                    inodes.add(info.st_ino)
+    except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
+        return set()
+    return inodes
 
 
 def is_stopped(pid: int) -> bool:
