@@ -179,15 +179,17 @@ def rebuild(target: Sequence[str], rules: Rules) -> tuple[tuple[str, ...], tuple
 
 def changes_between(before: Sequence[str], after: Sequence[str], version: str | None) -> list[Change]:
     """The changes that turn `before` into `after`, in the form `apply` takes."""
-    found: list[Change] = []
-    for action, flag, value in vllm_args.edits(before, after, version):
-        if action == "remove":
-            found.append(Change("remove", flag))
-        elif value is None:
-            found.append(Change("on", flag))
-        else:
-            found.append(Change("set", flag, value))
-    return found
+    return as_changes(vllm_args.edits(before, after, version))
+
+
+def as_changes(edits: Sequence[vllm_args.Edit]) -> list[Change]:
+    """Edits as vllm_args.edits() gives them (and known_good.json keeps them) as changes."""
+    return [
+        Change("remove", flag) if action == "remove"
+        else Change("on", flag) if value is None
+        else Change("set", flag, value)
+        for action, flag, value in edits
+    ]  # fmt: skip
 
 
 def _remove(

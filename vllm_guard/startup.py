@@ -98,12 +98,7 @@ def _replay(
 ) -> tuple[str, ...]:
     """The remembered edits made again on the user's flags, through the door every edit takes:
     what the pins or the user's own values no longer allow is left out, and said."""
-    changes = [
-        flag_edits.Change("remove", flag) if action == "remove"
-        else flag_edits.Change("on", flag) if value is None
-        else flag_edits.Change("set", flag, value)
-        for action, flag, value in edits
-    ]  # fmt: skip
+    changes = flag_edits.as_changes(edits)
     config = vllm_config.read(user_args)
     rules = flag_edits.Rules(tuple(user_args), pinned, version, config, capability)
     replayed, refused = flag_edits.apply_all(user_args, changes, rules)
