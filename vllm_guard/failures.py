@@ -120,8 +120,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization", "vLLM v1/worker/utils.py (reference.md \u00a71.3)"),
     _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks", "vLLM (real-cpu fail_a3; reference.md \u00a71.1)"),
     _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler", "vLLM sampler warm-up (facts.md, vllm#15105)"),
-    _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "torch during CUDA-graph capture (gpu/h100-probe2.json)"),
-    _sig(K.OOM_CUDA_GRAPH, 80, "cudaerrorstreamcapture", r"cudaErrorStreamCapture(Unsupported|Invalidated)", "CUDA during graph capture (gpu/h100-probe2.json)"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "cudaGetErrorString(900) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "captur", r"operation failed due to a previous error during capture|operation would result in a merge of separate capture sequences|capture was not ended in the same stream as it began|capturing stream has unjoined work|dependency created on uncaptured work in another stream|operation would make the legacy stream depend on a capturing blocking stream|operation not permitted on an event last recorded in a capturing stream|attempt to terminate a thread-local capture sequence from another thread", "cudaGetErrorString(901..908), the stream-capture errors (upstream/cuda_runtime_errors.json)"),
+    _sig(K.OOM_CUDA_GRAPH, 80, "cudaerror", r"cudaErrorStreamCapture(Unsupported|Invalidated|Merge|Unmatched|Unjoined|Isolation|Implicit|WrongThread)|cudaErrorCapturedEvent", "cudaGetErrorName(900..908) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
     _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
     _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vLLM weight loading (reference.md \u00a71.4)"),
     # --- the machine ---
@@ -129,8 +130,12 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment \S+ \(size (?P<required_bytes>\d+)\)|Error while creating shared memory segment", "NCCL WARN on /dev/shm (MiniMax-AI/MiniMax-01#42)"),
     _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b", "SIGBUS's message when /dev/shm runs out (DESIGN.md)"),
     _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available", "torch (gpu/h100-probe2.json)"),
-    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "CUDA (cases.jsonl v1-blackwell-no-kernel-image)"),
-    _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient", "CUDA runtime, cudaErrorInsufficientDriver"),
+    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "cudaGetErrorString(209) (upstream/cuda_runtime_errors.json; cases.jsonl v1-blackwell-no-kernel-image)"),
+    _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient", "cudaGetErrorString(35) (upstream/cuda_runtime_errors.json)"),
+    _sig(K.CUDA_DRIVER, 75, "cuda driver combination", r"system has unsupported display driver / cuda driver combination", "cudaGetErrorString(803), a driver older than the CUDA it is paired with (upstream/cuda_runtime_errors.json)"),
+    _sig(K.CUDA_DRIVER, 75, "forward compatibility", r"forward compatibility was attempted on non supported HW", "cudaGetErrorString(804), the compat package on a GPU it does not support (upstream/cuda_runtime_errors.json)"),
+    _sig(K.CUDA_DRIVER, 75, "cuda-capable device", r"no CUDA-capable device is detected", "cudaGetErrorString(100) (upstream/cuda_runtime_errors.json)"),
+    _sig(K.CUDA_DRIVER, 75, "cudaerror", r"cudaError(InsufficientDriver|NoDevice|NoKernelImageForDevice|SystemDriverMismatch|CompatNotSupportedOnDevice)\b", "cudaGetErrorName(35, 100, 209, 803, 804) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch (bentoml/OpenLLM#746, vllm#1772)"),
     _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vLLM platform detection (vllm#12847, vllm#13946)"),
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "NVML (nvidia-smi and torch)"),
@@ -169,7 +174,7 @@ _PHASES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
     (K.OOM_KV_CACHE, re.compile(r"Model loading took|Loading (model )?weights took|in (profile_run|determine_available_memory|_dummy_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches)\b|Memory profiling")),
     (K.OOM_CUDA_GRAPH, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin)\b|torch/cuda/graphs\.py")),
     (K.OOM_KV_CACHE, re.compile(r"Graph capturing finished")),
-    (K.OOM_RUNTIME, re.compile(r"Application startup complete|Starting vLLM server on|Uvicorn running on|Avg prompt throughput|POST /v1/|in (execute_model|run_busy_loop|_process_engine_step)\b")),
+    (K.OOM_RUNTIME, re.compile(r"Application startup complete|Starting vLLM server on|Uvicorn running on|Avg prompt throughput|POST /v1/|in (execute_model|run_busy_loop|_process_engine_step|step_async|engine_step|run_engine_loop|output_handler)\b|AsyncLLM output_handler failed")),
 )  # fmt: skip
 
 # A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying.
@@ -280,7 +285,9 @@ def _oom_phase(lines: Sequence[str], index: int) -> FailureKind:
             if marker.search(line):
                 return kind
     for line in lines[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
-        if ", in " not in line:
+        # A traceback's frames, and the API server's note that the engine died under it while
+        # serving (vllm/v1/engine/async_llm.py logs it after the EngineCore's own traceback).
+        if ", in " not in line and "output_handler" not in line:
             continue
         for kind, marker in _PHASES:
             if marker.search(line):
