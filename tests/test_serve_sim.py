@@ -120,10 +120,17 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
             "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim-launches"),
         }
         err = tmp_path / "guard.err"
+        # A guard here starts as from a shell, whatever the test runner inherited: under `nohup`
+        # (a CI run, say) SIGHUP is ignored, and a guard started so rightly keeps it ignored.
+        hangup = signal.signal(signal.SIGHUP, signal.SIG_DFL)
         with err.open("wb") as sink:
             proc = subprocess.Popen(
-                argv, stdout=stdout if stdout is not None else subprocess.DEVNULL, stderr=sink, env=env
+                argv,
+                stdout=stdout if stdout is not None else subprocess.DEVNULL,
+                stderr=sink,
+                env=env,
             )
+        signal.signal(signal.SIGHUP, hangup)
         guard = Guard(proc, err, state, port)
         started.append(guard)
         return guard
