@@ -83,6 +83,31 @@ def test_an_oom_is_named_by_the_phase_it_happened_in() -> None:
     assert classify(["Application startup complete.", OOM_NEW]).kind == FailureKind.OOM_RUNTIME
     assert classify([OOM_NEW], ready=True).kind == FailureKind.OOM_RUNTIME
     assert classify([OOM_NEW]).kind == FailureKind.OOM_WEIGHTS
+    assert classify([OOM_NEW]).phase_known is False  # a guess: the policy treats it as one
+    assert classify(["Starting to load model m...", OOM_NEW]).phase_known is True
+
+
+def test_the_guards_own_milestone_tells_the_phase_a_tail_has_lost() -> None:
+    # The supervisor reads milestones from the whole output; the tail may hold the OOM alone.
+    assert classify([OOM_NEW], milestone="loading").kind == FailureKind.OOM_WEIGHTS
+    assert classify([OOM_NEW], milestone="kv memory").kind == FailureKind.OOM_KV_CACHE
+    assert classify([OOM_NEW], milestone="capturing graphs").kind == FailureKind.OOM_CUDA_GRAPH
+    assert classify([OOM_NEW], milestone="api server up").kind == FailureKind.OOM_RUNTIME
+    # the later of the two wins: a frame the tail kept is more precise than an older milestone
+    frame = '  File "/x/vllm/v1/worker/gpu_model_runner.py", line 9, in capture_model'
+    assert classify([frame, OOM_NEW], milestone="kv cache").kind == FailureKind.OOM_CUDA_GRAPH
+    assert classify(["Starting to load model m...", OOM_NEW], milestone="capturing graphs").kind == (
+        FailureKind.OOM_CUDA_GRAPH
+    )
+
+
+def test_serving_signs_in_the_log_make_an_oom_a_runtime_one() -> None:
+    # an access-log line and V0's streaming loop: what diagnose has when no /health was watched
+    access = 'INFO:     127.0.0.1:50312 - "POST /v1/chat/completions HTTP/1.1" 200 OK'
+    assert classify([access, OOM_NEW]).kind == FailureKind.OOM_RUNTIME
+    v0 = "ERROR 04-01 10:00:00 [async_llm_engine.py:68] Engine background task failed"
+    loop = '  File "/x/vllm/engine/async_llm_engine.py", line 857, in run_engine_loop'
+    assert classify([v0, loop, OOM_NEW]).kind == FailureKind.OOM_RUNTIME
 
 
 def test_oom_numbers_in_both_torch_wordings() -> None:

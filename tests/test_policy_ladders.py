@@ -287,3 +287,21 @@ def test_undoing_its_own_step_counts_against_the_restart_budget() -> None:
                       step="set --quantization fp8", number=3)  # fmt: skip
     decision = decide([first, again, refused], tight, now=100.0, rng=random.Random(0), policy=DEFAULT)
     assert isinstance(decision, GiveUp) and decision.exit_code == ExitCode.GAVE_UP
+
+
+def test_an_oom_whose_phase_nothing_told_gets_only_steps_safe_while_serving() -> None:
+    # A guessed oom_weights must never quantize what may be a serving OOM: the step the serving
+    # ladder shares (the draft model's memory back) first, then the same flags with a backoff.
+    guessed = Failure(K.OOM_WEIGHTS, "torch.OutOfMemoryError: CUDA out of memory.", phase_known=False)
+    spec = ("--speculative-config", '{"model": "d", "num_speculative_tokens": 3}')
+    first = decide([Attempt(1, spec, 1.0, 2.0, None, 1, guessed)], DISCIPLINE, now=100.0,
+                   rng=random.Random(0), policy=DEFAULT)  # fmt: skip
+    assert isinstance(first, Relaunch) and first.step == "remove --speculative-config"
+    plain = decide([Attempt(1, ("--port", "1"), 1.0, 2.0, None, 1, guessed)], DISCIPLINE, now=100.0,
+                   rng=random.Random(0), policy=DEFAULT)  # fmt: skip
+    assert isinstance(plain, Relaunch)
+    assert plain.vllm_args == ("--port", "1") and plain.step is None and plain.delay_s == 2.0
+    told = Failure(K.OOM_WEIGHTS, "torch.OutOfMemoryError: CUDA out of memory.")
+    known = decide([Attempt(1, ("--port", "1"), 1.0, 2.0, None, 1, told)], DISCIPLINE, now=100.0,
+                   rng=random.Random(0), policy=DEFAULT)  # fmt: skip
+    assert isinstance(known, Relaunch) and "--quantization" in known.vllm_args

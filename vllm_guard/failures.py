@@ -62,6 +62,9 @@ class Failure:
     kind: FailureKind
     evidence: str = ""
     numbers: dict[str, Number] = field(default_factory=dict)
+    # False for an out-of-memory error whose phase nothing told (no milestone, frame or serving
+    # sign): its kind is then a guess, and only a remedy safe in every phase may follow it.
+    phase_known: bool = True
 
     @property
     def permanent(self) -> bool:
@@ -167,15 +170,36 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed", "vLLM V1 executor (real-cpu fail_a4)"),
 )  # fmt: skip
 
-# Where in vLLM's life an out-of-memory error happened: the last marker before it decides.
+# Where in vLLM's life an out-of-memory error happened. Phases in the order vLLM goes through
+# them; each with the kind an OOM in it is. The later of what the log shows and what the guard saw
+# (its last milestone, /health) decides: a tail can lose a marker, the guard's own record cannot.
+_WEIGHTS, _PROFILE, _GRAPHS, _WARMUP, _SERVING = range(5)
+_PHASE_KIND = {
+    _WEIGHTS: K.OOM_WEIGHTS,
+    _PROFILE: K.OOM_KV_CACHE,
+    _GRAPHS: K.OOM_CUDA_GRAPH,
+    _WARMUP: K.OOM_KV_CACHE,
+    _SERVING: K.OOM_RUNTIME,
+}
 # Log milestones and traceback frames alike (the frames name the function that allocated).
-_PHASES: tuple[tuple[FailureKind, re.Pattern[str]], ...] = (
-    (K.OOM_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model|process_weights_after_loading)\b|Loading safetensors")),
-    (K.OOM_KV_CACHE, re.compile(r"Model loading took|Loading (model )?weights took|in (profile_run|determine_available_memory|_dummy_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches)\b|Memory profiling")),
-    (K.OOM_CUDA_GRAPH, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin)\b|torch/cuda/graphs\.py")),
-    (K.OOM_KV_CACHE, re.compile(r"Graph capturing finished")),
-    (K.OOM_RUNTIME, re.compile(r"Application startup complete|Starting vLLM server on|Uvicorn running on|Avg prompt throughput|POST /v1/|in (execute_model|run_busy_loop|_process_engine_step|step_async|engine_step|run_engine_loop|output_handler)\b|AsyncLLM output_handler failed")),
+_PHASES: tuple[tuple[int, re.Pattern[str]], ...] = (
+    (_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model|process_weights_after_loading|gptq_marlin_repack|awq_marlin_repack)\b|Loading safetensors")),
+    (_PROFILE, re.compile(r"Model loading took|Loading (model )?weights took|in (profile_run|determine_available_memory|determine_num_available_blocks|_dummy_run|_dummy_sampler_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches|initialize_cache|_init_cache)\b|Memory profiling")),
+    (_GRAPHS, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch/cuda/graphs\.py")),
+    (_WARMUP, re.compile(r"Graph capturing finished|init engine \(profile, create kv cache")),
+    (_SERVING, re.compile(r"Application startup complete|Starting vLLM (API )?server|Uvicorn running on|Avg prompt throughput|\"(POST|GET) /v1/|(POST|GET) /v1/\S+ HTTP|Received request|Added request|in (execute_model|run_busy_loop|_process_engine_step|step_async|engine_step|run_engine_loop|output_handler|_process_input_queue|step_with_batch_queue)\b|AsyncLLM output_handler failed|AsyncEngineDeadError|Background loop has errored|background loop has errored")),
 )  # fmt: skip
+# The guard's own startup milestones (milestones.py names them) as phases.
+_MILESTONE_PHASE = {
+    "loading": _WEIGHTS,
+    "weights loaded": _PROFILE,
+    "kv memory": _PROFILE,
+    "kv cache": _PROFILE,
+    "capturing graphs": _GRAPHS,
+    "graphs captured": _WARMUP,
+    "engine ready": _WARMUP,
+    "api server up": _SERVING,
+}
 
 # A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying.
 _REQUESTED_STOP = re.compile(
@@ -222,12 +246,19 @@ class _Hit:
     match: re.Match[str]
 
 
-def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: bool = False) -> Failure:
+def classify(
+    lines: Iterable[str],
+    *,
+    exit_status: int | None = None,
+    ready: bool = False,
+    milestone: str | None = None,
+) -> Failure:
     """Why vLLM ended, from the last lines of its stdout and stderr (in arrival order).
 
     `ready`: the guard saw /health answer 200 before the end, so an out-of-memory error is a
-    runtime one whatever the log says. `exit_status` (negative: killed by that signal) only
-    matters when no phrase explains the end.
+    runtime one whatever the log says. `milestone`: the last startup milestone the guard read
+    from the whole output (milestones.py), which the tail may have lost. `exit_status`
+    (negative: killed by that signal) only matters when no phrase explains the end.
     """
     raw = [line.rstrip("\r\n") for line in lines]
     hits: list[_Hit] = []
@@ -256,8 +287,11 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
         top = max(h.signature.rank for h in causes)
         best = next(h for h in causes if h.signature.rank == top)
         kind = best.signature.kind
+        phase_known = True
         if kind == OOM:
-            kind = K.OOM_RUNTIME if ready else _oom_phase(raw, best.index)
+            phase = _SERVING if ready else _oom_phase(raw, best.index, milestone)
+            phase_known = phase is not None
+            kind = _PHASE_KIND[_WEIGHTS if phase is None else phase]
         numbers: dict[str, Number] = {}
         for hit in causes:  # several phrases of one kind can match the decisive line
             if hit.index == best.index and hit.signature.kind == best.signature.kind:
@@ -265,7 +299,7 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
                     numbers.setdefault(key, value)
         for key, value in _context_numbers(best, raw).items():
             numbers.setdefault(key, value)
-        return Failure(FailureKind(kind), _evidence(best.line), numbers)
+        return Failure(FailureKind(kind), _evidence(best.line), numbers, phase_known)
     if hits:
         return Failure(K.WORKER_DIED, _evidence(hits[0].line))
     if exit_status is not None and exit_status < 0:
@@ -277,22 +311,31 @@ def classify(lines: Iterable[str], *, exit_status: int | None = None, ready: boo
     return Failure(K.UNKNOWN, "")
 
 
-def _oom_phase(lines: Sequence[str], index: int) -> FailureKind:
-    """The phase of the last milestone or traceback frame before an out-of-memory error, else of
-    the first frame in the traceback after it; weights (the first phase) when nothing tells."""
+def _oom_phase(lines: Sequence[str], index: int, milestone: str | None) -> int | None:
+    """The phase of an out-of-memory error: the later of the guard's last milestone and what the
+    log shows (the last milestone or traceback frame before the error, else the first frame of
+    a traceback after it); None when neither tells."""
+    shown: int | None = None
     for line in reversed(lines[:index]):
-        for kind, marker in _PHASES:
-            if marker.search(line):
-                return kind
-    for line in lines[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
-        # A traceback's frames, and the API server's note that the engine died under it while
-        # serving (vllm/v1/engine/async_llm.py logs it after the EngineCore's own traceback).
-        if ", in " not in line and "output_handler" not in line:
-            continue
-        for kind, marker in _PHASES:
-            if marker.search(line):
-                return kind
-    return K.OOM_WEIGHTS
+        shown = _phase_of(line)
+        if shown is not None:
+            break
+    else:
+        for line in lines[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
+            # A traceback's frames, and the API server's note that the engine died under it
+            # while serving (vllm/v1/engine/async_llm.py logs it after the EngineCore's own).
+            if ", in " in line or "output_handler" in line or "background loop" in line.lower():
+                shown = _phase_of(line)
+                if shown is not None:
+                    break
+    seen = _MILESTONE_PHASE.get(milestone) if milestone is not None else None
+    told = [phase for phase in (shown, seen) if phase is not None]
+    return max(told) if told else None
+
+
+def _phase_of(line: str) -> int | None:
+    found = [phase for phase, marker in _PHASES if marker.search(line)]
+    return max(found) if found else None
 
 
 # Numbers a failure's message leaves to the lines around it: vLLM's own note of who holds a port,

@@ -321,6 +321,11 @@ def decide(
     # the environment a step set stays set for the guard's life: taking it again changes nothing
     ever = {a.step for a in history if a.step is not None}
     ladder = policy.ladder(kind)
+    if not last.failure.phase_known:
+        # An out-of-memory error whose phase nothing told: its kind is a guess, so only the steps
+        # the serving ladder has too (never quantized weights for what may be a serving OOM).
+        safe = {step.label for step in policy.ladder(FailureKind.OOM_RUNTIME)}
+        ladder = tuple(step for step in ladder if step.label in safe)
     for step in ladder:
         if step.label in tried or (step.action == "env" and step.label in ever):
             continue
@@ -337,7 +342,7 @@ def decide(
             return Relaunch(changed, 0.0, f"{kind.value}: {step.label}", step=step.label, how="step")
     if restarts >= discipline.max_restarts:
         return spent
-    if ladder and not served(stretch[0], discipline):
+    if ladder and last.failure.phase_known and not served(stretch[0], discipline):
         # the ladder ran out within one stretch of failures (a vLLM that is ready for a moment
         # and dies again has not served): no flag left to change, so no restart either
         tried_here = [s.label for s in ladder if s.label in tried]

@@ -326,7 +326,12 @@ class Supervisor:
         if hung:
             failure = Failure(FailureKind.HUNG, hung)
         else:
-            failure = classify(output.tail(), exit_status=status, ready=ready_at is not None)
+            failure = classify(
+                output.tail(),
+                exit_status=status,
+                ready=ready_at is not None,
+                milestone=output.milestone.name if output.milestone is not None else None,
+            )
             self._print(
                 f"vLLM exited with status {_status_text(status)} after {ended_at - started:.1f} s "
                 f"without being asked to stop (attempt {number}): {failure.kind.value}"
