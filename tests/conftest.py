@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 
@@ -57,3 +58,15 @@ def port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The diagnosis corpus's two figures (tests/diagnosis/corpus.py), whenever its tests ran."""
+    corpus = sys.modules.get("corpus")
+    ran = [r for key in ("passed", "failed") for r in terminalreporter.stats.get(key, [])]
+    if corpus is None or not any("test_corpus" in getattr(r, "nodeid", "") for r in ran):
+        return
+    development, held_out = corpus.parts(corpus.load())
+    terminalreporter.section("diagnosis corpus (tests/diagnosis/fixtures)")
+    terminalreporter.write_line(corpus.score(development).line("development"))
+    terminalreporter.write_line(corpus.score(held_out).line("held-out third"))
