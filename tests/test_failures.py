@@ -3,6 +3,7 @@ tests/diagnosis/; the lines here are single real lines, each from the file named
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from vllm_guard.failures import ADVICE, PERMANENT_KINDS, FailureKind, catalogue_table, classify, clean
@@ -220,3 +221,9 @@ def test_tokens_never_reach_the_evidence() -> None:
 def test_the_documented_catalogue_is_the_catalogue() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "diagnosis.md").read_text()
     assert doc.endswith(catalogue_table()), "regenerate the table in docs/diagnosis.md"
+
+
+def test_every_kind_says_what_to_do_next_in_one_sentence() -> None:
+    for kind in FailureKind:
+        advice = ADVICE[kind]
+        assert advice.endswith(".") and not re.search(r"[.!?]\s+[A-Z]", advice), kind

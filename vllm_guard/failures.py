@@ -504,8 +504,8 @@ ADVICE: dict[FailureKind, str] = {
     K.INVALID_ARGS: "vLLM refused its command line: fix the flag it names (flags change between vLLM versions).",
     K.PORT_IN_USE: "The port is taken: stop whatever holds it (another vLLM?) or choose another --port.",
     K.HUB_UNREACHABLE: "The Hugging Face Hub could not be reached: check the network, or set HF_HUB_OFFLINE=1 if the model is cached.",
-    K.WORKER_DIED: "A vLLM process died without printing why: look above the first error for the cause, and at the host's OOM killer (dmesg).",
-    K.HUNG: "vLLM stopped answering: it was stopped and restarted.",
-    K.BROKEN_INSTALL: "The vLLM command cannot even start: its Python lacks the module the evidence names, or has one of the wrong version. Check which Python --vllm-command (or the vllm on PATH) runs, and install vLLM there or point --vllm-command at the environment vLLM is installed in.",
-    K.UNKNOWN: "Nothing in the output explains why vLLM ended.",
+    K.WORKER_DIED: "A vLLM process died without printing why: look above the first error for the cause, and at the host's OOM killer (dmesg); the same flags are retried with a backoff.",
+    K.HUNG: "vLLM stopped answering /health or stopped making progress: read the last lines it printed before it went quiet, and raise --startup-timeout-s if a first start (a download, a compile) only needed more time.",
+    K.BROKEN_INSTALL: "The vLLM command cannot even start because its Python lacks the module the evidence names, or has one of the wrong version: install vLLM in the environment that --vllm-command (or the vllm on PATH) runs, or point --vllm-command at the one vLLM is installed in.",
+    K.UNKNOWN: "Nothing in the output explains why vLLM ended: read the whole log (the guard keeps it per attempt) and the host's log (journalctl -k for the OOM killer) for what stopped it.",
 }

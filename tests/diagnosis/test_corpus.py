@@ -89,3 +89,14 @@ def test_the_corpus_covers_every_kind_that_text_can_show() -> None:
     covered = {case["kind"] for case in CASES}
     textual = {k.value for k in FailureKind} - {"hung"}
     assert textual - covered == set(), "kinds with no real example in the corpus"
+
+
+@pytest.mark.parametrize("kind", sorted({c["kind"] for c in CASES}))
+def test_diagnose_shows_evidence_numbers_and_the_next_step_for_every_kind(
+    kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    case = next(c for c in CASES if c["kind"] == kind and corpus.decisive(c))
+    assert diagnose([str(corpus.FIXTURES / case["file"])]) == 0
+    shown = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines() if ":" in line[:10])
+    assert set(shown) >= {"kind", "evidence", "numbers", "advice"}
+    assert shown["evidence"].strip() not in ("", "-"), case["file"]

@@ -46,6 +46,10 @@ def run(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
     lines = _read(ns.logfile)
     failure = classify(lines)
+    if not failure.evidence:
+        # nothing explains the end: the last thing vLLM said is still the evidence to show
+        last = Redactor().text(next((line.strip() for line in reversed(lines) if line.strip()), ""))[:500]
+        failure = dataclasses.replace(failure, evidence=f"last line: {last}" if last else "")
     report = as_json(failure)
     if vllm_argv is not None:
         facts = Facts(vllm_version=vllm_version.from_output("\n".join(lines[:HEAD_LINES])))
@@ -90,6 +94,7 @@ def as_json(failure: Failure) -> dict[str, object]:
         "evidence": failure.evidence,
         "numbers": failure.numbers,
         "advice": ADVICE[failure.kind],
+        "phase_known": failure.phase_known,
     }
 
 
@@ -98,9 +103,15 @@ def as_text(failure: Failure) -> str:
         "permanent: no restart can fix it" if failure.permanent else "another flag set or a restart may help"
     )
     numbers = " ".join(f"{k}={v}" for k, v in failure.numbers.items()) or "-"
+    guessed = (
+        "; the log does not show when it ran out of memory, so the kind is a guess and only a remedy "
+        "safe while serving follows"
+        if not failure.phase_known
+        else ""
+    )
     return "\n".join(
         [
-            f"kind:     {failure.kind.value} ({restart})",
+            f"kind:     {failure.kind.value} ({restart}{guessed})",
             f"evidence: {failure.evidence or '-'}",
             f"numbers:  {numbers}",
             f"advice:   {ADVICE[failure.kind]}",
