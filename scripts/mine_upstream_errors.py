@@ -1,0 +1,463 @@
+"""The other upstream tables vLLM's failures surface, each read from the upstream itself.
+
+A vLLM that dies prints, at its root, words written by NCCL, huggingface_hub, transformers, Ray, torch
+or CPython. The catalogue in vllm_guard/failures.py matches those words, so they are taken from the
+upstream code, not from logs that happen to show them (scripts/mine_cuda_errors.py does the same for
+the CUDA runtime). One function per table, each writing one JSON file:
+
+- nccl_errors.json: `ncclGetErrorString(r)` of every ncclResult_t, read through ctypes from libnccl of
+  the nvidia-nccl-cu11/cu12 wheels (libnccl links the CUDA runtime statically: no libcudart, no GPU).
+- hf_hub_errors.json: huggingface_hub's exception classes and message templates (an old, the last 0.x
+  and the newest release), and transformers' wording for the same failures, read with `ast`.
+- ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm messages in ray/_private/, and
+  the raylet binary's out-of-memory and /dev/shm strings (the C++ side of the same failures).
+- torch_errors.json: torch's Python-side CUDA wording and the strings in the CPU wheel's libraries; the
+  C++ CUDA OOM text is not in a CPU wheel, so the H100 probes in ../shared/vllm/gpu are cited for it.
+- python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
+  and missing-library shapes from two tiny extensions built with gcc), and the signal table.
+
+Only PyPI is needed (pip download into a temporary directory; nothing is installed or imported):
+
+    python scripts/mine_upstream_errors.py [--only nccl,hf_hub,ray,torch,python] [--out-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import ctypes
+import json
+import platform
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT_DIR = ROOT / "tests" / "diagnosis" / "upstream"
+PROBES = ROOT.parent / "shared" / "vllm" / "gpu"
+
+NCCL_WHEELS = ("nvidia-nccl-cu11", "nvidia-nccl-cu12")
+# An old release (vLLM 0.3 era), the last before the httpx rewrite, and the newest.
+HF_HUB_VERSIONS = ("0.20.3", "0.36.2", None)
+HF_HUB_FILES = (
+    "errors.py",
+    "utils/_errors.py",
+    "utils/_http.py",
+    "utils/_validators.py",
+    "file_download.py",
+    "_snapshot_download.py",
+)
+# 4.36 still says "requires you to execute the configuration file" (dynamic_module_utils.py).
+TRANSFORMERS_VERSIONS = ("4.36.2", "4.57.6", None)
+TRANSFORMERS_FILES = ("utils/hub.py", "dynamic_module_utils.py", "models/auto/configuration_auto.py")
+RAY_VERSIONS = ("2.9.3", None)
+RAYLET_PHRASES = ("low on memory", "/dev/shm", "exceeds memory available", "killed by the oom killer")
+TORCH = "torch==2.13.0"
+TORCH_PHRASES = (
+    "out of memory",
+    "tried to allocate",
+    "cuda error",
+    "total capacity",
+    "nvidia driver",
+    "no cuda gpus",
+)
+TORCH_NAMES = r"OutOfMemoryError|AcceleratorError|CudaError\b|CUDA error|NVIDIA driver|No CUDA GPUs"
+SIGNALS = ("SIGKILL", "SIGBUS", "SIGSEGV", "SIGABRT", "SIGTERM", "SIGINT", "SIGILL", "SIGFPE", "SIGPIPE")
+
+Json = dict[str, object]
+
+
+def download(spec: str, into: Path, *extra: str) -> Path:
+    """`pip download --no-deps` one wheel of `spec` into a directory of its own."""
+    into.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", *extra, spec, "-d", str(into)],
+        check=True,
+    )
+    return next(into.glob("*.whl"))
+
+
+def wheel_version(wheel: Path) -> str:
+    return wheel.name.split("-")[1]
+
+
+def spec_for(package: str, version: str | None) -> str:
+    return f"{package}=={version}" if version else package
+
+
+# --- Python source: the message templates an upstream file can print ---
+
+
+def render(node: ast.expr) -> str | None:
+    """A string expression as a template: f-string fields and non-string operands become `{expr}`."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value))
+            elif isinstance(value, ast.FormattedValue):
+                parts.append("{" + ast.unparse(value.value) + "}")
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = render(node.left), render(node.right)
+        if left is None and right is None:
+            return None
+        return (left if left is not None else "{" + ast.unparse(node.left) + "}") + (
+            right if right is not None else "{" + ast.unparse(node.right) + "}"
+        )
+    return None
+
+
+class _Templates(ast.NodeVisitor):
+    """Every maximal string expression that reads as prose, with the function it is in and, inside a
+    `raise`, what is raised. Bare string statements (docstrings) are left out."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, str, str]] = []  # (text, in, raises)
+        self.scope: list[str] = []
+        self.raising = ""
+
+    def _scoped(self, node: ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) -> None:
+        self.scope.append(node.name)
+        self.generic_visit(node)
+        self.scope.pop()
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _scoped
+
+    def visit_Expr(self, node: ast.Expr) -> None:
+        if not (isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+            self.generic_visit(node)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        exc = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+        self.raising = ast.unparse(exc) if exc is not None else ""
+        self.generic_visit(node)
+        self.raising = ""
+
+    def generic_visit(self, node: ast.AST) -> None:
+        if isinstance(node, ast.expr) and isinstance(node, ast.Constant | ast.JoinedStr | ast.BinOp):
+            text = render(node)
+            if text is not None:
+                if len(text) >= 12 and " " in text.strip():
+                    self.found.append((text, ".".join(self.scope), self.raising))
+                return
+        super().generic_visit(node)
+
+
+def templates(source: str) -> list[tuple[str, str, str]]:
+    visitor = _Templates()
+    visitor.visit(ast.parse(source))
+    return visitor.found
+
+
+def classes(source: str) -> Iterator[tuple[str, list[str], str]]:
+    """(name, bases, docstring) of each top-level exception class (by its name or a base's)."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.ClassDef):
+            bases = [ast.unparse(base) for base in node.bases]
+            if any(name.endswith(("Error", "Exception", "Warning")) for name in [node.name, *bases]):
+                yield node.name, bases, ast.get_docstring(node) or ""
+
+
+class SourceTable:
+    """One package's classes and templates across versions; an entry lists the versions that have it."""
+
+    def __init__(self) -> None:
+        self.versions: list[str] = []
+        self.wheels: list[str] = []
+        self.classes: dict[str, Json] = {}
+        self.files: dict[str, dict[tuple[str, str, str], list[str]]] = {}
+
+    def add_file(
+        self, version: str, path: str, source: str, keep: Callable[[str], bool] = lambda _: True
+    ) -> None:
+        rows = self.files.setdefault(path, {})
+        for found in templates(source):
+            if keep(found[0]):
+                versions = rows.setdefault(found, [])
+                if version not in versions:
+                    versions.append(version)
+
+    def add_classes(self, version: str, path: str, source: str) -> None:
+        for name, bases, doc in classes(source):
+            entry = self.classes.setdefault(name, {"bases": bases, "defined_in": {}, "doc": doc})
+            entry["defined_in"][version] = path  # type: ignore[index]
+            entry["bases"], entry["doc"] = bases, doc  # the newest version's, versions being in order
+
+    def as_json(self) -> Json:
+        return {
+            "versions": self.versions,
+            "wheels": self.wheels,
+            "classes": self.classes,
+            "files": {
+                path: [
+                    {"text": text, "in": scope, "raises": raising, "versions": versions}
+                    for (text, scope, raising), versions in rows.items()
+                ]
+                for path, rows in self.files.items()
+            },
+        }
+
+
+def wheel_sources(wheel: Path, package: str, paths: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(path below the package, text) of each of `paths` the wheel has."""
+    with zipfile.ZipFile(wheel) as zipped:
+        names = set(zipped.namelist())
+        for path in paths:
+            if f"{package}/{path}" in names:
+                yield path, zipped.read(f"{package}/{path}").decode()
+
+
+def printable_strings(data: bytes, minimum: int = 8) -> list[str]:
+    """What `strings` prints: runs of printable ASCII."""
+    return [m.decode() for m in re.findall(rb"[\x20-\x7e\t]{%d,}" % minimum, data)]
+
+
+def near(strings: list[str], phrases: Iterable[str], around: int = 0) -> list[str]:
+    """The strings containing one of `phrases` (lowercase), with `around` neighbours either side:
+    a C++ message is often split into pieces around its format arguments."""
+    wanted = [p.lower() for p in phrases]
+    keep: set[int] = set()
+    for i, text in enumerate(strings):
+        if any(p in text.lower() for p in wanted):
+            keep.update(range(max(0, i - around), min(len(strings), i + around + 1)))
+    return list(dict.fromkeys(strings[i] for i in sorted(keep)))
+
+
+# --- the tables ---
+
+
+def nccl_table(tmp: Path) -> Json:
+    codes: dict[str, Json] = {}
+    versions: dict[str, str] = {}
+    for package in NCCL_WHEELS:
+        wheel = download(package, tmp / package)
+        with zipfile.ZipFile(wheel) as zipped:
+            zipped.extractall(tmp / package)
+        library = next((tmp / package).rglob("libnccl.so*"))
+        header = next((tmp / package).rglob("nccl.h")).read_text()
+        # readelf -d of libnccl.so.2 names only libc, libstdc++ and friends: cudart is linked in.
+        nccl = ctypes.CDLL(str(library))
+        nccl.ncclGetErrorString.restype = ctypes.c_char_p
+        raw = ctypes.c_int()
+        nccl.ncclGetVersion(ctypes.byref(raw))
+        code = raw.value  # 2.x: major*10000 + minor*100 + patch (since 2.9)
+        version = f"{code // 10000}.{code % 10000 // 100}.{code % 100}"
+        versions[wheel.name] = version
+        enum = dict(re.findall(r"(nccl\w+)\s*=\s*(\d+)", header.split("ncclResult_t")[0]))
+        names = {int(value): name for name, value in enum.items() if name != "ncclNumResults"}
+        for result in range(0, 16):
+            text = nccl.ncclGetErrorString(result).decode()
+            if text == "unknown result code":
+                continue
+            entry = codes.setdefault(str(result), {"name": names.get(result, ""), "strings": {}})
+            entry["strings"][version] = text  # type: ignore[index]
+        print(f"{wheel.name}: NCCL {version}, {len(names)} results", file=sys.stderr)
+    return {
+        "libraries": versions,
+        "results": codes,
+        "torch_python_wrappers": torch_nccl_wording(tmp),
+        "note": "torch prints these after 'NCCL error in: <file>:<line>, ' (C++, ProcessGroupNCCL); "
+        "CPU torch has no NCCL, so torch_python_wrappers lists only the .py lines naming an NCCL error.",
+    }
+
+
+def torch_wheel(tmp: Path) -> Path:
+    where = tmp / "torch"
+    return next(where.glob("*.whl")) if where.is_dir() else download(TORCH, where)
+
+
+def torch_nccl_wording(tmp: Path) -> list[Json]:
+    found: list[Json] = []
+    with zipfile.ZipFile(torch_wheel(tmp)) as zipped:
+        for name in zipped.namelist():
+            if name.endswith(".py"):
+                for number, line in enumerate(zipped.read(name).decode(errors="replace").splitlines(), 1):
+                    if re.search(r"nccl error|ncclGetErrorString", line, re.IGNORECASE):
+                        found.append({"file": name, "line": number, "text": line.strip()})
+    return found
+
+
+def hf_hub_table(tmp: Path) -> Json:
+    out: Json = {}
+    for package, versions, files in (
+        ("huggingface_hub", HF_HUB_VERSIONS, HF_HUB_FILES),
+        ("transformers", TRANSFORMERS_VERSIONS, TRANSFORMERS_FILES),
+    ):
+        table = SourceTable()
+        for wanted in versions:
+            wheel = download(spec_for(package, wanted), tmp / f"{package}-{wanted or 'newest'}")
+            version = wheel_version(wheel)
+            table.versions.append(version)
+            table.wheels.append(wheel.name)
+            for path, source in wheel_sources(wheel, package, files):
+                table.add_file(version, path, source)
+                table.add_classes(version, path, source)
+            print(f"{wheel.name}: {len(table.files)} files so far", file=sys.stderr)
+        out[package] = table.as_json()
+    return out
+
+
+def ray_table(tmp: Path) -> Json:
+    table = SourceTable()
+    raylet: dict[str, list[str]] = {}
+    for wanted in RAY_VERSIONS:
+        wheel = download(
+            spec_for("ray", wanted),
+            tmp / f"ray-{wanted or 'newest'}",
+            *("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64"),
+        )
+        version = wheel_version(wheel)
+        table.versions.append(version)
+        table.wheels.append(wheel.name)
+        with zipfile.ZipFile(wheel) as zipped:
+            source = zipped.read("ray/exceptions.py").decode()
+            table.add_file(version, "exceptions.py", source)
+            table.add_classes(version, "exceptions.py", source)
+            for name in zipped.namelist():
+                if name.startswith("ray/_private/") and name.endswith(".py"):
+                    text = zipped.read(name).decode(errors="replace")
+                    if "/dev/shm" in text:
+                        table.add_file(version, name.removeprefix("ray/"), text, lambda t: "/dev/shm" in t)
+            binary = zipped.read("ray/core/src/ray/raylet/raylet")
+        raylet[version] = near(printable_strings(binary), RAYLET_PHRASES, around=2)
+        print(
+            f"{wheel.name}: {len(table.classes)} classes, {len(raylet[version])} raylet strings",
+            file=sys.stderr,
+        )
+    return {"ray": table.as_json(), "raylet_strings": raylet}
+
+
+def torch_table(tmp: Path) -> Json:
+    wheel = torch_wheel(tmp)
+    table = SourceTable()
+    version = wheel_version(wheel)
+    table.versions.append(version)
+    table.wheels.append(wheel.name)
+    libraries: dict[str, list[str]] = {}
+    lines: dict[str, list[str]] = {}
+    with zipfile.ZipFile(wheel) as zipped:
+        for path, source in wheel_sources(wheel, "torch", ("cuda/__init__.py", "cuda/memory.py")):
+            table.add_file(version, path, source)
+            # `OutOfMemoryError = torch._C.OutOfMemoryError` and the like are names, not templates.
+            lines[path] = [line.strip() for line in source.splitlines() if re.search(TORCH_NAMES, line)]
+        for name in ("torch/lib/libc10.so", "torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so"):
+            libraries[name.removeprefix("torch/")] = near(printable_strings(zipped.read(name)), TORCH_PHRASES)
+    runtime: dict[str, list[str]] = {}
+    for probe in sorted(PROBES.glob("h100-probe*.json")):
+        for key, texts in _probe_texts(json.loads(probe.read_text())):
+            hits = [line for line in texts if any(p in line.lower() for p in TORCH_PHRASES)]
+            if hits:
+                runtime[f"gpu/{probe.name}#{key}"] = hits
+    return {
+        "torch": table.as_json(),
+        "python_lines": lines,
+        "libraries": libraries,
+        "runtime": runtime,
+        "note": "The CPU wheel lacks c10/cuda (libc10_cuda.so), so the C++ 'CUDA out of memory. Tried to "
+        "allocate' text is cited from real runs on an H100 (../shared/vllm/gpu, torch 2.11).",
+    }
+
+
+def _probe_texts(value: object, key: str = "") -> Iterator[tuple[str, list[str]]]:
+    if isinstance(value, str):
+        yield key, value.splitlines()
+    elif isinstance(value, dict):
+        for name, inner in value.items():
+            yield from _probe_texts(inner, f"{key}.{name}" if key else name)
+
+
+def python_table(tmp: Path) -> Json:
+    python = "python3.11"
+    (tmp / "pkg").mkdir()
+    # Two extensions: one needing a symbol nothing defines, one needing a library deleted after linking
+    # (libcudart.so.12 missing from a venv reads like this).
+    (tmp / "undefined.c").write_text(
+        "extern int vllm_guard_missing(void);\nint PyInit_undefined(void) { return vllm_guard_missing(); }\n"
+    )
+    (tmp / "gone.c").write_text("int vllm_guard_gone(void) { return 0; }\n")
+    (tmp / "needsgone.c").write_text(
+        "extern int vllm_guard_gone(void);\nint PyInit_needsgone(void) { return vllm_guard_gone(); }\n"
+    )
+    gcc = ["gcc", "-shared", "-fPIC"]
+    subprocess.run([*gcc, str(tmp / "undefined.c"), "-o", str(tmp / "pkg" / "undefined.so")], check=True)
+    subprocess.run([*gcc, str(tmp / "gone.c"), "-o", str(tmp / "libgone.so")], check=True)
+    subprocess.run(
+        [*gcc, str(tmp / "needsgone.c"), f"-L{tmp}", "-lgone", "-o", str(tmp / "pkg" / "needsgone.so")],
+        check=True,
+    )
+    (tmp / "libgone.so").unlink()
+    cases = {
+        "ModuleNotFoundError": "import vllm_guard_no_such_module",
+        "ModuleNotFoundError (submodule)": "import json.no_such_submodule",
+        "ModuleNotFoundError (not a package)": "import signal.no_such_submodule",
+        "ImportError (name)": "from json import no_such_name",
+        "ImportError (undefined symbol)": "import undefined",
+        "ImportError (missing library)": "import needsgone",
+    }
+    errors: dict[str, str] = {}
+    for case, statement in cases.items():
+        done = subprocess.run(
+            [python, "-c", statement], cwd=tmp / "pkg", capture_output=True, text=True, check=False
+        )
+        last = done.stderr.strip().splitlines()[-1].replace(str(tmp), "<dir>")
+        errors[case] = re.sub(r"\(/[^)]*\)", "(<path>)", last)  # the module's file, this machine's
+    version = subprocess.run(
+        [python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    signals = {
+        sig.name: {
+            "number": int(sig),
+            "strsignal": signal.strsignal(sig) or "",
+            "returncode": -int(sig),  # subprocess's view of a child killed by it
+            "shell_status": 128 + int(sig),  # a shell's, or docker's, exit status
+        }
+        for sig in sorted(signal.Signals, key=int)
+    }
+    missing = [name for name in SIGNALS if name not in signals]
+    assert not missing, missing
+    return {
+        "python": version,
+        "libc": " ".join(platform.libc_ver()),
+        "import_errors": errors,
+        "signals": signals,
+    }
+
+
+TABLES: dict[str, tuple[str, Callable[[Path], Json]]] = {
+    "nccl": ("nccl_errors.json", nccl_table),
+    "hf_hub": ("hf_hub_errors.json", hf_hub_table),
+    "ray": ("ray_errors.json", ray_table),
+    "torch": ("torch_errors.json", torch_table),
+    "python": ("python_errors.json", python_table),
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--only", default=",".join(TABLES), help="comma-separated: " + ",".join(TABLES))
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    opts = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in opts.only.split(","):
+            filename, mine = TABLES[name]
+            where = Path(tmp) / name
+            where.mkdir()
+            table = mine(where)
+            (opts.out_dir / filename).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
+            print(f"wrote {opts.out_dir / filename}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
