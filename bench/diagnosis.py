@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "diagnosis"))
 
-import corpus  # noqa: E402
+import corpus
 
 
 def main() -> None:

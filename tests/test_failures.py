@@ -203,13 +203,19 @@ def test_an_import_error_after_vllm_has_logged_is_not_a_broken_install() -> None
         assert failure.kind == FailureKind.UNKNOWN, header
     # And the wrapper after it still says a worker died, as before.
     late = classify(
-        [
-            "INFO 11-27 10:00:00 [core.py:1] x",
-            "ImportError: libfoo.so: cannot open shared object file",
-            WRAPPER,
-        ]
+        ["INFO 11-27 10:00:00 [core.py:1] x", "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
     )
     assert late.kind == FailureKind.WORKER_DIED
+    # A compiled library that cannot load is the installation's wherever it shows (the loader's
+    # words, upstream/python_errors.json), but vLLM's own WARNING that it goes on without one is not.
+    for missing in ("ImportError: libfoo.so: cannot open shared object file: No such file or directory",
+                    "ImportError: /venv/vllm/_C.abi3.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"):  # fmt: skip
+        assert (
+            classify(["INFO 11-27 10:00:00 [core.py:1] x", missing, WRAPPER]).kind
+            == FailureKind.BROKEN_INSTALL
+        )
+    warned = "WARNING 08-13 02:33:37 _core_ext.py:175] Failed to import from vllm._core_C with ImportError('/x/_core_C.abi3.so: undefined symbol: _ZNK3c105Error4whatEv')"
+    assert classify([warned]).kind == FailureKind.UNKNOWN
 
 
 def test_tokens_never_reach_the_evidence() -> None:

@@ -104,7 +104,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.HF_AUTH, 90, "is restricted", r"Access to model \S+ is restricted", "the Hub's 401 message (reference.md \u00a71.7)"),
     _sig(K.MODEL_NOT_FOUND, 80, "not a valid model identifier", r"is not a valid model identifier", "transformers OSError for an unknown repo (reference.md \u00a71.7)"),
     _sig(K.MODEL_NOT_FOUND, 80, "repository not found", r"Repository Not Found|RepositoryNotFoundError", "huggingface_hub (reference.md \u00a71.7)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "invalid repository id", r"Invalid repository ID or local directory", "vLLM 0.8+ config probe (reference.md \u00a71.7; cases.jsonl v1-pydantic-invalid-repo-colab)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "invalid repository id", r"Invalid repository ID or local directory", "vllm/transformers_utils/config.py (vLLM 0.8-0.34)"),
     _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form", "huggingface_hub HFValidationError for a missing local path (real-cpu fail_b)"),
     _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot", "huggingface_hub LocalEntryNotFoundError with HF_HUB_OFFLINE=1 (real-cpu fail_c1, fail_c3)"),
     _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named", "transformers OSError for a folder without config.json (vllm#4416)"),
@@ -115,14 +115,14 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.TRUST_REMOTE_CODE, 85, "trust_remote_code=true", r"(pass|set) the (argument|option) .?trust_remote_code=True", "transformers (reference.md \u00a71.8)"),
     _sig(K.TRUST_REMOTE_CODE, 85, "custom code", r"contains custom code which must be executed", "transformers (reference.md \u00a71.8)"),
     # --- memory ---
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?", "vLLM 0.2x+ (real-cpu fail_a1, fail_a2; reference.md \u00a71.2)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?", "vllm/v1/core/kv_cache_utils.py (vLLM 0.7-0.32; v1/core/kv_cache_planning.py 0.33+; real-cpu fail_a1, fail_a2)"),
     _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"max seq len \((?P<max_model_len>\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((?P<kv_cache_tokens>\d+)\)", "vLLM older wording (cases.jsonl kv-maxlen-29000-rtx3090; reference.md \u00a71.2)"),
     _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "derived max_model_len", r"User-specified max_model_len \((?P<max_model_len>\d+)\) is greater than the derived max_model_len \(\w+=(?P<derived_max_model_len>[\d.]+)", "vLLM ModelConfig (real-cpu fail_a5; cases.jsonl xinference-maxlen-gt-derived)"),
     _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "auto-fit", r"Cannot auto-fit max_model_len", "vLLM 0.14+ --max-model-len auto (reference.md \u00a71.2)"),
     _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on startup is less than desired", r"(Free memory on device|Available memory on node \d+)( \S+)? \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than desired [GC]PU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)", "vLLM v1/worker/utils.py, GPU and CPU wording (real-cpu fail_a4; reference.md \u00a71.3)"),
     _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization", "vLLM v1/worker/utils.py (reference.md \u00a71.3)"),
-    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks", "vLLM (real-cpu fail_a3; reference.md \u00a71.1)"),
-    _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler", "vLLM sampler warm-up (facts.md, vllm#15105)"),
+    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks", "vllm/v1/core/kv_cache_utils.py (vLLM 0.7-0.32; worker/worker.py 0.5-0.10, v1/core/kv_cache_planning.py 0.33+; real-cpu fail_a3)"),
+    _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler", "vllm/v1/worker/gpu_model_runner.py (vLLM 0.8-0.33; gone in 0.34)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "cudaGetErrorString(900) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "captur", r"operation failed due to a previous error during capture|operation would result in a merge of separate capture sequences|capture was not ended in the same stream as it began|capturing stream has unjoined work|dependency created on uncaptured work in another stream|operation would make the legacy stream depend on a capturing blocking stream|operation not permitted on an event last recorded in a capturing stream|attempt to terminate a thread-local capture sequence from another thread", "cudaGetErrorString(901..908), the stream-capture errors (upstream/cuda_runtime_errors.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "cudaerror", r"cudaErrorStreamCapture(Unsupported|Invalidated|Merge|Unmatched|Unjoined|Isolation|Implicit|WrongThread)|cudaErrorCapturedEvent", "cudaGetErrorName(900..908) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
@@ -140,7 +140,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "cuda-capable device", r"no CUDA-capable device is detected", "cudaGetErrorString(100) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cudaerror", r"cudaError(InsufficientDriver|NoDevice|NoKernelImageForDevice|SystemDriverMismatch|CompatNotSupportedOnDevice)\b", "cudaGetErrorName(35, 100, 209, 803, 804) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch (bentoml/OpenLLM#746, vllm#1772)"),
-    _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vLLM platform detection (vllm#12847, vllm#13946)"),
+    _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vllm/config/device.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "NVML (nvidia-smi and torch)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)", "vLLM platforms/cuda.py (reference.md \u00a71.9)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "current gpu", r"the current GPU\. Min(imum)? capability: (?P<min_compute_capability>\d+)\.[ ',]*Current capability: (?P<compute_capability>\d+)", "vLLM config/vllm.py and compressed-tensors (reference.md §1.9; vllm#25022)"),
@@ -157,9 +157,58 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a72.1)"),
     _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method", "vLLM (real-cpu fail_e2; reference.md \u00a71.9)"),
     _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config", "pydantic, vLLM's config classes (real-cpu fail_e1)"),
+    # --- issue 12's families (a vLLM WARNING "Failed to import from ..." is not one: vLLM goes on), each from the source that words it ---
+    _sig(K.OOM_KV_CACHE, 85, "reserved for kv cache is -", r"reserved for KV Cache is -[\d.]+ ?GiB", "vLLM V0 worker.py's INFO line after profiling (0.6-0.10), with a negative KV budget"),
+    _sig(K.OOM_KV_CACHE, 85, "available kv cache memory: -", r"Available KV cache memory: -[\d.]+ ?GiB", "vLLM V1 gpu_worker's INFO line with a negative budget (0.9-0.34)"),
+    _sig(K.OOM_KV_CACHE, 85, "blocks: 0", r"^# \w+ blocks: 0(,|$)", "vLLM V0 executors' INFO line '# %s blocks: %d, # CPU blocks: %d' (0.5-0.10) with no device block"),
+    _sig(K.INVALID_ARGS, 65, "invalid tool call parser", r"invalid tool call parser: (?P<value>\S+)", "vllm/entrypoints/openai/api_server.py (vLLM 0.6-0.28; later launchers/launcher.py, common/cli_args.py), a KeyError"),
+    _sig(K.INVALID_ARGS, 65, "invalid reasoning parser", r"invalid reasoning parser: (?P<value>\S+)", "vllm/entrypoints/openai/api_server.py (vLLM 0.7-0.28; later common/cli_args.py), a KeyError"),
+    _sig(K.INVALID_ARGS, 65, "is not supported", r"Load format `[^`]*` is not supported", "vllm/model_executor/model_loader/__init__.py (vLLM 0.10-0.34)"),
+    _sig(K.INVALID_ARGS, 65, "unknown load_format", r"Unknown load_format: \S+", "vllm/model_executor/model_loader/default_loader.py (vLLM 0.9-0.34; loader.py before)"),
+    _sig(K.INVALID_ARGS, 65, "must be divisible by tensor parallel size", r"must be divisible by tensor parallel size \((?P<tensor_parallel_size>\d+)\)", "vllm/config/model.py (vLLM 0.11-0.34; config.py before)"),
+    _sig(K.INVALID_ARGS, 65, "requires --tool-call-parser", r"--enable-auto-tool-choice requires --tool-call-parser", "vllm/entrypoints/openai/cli_args.py (vLLM 0.6-0.28; later common/cli_args.py)"),
+    _sig(K.INVALID_ARGS, 65, "is not supported with", r"VLLM_USE_V1=1 is not supported with", "vLLM 0.8 engine arguments' _raise_or_fallback (arg_utils.py), a NotImplementedError"),
+    _sig(K.MODEL_NOT_FOUND, 80, "404 client error", r"404 Client Error", "requests' HTTPError wording for a file or revision the Hub does not have (huggingface_hub before 0.36 raised it as is)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "entrynotfounderror", r"EntryNotFoundError", "huggingface_hub errors.py, a file the repository does not have"),
+    _sig(K.MODEL_NOT_FOUND, 80, "revisionnotfounderror", r"RevisionNotFoundError", "huggingface_hub errors.py, a revision the repository does not have"),
+    _sig(K.MODEL_NOT_FOUND, 80, "offline mode is enabled", r"offline mode is enabled", "huggingface_hub utils/_http.py OfflineModeIsEnabled: HF_HUB_OFFLINE=1 and the model is not cached"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repo id must use alphanumeric chars", r"Repo id must use alphanumeric chars", "huggingface_hub utils/_validators.py HFValidationError, a path that is not there read as a repo id"),
+    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"huggingface\.co.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError|CERTIFICATE_VERIFY_FAILED)", "urllib3/requests connection errors that name the Hub before the error"),
+    _sig(K.HUB_UNREACHABLE, 70, "hf.co", r"\bhf\.co\b.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError)|(Max retries exceeded|NameResolutionError|Temporary failure in name resolution).*\bhf\.co\b", "urllib3/requests connection errors naming the Hub's CDN hosts (*.hf.co)"),
+    _sig(K.HUB_UNREACHABLE, 45, "nameresolutionerror", r"\bNameResolutionError\b", "urllib3's exception for a failed DNS lookup: vLLM reaches the network only for the model"),
+    _sig(K.HUB_UNREACHABLE, 45, "newconnectionerror", r"\bNewConnectionError\b", "urllib3's exception for a refused or unreachable connection"),
+    _sig(K.HUB_UNREACHABLE, 45, "connecttimeouterror", r"\bConnectTimeoutError\b", "urllib3's exception for a connection timeout"),
+    _sig(K.SHM_TOO_SMALL, 85, "insufficient space in", r"Insufficient space in \S+.*(shm-size|ipc=host)", "vllm/distributed/device_communicators/shm_broadcast.py (vLLM 0.27-0.34)"),
+    _sig(K.SHM_TOO_SMALL, 20, "/dev/shm", r"because /dev/shm has only (?P<free_bytes>\d+) bytes available", "ray _private/services.py: Ray's object store fell back from /dev/shm; weighs only against wrappers, since Ray goes on"),
+    _sig(K.CUDA_DRIVER, 96, "cannot open shared object file", r"^(?!.*Failed to import from).*lib(cuda|nvidia-ml)\.so(\.\d+)*: cannot open shared object file", "the dynamic loader (python import errors): no NVIDIA driver library in the container or host"),
+    _sig(K.CUDA_DRIVER, 75, "system not yet initialized", r"system not yet initialized", "cudaGetErrorString(802) (upstream/cuda_runtime_errors.json)"),
+    _sig(K.CUDA_DRIVER, 75, "nvidia-container-cli", r"nvidia-container-cli: (requirement error|initialization error)", "the NVIDIA container runtime refusing the image's CUDA requirement or finding no driver"),
+    _sig(K.CUDA_DRIVER, 75, "no supported device detected", r"No supported device detected", "vLLM 0.2-0.4 DeviceConfig, before the mined releases (its successor is 'Failed to infer device type')"),
+    _sig(K.BROKEN_INSTALL, 90, "undefined symbol", r"^(?!.*Failed to import from).*\.so(\.[\w.]+)?: undefined symbol: ", "the dynamic loader's ImportError for a compiled extension built against another torch (python import errors)"),
+    _sig(K.BROKEN_INSTALL, 90, "cannot open shared object file", r"^(?!.*Failed to import from).*\.so(\.\d+)*: cannot open shared object file", "the dynamic loader's ImportError for a library the install lacks, e.g. libcudart of another CUDA (python import errors)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "too old to be supported by the triton gpu compiler", r"too old to be supported by the triton GPU compiler", "torch inductor's refusal of GPUs below compute capability 7.0"),
+    # --- worker deaths that name no cause: what killed it is not in the output ---
+    _sig(K.WORKER_DIED, 0, "engine iteration timed out", r"Engine iteration timed out", "vLLM V0 async_llm_engine (0.5-0.10)"),
+    _sig(K.WORKER_DIED, 0, "rpc call to", r"RPC call to \w+ timed out", "vllm/v1/executor/multiproc_executor.py (vLLM 0.6-0.34), a TimeoutError"),
+    _sig(K.WORKER_DIED, 0, "nccl error", r"NCCL error.*(unhandled cuda error|unhandled system error|internal error|remote process exited or there was a network error)", "ncclGetErrorString(1..3, 6) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
+    _sig(K.WORKER_DIED, 0, "watchdog caught collective operation timeout", r"Watchdog caught collective operation timeout", "torch ProcessGroupNCCL's watchdog: a collective timed out"),
+    _sig(K.WORKER_DIED, 0, "killed", r"^Killed$|\bKilled\s+(python|vllm)", "strsignal(9), as a shell reports a child killed outright (python signals)"),
+    _sig(K.WORKER_DIED, 0, "segmentation fault", r"\bSegmentation fault\b", "strsignal(11) (python signals), as the shell or faulthandler reports it"),
+    _sig(K.WORKER_DIED, 0, "fatal python error", r"Fatal Python error: (Aborted|Floating point exception|Illegal instruction)", "CPython's faulthandler on a fatal signal"),
+    _sig(K.WORKER_DIED, 0, "received at time=", r"\*\*\* SIG\w+ received at time=", "Ray's signal handler (logging.cc) on a fatal signal"),
+    _sig(K.WORKER_DIED, 0, "segfault encountered", r"Segfault encountered", "a native signal handler's notice of SIGSEGV"),
+    _sig(K.WORKER_DIED, 0, "exit code", r"exit(ed with)? code:? 13[4-9]\b", "a supervisor's report of exit status 128+N, a fatal signal (the shell_status column of upstream/python_errors.json)"),
+    _sig(K.WORKER_DIED, 0, "rayactorerror", r"RayActorError", "ray exceptions.py"),
+    _sig(K.WORKER_DIED, 0, "the actor died", r"The actor died (unexpectedly|because)", "ray exceptions.py ActorDiedError"),
+    _sig(K.WORKER_DIED, 0, "the actor is dead", r"The actor is dead because its worker process has died", "Ray's ActorDiedError detail"),
+    _sig(K.WORKER_DIED, 0, "a worker died or was killed", r"A worker died or was killed while executing a task", "Ray's worker.py warning for a crashed worker"),
+    _sig(K.WORKER_DIED, 0, "the worker died unexpectedly", r"The worker died unexpectedly while executing this task", "ray exceptions.py WorkerCrashedError"),
+    _sig(K.WORKER_DIED, 0, "got fatal signal from worker processes", r"got fatal signal from worker processes", "vLLM 0.7-0.8 V1 core_client and executor (logger.fatal)"),
+    _sig(K.WORKER_DIED, 0, "error executing method", r"Error executing method \S+\. This might cause deadlock", "vllm/worker/worker_base.py (vLLM 0.5-0.10; later v1/worker/worker_base.py, v1/executor/ray_utils.py)"),
+    _sig(K.WORKER_DIED, 0, "no heartbeat received", r"No heartbeat received from MQLLMEngine", "vLLM 0.6-0.7 V0 multiprocessing client"),
     # --- wrappers: something died; the cause, if any, is elsewhere ---
-    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed", "vLLM V1 wrapper (real-cpu fail_a1)"),
-    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start", "vLLM V1 wrapper (real-cpu fail_a1)"),
+    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed", "vllm/v1/engine/utils.py (vLLM 0.9-0.34; real-cpu fail_a1)"),
+    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start", "vllm/v1/engine/core.py (vLLM 0.8-0.34; real-cpu fail_a1)"),
     _sig(K.WORKER_DIED, 0, "enginedeaderror", r"EngineDeadError", "vLLM V1 wrapper (facts.md)"),
     _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)", "vLLM V1 wrapper (real-cpu ok_run2_warmcache)"),
     _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly", "vLLM executor (cases.jsonl v1-worker-died-shm-broadcast-timeout)"),
@@ -281,7 +330,11 @@ def classify(
         # Once vLLM has logged a line its command demonstrably starts: an import error after that
         # (a model's own code asking for a package) is not the installation's.
         first = next((i for i, line in enumerate(raw) if _VLLM_LOG.search(_ANSI.sub("", line))), len(raw))
-        hits = [h for h in hits if h.signature.kind != K.BROKEN_INSTALL or h.index < first]
+        hits = [
+            h
+            for h in hits
+            if h.signature.kind != K.BROKEN_INSTALL or h.signature.rank < 95 or h.index < first
+        ]
     causes = [h for h in hits if h.signature.rank > 0]
     if causes:
         top = max(h.signature.rank for h in causes)
@@ -300,6 +353,25 @@ def classify(
         for key, value in _context_numbers(best, raw).items():
             numbers.setdefault(key, value)
         return Failure(FailureKind(kind), _evidence(best.line), numbers, phase_known)
+    if not ready:
+        refusal = _config_refusal(raw)
+        if refusal is not None:
+            return Failure(K.INVALID_ARGS, _evidence(refusal))
+        if _oom_phase(raw, len(raw), milestone) == _GRAPHS:
+            # A crash while capturing CUDA graphs, whatever its words: --enforce-eager avoids it.
+            said = (
+                hits[0].line
+                if hits
+                else next((clean(line) for line in reversed(raw) if _ERROR_LINE.search(clean(line))), "")
+            )
+            return Failure(
+                K.OOM_CUDA_GRAPH,
+                _evidence(
+                    f"died while capturing CUDA graphs: {said}"
+                    if said
+                    else "died while capturing CUDA graphs"
+                ),
+            )
     if hits:
         return Failure(K.WORKER_DIED, _evidence(hits[0].line))
     if exit_status is not None and exit_status < 0:
@@ -331,6 +403,32 @@ def _oom_phase(lines: Sequence[str], index: int, milestone: str | None) -> int |
     seen = _MILESTONE_PHASE.get(milestone) if milestone is not None else None
     told = [phase for phase in (shown, seen) if phase is not None]
     return max(told) if told else None
+
+
+# vLLM checks its configuration before it loads anything (vllm/config*, engine/arg_utils.py: the
+# mined messages there are ValueError, KeyError, TypeError, NotImplementedError and pydantic's
+# ValidationError); an exception of those types just under such a frame is a refused argument.
+_CONFIG_FRAME = re.compile(
+    r"vllm/(config\b|config/|engine/arg_utils\.py)|in (create_engine_config|_verify_args|verify_with_parallel_config|_verify_quantization)\b"
+)
+_CONFIG_ERROR = re.compile(
+    r"^([\w.]+\.)?(ValueError|KeyError|TypeError|NotImplementedError|ValidationError)\b:?"
+)
+_ERROR_LINE = re.compile(r"^([\w.]+\.)?\w*(Error|Exception)\b:")
+_CONFIG_REACH = 12  # lines from the last frame to its exception: the raise and its message
+
+
+def _config_refusal(lines: Sequence[str]) -> str | None:
+    """The exception line of vLLM refusing its configuration, if the log shows one."""
+    for index, line in enumerate(lines):
+        if ", in " in line and _CONFIG_FRAME.search(line):
+            for after in lines[index + 1 : index + 1 + _CONFIG_REACH]:
+                text = clean(after)
+                if _CONFIG_ERROR.search(text):
+                    return text
+                if ", in " in after and not _CONFIG_FRAME.search(after):
+                    break  # the traceback went on into code that is not the configuration's
+    return None
 
 
 def _phase_of(line: str) -> int | None:
@@ -421,7 +519,7 @@ def _typed(key: str, value: str) -> Number:
         return value if "." in value else f"{int(value) // 10}.{int(value) % 10}"
     if key == "gpu_memory_utilization":
         return float(value)
-    if key in ("flag", "module"):
+    if key in ("flag", "module", "value"):
         return value
     return int(float(value))
 
