@@ -6,7 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vllm_guard.failures import ADVICE, PERMANENT_KINDS, FailureKind, catalogue_table, classify, clean
+from vllm_guard.failures import (
+    ADVICE,
+    CATALOGUE,
+    PERMANENT_KINDS,
+    FailureKind,
+    catalogue_table,
+    classify,
+    clean,
+)
 
 # shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log (vLLM 0.32.0)
 KV_TOO_SMALL = (
@@ -233,3 +241,11 @@ def test_every_kind_says_what_to_do_next_in_one_sentence() -> None:
     for kind in FailureKind:
         advice = ADVICE[kind]
         assert advice.endswith(".") and not re.search(r"[.!?]\s+[A-Z]", advice), kind
+
+
+def test_each_alternative_of_a_pattern_is_reached_by_a_needle() -> None:
+    # A line is tried only when it holds a needle: an alternative without one would never match.
+    # torch's class name alone, as a traceback shows it when the message went to the next line:
+    assert classify(["torch.OutOfMemoryError"]).kind == FailureKind.OOM_WEIGHTS
+    for signature in CATALOGUE:
+        assert signature.needles and all(n == n.lower() and n for n in signature.needles), signature

@@ -82,10 +82,14 @@ class Signature:
     a wrapper (rank 0) only says that something died."""
 
     kind: FailureKind | str
-    needle: str
+    needle: str  # several, for a pattern whose alternatives share no literal: "a|b"
     pattern: re.Pattern[str]
     rank: int
     source: str  # where the phrase was seen: a captured log, a public thread, vLLM's source
+
+    @property
+    def needles(self) -> tuple[str, ...]:
+        return tuple(self.needle.split("|"))
 
 
 def _sig(kind: FailureKind | str, rank: int, needle: str, pattern: str, source: str) -> Signature:
@@ -126,7 +130,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "cudaGetErrorString(900) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "captur", r"operation failed due to a previous error during capture|operation would result in a merge of separate capture sequences|capture was not ended in the same stream as it began|capturing stream has unjoined work|dependency created on uncaptured work in another stream|operation would make the legacy stream depend on a capturing blocking stream|operation not permitted on an event last recorded in a capturing stream|attempt to terminate a thread-local capture sequence from another thread", "cudaGetErrorString(901..908), the stream-capture errors (upstream/cuda_runtime_errors.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "cudaerror", r"cudaErrorStreamCapture(Unsupported|Invalidated|Merge|Unmatched|Unjoined|Isolation|Implicit|WrongThread)|cudaErrorCapturedEvent", "cudaGetErrorName(900..908) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
-    _sig(OOM, 60, "out of memory", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
+    _sig(OOM, 60, "out of memory|outofmemoryerror", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
     _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vLLM weight loading (reference.md \u00a71.4)"),
     # --- the machine ---
     _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"exceeds memory available in /dev/shm\. The request is for (?P<required_bytes>\d+) bytes, and the amount available is (?P<free_bytes>\d+) bytes|(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "Ray's object store and others on /dev/shm (cases.jsonl ray-raylet-dev-shm)"),
@@ -147,7 +151,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vLLM (reference.md \u00a71.9)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vLLM (reference.md \u00a71.9)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in", "vLLM (reference.md \u00a71.9)"),
-    _sig(K.PORT_IN_USE, 70, "already in use", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?", "Python's OSError, and uvicorn's older wording (real-cpu fail_d; cases.jsonl ci-bind-random-port)"),
+    _sig(K.PORT_IN_USE, 70, "already in use|errno 98|eaddrinuse", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?", "Python's OSError, and uvicorn's older wording (real-cpu fail_d; cases.jsonl ci-bind-random-port)"),
     # --- the installation: these count only before vLLM's first log line (see classify) ---
     _sig(K.BROKEN_INSTALL, 95, "no module named", r"\bNo module named '?(?P<module>[\w.]+)'?", "Python's ModuleNotFoundError, and `python -m` of a missing package (captured: a venv without vllm)"),
     _sig(K.BROKEN_INSTALL, 95, "importerror", r"^ImportError: ", "Python's ImportError: a dependency of the wrong version, an ABI mismatch"),
@@ -316,7 +320,7 @@ def classify(
         low = line.lower()
         # Needles are looked for in the raw line (a prefix never hides one); only a line that
         # has one is cleaned and matched: most lines of a long log have none.
-        candidates = [sig for sig in CATALOGUE if sig.needle in low]
+        candidates = [sig for sig in CATALOGUE if any(needle in low for needle in sig.needles)]
         if candidates:
             text = clean(line)
             for signature in candidates:
