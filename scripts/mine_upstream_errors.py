@@ -8,17 +8,23 @@ the CUDA runtime). One function per table, each writing one JSON file:
 - nccl_errors.json: `ncclGetErrorString(r)` of every ncclResult_t, read through ctypes from libnccl of
   the nvidia-nccl-cu11/cu12 wheels (libnccl links the CUDA runtime statically: no libcudart, no GPU).
 - hf_hub_errors.json: huggingface_hub's exception classes and message templates (an old, the last 0.x
-  and the newest release), and transformers' wording for the same failures, read with `ast`.
+  and the newest release), and transformers' wording for the same failures, read with `ast`; and
+  ModelScope's hub (VLLM_USE_MODELSCOPE=1 downloads from it), before and after its errors moved to
+  the modelscope_hub package.
+- triton_errors.json: triton's NVIDIA driver and launcher build (an old release of the vLLM 0.7
+  era, when the launcher linked `-lcuda`, and the newest, which links `-l:libcuda.so.1`).
 - ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm messages in ray/_private/, and
   the raylet binary's out-of-memory and /dev/shm strings (the C++ side of the same failures).
 - torch_errors.json: torch's Python-side CUDA wording and the strings in the CPU wheel's libraries; the
   C++ CUDA OOM text is not in a CPU wheel, so the H100 probes in ../shared/vllm/gpu are cited for it.
 - python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
-  and missing-library shapes from two tiny extensions built with gcc), and the signal table.
+  and missing-library shapes from two tiny extensions built with gcc), the signal table, and what the
+  linker says when triton's launcher asks it for the driver's library on a machine without one
+  (provoked with gcc, in an empty sysroot so that a machine with a driver says the same).
 
 Only PyPI is needed (pip download into a temporary directory; nothing is installed or imported):
 
-    python scripts/mine_upstream_errors.py [--only nccl,hf_hub,ray,torch,python] [--out-dir DIR]
+    python scripts/mine_upstream_errors.py [--only nccl,hf_hub,ray,torch,triton,python] [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -55,6 +61,14 @@ HF_HUB_FILES = (
 # 4.36 still says "requires you to execute the configuration file" (dynamic_module_utils.py).
 TRANSFORMERS_VERSIONS = ("4.36.2", "4.57.6", None)
 TRANSFORMERS_FILES = ("utils/hub.py", "dynamic_module_utils.py", "models/auto/configuration_auto.py")
+# 1.25 raises its own NotExistError in hub/api.py; the newest re-exports modelscope_hub's.
+MODELSCOPE_VERSIONS = ("1.25.0", None)
+MODELSCOPE_FILES = ("hub/errors.py", "hub/api.py", "hub/file_download.py", "hub/snapshot_download.py")
+MODELSCOPE_HUB_VERSIONS = (None,)
+MODELSCOPE_HUB_FILES = ("errors.py",)
+# 3.1 is torch 2.5's (vLLM 0.7); the newest links the driver's library by its soname.
+TRITON_VERSIONS = ("3.1.0", None)
+TRITON_FILES = ("backends/nvidia/driver.py", "runtime/build.py", "common/build.py")
 RAY_VERSIONS = ("2.9.3", None)
 RAYLET_PHRASES = ("low on memory", "/dev/shm", "exceeds memory available", "killed by the oom killer")
 TORCH = "torch==2.13.0"
@@ -290,6 +304,8 @@ def hf_hub_table(tmp: Path) -> Json:
     for package, versions, files in (
         ("huggingface_hub", HF_HUB_VERSIONS, HF_HUB_FILES),
         ("transformers", TRANSFORMERS_VERSIONS, TRANSFORMERS_FILES),
+        ("modelscope", MODELSCOPE_VERSIONS, MODELSCOPE_FILES),
+        ("modelscope_hub", MODELSCOPE_HUB_VERSIONS, MODELSCOPE_HUB_FILES),
     ):
         table = SourceTable()
         for wanted in versions:
@@ -333,6 +349,42 @@ def ray_table(tmp: Path) -> Json:
             file=sys.stderr,
         )
     return {"ray": table.as_json(), "raylet_strings": raylet}
+
+
+def triton_table(tmp: Path) -> Json:
+    table = SourceTable()
+    for wanted in TRITON_VERSIONS:
+        wheel = download(
+            spec_for("triton", wanted),
+            tmp / f"triton-{wanted or 'newest'}",
+            *("--only-binary=:all:", "--python-version", "3.11"),
+            *("--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64"),
+        )
+        version = wheel_version(wheel)
+        table.versions.append(version)
+        table.wheels.append(wheel.name)
+        for path, source in wheel_sources(wheel, "triton", TRITON_FILES):
+            table.add_file(version, path, source)
+        print(f"{wheel.name}: {len(table.files)} files so far", file=sys.stderr)
+    return {"triton": table.as_json()}
+
+
+def linker_errors(tmp: Path) -> dict[str, str]:
+    """What ld says for each way triton's launcher has linked the driver's library, where there is none."""
+    (tmp / "sysroot").mkdir()
+    (tmp / "start.c").write_text("void _start(void) {}\n")
+    said: dict[str, str] = {}
+    gcc = ["gcc", "-nostdlib", "-nostartfiles", f"--sysroot={tmp / 'sysroot'}", str(tmp / "start.c")]
+    for flag in ("-lcuda", "-l:libcuda.so.1"):
+        done = subprocess.run(
+            [*gcc, flag, "-o", str(tmp / "start")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode != 0, f"ld found {flag} in an empty sysroot"
+        said[flag] = done.stderr.strip().splitlines()[0]
+    return said
 
 
 def torch_table(tmp: Path) -> Json:
@@ -431,6 +483,7 @@ def python_table(tmp: Path) -> Json:
         "libc": " ".join(platform.libc_ver()),
         "import_errors": errors,
         "signals": signals,
+        "linker_errors": linker_errors(tmp),
     }
 
 
@@ -439,6 +492,7 @@ TABLES: dict[str, tuple[str, Callable[[Path], Json]]] = {
     "hf_hub": ("hf_hub_errors.json", hf_hub_table),
     "ray": ("ray_errors.json", ray_table),
     "torch": ("torch_errors.json", torch_table),
+    "triton": ("triton_errors.json", triton_table),
     "python": ("python_errors.json", python_table),
 }
 

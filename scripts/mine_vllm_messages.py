@@ -10,7 +10,8 @@ package as a template, so that
 * tests/diagnosis/test_vllm_messages.py can hold every catalogue phrase that cites a vLLM file
   against the messages of that file, and
 * `--uncovered --new-since OLD` lists what a new release says when it fails that no signature
-  matches yet: the review to do when a release is added.
+  matches yet, nor a sentence of vllm_guard/refusals.py: the review to do when a release is added
+  (after scripts/make_refusals.py has taken in its configuration refusals).
 
     .venv/bin/python scripts/mine_vllm_messages.py                       # all of VERSIONS
     .venv/bin/python scripts/mine_vllm_messages.py --release 0.35.0      # add one release
@@ -50,6 +51,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from vllm_guard.failures import CATALOGUE, Signature
+from vllm_guard.refusals import REFUSALS
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "diagnosis" / "upstream" / "vllm_messages.json"
@@ -504,11 +506,15 @@ def covered(template: str, needle: str, pattern: re.Pattern[str]) -> bool:
 
 
 def uncovered(
-    table: Table, new_since: str | None, catalogue: Iterable[Signature] = CATALOGUE
+    table: Table,
+    new_since: str | None,
+    catalogue: Iterable[Signature] = CATALOGUE,
+    refusals: Iterable[tuple[str, str, str]] = REFUSALS,
 ) -> list[tuple[Message, set[str]]]:
-    """The failure-like messages no signature covers; with `new_since`, only those no release up to
-    and including it has."""
+    """The failure-like messages no signature covers and no refusal of the table contains; with
+    `new_since`, only those no release up to and including it has."""
     signatures = list(catalogue)
+    refused = [piece for piece, _, _ in refusals]
     rows = []
     for message, versions in sorted(table.items()):
         if not failure_like(message.call):
@@ -516,6 +522,8 @@ def uncovered(
         if new_since is not None and any(vkey(v) <= vkey(new_since) for v in versions):
             continue
         if any(covered(message.template, s.needle, s.pattern) for s in signatures):
+            continue
+        if any(piece in normal(message.template) for piece in refused):
             continue
         rows.append((message, versions))
     return rows

@@ -215,7 +215,8 @@ def test_an_import_error_after_vllm_has_logged_is_not_a_broken_install() -> None
     )
     assert late.kind == FailureKind.WORKER_DIED
     # A compiled library that cannot load is the installation's wherever it shows (the loader's
-    # words, upstream/python_errors.json), but vLLM's own WARNING that it goes on without one is not.
+    # words, upstream/python_errors.json); vLLM's own WARNING that it goes on without one is only
+    # when nothing else explains the end.
     for missing in ("ImportError: libfoo.so: cannot open shared object file: No such file or directory",
                     "ImportError: /venv/vllm/_C.abi3.so: undefined symbol: _ZN3c104cuda9SetDeviceEi"):  # fmt: skip
         assert (
@@ -223,7 +224,14 @@ def test_an_import_error_after_vllm_has_logged_is_not_a_broken_install() -> None
             == FailureKind.BROKEN_INSTALL
         )
     warned = "WARNING 08-13 02:33:37 _core_ext.py:175] Failed to import from vllm._core_C with ImportError('/x/_core_C.abi3.so: undefined symbol: _ZNK3c105Error4whatEv')"
-    assert classify([warned]).kind == FailureKind.UNKNOWN
+    assert classify([warned, WRAPPER]).kind == FailureKind.BROKEN_INSTALL
+    oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB."
+    assert classify([warned, oom, WRAPPER]).kind == FailureKind.OOM_WEIGHTS
+    no_driver = "WARNING 10-10 10:22:58 _custom_ops.py:18] Failed to import from vllm._C with ImportError('libcuda.so.1: cannot open shared object file: No such file or directory')"
+    assert classify([no_driver, WRAPPER]).kind == FailureKind.CUDA_DRIVER
+    # Not built at all: what vLLM 0.6 said in healthy runs on TPU and Neuron, so no cause.
+    absent = """WARNING 10-25 00:26:20 _custom_ops.py:19] Failed to import from vllm._C with ModuleNotFoundError("No module named 'vllm._C'")"""
+    assert classify([absent, WRAPPER]).kind == FailureKind.WORKER_DIED
 
 
 def test_tokens_never_reach_the_evidence() -> None:

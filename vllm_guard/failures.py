@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from vllm_guard.redact import Redactor
+from vllm_guard.refusals import REFUSALS
 
 Number = int | float | str
 
@@ -161,7 +162,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a72.1)"),
     _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method", "vLLM (real-cpu fail_e2; reference.md \u00a71.9)"),
     _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config", "pydantic, vLLM's config classes (real-cpu fail_e1)"),
-    # --- issue 12's families (a vLLM WARNING "Failed to import from ..." is not one: vLLM goes on), each from the source that words it ---
+    # --- issue 12's families, each from the source that words it ---
     _sig(K.OOM_KV_CACHE, 85, "reserved for kv cache is -", r"reserved for KV Cache is -[\d.]+ ?GiB", "vLLM V0 worker.py's INFO line after profiling (0.6-0.10), with a negative KV budget"),
     _sig(K.OOM_KV_CACHE, 85, "available kv cache memory: -", r"Available KV cache memory: -[\d.]+ ?GiB", "vLLM V1 gpu_worker's INFO line with a negative budget (0.9-0.34)"),
     _sig(K.OOM_KV_CACHE, 85, "blocks: 0", r"^# \w+ blocks: 0(,|$)", "vLLM V0 executors' INFO line '# %s blocks: %d, # CPU blocks: %d' (0.5-0.10) with no device block"),
@@ -190,6 +191,15 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "no supported device detected", r"No supported device detected", "vLLM 0.2-0.4 DeviceConfig, before the mined releases (its successor is 'Failed to infer device type')"),
     _sig(K.BROKEN_INSTALL, 90, "undefined symbol", r"^(?!.*Failed to import from).*\.so(\.[\w.]+)?: undefined symbol: ", "the dynamic loader's ImportError for a compiled extension built against another torch (python import errors)"),
     _sig(K.BROKEN_INSTALL, 90, "cannot open shared object file", r"^(?!.*Failed to import from).*\.so(\.\d+)*: cannot open shared object file", "the dynamic loader's ImportError for a library the install lacks, e.g. libcudart of another CUDA (python import errors)"),
+    # vLLM's WARNING that its own compiled kernels did not load: vLLM goes on (so it weighs only
+    # against wrappers), but nothing it runs on the GPU can work; no such module at all is left out,
+    # since vLLM said it in healthy runs on platforms built without them (TPU, Neuron, HPU).
+    _sig(K.BROKEN_INSTALL, 15, "failed to import from vllm._", r"Failed to import from vllm\._\w+ (with|:) ImportError\(.*(undefined symbol|cannot open shared object file)", "vLLM's WARNING when vllm._C, _core_C, _rocm_C or _moe_C does not load (platforms/interface.py, rocm.py, cpu.py 0.9-0.34; _custom_ops.py before), with the dynamic loader's words for a library built against another torch or lacking"),
+    _sig(K.CUDA_DRIVER, 16, "failed to import from vllm._", r"Failed to import from vllm\._\w+ (with|:) ImportError\(.*lib(cuda|nvidia-ml)\.so(\.\d+)*: cannot open shared object file", "the same WARNING when the library missing is the driver's: no NVIDIA driver in the container or host"),
+    _sig(K.CUDA_DRIVER, 75, "cannot find -l", r"cannot find -l(cuda\b|:libcuda\.so)", "GNU ld, when triton's launcher asks for the driver's library (-lcuda in triton 3.1-3.4, -l:libcuda.so.1 in 3.9) and there is none (python linker_errors)"),
+    _sig(K.CUDA_DRIVER, 75, "libcuda.so cannot found", r"libcuda\.so cannot found", "triton backends/nvidia/driver.py libcuda_dirs() (3.1-3.9): ldconfig knows no libcuda.so.1"),
+    _sig(K.MODEL_NOT_FOUND, 80, "notexisterror", r"modelscope(_hub)?(\.\w+)*\.NotExistError", "modelscope hub/errors.py (1.25; modelscope_hub errors.py since), with VLLM_USE_MODELSCOPE=1: no such model or revision on ModelScope"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "consider setting `trust_remote_code=true`", r"consider setting `trust_remote_code=True`", "vllm/transformers_utils/config.py (vLLM 0.5-0.34), raised when transformers asks for the model's own code and --trust-remote-code is off; the tokenizer's and processor's say the same"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "too old to be supported by the triton gpu compiler", r"too old to be supported by the triton GPU compiler", "torch inductor's refusal of GPUs below compute capability 7.0"),
     # --- worker deaths that name no cause: what killed it is not in the output ---
     _sig(K.WORKER_DIED, 0, "engine iteration timed out", r"Engine iteration timed out", "vLLM V0 async_llm_engine (0.5-0.10)"),
@@ -321,6 +331,7 @@ def classify(
         # Needles are looked for in the raw line (a prefix never hides one); only a line that
         # has one is cleaned and matched: most lines of a long log have none.
         candidates = [sig for sig in CATALOGUE if any(needle in low for needle in sig.needles)]
+        candidates += _refusals_in(low)
         if candidates:
             text = clean(line)
             for signature in candidates:
@@ -385,6 +396,60 @@ def classify(
             f"killed by signal {-exit_status} (status {exit_status}); nothing in the output says why",
         )
     return Failure(K.UNKNOWN, "")
+
+
+# The table of vLLM's configuration refusals (refusals.py, generated from vLLM's source): a piece
+# of one of those sentences is a refused argument. It weighs below every phrase of the catalogue
+# (a root cause named there wins) and above Ray's /dev/shm fallback note, which Ray survives.
+_REFUSAL_RANK = 25
+_WORD = re.compile(r"[a-z0-9_]{4,}")
+# A vLLM log line at INFO, WARNING or DEBUG reports; it never carries a refusal.
+_REPORTING = re.compile(r"\b(INFO|WARNING|DEBUG)\s+\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def _refusal_index() -> dict[str, tuple[tuple[str, str], ...]]:
+    """Each piece under its rarest whole word, so a line is tested only against the pieces one
+    of its own words names. A word at a piece's edge may be cut (a placeholder was there), so only
+    inner words key; a piece with none is under "", which every line is tested against."""
+    inner: dict[str, list[str]] = {}
+    for piece, _, _ in REFUSALS:
+        inner[piece] = [
+            m.group() for m in _WORD.finditer(piece) if m.start() > 0 and m.end() < len(piece)
+        ] or [""]
+    counts: dict[str, int] = {}
+    for words in inner.values():
+        for word in set(words):
+            counts[word] = counts.get(word, 0) + 1
+    index: dict[str, list[tuple[str, str]]] = {}
+    for piece, files, versions in REFUSALS:
+        key = min(inner[piece], key=lambda word: (counts[word], -len(word)))
+        index.setdefault(key, []).append((piece, f"{files}, vLLM {versions}"))
+    return {key: tuple(pieces) for key, pieces in index.items()}
+
+
+_REFUSAL_INDEX = _refusal_index()
+_REFUSAL_SIGNATURES: dict[str, Signature] = {}
+
+
+def _refusals_in(low: str) -> list[Signature]:
+    """The refusals of vLLM's configuration that a lowercased log line contains."""
+    found = [
+        (piece, source)
+        for word in {"", *_WORD.findall(low)}
+        for piece, source in _REFUSAL_INDEX.get(word, ())
+        if piece in low
+    ]
+    if not found or _REPORTING.search(low.upper()):
+        return []
+    out = []
+    for piece, source in found:
+        signature = _REFUSAL_SIGNATURES.get(piece)
+        if signature is None:
+            signature = _REFUSAL_SIGNATURES[piece] = _sig(
+                K.INVALID_ARGS, _REFUSAL_RANK, piece, re.escape(piece), source
+            )
+        out.append(signature)
+    return out
 
 
 def _oom_phase(lines: Sequence[str], index: int, milestone: str | None) -> int | None:
@@ -586,7 +651,20 @@ def catalogue_table() -> str:
             )
             phrase = signature.pattern.pattern.replace("|", "\\|")
             rows.append(f"| `{kind.value}` | {label} | `{phrase}` | {signature.source} | {restart} |")
+        if kind == K.INVALID_ARGS:
+            releases = sorted({v for _, _, span in REFUSALS for v in span.split("-")}, key=_release)
+            rows.append(
+                f"| `{kind.value}` | {MEANING[kind]} (rank {_REFUSAL_RANK}: below every phrase above) "
+                f"| any of the {len(REFUSALS)} sentences in `vllm_guard/refusals.py`, on a line that is not "
+                f"INFO, WARNING or DEBUG | vLLM's ValueError/TypeError/KeyError/NotImplementedError in "
+                f"vllm/config*, engine/arg_utils.py and cli_args.py, {releases[0]}-{releases[-1]} "
+                f"(scripts/make_refusals.py) | {restart} |"
+            )
     return "\n".join(rows) + "\n"
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", version))
 
 
 # One sentence per kind for the person reading `diagnose` or the guard's report.

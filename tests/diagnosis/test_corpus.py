@@ -21,11 +21,11 @@ DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 # The issue's bar (12) is 0.95 on the held-out third and 0.97 on the development part, with no
 # permanence mistaken; these floors are what the catalogue reaches now (bench/RESULTS.md), so a
 # change that loses ground fails here. Raise them as the catalogue gains; never lower them.
-HELD_OUT_FLOOR = 0.88
-DEVELOPMENT_FLOOR = 0.925
+HELD_OUT_FLOOR = 0.9
+DEVELOPMENT_FLOOR = 0.95
 # (permanent answered as restarting, recoverable answered as permanent), at most
-HELD_OUT_PERMANENCE_MISTAKES = (6, 2)
-DEVELOPMENT_PERMANENCE_MISTAKES = (7, 1)
+HELD_OUT_PERMANENCE_MISTAKES = (4, 2)
+DEVELOPMENT_PERMANENCE_MISTAKES = (2, 1)
 
 # file → why the catalogue does not name it (yet).
 KNOWN_FAILURES: dict[str, str] = {
@@ -53,28 +53,13 @@ KNOWN_FAILURES: dict[str, str] = {
     "oom_kv_cache/cm-vllm-17250-v084-mq-mm-profiling-oom-16g.log": (
         "the OOM follows a weight-loading frame in the excerpt; the multimodal profiling is in the thread only"
     ),
-    "invalid_args/cp-vllm-50708-v026-negative-max-num-scheduled-tokens-dflash.log": (
-        "the message is not in any mined vLLM release (a development build), and no frame names the config"
-    ),
     "model_not_found/cp-vllm-2247-docker-bare-model-name-not-a-path.log": (
         "transformers' 'We couldn't connect to ... not the path to a directory' says both: no network "
         "and no such folder; real-cpu fail_c2/c4 show the same words for an unreachable Hub"
     ),
-    "model_not_found/cp-vllm-ascend-829-modelscope-no-revision-main.log": (
-        "ModelScope's own wording; the catalogue has only the Hugging Face Hub's"
-    ),
-    "trust_remote_code/cp-litellm-4600-vllm-phi3-small-failed-to-load-config-trust-remote-code.log": (
-        "the excerpt ends before the trust_remote_code wording"
-    ),
     "broken_install/cp-vllm-9624-source-tree-no-vllm-c-llama-arch-not-supported.log": (
-        "a source tree without vllm._C says only that the architecture is not supported"
-    ),
-    "cuda_driver/cp-vllm-12505-v070-docker-ld-cannot-find-lcuda.log": (
-        "the linker's `cannot find -lcuda` while triton compiles: not yet in the catalogue"
-    ),
-    "broken_install/cx-xinference-2072-docker-vllm-core-c-undefined-symbol.log": (
-        "the undefined symbol is in vLLM's WARNING that it goes on without vllm._core_C; the fatal "
-        "error after it is cut from the excerpt"
+        "vLLM's WARNING that vllm._C is not there at all is also in healthy runs on platforms built "
+        "without it (TPU, Neuron in 0.6), so it is no cause; the excerpt ends before the failure"
     ),
 }
 

@@ -1,10 +1,11 @@
-"""The catalogue's NCCL, Hub, Ray, torch and Python phrases are the upstreams' own words.
+"""The catalogue's NCCL, Hub, ModelScope, Ray, torch, triton and Python phrases are the upstreams' own words.
 
 upstream/*_errors.json are read from the upstreams by scripts/mine_upstream_errors.py: libnccl's
 `ncclGetErrorString`, huggingface_hub's, transformers', Ray's and torch's source (and the strings in
 their binaries), and CPython's errors provoked in a subprocess. A signature whose `source` cites one
 of them (`ncclGetErrorString(N)`, `huggingface_hub <path>.py`, `transformers <path>.py`,
-`ray <path>.py`, `torch <path>`, `python <what>`) must have its needle in the cited text.
+`ray <path>.py`, `torch <path>`, `triton <path>.py`, `modelscope <path>.py`, `python <what>`) must
+have its needle in the cited text.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from vllm_guard.failures import CATALOGUE, Signature
+from vllm_guard.failures import CATALOGUE, FailureKind, Signature, classify
 
 UPSTREAM = Path(__file__).resolve().parent / "upstream"
 
@@ -30,6 +31,7 @@ NCCL = _load("nccl_errors.json")
 HF = _load("hf_hub_errors.json")
 RAY = _load("ray_errors.json")
 TORCH = _load("torch_errors.json")
+TRITON = _load("triton_errors.json")
 PYTHON = _load("python_errors.json")
 
 
@@ -63,7 +65,7 @@ def _ray_texts() -> dict[str, list[str]]:
 
 def _python_text() -> str:
     signals = [f"{name} {entry['number']} {entry['strsignal']}" for name, entry in PYTHON["signals"].items()]
-    return "\n".join([*PYTHON["import_errors"].values(), *signals])
+    return "\n".join([*PYTHON["import_errors"].values(), *signals, *PYTHON["linker_errors"].values()])
 
 
 TEXTS: dict[str, dict[str, list[str]]] = {
@@ -71,6 +73,9 @@ TEXTS: dict[str, dict[str, list[str]]] = {
     "transformers": _source_texts(HF["transformers"]),
     "ray": _ray_texts(),
     "torch": _torch_texts(),
+    "triton": _source_texts(TRITON["triton"]),
+    "modelscope": _source_texts(HF["modelscope"]),
+    "modelscope_hub": _source_texts(HF["modelscope_hub"]),
 }
 
 
@@ -170,6 +175,31 @@ def test_torch_wording_is_torchs() -> None:
     assert "GPU 0 has a total capacity of" in oom
 
 
+def test_the_linker_missing_the_drivers_library_is_a_driver_failure() -> None:
+    # As triton's launcher build shows it (vLLM prints the compiler's stderr, then dies).
+    said = PYTHON["linker_errors"]
+    assert set(said) == {"-lcuda", "-l:libcuda.so.1"}
+    for line in said.values():
+        assert (
+            classify(
+                [
+                    line,
+                    "subprocess.CalledProcessError: Command '['/usr/bin/gcc', ...]' returned non-zero exit status 1.",
+                ]
+            ).kind
+            == FailureKind.CUDA_DRIVER
+        )
+
+
+def test_triton_and_modelscope_wording_is_theirs() -> None:
+    driver = "\n".join(TEXTS["triton"]["backends/nvidia/driver.py"])
+    assert "libcuda.so cannot found!" in driver
+    api = "\n".join(TEXTS["modelscope"]["hub/api.py"])
+    assert "has no revision" in api
+    assert "NotExistError" in TEXTS["modelscope"]["hub/errors.py"]
+    assert "NotExistError" in TEXTS["modelscope_hub"]["errors.py"]
+
+
 def test_python_wording_is_cpythons_and_the_c_librarys() -> None:
     errors = PYTHON["import_errors"]
     assert errors["ModuleNotFoundError"].startswith("ModuleNotFoundError: No module named '")
@@ -198,7 +228,8 @@ class Citation(NamedTuple):
 
 CITATION = re.compile(
     r"ncclGetErrorString\((?P<codes>[\d., ]+)\)"
-    r"|(?<![\w.`/-])(?P<package>huggingface_hub|transformers|ray|torch)[ /](?P<path>\w[\w./#-]*\w)"
+    r"|(?<![\w.`/-])(?P<package>huggingface_hub|transformers|ray|torch|triton|modelscope_hub|modelscope)"
+    r"[ /](?P<path>\w[\w./#-]*\w)"
     r"|(?<![\w.`/-])python (?P<what>[A-Za-z_][\w.()]*)"
 )
 

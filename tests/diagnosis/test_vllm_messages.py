@@ -174,3 +174,17 @@ def test_the_catalogue_cites_vllm_files() -> None:
 def test_each_cited_vllm_file_says_the_phrase(signature: Signature, path: str) -> None:
     assert path in BY_PATH, f"{path} has no mined message in any release"
     assert any(signature.needle in template for template in BY_PATH[path]), (path, signature.needle)
+
+
+def test_uncovered_leaves_out_what_a_signature_or_a_refusal_of_the_table_names() -> None:
+    named = miner.Message(
+        "vllm/worker/worker.py", "raise RuntimeError", "No available memory for the cache blocks."
+    )
+    refused = miner.Message(
+        "vllm/config/vllm.py", "raise ValueError", "max_num_scheduled_tokens is set to {}, which is bad"
+    )
+    new = miner.Message("vllm/config/vllm.py", "raise ValueError", "A sentence no table has: {}")
+    table = {named: {"0.30.0"}, refused: {"0.30.0"}, new: {"0.30.0"}}
+    refusals = [("max_num_scheduled_tokens is set to", "vllm/config/vllm.py", "0.30.0")]
+    assert [m for m, _ in miner.uncovered(table, None, refusals=refusals)] == [new]
+    assert [m for m, _ in miner.uncovered(table, None, refusals=())] == [new, refused]
