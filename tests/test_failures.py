@@ -110,6 +110,27 @@ def test_the_guards_own_milestone_tells_the_phase_a_tail_has_lost() -> None:
     )
 
 
+def test_a_frame_shared_by_phases_is_named_by_its_callers() -> None:
+    # `_dummy_run` profiles under profile_run, captures under _capture_cudagraphs and pads a
+    # batch under execute_model: the frames above it in its traceback tell which.
+    def frame(function: str) -> str:
+        return f'  File "/x/vllm/v1/worker/gpu_model_runner.py", line 9, in {function}'
+
+    def traceback(*functions: str) -> list[str]:
+        return ["Traceback (most recent call last):", *(frame(f) for f in functions), OOM_NEW]
+
+    assert classify(traceback("profile_run", "_dummy_run")).kind == FailureKind.OOM_KV_CACHE
+    assert classify(traceback("_capture_cudagraphs", "_dummy_run")).kind == FailureKind.OOM_CUDA_GRAPH
+    assert classify(traceback("execute_model", "_dummy_run")).kind == FailureKind.OOM_RUNTIME
+    # vLLM's own code that opens a capture is as good as a frame (vllm/compilation/cuda_graph.py)
+    opened = [frame("_dummy_run"), '  File "/x/vllm/compilation/cuda_graph.py", line 295, in __call__',
+              "    with torch.cuda.graph(", OOM_NEW]  # fmt: skip
+    assert classify(opened).kind == FailureKind.OOM_CUDA_GRAPH
+    # the frames of an earlier traceback are no callers
+    earlier = [*traceback("_capture_cudagraphs", "_dummy_run")[:-1], "RuntimeError: something else"]
+    assert classify([*earlier, *traceback("profile_run", "_dummy_run")]).kind == FailureKind.OOM_KV_CACHE
+
+
 def test_serving_signs_in_the_log_make_an_oom_a_runtime_one() -> None:
     # an access-log line and V0's streaming loop: what diagnose has when no /health was watched
     access = 'INFO:     127.0.0.1:50312 - "POST /v1/chat/completions HTTP/1.1" 200 OK'

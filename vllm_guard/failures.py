@@ -247,8 +247,9 @@ _PHASE_KIND = {
 # Log milestones and traceback frames alike (the frames name the function that allocated).
 _PHASES: tuple[tuple[int, re.Pattern[str]], ...] = (
     (_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model|process_weights_after_loading|gptq_marlin_repack|awq_marlin_repack)\b|Loading safetensors")),
-    (_PROFILE, re.compile(r"Model loading took|Loading (model )?weights took|in (profile_run|determine_available_memory|determine_num_available_blocks|_dummy_run|_dummy_sampler_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches|initialize_cache|_init_cache)\b|Memory profiling")),
-    (_GRAPHS, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch/cuda/graphs\.py")),
+    # "The sequence length used for profiling": vllm/multimodal/profiling.py, whose dummy data only profile_run asks for (0.8-0.10).
+    (_PROFILE, re.compile(r"Model loading took|sequence length used for profiling|Loading (model )?weights took|in (profile_run|determine_available_memory|determine_num_available_blocks|_dummy_run|_dummy_sampler_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches|initialize_cache|_init_cache)\b|Memory profiling")),
+    (_GRAPHS, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch/cuda/graphs\.py|with torch\.cuda\.graph\(")),
     (_WARMUP, re.compile(r"Graph capturing finished|init engine \(profile, create kv cache")),
     (_SERVING, re.compile(r"Application startup complete|Starting vLLM (API )?server|Uvicorn running on|Avg prompt throughput|\"(POST|GET) /v1/|(POST|GET) /v1/\S+ HTTP|Received request|Added request|in (execute_model|run_busy_loop|_process_engine_step|step_async|engine_step|run_engine_loop|output_handler|_process_input_queue|step_with_batch_queue)\b|AsyncLLM output_handler failed|AsyncEngineDeadError|Background loop has errored|background loop has errored")),
 )  # fmt: skip
@@ -457,21 +458,49 @@ def _oom_phase(lines: Sequence[str], index: int, milestone: str | None) -> int |
     log shows (the last milestone or traceback frame before the error, else the first frame of
     a traceback after it); None when neither tells."""
     shown: int | None = None
-    for line in reversed(lines[:index]):
-        shown = _phase_of(line)
+    for pos in range(index - 1, -1, -1):
+        shown = _phase_of(lines[pos])
         if shown is not None:
+            shown = max(shown, _callers_phase(lines, pos))
             break
     else:
-        for line in lines[index + 1 : index + 1 + _PHASE_LOOKAHEAD]:
+        for pos in range(index + 1, min(len(lines), index + 1 + _PHASE_LOOKAHEAD)):
+            line = lines[pos]
             # A traceback's frames, and the API server's note that the engine died under it
             # while serving (vllm/v1/engine/async_llm.py logs it after the EngineCore's own).
-            if ", in " in line or "output_handler" in line or "background loop" in line.lower():
+            if _FRAME.search(line) or "output_handler" in line or "background loop" in line.lower():
                 shown = _phase_of(line)
                 if shown is not None:
+                    shown = max(shown, _callers_phase(lines, pos))
                     break
     seen = _MILESTONE_PHASE.get(milestone) if milestone is not None else None
     told = [phase for phase in (shown, seen) if phase is not None]
     return max(told) if told else None
+
+
+# A traceback's frame line, or the line of vLLM's code that opens a capture (a code line).
+_FRAME = re.compile(r", in \S+$|, in \S+\s|torch\.cuda\.graph\(")
+# The lines that end a traceback, read upwards: its header, the note chaining it to the one
+# above, or the exception line of the one above.
+_TRACEBACK_START = re.compile(r"Traceback \(most recent call last\)|above exception")
+_TRACEBACK_REACH = 200
+
+
+def _callers_phase(lines: Sequence[str], pos: int) -> int:
+    """The latest phase the frames above a frame (its callers, in the same traceback) name: the
+    same function serves several phases (`_dummy_run` is profiling when `profile_run` calls it and
+    capturing when `_capture_cudagraphs` does), and the caller tells which. -1 for none."""
+    if not _FRAME.search(lines[pos]):
+        return -1  # a milestone line: what comes before it is earlier, not a caller
+    best = -1
+    for line in reversed(lines[max(0, pos - _TRACEBACK_REACH) : pos]):
+        if _TRACEBACK_START.search(line) or _ERROR_LINE.search(clean(line)):
+            break
+        if _FRAME.search(line):
+            phase = _phase_of(line)
+            if phase is not None:
+                best = max(best, phase)
+    return best
 
 
 # vLLM checks its configuration before it loads anything (vllm/config*, engine/arg_utils.py: the

@@ -22,7 +22,7 @@ DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 # permanence mistaken; these floors are what the catalogue reaches now (bench/RESULTS.md), so a
 # change that loses ground fails here. Raise them as the catalogue gains; never lower them.
 HELD_OUT_FLOOR = 0.9
-DEVELOPMENT_FLOOR = 0.95
+DEVELOPMENT_FLOOR = 0.965
 # (permanent answered as restarting, recoverable answered as permanent), at most
 HELD_OUT_PERMANENCE_MISTAKES = (4, 2)
 DEVELOPMENT_PERMANENCE_MISTAKES = (2, 1)
@@ -40,18 +40,8 @@ KNOWN_FAILURES: dict[str, str] = {
     "worker_died/cg-vllm-ascend-2264-shm-broadcast-acquire-read-timeout.log": (
         "the excerpt ends inside the traceback of an shm_broadcast read; its TimeoutError line is cut"
     ),
-    "oom_cuda_graph/cg-vllm-30044-gh200-multinode-ima-during-capture.log": (
-        "the capture is shown only by vllm/compilation/cuda_graph.py's __call__, which also replays "
-        "graphs while serving: not a capture marker"
-    ),
-    "oom_cuda_graph/cg-vllm-36843-rocm-mtp-crash-in-torch-cuda-graph.log": (
-        "the same: `with torch.cuda.graph(` inside cuda_graph.py's __call__, no capture frame or milestone"
-    ),
     "oom_runtime/cg-kvcached-191-available-size-less-than-need-engine-fatal.log": (
         "the shortage is worded by the kvcached plugin, not by vLLM or torch"
-    ),
-    "oom_kv_cache/cm-vllm-17250-v084-mq-mm-profiling-oom-16g.log": (
-        "the OOM follows a weight-loading frame in the excerpt; the multimodal profiling is in the thread only"
     ),
     "model_not_found/cp-vllm-2247-docker-bare-model-name-not-a-path.log": (
         "transformers' 'We couldn't connect to ... not the path to a directory' says both: no network "
