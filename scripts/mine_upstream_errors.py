@@ -6,19 +6,23 @@ upstream code, not from logs that happen to show them (scripts/mine_cuda_errors.
 the CUDA runtime). One function per table, each writing one JSON file:
 
 - nccl_errors.json: `ncclGetErrorString(r)` of every ncclResult_t, read through ctypes from libnccl of
-  the nvidia-nccl-cu11/cu12 wheels (libnccl links the CUDA runtime statically: no libcudart, no GPU).
+  the nvidia-nccl-cu11/cu12 wheels (libnccl links the CUDA runtime statically: no libcudart, no GPU),
+  and the strings of libnccl that word a WARN naming a cause (/dev/shm segments).
 - hf_hub_errors.json: huggingface_hub's exception classes and message templates (an old, the last 0.x
-  and the newest release), and transformers' wording for the same failures, read with `ast`; and
+  and the newest release), transformers' wording for the same failures and urllib3's exceptions
+  under both, read with `ast`; and
   ModelScope's hub (VLLM_USE_MODELSCOPE=1 downloads from it), before and after its errors moved to
   the modelscope_hub package.
 - triton_errors.json: triton's NVIDIA driver and launcher build (an old release of the vLLM 0.7
   era, when the launcher linked `-lcuda`, and the newest, which links `-l:libcuda.so.1`).
 - ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm messages in ray/_private/, and
-  the raylet binary's out-of-memory and /dev/shm strings (the C++ side of the same failures).
+  the strings of the raylet, the GCS server and _raylet.so that word the C++ side of the same failures
+  (out of memory, /dev/shm, a dead worker or actor, a fatal signal).
 - torch_errors.json: torch's Python-side CUDA wording and the strings in the CPU wheel's libraries; the
   C++ CUDA OOM text is not in a CPU wheel, so the H100 probes in ../shared/vllm/gpu are cited for it.
 - python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
-  and missing-library shapes from two tiny extensions built with gcc), the signal table, and what the
+  and missing-library shapes from two tiny extensions built with gcc), argparse's refusals, a taken
+  port, faulthandler's banners, pydantic's validation title, the signal table, and what the
   linker says when triton's launcher asks it for the driver's library on a machine without one
   (provoked with gcc, in an empty sysroot so that a machine with a driver says the same).
 
@@ -43,11 +47,16 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from pydantic import ValidationError
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = ROOT / "tests" / "diagnosis" / "upstream"
 PROBES = ROOT.parent / "shared" / "vllm" / "gpu"
 
 NCCL_WHEELS = ("nvidia-nccl-cu11", "nvidia-nccl-cu12")
+# NCCL's own WARN lines (not result strings) that name a failure's cause.
+NCCL_PHRASES = ("shared memory segment",)
 # An old release (vLLM 0.3 era), the last before the httpx rewrite, and the newest.
 HF_HUB_VERSIONS = ("0.20.3", "0.36.2", None)
 HF_HUB_FILES = (
@@ -64,13 +73,28 @@ TRANSFORMERS_FILES = ("utils/hub.py", "dynamic_module_utils.py", "models/auto/co
 # 1.25 raises its own NotExistError in hub/api.py; the newest re-exports modelscope_hub's.
 MODELSCOPE_VERSIONS = ("1.25.0", None)
 MODELSCOPE_FILES = ("hub/errors.py", "hub/api.py", "hub/file_download.py", "hub/snapshot_download.py")
+# The HTTP stack under huggingface_hub (requests, and httpx since 1.0, both on urllib3 or httpcore):
+# urllib3's exception names are what a failed connection to the Hub prints.
+URLLIB3_VERSIONS = ("1.26.20", None)
+URLLIB3_FILES = ("exceptions.py",)
 MODELSCOPE_HUB_VERSIONS = (None,)
 MODELSCOPE_HUB_FILES = ("errors.py",)
 # 3.1 is torch 2.5's (vLLM 0.7); the newest links the driver's library by its soname.
 TRITON_VERSIONS = ("3.1.0", None)
 TRITON_FILES = ("backends/nvidia/driver.py", "runtime/build.py", "common/build.py")
 RAY_VERSIONS = ("2.9.3", None)
-RAYLET_PHRASES = ("low on memory", "/dev/shm", "exceeds memory available", "killed by the oom killer")
+RAYLET_PHRASES = (
+    "low on memory",
+    "/dev/shm",
+    "exceeds memory available",
+    "killed by the oom killer",
+    "died or was killed",
+    "received at time",
+    "the actor is dead",
+)
+# Where Ray's C++ side words a death: the raylet, the GCS (an actor's death cause) and the core
+# worker linked into every Ray process (its fatal-signal handler).
+RAY_BINARIES = ("core/src/ray/raylet/raylet", "core/src/ray/gcs/gcs_server", "_raylet.so")
 TORCH = "torch==2.13.0"
 TORCH_PHRASES = (
     "out of memory",
@@ -251,6 +275,7 @@ def near(strings: list[str], phrases: Iterable[str], around: int = 0) -> list[st
 def nccl_table(tmp: Path) -> Json:
     codes: dict[str, Json] = {}
     versions: dict[str, str] = {}
+    strings: dict[str, list[str]] = {}
     for package in NCCL_WHEELS:
         wheel = download(package, tmp / package)
         with zipfile.ZipFile(wheel) as zipped:
@@ -273,10 +298,12 @@ def nccl_table(tmp: Path) -> Json:
                 continue
             entry = codes.setdefault(str(result), {"name": names.get(result, ""), "strings": {}})
             entry["strings"][version] = text  # type: ignore[index]
+        strings[version] = near(printable_strings(library.read_bytes()), NCCL_PHRASES)
         print(f"{wheel.name}: NCCL {version}, {len(names)} results", file=sys.stderr)
     return {
         "libraries": versions,
         "results": codes,
+        "library_strings": strings,
         "torch_python_wrappers": torch_nccl_wording(tmp),
         "note": "torch prints these after 'NCCL error in: <file>:<line>, ' (C++, ProcessGroupNCCL); "
         "CPU torch has no NCCL, so torch_python_wrappers lists only the .py lines naming an NCCL error.",
@@ -306,6 +333,7 @@ def hf_hub_table(tmp: Path) -> Json:
         ("transformers", TRANSFORMERS_VERSIONS, TRANSFORMERS_FILES),
         ("modelscope", MODELSCOPE_VERSIONS, MODELSCOPE_FILES),
         ("modelscope_hub", MODELSCOPE_HUB_VERSIONS, MODELSCOPE_HUB_FILES),
+        ("urllib3", URLLIB3_VERSIONS, URLLIB3_FILES),
     ):
         table = SourceTable()
         for wanted in versions:
@@ -324,6 +352,7 @@ def hf_hub_table(tmp: Path) -> Json:
 def ray_table(tmp: Path) -> Json:
     table = SourceTable()
     raylet: dict[str, list[str]] = {}
+    binaries: dict[str, dict[str, list[str]]] = {}
     for wanted in RAY_VERSIONS:
         wheel = download(
             spec_for("ray", wanted),
@@ -342,13 +371,16 @@ def ray_table(tmp: Path) -> Json:
                     text = zipped.read(name).decode(errors="replace")
                     if "/dev/shm" in text:
                         table.add_file(version, name.removeprefix("ray/"), text, lambda t: "/dev/shm" in t)
-            binary = zipped.read("ray/core/src/ray/raylet/raylet")
-        raylet[version] = near(printable_strings(binary), RAYLET_PHRASES, around=2)
+            for path in RAY_BINARIES:
+                if f"ray/{path}" in zipped.namelist():
+                    found = near(printable_strings(zipped.read(f"ray/{path}")), RAYLET_PHRASES, around=2)
+                    binaries.setdefault(path, {})[version] = found
+        raylet[version] = binaries["core/src/ray/raylet/raylet"][version]
         print(
             f"{wheel.name}: {len(table.classes)} classes, {len(raylet[version])} raylet strings",
             file=sys.stderr,
         )
-    return {"ray": table.as_json(), "raylet_strings": raylet}
+    return {"ray": table.as_json(), "raylet_strings": raylet, "binary_strings": binaries}
 
 
 def triton_table(tmp: Path) -> Json:
@@ -484,7 +516,71 @@ def python_table(tmp: Path) -> Json:
         "import_errors": errors,
         "signals": signals,
         "linker_errors": linker_errors(tmp),
+        "argparse_errors": argparse_errors(python),
+        "socket_errors": socket_errors(python),
+        "faulthandler": faulthandler_banners(python),
+        "validation_errors": validation_errors(),
     }
+
+
+def _last_stderr_line(command: list[str]) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    return done.stderr.strip().splitlines()[-1]
+
+
+def argparse_errors(python: str) -> dict[str, str]:
+    """argparse's refusals, as vLLM's FlexibleArgumentParser (an ArgumentParser) prints them."""
+    parser = (
+        "import argparse, sys; p = argparse.ArgumentParser(prog='vllm serve'); "
+        "p.add_argument('--max-model-len', type=int); p.add_argument('--max-num-seqs', type=int); "
+        "p.add_argument('--dtype', choices=['auto', 'half']); p.parse_args(sys.argv[1:])"
+    )
+    cases = {
+        "unrecognized": ["--no-such-flag"],
+        "invalid value": ["--max-model-len", "big"],
+        "invalid choice": ["--dtype", "fp7"],
+        "ambiguous": ["--max", "1"],
+    }
+    return {case: _last_stderr_line([python, "-c", parser, *argv]) for case, argv in cases.items()}
+
+
+def socket_errors(python: str) -> dict[str, str]:
+    """What binding a port that is taken raises, with the errno's name."""
+    statement = (
+        "import errno, socket; a = socket.socket(); a.bind(('127.0.0.1', 0)); a.listen(); "
+        "b = socket.socket()\ntry:\n    b.bind(a.getsockname())\n"
+        "except OSError as e:\n    print(errno.errorcode[e.errno], f'{type(e).__name__}: {e}')"
+    )
+    done = subprocess.run([python, "-c", statement], capture_output=True, text=True, check=True)
+    name, _, error = done.stdout.strip().partition(" ")
+    return {name: error}
+
+
+def faulthandler_banners(python: str) -> dict[str, str]:
+    """faulthandler's first line for each fatal signal a worker dies of (vLLM enables it)."""
+    said = {}
+    for name in ("SIGSEGV", "SIGBUS", "SIGABRT"):
+        statement = (
+            f"import faulthandler, os, signal; faulthandler.enable(); os.kill(os.getpid(), signal.{name})"
+        )
+        done = subprocess.run([python, "-c", statement], capture_output=True, text=True, check=False)
+        said[name] = done.stderr.strip().splitlines()[0]
+    return said
+
+
+def validation_errors() -> dict[str, str]:
+    """pydantic's title for a refused field of a dataclass (vLLM's config classes are pydantic
+    dataclasses since 0.10); pydantic comes with this project's environment."""
+
+    @pydantic_dataclass
+    class ModelConfig:
+        max_model_len: int
+
+    try:
+        ModelConfig(max_model_len="big")  # type: ignore[arg-type]
+    except ValidationError as error:
+        return {"ModelConfig": str(error).splitlines()[0]}
+    raise AssertionError("pydantic accepted a bad value")
 
 
 TABLES: dict[str, tuple[str, Callable[[Path], Json]]] = {

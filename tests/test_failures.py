@@ -14,6 +14,8 @@ from vllm_guard.failures import (
     catalogue_table,
     classify,
     clean,
+    families,
+    origin,
 )
 
 # shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log (vLLM 0.32.0)
@@ -259,6 +261,14 @@ def test_tokens_never_reach_the_evidence() -> None:
     token = "hf_" + "aB3" * 12
     line = f"OSError: You are trying to access a gated repo. token={token}"
     assert token not in classify([line]).evidence
+
+
+def test_every_phrase_names_an_upstream_its_words_come_from() -> None:
+    # A source that names no upstream (only a log or a thread) is a phrase fitted to what was seen.
+    assert [(kind, needles) for kind, where, needles in families() if where == "other"] == []
+    assert origin("vllm/v1/engine/core.py (vLLM 0.8-0.34)") == "vLLM"
+    assert origin("transformers utils/hub.py OSError (4.36-5.x), huggingface_hub errors.py") == "transformers"
+    assert origin("seen in a public thread (vllm#1234)") == "other"
 
 
 def test_the_documented_catalogue_is_the_catalogue() -> None:

@@ -102,66 +102,66 @@ _SIZE = r"[\d.]+ ?[KMGT]i?B"
 
 CATALOGUE: tuple[Signature, ...] = (
     # --- the model and the Hub ---
-    _sig(K.HF_AUTH, 90, "gatedrepoerror", r"GatedRepoError", "huggingface_hub.errors.GatedRepoError (reference.md \u00a71.7)"),
-    _sig(K.HF_AUTH, 90, "gated repo", r"(access|accessing) (a |to )?gated repo", "transformers OSError, 'You are trying to access a gated repo' (cases.jsonl gated-llama2-quickstart-oserror)"),
-    _sig(K.HF_AUTH, 90, "client error", r"\b40[13] Client Error", "huggingface_hub/utils/_http.py (reference.md \u00a71.7)"),
-    _sig(K.HF_AUTH, 90, "authorized list", r"not in the authorized list", "the Hub's 403 message (reference.md \u00a71.7)"),
-    _sig(K.HF_AUTH, 90, "is restricted", r"Access to model \S+ is restricted", "the Hub's 401 message (reference.md \u00a71.7)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "not a valid model identifier", r"is not a valid model identifier", "transformers OSError for an unknown repo (reference.md \u00a71.7)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "repository not found", r"Repository Not Found|RepositoryNotFoundError", "huggingface_hub (reference.md \u00a71.7)"),
+    _sig(K.HF_AUTH, 90, "gatedrepoerror", r"GatedRepoError", "huggingface_hub utils/_errors.py (0.20), errors.py (0.36-1.x): GatedRepoError"),
+    _sig(K.HF_AUTH, 90, "gated repo", r"(access|accessing) (a |to )?gated repo", "transformers utils/hub.py OSError 'You are trying to access a gated repo' (4.36-5.x), huggingface_hub errors.py GatedRepoError's text"),
+    _sig(K.HF_AUTH, 90, "client error", r"\b40[13] Client Error", "huggingface_hub utils/_http.py hf_raise_for_status, the HTTP status before the Hub's own words"),
+    _sig(K.HF_AUTH, 90, "authorized list", r"not in the authorized list", "the Hub's 403 body, as huggingface_hub errors.py quotes it for GatedRepoError"),
+    _sig(K.HF_AUTH, 90, "is restricted", r"Access to model \S+ is restricted", "the Hub's 401 body, as huggingface_hub errors.py quotes it"),
+    _sig(K.MODEL_NOT_FOUND, 80, "not a valid model identifier", r"is not a valid model identifier", "transformers utils/hub.py OSError for an unknown repo (4.36-5.x)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repository not found", r"Repository Not Found|RepositoryNotFoundError", "huggingface_hub utils/_errors.py (0.20), errors.py (0.36-1.x): RepositoryNotFoundError and its text"),
     _sig(K.MODEL_NOT_FOUND, 80, "invalid repository id", r"Invalid repository ID or local directory", "vllm/transformers_utils/config.py (vLLM 0.8-0.34)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form", "huggingface_hub HFValidationError for a missing local path (real-cpu fail_b)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot", "huggingface_hub LocalEntryNotFoundError with HF_HUB_OFFLINE=1 (real-cpu fail_c1, fail_c3)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named", "transformers OSError for a folder without config.json (vllm#4416)"),
-    _sig(K.HUB_UNREACHABLE, 70, "couldn't connect to", r"couldn't connect to '?https?://huggingface", "transformers OSError with no network (real-cpu fail_c2, fail_c4)"),
-    _sig(K.HUB_UNREACHABLE, 70, "locate the file on the hub", r"error happened while trying to locate the file on the Hub", "huggingface_hub LocalEntryNotFoundError with no network (real-cpu fail_c2, fail_c4)"),
-    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable).*huggingface\.co", "requests/urllib3 connection errors naming the Hub"),
-    _sig(K.TRUST_REMOTE_CODE, 85, "execute the", r"requires you to execute the (configuration|modeling) file", "transformers (cases.jsonl litellm-vllm-trust-remote-code; reference.md \u00a71.8)"),
-    _sig(K.TRUST_REMOTE_CODE, 85, "trust_remote_code=true", r"(pass|set) the (argument|option) .?trust_remote_code=True", "transformers (reference.md \u00a71.8)"),
-    _sig(K.TRUST_REMOTE_CODE, 85, "custom code", r"contains custom code which must be executed", "transformers (reference.md \u00a71.8)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form", "huggingface_hub utils/_validators.py HFValidationError: a local path that is not there, read as a repo id"),
+    _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot", "huggingface_hub _snapshot_download.py LocalEntryNotFoundError: HF_HUB_OFFLINE=1 and the model is not cached"),
+    _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named", "transformers utils/hub.py OSError for a folder without the file asked for (config.json)"),
+    _sig(K.HUB_UNREACHABLE, 70, "couldn't connect to", r"couldn't connect to '?https?://huggingface", "transformers utils/hub.py OSError with no network (4.36-5.x)"),
+    _sig(K.HUB_UNREACHABLE, 70, "locate the file on the hub", r"error happened while trying to locate the file on the Hub", "huggingface_hub file_download.py LocalEntryNotFoundError with no network"),
+    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable).*huggingface\.co", "urllib3's and requests' connection errors (MaxRetryError, NameResolutionError, timeouts) on a URL of the Hub"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "execute the", r"requires you to execute the (configuration|modeling) file", "transformers dynamic_module_utils.py (4.36-5.x)"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "trust_remote_code=true", r"(pass|set) the (argument|option) .?trust_remote_code=True", "transformers dynamic_module_utils.py (4.36-5.x)"),
+    _sig(K.TRUST_REMOTE_CODE, 85, "custom code", r"contains custom code which must be executed", "transformers dynamic_module_utils.py (4.36-5.x)"),
     # --- memory ---
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?", "vllm/v1/core/kv_cache_utils.py (vLLM 0.7-0.32; v1/core/kv_cache_planning.py 0.33+; real-cpu fail_a1, fail_a2)"),
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"max seq len \((?P<max_model_len>\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((?P<kv_cache_tokens>\d+)\)", "vLLM older wording (cases.jsonl kv-maxlen-29000-rtx3090; reference.md \u00a71.2)"),
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "derived max_model_len", r"User-specified max_model_len \((?P<max_model_len>\d+)\) is greater than the derived max_model_len \(\w+=(?P<derived_max_model_len>[\d.]+)", "vLLM ModelConfig (real-cpu fail_a5; cases.jsonl xinference-maxlen-gt-derived)"),
-    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "auto-fit", r"Cannot auto-fit max_model_len", "vLLM 0.14+ --max-model-len auto (reference.md \u00a71.2)"),
-    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on startup is less than desired", r"(Free memory on device|Available memory on node \d+)( \S+)? \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than desired [GC]PU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)", "vLLM v1/worker/utils.py, GPU and CPU wording (real-cpu fail_a4; reference.md \u00a71.3)"),
-    _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization", "vLLM v1/worker/utils.py (reference.md \u00a71.3)"),
-    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks", "vllm/v1/core/kv_cache_utils.py (vLLM 0.7-0.32; worker/worker.py 0.5-0.10, v1/core/kv_cache_planning.py 0.33+; real-cpu fail_a3)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"To serve at least one request with the models?'s max seq len \((?P<max_model_len>\d+)\)(.*estimated maximum model length is (?P<estimated_max_model_len>\d+))?", "vllm/v1/core/kv_cache_utils.py (vLLM 0.7-0.32; v1/core/kv_cache_planning.py 0.33-0.34)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "max seq len", r"max seq len \((?P<max_model_len>\d+)\) is larger than the maximum number of tokens that can be stored in KV cache \((?P<kv_cache_tokens>\d+)\)", "vllm/worker/worker.py (vLLM 0.5-0.10; cpu_worker.py, hpu_worker.py and v1/worker/gpu_worker.py 0.6 the same), V0's wording"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "derived max_model_len", r"User-specified max_model_len \((?P<max_model_len>\d+)\) is greater than the derived max_model_len \(\w+=(?P<derived_max_model_len>[\d.]+)", "vllm/config/model.py (vLLM 0.11-0.34; config/__init__.py 0.10, config.py 0.5-0.9)"),
+    _sig(K.MAX_MODEL_LEN_TOO_LARGE, 85, "auto-fit", r"Cannot auto-fit max_model_len", "vllm/v1/core/kv_cache_utils.py (vLLM 0.14-0.32; v1/core/kv_cache_planning.py 0.33-0.34), --max-model-len auto"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on startup is less than desired", r"(Free memory on device|Available memory on node \d+)( \S+)? \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than desired [GC]PU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)", "vllm/v1/worker/utils.py (vLLM 0.14-0.34; gpu_worker.py 0.9-0.13, cpu_worker.py 0.20-0.32), GPU and CPU wording"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 84, "on startup is less than desired", r"on startup is less than desired [GC]PU memory utilization", "vllm/v1/worker/utils.py (vLLM 0.14-0.34; gpu_worker.py 0.9-0.13), when its numbers are cut off"),
+    _sig(K.OOM_KV_CACHE, 85, "no available memory for the cache blocks", r"No available memory for the cache blocks", "vllm/v1/core/kv_cache_utils.py (vLLM 0.7-0.32; worker/worker.py 0.5-0.10, v1/core/kv_cache_planning.py 0.33-0.34)"),
     _sig(K.OOM_KV_CACHE, 85, "warming up sampler", r"out of memory occurred when warming up sampler", "vllm/v1/worker/gpu_model_runner.py (vLLM 0.8-0.33; gone in 0.34)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "cudaGetErrorString(900) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "captur", r"operation failed due to a previous error during capture|operation would result in a merge of separate capture sequences|capture was not ended in the same stream as it began|capturing stream has unjoined work|dependency created on uncaptured work in another stream|operation would make the legacy stream depend on a capturing blocking stream|operation not permitted on an event last recorded in a capturing stream|attempt to terminate a thread-local capture sequence from another thread", "cudaGetErrorString(901..908), the stream-capture errors (upstream/cuda_runtime_errors.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "cudaerror", r"cudaErrorStreamCapture(Unsupported|Invalidated|Merge|Unmatched|Unjoined|Isolation|Implicit|WrongThread)|cudaErrorCapturedEvent", "cudaGetErrorName(900..908) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
-    _sig(OOM, 60, "out of memory|outofmemoryerror", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch OOM, both wordings (gpu/h100-probe.json; cases.jsonl)"),
-    _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vLLM weight loading (reference.md \u00a71.4)"),
+    _sig(OOM, 60, "out of memory|outofmemoryerror", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch lib/libc10.so (the caching allocator's 'CUDA out of memory') and cuda/__init__.py (OutOfMemoryError); both as an H100 prints them (torch gpu/h100-probe.json)"),
+    _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vllm/v1/core/kv_cache_utils.py (vLLM 0.14-0.32; v1/core/kv_cache_planning.py 0.33-0.34)"),
     # --- the machine ---
-    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"exceeds memory available in /dev/shm\. The request is for (?P<required_bytes>\d+) bytes, and the amount available is (?P<free_bytes>\d+) bytes|(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "Ray's object store and others on /dev/shm (cases.jsonl ray-raylet-dev-shm)"),
-    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment \S+ \(size (?P<required_bytes>\d+)\)|Error while creating shared memory segment", "NCCL WARN on /dev/shm (MiniMax-AI/MiniMax-01#42)"),
-    _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b", "SIGBUS's message when /dev/shm runs out (DESIGN.md)"),
+    _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"exceeds memory available in /dev/shm\. The request is for (?P<required_bytes>\d+) bytes, and the amount available is (?P<free_bytes>\d+) bytes|(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "ray core/src/ray/raylet/raylet: the object store's words when /dev/shm cannot hold it (2.9-2.60), and ENOSPC on /dev/shm"),
+    _sig(K.SHM_TOO_SMALL, 85, "shared memory segment", r"Error while creating shared memory segment \S+ \(size (?P<required_bytes>\d+)\)|Error while creating shared memory segment", "libnccl strings: NCCL's WARN when it cannot create its /dev/shm segment (2.21-2.32)"),
+    _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b", "python strsignal(SIGBUS), as a shell reports a process that touched /dev/shm it could not have"),
     _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available", "torch (gpu/h100-probe2.json)"),
-    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "cudaGetErrorString(209) (upstream/cuda_runtime_errors.json; cases.jsonl v1-blackwell-no-kernel-image)"),
+    _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "cudaGetErrorString(209) (upstream/cuda_runtime_errors.json): a torch or vLLM build without kernels for this GPU"),
     _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient", "cudaGetErrorString(35) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cuda driver combination", r"system has unsupported display driver / cuda driver combination", "cudaGetErrorString(803), a driver older than the CUDA it is paired with (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "forward compatibility", r"forward compatibility was attempted on non supported HW", "cudaGetErrorString(804), the compat package on a GPU it does not support (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cuda-capable device", r"no CUDA-capable device is detected", "cudaGetErrorString(100) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cudaerror", r"cudaError(InsufficientDriver|NoDevice|NoKernelImageForDevice|SystemDriverMismatch|CompatNotSupportedOnDevice)\b", "cudaGetErrorName(35, 100, 209, 803, 804) (upstream/cuda_runtime_errors.json)"),
-    _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch (bentoml/OpenLLM#746, vllm#1772)"),
+    _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch's c10/cuda CUDAFunctions.cpp and cuda/__init__.py driver checks (in the CUDA wheel's libc10_cuda.so; the CPU wheel mined here has neither)"),
     _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vllm/config/device.py (vLLM 0.11-0.34; config.py before)"),
-    _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "NVML (nvidia-smi and torch)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)", "vLLM platforms/cuda.py (reference.md \u00a71.9)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "current gpu", r"the current GPU\. Min(imum)? capability: (?P<min_compute_capability>\d+)\.[ ',]*Current capability: (?P<compute_capability>\d+)", "vLLM config/vllm.py and compressed-tensors (reference.md §1.9; vllm#25022)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vLLM (reference.md \u00a71.9)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vLLM (reference.md \u00a71.9)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in", "vLLM (reference.md \u00a71.9)"),
-    _sig(K.PORT_IN_USE, 70, "already in use|errno 98|eaddrinuse", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?", "Python's OSError, and uvicorn's older wording (real-cpu fail_d; cases.jsonl ci-bind-random-port)"),
+    _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "nvidia-smi's words when nvmlInit fails (a driver library that does not match the kernel module, or none)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)", "vllm/platforms/cuda.py (vLLM 0.10-0.34; rocm.py the same, worker/worker.py 0.5-0.10)"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "current gpu", r"the current GPU\. Min(imum)? capability: (?P<min_compute_capability>\d+)\.[ ',]*Current capability: (?P<compute_capability>\d+)", "vllm/config/vllm.py (vLLM 0.11-0.34; config.py 0.6-0.9), compressed_tensors.py, moe_wna16.py and quark.py"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vllm/config/model.py (vLLM 0.11-0.34; config.py 0.5-0.9): the checkpoint's quantization differs from --quantization"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vllm/config/vllm.py (vLLM 0.11-0.34; config.py 0.6-0.9): the dtype is not one the method takes"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "quantization is currently not supported", r"quantization is currently not supported in", "vllm/platforms/interface.py (vLLM 0.6-0.34; config.py 0.5): the platform cannot run the method"),
+    _sig(K.PORT_IN_USE, 70, "already in use|errno 98|eaddrinuse", r"(\[Errno 98\]|EADDRINUSE|Address already in use)(.*address \('[^']*', (?P<port>\d+)\))?", "python socket_errors: binding a port that is taken (OSError, errno EADDRINUSE)"),
     # --- the installation: these count only before vLLM's first log line (see classify) ---
     _sig(K.BROKEN_INSTALL, 95, "no module named", r"\bNo module named '?(?P<module>[\w.]+)'?", "Python's ModuleNotFoundError, and `python -m` of a missing package (captured: a venv without vllm)"),
-    _sig(K.BROKEN_INSTALL, 95, "importerror", r"^ImportError: ", "Python's ImportError: a dependency of the wrong version, an ABI mismatch"),
+    _sig(K.BROKEN_INSTALL, 95, "importerror", r"^ImportError: ", "python ImportError (name): a dependency of the wrong version, an ABI mismatch"),
     # --- the command line ---
-    _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "argparse (reference.md \u00a71.11)"),
-    _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a71.11)"),
-    _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)", "argparse (reference.md \u00a72.1)"),
-    _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method", "vLLM (real-cpu fail_e2; reference.md \u00a71.9)"),
-    _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config", "pydantic, vLLM's config classes (real-cpu fail_e1)"),
+    _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
+    _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
+    _sig(K.INVALID_ARGS, 65, "ambiguous option", r"error: ambiguous option: (?P<flag>--?[\w-]+)", "python argparse_errors: argparse's prefix matching of an abbreviated flag"),
+    _sig(K.INVALID_ARGS, 65, "unknown quantization method", r"(Unknown|Invalid) quantization method", "vllm/config/model.py (vLLM 0.11-0.34; config.py 0.5-0.9); layers/quantization/__init__.py 'Invalid quantization method' (0.5-0.34)"),
+    _sig(K.INVALID_ARGS, 30, "validation error for", r"validation errors? for \w*Config", "python validation_errors: pydantic's title for vLLM's config dataclasses (pydantic since vLLM 0.10)"),
     # --- issue 12's families, each from the source that words it ---
     _sig(K.OOM_KV_CACHE, 85, "reserved for kv cache is -", r"reserved for KV Cache is -[\d.]+ ?GiB", "vLLM V0 worker.py's INFO line after profiling (0.6-0.10), with a negative KV budget"),
     _sig(K.OOM_KV_CACHE, 85, "available kv cache memory: -", r"Available KV cache memory: -[\d.]+ ?GiB", "vLLM V1 gpu_worker's INFO line with a negative budget (0.9-0.34)"),
@@ -178,16 +178,16 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.MODEL_NOT_FOUND, 80, "revisionnotfounderror", r"RevisionNotFoundError", "huggingface_hub errors.py, a revision the repository does not have"),
     _sig(K.MODEL_NOT_FOUND, 80, "offline mode is enabled", r"offline mode is enabled", "huggingface_hub utils/_http.py OfflineModeIsEnabled: HF_HUB_OFFLINE=1 and the model is not cached"),
     _sig(K.MODEL_NOT_FOUND, 80, "repo id must use alphanumeric chars", r"Repo id must use alphanumeric chars", "huggingface_hub utils/_validators.py HFValidationError, a path that is not there read as a repo id"),
-    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"huggingface\.co.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError|CERTIFICATE_VERIFY_FAILED)", "urllib3/requests connection errors that name the Hub before the error"),
-    _sig(K.HUB_UNREACHABLE, 70, "hf.co", r"\bhf\.co\b.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError)|(Max retries exceeded|NameResolutionError|Temporary failure in name resolution).*\bhf\.co\b", "urllib3/requests connection errors naming the Hub's CDN hosts (*.hf.co)"),
-    _sig(K.HUB_UNREACHABLE, 45, "nameresolutionerror", r"\bNameResolutionError\b", "urllib3's exception for a failed DNS lookup: vLLM reaches the network only for the model"),
-    _sig(K.HUB_UNREACHABLE, 45, "newconnectionerror", r"\bNewConnectionError\b", "urllib3's exception for a refused or unreachable connection"),
-    _sig(K.HUB_UNREACHABLE, 45, "connecttimeouterror", r"\bConnectTimeoutError\b", "urllib3's exception for a connection timeout"),
+    _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"huggingface\.co.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError|CERTIFICATE_VERIFY_FAILED)", "urllib3's and requests' connection errors, with the Hub's URL before the error's name"),
+    _sig(K.HUB_UNREACHABLE, 70, "hf.co", r"\bhf\.co\b.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError)|(Max retries exceeded|NameResolutionError|Temporary failure in name resolution).*\bhf\.co\b", "urllib3's and requests' connection errors for the Hub's CDN hosts (*.hf.co), where the weights come from"),
+    _sig(K.HUB_UNREACHABLE, 45, "nameresolutionerror", r"\bNameResolutionError\b", "urllib3 exceptions.py NameResolutionError (2.x), a failed DNS lookup: vLLM reaches the network only for the model"),
+    _sig(K.HUB_UNREACHABLE, 45, "newconnectionerror", r"\bNewConnectionError\b", "urllib3 exceptions.py NewConnectionError (1.26-2.x), a refused or unreachable connection"),
+    _sig(K.HUB_UNREACHABLE, 45, "connecttimeouterror", r"\bConnectTimeoutError\b", "urllib3 exceptions.py ConnectTimeoutError (1.26-2.x)"),
     _sig(K.SHM_TOO_SMALL, 85, "insufficient space in", r"Insufficient space in \S+.*(shm-size|ipc=host)", "vllm/distributed/device_communicators/shm_broadcast.py (vLLM 0.27-0.34)"),
     _sig(K.SHM_TOO_SMALL, 20, "/dev/shm", r"because /dev/shm has only (?P<free_bytes>\d+) bytes available", "ray _private/services.py: Ray's object store fell back from /dev/shm; weighs only against wrappers, since Ray goes on"),
     _sig(K.CUDA_DRIVER, 96, "cannot open shared object file", r"^(?!.*Failed to import from).*lib(cuda|nvidia-ml)\.so(\.\d+)*: cannot open shared object file", "the dynamic loader (python import errors): no NVIDIA driver library in the container or host"),
     _sig(K.CUDA_DRIVER, 75, "system not yet initialized", r"system not yet initialized", "cudaGetErrorString(802) (upstream/cuda_runtime_errors.json)"),
-    _sig(K.CUDA_DRIVER, 75, "nvidia-container-cli", r"nvidia-container-cli: (requirement error|initialization error)", "the NVIDIA container runtime refusing the image's CUDA requirement or finding no driver"),
+    _sig(K.CUDA_DRIVER, 75, "nvidia-container-cli", r"nvidia-container-cli: (requirement error|initialization error)", "nvidia-container-cli, the NVIDIA container runtime's hook: the image's CUDA requirement exceeds the driver, or it finds no driver"),
     _sig(K.CUDA_DRIVER, 75, "no supported device detected", r"No supported device detected", "vLLM 0.2-0.4 DeviceConfig, before the mined releases (its successor is 'Failed to infer device type')"),
     _sig(K.BROKEN_INSTALL, 90, "undefined symbol", r"^(?!.*Failed to import from).*\.so(\.[\w.]+)?: undefined symbol: ", "the dynamic loader's ImportError for a compiled extension built against another torch (python import errors)"),
     _sig(K.BROKEN_INSTALL, 90, "cannot open shared object file", r"^(?!.*Failed to import from).*\.so(\.\d+)*: cannot open shared object file", "the dynamic loader's ImportError for a library the install lacks, e.g. libcudart of another CUDA (python import errors)"),
@@ -195,7 +195,7 @@ CATALOGUE: tuple[Signature, ...] = (
     # against wrappers), but nothing it runs on the GPU can work; no such module at all is left out,
     # since vLLM said it in healthy runs on platforms built without them (TPU, Neuron, HPU).
     _sig(K.BROKEN_INSTALL, 15, "failed to import from vllm._", r"Failed to import from vllm\._\w+ (with|:) ImportError\(.*(undefined symbol|cannot open shared object file)", "vLLM's WARNING when vllm._C, _core_C, _rocm_C or _moe_C does not load (platforms/interface.py, rocm.py, cpu.py 0.9-0.34; _custom_ops.py before), with the dynamic loader's words for a library built against another torch or lacking"),
-    _sig(K.CUDA_DRIVER, 16, "failed to import from vllm._", r"Failed to import from vllm\._\w+ (with|:) ImportError\(.*lib(cuda|nvidia-ml)\.so(\.\d+)*: cannot open shared object file", "the same WARNING when the library missing is the driver's: no NVIDIA driver in the container or host"),
+    _sig(K.CUDA_DRIVER, 16, "failed to import from vllm._", r"Failed to import from vllm\._\w+ (with|:) ImportError\(.*lib(cuda|nvidia-ml)\.so(\.\d+)*: cannot open shared object file", "vLLM's same WARNING when the library missing is the driver's: no NVIDIA driver in the container or host"),
     _sig(K.CUDA_DRIVER, 75, "cannot find -l", r"cannot find -l(cuda\b|:libcuda\.so)", "GNU ld, when triton's launcher asks for the driver's library (-lcuda in triton 3.1-3.4, -l:libcuda.so.1 in 3.9) and there is none (python linker_errors)"),
     _sig(K.CUDA_DRIVER, 75, "libcuda.so cannot found", r"libcuda\.so cannot found", "triton backends/nvidia/driver.py libcuda_dirs() (3.1-3.9): ldconfig knows no libcuda.so.1"),
     _sig(K.MODEL_NOT_FOUND, 80, "notexisterror", r"modelscope(_hub)?(\.\w+)*\.NotExistError", "modelscope hub/errors.py (1.25; modelscope_hub errors.py since), with VLLM_USE_MODELSCOPE=1: no such model or revision on ModelScope"),
@@ -203,34 +203,35 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "too old to be supported by the triton gpu compiler", r"too old to be supported by the triton GPU compiler", "torch inductor's refusal of GPUs below compute capability 7.0"),
     # --- worker deaths that name no cause: what killed it is not in the output ---
     _sig(K.WORKER_DIED, 0, "engine iteration timed out", r"Engine iteration timed out", "vLLM V0 async_llm_engine (0.5-0.10)"),
+    _sig(K.WORKER_DIED, 0, "in acquire_read", r"shm_broadcast\.py\S*, line \d+, in acquire_read", "the frame of vLLM's shm_broadcast.py acquire_read (distributed/device_communicators, 0.6-0.34), which raises a bare TimeoutError when the other side of the queue stops answering"),
     _sig(K.WORKER_DIED, 0, "rpc call to", r"RPC call to \w+ timed out", "vllm/v1/executor/multiproc_executor.py (vLLM 0.6-0.34), a TimeoutError"),
     _sig(K.WORKER_DIED, 0, "nccl error", r"NCCL error.*(unhandled cuda error|unhandled system error|internal error|remote process exited or there was a network error)", "ncclGetErrorString(1..3, 6) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
     _sig(K.WORKER_DIED, 0, "watchdog caught collective operation timeout", r"Watchdog caught collective operation timeout", "torch ProcessGroupNCCL's watchdog: a collective timed out"),
     _sig(K.WORKER_DIED, 0, "killed", r"^Killed$|\bKilled\s+(python|vllm)", "strsignal(9), as a shell reports a child killed outright (python signals)"),
     _sig(K.WORKER_DIED, 0, "segmentation fault", r"\bSegmentation fault\b", "strsignal(11) (python signals), as the shell or faulthandler reports it"),
     _sig(K.WORKER_DIED, 0, "fatal python error", r"Fatal Python error: (Aborted|Floating point exception|Illegal instruction)", "CPython's faulthandler on a fatal signal"),
-    _sig(K.WORKER_DIED, 0, "received at time=", r"\*\*\* SIG\w+ received at time=", "Ray's signal handler (logging.cc) on a fatal signal"),
-    _sig(K.WORKER_DIED, 0, "segfault encountered", r"Segfault encountered", "a native signal handler's notice of SIGSEGV"),
+    _sig(K.WORKER_DIED, 0, "received at time=", r"\*\*\* SIG\w+ received at time=", "ray _raylet.so: the fatal-signal handler linked into every Ray process (and the raylet)"),
+    _sig(K.WORKER_DIED, 0, "segfault encountered", r"Segfault encountered", "a native fatal-signal handler's banner on SIGSEGV, followed by C++ frames as File \"<unknown>\"; not from vLLM, torch's or Ray's mined words"),
     _sig(K.WORKER_DIED, 0, "exit code", r"exit(ed with)? code:? 13[4-9]\b", "a supervisor's report of exit status 128+N, a fatal signal (the shell_status column of upstream/python_errors.json)"),
     _sig(K.WORKER_DIED, 0, "rayactorerror", r"RayActorError", "ray exceptions.py"),
     _sig(K.WORKER_DIED, 0, "the actor died", r"The actor died (unexpectedly|because)", "ray exceptions.py ActorDiedError"),
-    _sig(K.WORKER_DIED, 0, "the actor is dead", r"The actor is dead because its worker process has died", "Ray's ActorDiedError detail"),
-    _sig(K.WORKER_DIED, 0, "a worker died or was killed", r"A worker died or was killed while executing a task", "Ray's worker.py warning for a crashed worker"),
+    _sig(K.WORKER_DIED, 0, "the actor is dead", r"The actor is dead because its worker process has died", "ray _raylet.so: the death cause Ray gives an actor whose worker process died (2.60; the GCS words the other causes)"),
+    _sig(K.WORKER_DIED, 0, "a worker died or was killed", r"A worker died or was killed while executing a task", "ray core/src/ray/raylet/raylet: the raylet's report of a worker that died running a task (2.9-2.60)"),
     _sig(K.WORKER_DIED, 0, "the worker died unexpectedly", r"The worker died unexpectedly while executing this task", "ray exceptions.py WorkerCrashedError"),
     _sig(K.WORKER_DIED, 0, "got fatal signal from worker processes", r"got fatal signal from worker processes", "vLLM 0.7-0.8 V1 core_client and executor (logger.fatal)"),
     _sig(K.WORKER_DIED, 0, "error executing method", r"Error executing method \S+\. This might cause deadlock", "vllm/worker/worker_base.py (vLLM 0.5-0.10; later v1/worker/worker_base.py, v1/executor/ray_utils.py)"),
     _sig(K.WORKER_DIED, 0, "no heartbeat received", r"No heartbeat received from MQLLMEngine", "vLLM 0.6-0.7 V0 multiprocessing client"),
     # --- wrappers: something died; the cause, if any, is elsewhere ---
-    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed", "vllm/v1/engine/utils.py (vLLM 0.9-0.34; real-cpu fail_a1)"),
-    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start", "vllm/v1/engine/core.py (vLLM 0.8-0.34; real-cpu fail_a1)"),
-    _sig(K.WORKER_DIED, 0, "enginedeaderror", r"EngineDeadError", "vLLM V1 wrapper (facts.md)"),
-    _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)", "vLLM V1 wrapper (real-cpu ok_run2_warmcache)"),
-    _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly", "vLLM executor (cases.jsonl v1-worker-died-shm-broadcast-timeout)"),
-    _sig(K.WORKER_DIED, 0, "exited unexpectedly", r"engine core exited unexpectedly", "vLLM V1 (reference.md \u00a71.6)"),
-    _sig(K.WORKER_DIED, 0, "actordiederror", r"ActorDiedError|RayActorError", "Ray (facts.md)"),
-    _sig(K.WORKER_DIED, 0, "engine loop has died", r"Engine loop has died", "vLLM V0 (cases.jsonl v0-mq-engine-loop-died-critical)"),
-    _sig(K.WORKER_DIED, 0, "is already dead", r"MQLLMEngine is already dead", "vLLM V0 (cases.jsonl v0-mq-engine-loop-died-critical)"),
-    _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed", "vLLM V1 executor (real-cpu fail_a4)"),
+    _sig(K.WORKER_DIED, 0, "engine core initialization failed", r"Engine core initialization failed", "vllm/v1/engine/utils.py (vLLM 0.9-0.34; core_client.py 0.8)"),
+    _sig(K.WORKER_DIED, 0, "enginecore failed to start", r"EngineCore failed to start", "vllm/v1/engine/core.py (vLLM 0.8-0.34)"),
+    _sig(K.WORKER_DIED, 0, "enginedeaderror", r"EngineDeadError", "vLLM V1 v1/engine/exceptions.py EngineDeadError (0.8-0.34); V0 engine/async_llm_engine.py AsyncEngineDeadError (0.5-0.10)"),
+    _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)", "vllm/v1/engine/core.py (vLLM 0.8-0.34): logger.exception of the EngineCore's busy loop, and EngineDeadError's message"),
+    _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly", "vllm/v1/executor/multiproc_executor.py (vLLM 0.8-0.34; v1/utils.py and ray_executor_v2.py 0.20-0.34): a worker or the engine process died"),
+    _sig(K.WORKER_DIED, 0, "exited unexpectedly", r"engine core exited unexpectedly", "vLLM V1 core_client.py's monitor of the engine process (0.34; earlier releases word it 'died unexpectedly')"),
+    _sig(K.WORKER_DIED, 0, "actordiederror", r"ActorDiedError|RayActorError", "ray exceptions.py ActorDiedError and RayActorError (2.9-2.60)"),
+    _sig(K.WORKER_DIED, 0, "engine loop has died", r"Engine loop has died", "vLLM 0.6's MQLLMEngine heartbeat answer (a RuntimeError; gone by 0.6.6, so between the mined releases)"),
+    _sig(K.WORKER_DIED, 0, "is already dead", r"MQLLMEngine is already dead", "vllm/entrypoints/launcher.py (vLLM 0.5-0.7): the server's CRITICAL line before it terminates"),
+    _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed", "vLLM V1 v1/executor/multiproc_executor.py wait_for_ready (0.8-0.34): a worker died before it was ready"),
 )  # fmt: skip
 
 # Where in vLLM's life an out-of-memory error happened. Phases in the order vLLM goes through
@@ -661,9 +662,55 @@ MEANING: dict[FailureKind, str] = {
 }
 
 
+# Where a signature's words come from, by the first of these its source names.
+_ORIGINS: tuple[tuple[str, str], ...] = (
+    (r"cudaGet", "the CUDA runtime's error strings"),
+    (r"ncclGetErrorString|libnccl|NCCL", "NCCL"),
+    (r"\bvllm/|vLLM", "vLLM"),
+    (r"huggingface_hub|the Hub's", "huggingface_hub and the Hub"),
+    (r"transformers", "transformers"),
+    (r"urllib3|requests", "urllib3 and requests"),
+    (r"modelscope", "ModelScope"),
+    (r"\bray\b|Ray", "Ray"),
+    (r"\btriton\b", "triton"),
+    (r"torch", "torch"),
+    (r"GNU ld", "the linker"),
+    (r"nvidia-smi|nvidia-container-cli", "NVIDIA's driver tools"),
+    (r"\bpython\b|dynamic loader|signal|supervisor", "Python, the C library and the loader"),
+)
+
+
+def origin(source: str) -> str:
+    """The upstream a signature's source names first: its family within its kind."""
+    found = [(m.start(), name) for pattern, name in _ORIGINS if (m := re.search(pattern, source))]
+    return min(found)[1] if found else "other"
+
+
+def families() -> list[tuple[str, str, list[str]]]:
+    """(kind, origin, needles) for each family of the catalogue, in the catalogue's kind order."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for kind in FailureKind:
+        for signature in CATALOGUE:
+            if signature.kind == kind or (signature.kind == OOM and kind == K.OOM_WEIGHTS):
+                label = "any OOM" if signature.kind == OOM else kind.value
+                grouped.setdefault((label, origin(signature.source)), []).extend(signature.needles)
+        if kind == K.INVALID_ARGS:
+            grouped[(kind.value, "vLLM (the refusal table)")] = [f"{len(REFUSALS)} sentences"]
+    return [(kind, where, needles) for (kind, where), needles in grouped.items()]
+
+
 def catalogue_table() -> str:
-    """The catalogue as one Markdown table: docs/diagnosis.md is this, checked by a test."""
+    """The catalogue as Markdown, its families and then every phrase: docs/diagnosis.md ends with
+    this, checked by a test."""
     rows = [
+        "| kind | family: where the words come from | phrases (their literal needles) |",
+        "|---|---|---|",
+    ]
+    for kind, where, needles in families():
+        shown = ", ".join(f"`{n}`" for n in dict.fromkeys(needles))
+        rows.append(f"| `{kind}` | {where} | {shown.replace('|', chr(92) + '|')} |")
+    rows += [
+        "",
         "| kind | what it means | phrase (regular expression) | seen in | restart can help |",
         "|---|---|---|---|---|",
     ]

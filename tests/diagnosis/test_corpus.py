@@ -22,7 +22,7 @@ DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 # permanence mistaken; these floors are what the catalogue reaches now (bench/RESULTS.md), so a
 # change that loses ground fails here. Raise them as the catalogue gains; never lower them.
 HELD_OUT_FLOOR = 0.9
-DEVELOPMENT_FLOOR = 0.965
+DEVELOPMENT_FLOOR = 0.97
 # (permanent answered as restarting, recoverable answered as permanent), at most
 HELD_OUT_PERMANENCE_MISTAKES = (4, 2)
 DEVELOPMENT_PERMANENCE_MISTAKES = (2, 1)
@@ -36,9 +36,6 @@ KNOWN_FAILURES: dict[str, str] = {
     "unknown/rp-v0-serve-flash-attn-undefined-symbol-arch-unsupported.log": (
         "an undefined symbol in flash-attn's library is read as a broken install; the thread never "
         "settled the cause (labelled unknown), the loader's words say the install does not fit"
-    ),
-    "worker_died/cg-vllm-ascend-2264-shm-broadcast-acquire-read-timeout.log": (
-        "the excerpt ends inside the traceback of an shm_broadcast read; its TimeoutError line is cut"
     ),
     "oom_runtime/cg-kvcached-191-available-size-less-than-need-engine-fatal.log": (
         "the shortage is worded by the kvcached plugin, not by vLLM or torch"
