@@ -173,7 +173,32 @@ def test_the_catalogue_cites_vllm_files() -> None:
 @pytest.mark.parametrize(("signature", "path"), CITED, ids=[f"{p}:{s.needle}" for s, p in CITED])
 def test_each_cited_vllm_file_says_the_phrase(signature: Signature, path: str) -> None:
     assert path in BY_PATH, f"{path} has no mined message in any release"
-    assert any(signature.needle in template for template in BY_PATH[path]), (path, signature.needle)
+    # a signature with several needles: the file says at least one of them
+    assert any(n in template for n in signature.needles for template in BY_PATH[path]), (
+        path,
+        signature.needle,
+    )
+
+
+# What a placeholder may hold, tried in turn: a number, a word, a list of names, a quoted name.
+_FILLS = ("0", "x", "['Foo']", "'foo'", "1.0", "`x`")
+PRINTED: dict[str, list[str]] = {}
+for _row in ROWS:
+    _text = miner.normal(str(_row["template"]))
+    _raised = str(_row["call"]).removeprefix("raise ")
+    # a raised message is printed after its exception's name
+    PRINTED.setdefault(str(_row["path"]), []).extend([_text, f"{_raised}: {_text}"])
+
+
+@pytest.mark.parametrize(("signature", "path"), CITED, ids=[f"{p}:{s.needle}" for s, p in CITED])
+def test_each_cited_vllm_file_prints_a_line_the_phrase_matches(signature: Signature, path: str) -> None:
+    # The needle alone could sit in another sentence: the whole pattern must match one of the
+    # file's messages as vLLM prints it, its placeholders filled.
+    printed = [t for t in PRINTED.get(path, []) if any(n in t for n in signature.needles)]
+    assert any(signature.pattern.search(t.replace("{}", fill)) for t in printed for fill in _FILLS), (
+        path,
+        signature.pattern.pattern,
+    )
 
 
 def test_uncovered_leaves_out_what_a_signature_or_a_refusal_of_the_table_names() -> None:
