@@ -185,6 +185,24 @@ def test_cleaning_strips_what_wraps_a_line() -> None:
     raw = "2024-09-05T00:38:34.123456789Z stdout F \x1b[1;31m(EngineCore_DP0 pid=42) ERROR 11-27 05:24:43 [core.py:1115] \x1b[0mboom\r"
     assert clean(raw) == "boom"
     assert clean("(RayWorkerWrapper pid=7, ip=10.0.0.1) INFO 01-02 03:04:05 [worker.py:1] hi") == "hi"
+    # where a guard's or vLLM's output is read back from: the journal (the guard runs as a systemd
+    # unit), docker's json-file logs, torch.distributed's rank prefix, Ray's own processes
+    for wrapped in (
+        "Dec 06 01:00:00 gpu-host vllm-guard[123]: hi",
+        "Dec  6 01:00:00 gpu-host vllm-guard[123]: hi",
+        "2026-12-06T01:00:00+0000 gpu-host vllm-guard[99]: [rank0]: hi",
+        '{"log":"hi\\n","stream":"stderr","time":"2024-01-01T00:00:00Z"}',
+        "[rank3]: hi",
+        "(raylet) [2024-05-01 10:00:00,123 E 123 123] hi",
+        "2024-05-01 10:00:00,123 ERROR hi",
+        "ERROR:    hi",
+    ):
+        assert clean(wrapped) == "hi", wrapped
+    # a line that is not one of them keeps its words
+    assert clean('{"log": broken') == '{"log": broken'
+    assert clean("ERROR") == "ERROR"
+    journal = "Dec 06 01:00:00 gpu-host vllm-guard[123]: ImportError: libcudart.so.12: cannot open shared object file: No such file or directory"
+    assert classify([journal]).kind == FailureKind.BROKEN_INSTALL
 
 
 # What Python 3.11 printed, byte for byte, for a vLLM command whose Python has no vLLM: pip's console

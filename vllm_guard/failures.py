@@ -8,7 +8,9 @@ wins over the wrappers around it; a wrapper alone means `worker_died`; nothing a
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -316,10 +318,17 @@ _PHASE_LOOKAHEAD = 60
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Docker/kubectl timestamps and CRI stream tags, vLLM's process prefixes, and its logger header.
 _PREFIXES = (
+    re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\]\s*"),  # Ray's C++ log header
     re.compile(r"^[\w.-]+-\d+\s+\|\s?"),  # docker compose: `vllm-1  | `
     re.compile(r"^\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]*(Z|[+-]\d\d:?\d\d)?\]?\s+((stdout|stderr) [FP] )?"),
     re.compile(r"^\([^()]*pid=\d+[^()]*\)\s*"),
     re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]\s*"),
+    # journalctl (short, short-iso, short-precise): `Dec 06 01:00:00 host vllm-guard[123]: `
+    re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:?\d\d|Z)?) [\w.-]+ [\w.@/:-]+(\[\d+\])?: "),
+    re.compile(r"^[\w.-]+ [\w.@/:-]+\[\d+\]: "),  # the same after its timestamp went: `host unit[pid]: `
+    re.compile(r"^\[rank\d+\]:\s?"),  # torch.distributed's rank prefix on a worker's stderr
+    re.compile(r"^\((raylet|gcs_server|autoscaler)[^()]*\)\s*"),  # Ray's own processes
+    re.compile(r"^(ERROR|WARNING|INFO|CRITICAL|DEBUG|FATAL)(:\s*|\s+)(?=\S)"),  # a bare level (uvicorn, logging)
 )  # fmt: skip
 # vLLM's own logger header, wherever a prefix puts it: `INFO 11-27 10:00:00 [api_server.py:123]`.
 _VLLM_LOG = re.compile(
@@ -332,6 +341,9 @@ _EVIDENCE_MAX = 500
 def clean(line: str) -> str:
     """A log line without colours, timestamps, process prefixes and logger headers."""
     line = _ANSI.sub("", line).rstrip("\r\n").rstrip("\r")
+    if line.startswith('{"log":'):  # docker's json-file driver: one JSON object a line
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            line = _ANSI.sub("", str(json.loads(line)["log"])).rstrip("\r\n")
     changed = True
     while changed:
         changed = False
