@@ -325,8 +325,9 @@ def test_an_unknown_vllm_flag_reaches_vllm_and_ends_at_once_with_exit_5(tmp_path
     assert "vllm: error: unrecognized arguments: --no-such-flag 1" in result.stderr  # vLLM's own line
     gave_up = [line for line in result.stderr.splitlines() if line.startswith("vllm-guard: gave up: ")]
     assert gave_up == [
-        "vllm-guard: gave up: invalid_args is a permanent failure: vLLM refused its command line: "
-        "fix the flag it names (flags change between vLLM versions)."
+        "vllm-guard: gave up: invalid_args is a permanent failure: vLLM refused its command line or "
+        "configuration: change what the evidence names (a flag's value, two flags that conflict, a VLLM_* "
+        "variable, or a model architecture this vLLM does not support); flags change between vLLM versions."
     ]
     (only,) = attempts(state / "journal.jsonl")
     assert only["kind"] == "invalid_args" and only["decision"]["exit_code"] == 5
