@@ -6,11 +6,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
+from vllm_guard import failures
 from vllm_guard.failures import (
     ADVICE,
     CATALOGUE,
     PERMANENT_KINDS,
     FailureKind,
+    Signature,
     catalogue_table,
     classify,
     clean,
@@ -306,3 +310,15 @@ def test_each_alternative_of_a_pattern_is_reached_by_a_needle() -> None:
     assert classify(["torch.OutOfMemoryError"]).kind == FailureKind.OOM_WEIGHTS
     for signature in CATALOGUE:
         assert signature.needles and all(n == n.lower() and n for n in signature.needles), signature
+
+
+@pytest.mark.parametrize(
+    ("needle", "signature"),
+    [(n, s) for s in CATALOGUE for n in s.needles],
+    ids=[f"{s.kind}:{n}" for s in CATALOGUE for n in s.needles],
+)
+def test_a_line_holding_a_needle_reaches_its_signature(needle: str, signature: Signature) -> None:
+    # Needles are looked up by an inner word of theirs: whatever stands around the needle in the
+    # line (glued to its edges or not), the line must still reach the signature.
+    for line in (needle, f"x {needle} y", f"abc{needle}xyz", f"({needle}).", f"_{needle}_"):
+        assert signature in failures._candidates(line.lower()), line

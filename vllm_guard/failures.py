@@ -362,6 +362,22 @@ class _Hit:
     match: re.Match[str]
 
 
+def _needle_index() -> dict[str, tuple[tuple[str, tuple[Signature, ...]], ...]]:
+    """Each needle once, with the signatures it opens, under one of its inner whole words (a word
+    at a needle's edge may run on in the line), or under "" when it has none: a line is tested
+    only against the needles its own words key, and those under "". A long log's lines each pass
+    through here, so this is the loop that counts (bench/classify.py)."""
+    grouped: dict[str, list[Signature]] = {}
+    for signature in CATALOGUE:
+        for needle in signature.needles:
+            grouped.setdefault(needle, []).append(signature)
+    index: dict[str, list[tuple[str, tuple[Signature, ...]]]] = {}
+    for needle, signatures in grouped.items():
+        inner = [m.group() for m in _WORD.finditer(needle) if m.start() > 0 and m.end() < len(needle)]
+        index.setdefault(max(inner, key=len) if inner else "", []).append((needle, tuple(signatures)))
+    return {key: tuple(entries) for key, entries in index.items()}
+
+
 def classify(
     lines: Iterable[str],
     *,
@@ -383,8 +399,7 @@ def classify(
         low = line.lower()
         # Needles are looked for in the raw line (a prefix never hides one); only a line that
         # has one is cleaned and matched: most lines of a long log have none.
-        candidates = [sig for sig in CATALOGUE if any(needle in low for needle in sig.needles)]
-        candidates += _refusals_in(low)
+        candidates = _candidates(low)
         if candidates:
             text = clean(line)
             for signature in candidates:
@@ -481,14 +496,24 @@ def _refusal_index() -> dict[str, tuple[tuple[str, str], ...]]:
 
 
 _REFUSAL_INDEX = _refusal_index()
+_NEEDLES = _needle_index()
 _REFUSAL_SIGNATURES: dict[str, Signature] = {}
 
 
-def _refusals_in(low: str) -> list[Signature]:
-    """The refusals of vLLM's configuration that a lowercased log line contains."""
+def _candidates(low: str) -> list[Signature]:
+    """The signatures whose needle a lowercased line holds: catalogue phrases and refusals."""
+    words = {"", *_WORD.findall(low)}
+    opened = [sigs for word in words for needle, sigs in _NEEDLES.get(word, ()) if needle in low]
+    # a signature may be reached by two of its needles
+    candidates = list(dict.fromkeys(sig for sigs in opened for sig in sigs)) if opened else []
+    return candidates + _refusals_in(low, words)
+
+
+def _refusals_in(low: str, words: set[str] | None = None) -> list[Signature]:
+    """The refusals of vLLM's configuration that a lowercased log line (its `words`) contains."""
     found = [
         (piece, source)
-        for word in {"", *_WORD.findall(low)}
+        for word in (words if words is not None else {"", *_WORD.findall(low)})
         for piece, source in _REFUSAL_INDEX.get(word, ())
         if piece in low
     ]
