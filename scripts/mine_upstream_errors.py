@@ -22,7 +22,8 @@ the CUDA runtime). One function per table, each writing one JSON file:
   C++ CUDA OOM text is not in a CPU wheel, so the H100 probes in ../shared/vllm/gpu are cited for it.
 - python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
   and missing-library shapes from two tiny extensions built with gcc), argparse's refusals, a taken
-  port, faulthandler's banners, pydantic's validation title, the signal table, and what the
+  port, faulthandler's banners, pydantic's validation title, the errors of a call into a package of
+  another API version, the signal table, and what the
   linker says when triton's launcher asks it for the driver's library on a machine without one
   (provoked with gcc, in an empty sysroot so that a machine with a driver says the same).
 
@@ -520,7 +521,17 @@ def python_table(tmp: Path) -> Json:
         "socket_errors": socket_errors(python),
         "faulthandler": faulthandler_banners(python),
         "validation_errors": validation_errors(),
+        "api_mismatch_errors": api_mismatch_errors(python),
     }
+
+
+def api_mismatch_errors(python: str) -> dict[str, str]:
+    """What Python raises when one package calls another of a version with another API."""
+    cases = {
+        "unexpected keyword": "def engine_args(model):\n    pass\nengine_args(model='m', worker_extension_cls='x')",
+        "module attribute": "import json\njson.no_such_function",
+    }
+    return {case: _last_stderr_line([python, "-c", statement]) for case, statement in cases.items()}
 
 
 def _last_stderr_line(command: list[str]) -> str:

@@ -133,7 +133,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.OOM_CUDA_GRAPH, 80, "stream is capturing", r"operation not permitted when stream is capturing", "cudaGetErrorString(900) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "captur", r"operation failed due to a previous error during capture|operation would result in a merge of separate capture sequences|capture was not ended in the same stream as it began|capturing stream has unjoined work|dependency created on uncaptured work in another stream|operation would make the legacy stream depend on a capturing blocking stream|operation not permitted on an event last recorded in a capturing stream|attempt to terminate a thread-local capture sequence from another thread", "cudaGetErrorString(901..908), the stream-capture errors (upstream/cuda_runtime_errors.json)"),
     _sig(K.OOM_CUDA_GRAPH, 80, "cudaerror", r"cudaErrorStreamCapture(Unsupported|Invalidated|Merge|Unmatched|Unjoined|Isolation|Implicit|WrongThread)|cudaErrorCapturedEvent", "cudaGetErrorName(900..908) (upstream/cuda_runtime_errors.json; gpu/h100-probe2.json)"),
-    _sig(OOM, 60, "out of memory|outofmemoryerror", r"CUDA out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch lib/libc10.so (the caching allocator's 'CUDA out of memory') and cuda/__init__.py (OutOfMemoryError); both as an H100 prints them (torch gpu/h100-probe.json)"),
+    _sig(OOM, 60, "out of memory|outofmemoryerror", r"(CUDA|HIP|XPU|NPU) out of memory|CUDA (driver )?error: out of memory|OutOfMemoryError", "torch's caching allocator ('CUDA out of memory. Tried to allocate', in the CUDA wheel's libc10_cuda.so; HIP, XPU and torch_npu's NPU allocators word it the same) and torch cuda/__init__.py (OutOfMemoryError), as an H100 prints both (torch gpu/h100-probe.json)"),
     _sig(OOM, 60, "not enough gpu memory", r"not enough GPU memory", "vllm/v1/core/kv_cache_utils.py (vLLM 0.14-0.32; v1/core/kv_cache_planning.py 0.33-0.34)"),
     # --- the machine ---
     _sig(K.SHM_TOO_SMALL, 85, "/dev/shm", r"exceeds memory available in /dev/shm\. The request is for (?P<required_bytes>\d+) bytes, and the amount available is (?P<free_bytes>\d+) bytes|(exceeds memory available in|No space left on device.*|too small.*|insufficient.*)\s*/dev/shm|/dev/shm.*(No space left|too small|insufficient)", "ray core/src/ray/raylet/raylet: the object store's words when /dev/shm cannot hold it (2.9-2.60), and ENOSPC on /dev/shm"),
@@ -158,6 +158,10 @@ CATALOGUE: tuple[Signature, ...] = (
     # --- the installation: these count only before vLLM's first log line (see classify) ---
     _sig(K.BROKEN_INSTALL, 95, "no module named", r"\bNo module named '?(?P<module>[\w.]+)'?", "Python's ModuleNotFoundError, and `python -m` of a missing package (captured: a venv without vllm)"),
     _sig(K.BROKEN_INSTALL, 95, "importerror", r"^ImportError: ", "python ImportError (name): a dependency of the wrong version, an ABI mismatch"),
+    # Deterministic, so no restart helps: one package calling another of another API version
+    # (trl or a model's own code and the vLLM or transformers installed), a broken environment.
+    _sig(K.BROKEN_INSTALL, 40, "got an unexpected keyword argument", r"^TypeError: \S+\(\) got an unexpected keyword argument", "python api_mismatch_errors: a call with a keyword the installed version does not take"),
+    _sig(K.BROKEN_INSTALL, 40, "has no attribute", r"^AttributeError: module '[\w.]+' has no attribute", "python api_mismatch_errors: a module of the installed version without the name asked for"),
     # --- the command line ---
     _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
     _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
@@ -291,7 +295,10 @@ _PHASES: tuple[tuple[int, re.Pattern[str]], ...] = (
     (_WEIGHTS, re.compile(r"Starting to load model|in (load_model|load_weights|create_weights|initialize_model|process_weights_after_loading|gptq_marlin_repack|awq_marlin_repack)\b|Loading safetensors")),
     # "The sequence length used for profiling": vllm/multimodal/profiling.py, whose dummy data only profile_run asks for (0.8-0.10).
     (_PROFILE, re.compile(r"Model loading took|sequence length used for profiling|Loading (model )?weights took|in (profile_run|determine_available_memory|determine_num_available_blocks|_dummy_run|_dummy_sampler_run|initialize_kv_cache|_allocate_kv_cache_tensors|initialize_from_config|_initialize_kv_caches|initialize_cache|_init_cache)\b|Memory profiling")),
-    (_GRAPHS, re.compile(r"Capturing (CUDA graphs|cudagraphs)|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch/cuda/graphs\.py|with torch\.cuda\.graph\(")),
+    # "Capturing the model for CUDA graphs" (vLLM 0.2-0.5), "Capturing cudagraphs for decoding" and the
+    # bar "Capturing CUDA graph shapes" (0.6-0.10), "Capturing CUDA graphs (mixed prefill-decode, ...)"
+    # (V1); torch's CUDAGraph.cpp warns "before starting graph capture" as one begins.
+    (_GRAPHS, re.compile(r"Capturing (the model for )?(CUDA graph|cudagraph)|before starting graph capture|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch/cuda/graphs\.py|with torch\.cuda\.graph\(")),
     (_WARMUP, re.compile(r"Graph capturing finished|init engine \(profile, create kv cache")),
     (_SERVING, re.compile(r"Application startup complete|Starting vLLM (API )?server|Uvicorn running on|Avg prompt throughput|\"(POST|GET) /v1/|(POST|GET) /v1/\S+ HTTP|Received request|Added request|in (execute_model|run_busy_loop|_process_engine_step|step_async|engine_step|run_engine_loop|output_handler|_process_input_queue|step_with_batch_queue)\b|AsyncLLM output_handler failed|AsyncEngineDeadError|Background loop has errored|background loop has errored")),
 )  # fmt: skip
@@ -541,11 +548,20 @@ def _oom_phase(lines: Sequence[str], index: int, milestone: str | None) -> int |
             shown = max(shown, _callers_phase(lines, pos))
             break
     else:
+        errant = _process_of(lines[index]) if index < len(lines) else None
         for pos in range(index + 1, min(len(lines), index + 1 + _PHASE_LOOKAHEAD)):
             line = lines[pos]
-            # A traceback's frames, and the API server's note that the engine died under it
-            # while serving (vllm/v1/engine/async_llm.py logs it after the EngineCore's own).
-            if _FRAME.search(line) or "output_handler" in line or "background loop" in line.lower():
+            # A traceback's frames, the API server's note that the engine died under it while
+            # serving (vllm/v1/engine/async_llm.py logs it after the EngineCore's own), and what
+            # another process printed just after: tensor-parallel workers move in step, so the
+            # phase one of them is in is the phase the error came in.
+            other = _process_of(line)
+            if (
+                _FRAME.search(line)
+                or "output_handler" in line
+                or "background loop" in line.lower()
+                or (other is not None and other != errant)
+            ):
                 shown = _phase_of(line)
                 if shown is not None:
                     shown = max(shown, _callers_phase(lines, pos))
@@ -553,6 +569,15 @@ def _oom_phase(lines: Sequence[str], index: int, milestone: str | None) -> int |
     seen = _MILESTONE_PHASE.get(milestone) if milestone is not None else None
     told = [phase for phase in (shown, seen) if phase is not None]
     return max(told) if told else None
+
+
+_PROCESS = re.compile(r"^\((?:[^()]*?[\s,])?pid=(\d+)")
+
+
+def _process_of(line: str) -> str | None:
+    """The pid of the `(Worker pid=N)` prefix vLLM and Ray put before a process's lines, if any."""
+    match = _PROCESS.search(line)
+    return match.group(1) if match else None
 
 
 # A traceback's frame line, or the line of vLLM's code that opens a capture (a code line).

@@ -76,6 +76,7 @@ def _python_text() -> str:
             "socket_errors",
             "faulthandler",
             "validation_errors",
+            "api_mismatch_errors",
         )
         for name, text in PYTHON[section].items()
     ]
