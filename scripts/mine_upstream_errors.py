@@ -528,7 +528,8 @@ def python_table(tmp: Path) -> Json:
 def api_mismatch_errors(python: str) -> dict[str, str]:
     """What Python raises when one package calls another of a version with another API."""
     cases = {
-        "unexpected keyword": "def engine_args(model):\n    pass\nengine_args(model='m', worker_extension_cls='x')",
+        "unexpected keyword": "def engine_args(model):\n    pass\n"
+        "engine_args(model='m', worker_extension_cls='x')",
         "module attribute": "import json\njson.no_such_function",
     }
     return {case: _last_stderr_line([python, "-c", statement]) for case, statement in cases.items()}
