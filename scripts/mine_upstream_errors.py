@@ -10,7 +10,7 @@ the CUDA runtime). One function per table, each writing one JSON file:
   and the strings of libnccl that word a WARN naming a cause (/dev/shm segments).
 - hf_hub_errors.json: huggingface_hub's exception classes and message templates (an old, the last 0.x
   and the newest release), transformers' wording for the same failures and urllib3's exceptions
-  under both, read with `ast`; and
+  under both, read with `ast`; the words compiled into tokenizers' and safetensors' Rust; and
   ModelScope's hub (VLLM_USE_MODELSCOPE=1 downloads from it), before and after its errors moved to
   the modelscope_hub package.
 - triton_errors.json: triton's NVIDIA driver and launcher build (an old release of the vLLM 0.7
@@ -79,6 +79,8 @@ MODELSCOPE_FILES = ("hub/errors.py", "hub/api.py", "hub/file_download.py", "hub/
 URLLIB3_VERSIONS = ("1.26.20", None)
 URLLIB3_FILES = ("exceptions.py",)
 MODELSCOPE_HUB_VERSIONS = (None,)
+TOKENIZERS_VERSIONS = ("0.15.2", None)
+SAFETENSORS_VERSIONS = ("0.4.5", None)
 MODELSCOPE_HUB_FILES = ("errors.py",)
 # 3.1 is torch 2.5's (vLLM 0.7); the newest links the driver's library by its soname.
 TRITON_VERSIONS = ("3.1.0", None)
@@ -327,8 +329,47 @@ def torch_nccl_wording(tmp: Path) -> list[Json]:
     return found
 
 
+def snippets(data: bytes, phrases: Iterable[str], around: int = 60) -> list[str]:
+    """Each place a compiled library holds one of `phrases`, with `around` bytes either side: a Rust
+    library's strings are not NUL-separated, so `strings` would print them run together."""
+    found: list[str] = []
+    for phrase in phrases:
+        for match in re.finditer(re.escape(phrase.encode()), data):
+            piece = data[max(0, match.start() - around) : match.end() + around]
+            found.append(re.sub(rb"[^\x20-\x7e]", b" ", piece).decode())
+    return list(dict.fromkeys(found))
+
+
+def native_table(tmp: Path, package: str, versions: Iterable[str | None], phrases: Iterable[str]) -> Json:
+    """The failure words compiled into a package's extension (tokenizers' and safetensors' Rust)."""
+    out: Json = {"versions": [], "wheels": [], "strings": {}}
+    for wanted in versions:
+        wheel = download(
+            spec_for(package, wanted),
+            tmp / f"{package}-{wanted or 'newest'}",
+            *("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64"),
+        )
+        version = wheel_version(wheel)
+        out["versions"].append(version)  # type: ignore[union-attr]
+        out["wheels"].append(wheel.name)  # type: ignore[union-attr]
+        with zipfile.ZipFile(wheel) as zipped:
+            found = [
+                piece
+                for name in zipped.namelist()
+                if name.endswith(".so")
+                for piece in snippets(zipped.read(name), phrases)
+            ]
+        out["strings"][version] = found  # type: ignore[index]
+        print(f"{wheel.name}: {len(found)} snippets", file=sys.stderr)
+    return out
+
+
 def hf_hub_table(tmp: Path) -> Json:
     out: Json = {}
+    # A tokenizer.json newer than the tokenizers installed; a weights file that is no safetensors
+    # file (a git-lfs pointer, a partial download).
+    out["tokenizers"] = native_table(tmp, "tokenizers", TOKENIZERS_VERSIONS, ("untagged enum",))
+    out["safetensors"] = native_table(tmp, "safetensors", SAFETENSORS_VERSIONS, ("deserializing header",))
     for package, versions, files in (
         ("huggingface_hub", HF_HUB_VERSIONS, HF_HUB_FILES),
         ("transformers", TRANSFORMERS_VERSIONS, TRANSFORMERS_FILES),

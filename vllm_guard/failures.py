@@ -162,6 +162,13 @@ CATALOGUE: tuple[Signature, ...] = (
     # (trl or a model's own code and the vLLM or transformers installed), a broken environment.
     _sig(K.BROKEN_INSTALL, 40, "got an unexpected keyword argument", r"^TypeError: \S+\(\) got an unexpected keyword argument", "python api_mismatch_errors: a call with a keyword the installed version does not take"),
     _sig(K.BROKEN_INSTALL, 40, "has no attribute", r"^AttributeError: module '[\w.]+' has no attribute", "python api_mismatch_errors: a module of the installed version without the name asked for"),
+    # Versions that do not fit the model: a tokenizer.json, a model type or a CUDA build newer or
+    # other than what is installed. No restart helps; an upgrade does.
+    _sig(K.BROKEN_INSTALL, 70, "untagged enum", r"data did not match any variant of untagged enum \w+", "tokenizers strings (0.15-0.23, serde's words): a tokenizer.json written by a newer tokenizers than the one installed"),
+    _sig(K.BROKEN_INSTALL, 70, "does not recognize this architecture", r"Transformers does not recognize this architecture", "transformers models/auto/configuration_auto.py (4.36-5.x): a model type newer than the transformers installed"),
+    _sig(K.BROKEN_INSTALL, 90, "not compiled with cuda", r"Torch not compiled with CUDA enabled", "torch cuda/__init__.py: a CPU build of torch under a vLLM built for CUDA"),
+    # A weights file that is no safetensors file: a git-lfs pointer cloned without LFS, a download cut short.
+    _sig(K.MODEL_NOT_FOUND, 80, "error while deserializing header", r"Error while deserializing header: \w+", "safetensors strings (0.4-0.8): a weights file that is not one (a git-lfs pointer, a partial download)"),
     # --- the command line ---
     _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
     _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
@@ -772,6 +779,8 @@ _ORIGINS: tuple[tuple[str, str], ...] = (
     (r"transformers", "transformers"),
     (r"urllib3|requests", "urllib3 and requests"),
     (r"modelscope", "ModelScope"),
+    (r"\btokenizers\b", "tokenizers"),
+    (r"\bsafetensors\b", "safetensors"),
     (r"\bray\b|Ray", "Ray"),
     (r"\btriton\b", "triton"),
     (r"torch", "torch"),

@@ -5,7 +5,8 @@ upstream/*_errors.json are read from the upstreams by scripts/mine_upstream_erro
 their binaries), and CPython's errors provoked in a subprocess. A signature whose `source` cites one
 of them (`ncclGetErrorString(N)`, `huggingface_hub <path>.py`, `transformers <path>.py`,
 `ray <path>`, `torch <path>`, `triton <path>.py`, `modelscope <path>.py`, `urllib3 <path>.py`,
-`libnccl strings`, `python <what>`) must have each of its needles in the cited text.
+`libnccl strings`, `tokenizers strings`, `safetensors strings`, `python <what>`) must have each of
+its needles in the cited text.
 """
 
 from __future__ import annotations
@@ -92,6 +93,8 @@ TEXTS: dict[str, dict[str, list[str]]] = {
     "modelscope": _source_texts(HF["modelscope"]),
     "modelscope_hub": _source_texts(HF["modelscope_hub"]),
     "urllib3": _source_texts(HF["urllib3"]),
+    "tokenizers": {"strings": [t for texts in HF["tokenizers"]["strings"].values() for t in texts]},
+    "safetensors": {"strings": [t for texts in HF["safetensors"]["strings"].values() for t in texts]},
     "libnccl": {"strings": [s for strings in NCCL["library_strings"].values() for s in strings]},
 }
 
@@ -217,6 +220,30 @@ def test_triton_and_modelscope_wording_is_theirs() -> None:
     assert "NotExistError" in TEXTS["modelscope_hub"]["errors.py"]
 
 
+def test_a_version_that_does_not_fit_the_model_is_named_from_the_upstreams_words() -> None:
+    # Each line as the upstream's own text makes it, its placeholders filled.
+    configuration = next(
+        t for t in TEXTS["transformers"]["models/auto/configuration_auto.py"] if "does not recognize" in t
+    )
+    unknown_type = (
+        "ValueError: " + configuration.replace("{config_dict['model_type']}", "qwen3").splitlines()[0]
+    )
+    assert classify([unknown_type]).kind == FailureKind.BROKEN_INSTALL
+    cpu_torch = next(t for t in TEXTS["torch"]["cuda/__init__.py"] if "not compiled with CUDA" in t)
+    assert classify([f"AssertionError: {cpu_torch}"]).kind == FailureKind.BROKEN_INSTALL
+    # serde names the enum after its words; which one depends on the part of tokenizer.json
+    enum = re.search(r"untagged enum ([A-Z][a-z]+[A-Z]?[a-z]*)", " ".join(TEXTS["tokenizers"]["strings"]))
+    assert enum is not None
+    newer_json = (
+        f"Exception: data did not match any variant of untagged enum {enum.group(1)} at line 1 column 9"
+    )
+    assert classify([newer_json]).kind == FailureKind.BROKEN_INSTALL
+    header = next(t for t in TEXTS["safetensors"]["strings"] if "deserializing header" in t)
+    assert "Error while deserializing header: " in header
+    pointer = "safetensors_rust.SafetensorError: Error while deserializing header: HeaderTooLarge"
+    assert classify([pointer]).kind == FailureKind.MODEL_NOT_FOUND
+
+
 def test_python_wording_is_cpythons_and_the_c_librarys() -> None:
     errors = PYTHON["import_errors"]
     assert errors["ModuleNotFoundError"].startswith("ModuleNotFoundError: No module named '")
@@ -245,7 +272,7 @@ class Citation(NamedTuple):
 
 CITATION = re.compile(
     r"ncclGetErrorString\((?P<codes>[\d., ]+)\)"
-    r"|(?<![\w.`/-])(?P<package>huggingface_hub|transformers|ray|torch|triton|modelscope_hub|modelscope|urllib3|libnccl)"
+    r"|(?<![\w.`/-])(?P<package>huggingface_hub|transformers|ray|torch|triton|modelscope_hub|modelscope|urllib3|libnccl|tokenizers|safetensors)"
     r"[ /](?P<path>\w[\w./#-]*\w)"
     r"|(?<![\w.`/-])python (?P<what>[A-Za-z_][\w.()]*)"
 )
@@ -268,7 +295,7 @@ def citations(source: str) -> list[Citation]:
         elif match["package"]:
             path = match["path"].removeprefix(match["package"] + "/")
             # `torch OOM`, `transformers OSError`: prose, not a path
-            if "/" in path or re.search(r"\.(py|so|json)\b", path) or match["package"] == "libnccl":
+            if "/" in path or re.search(r"\.(py|so|json)\b", path) or path == "strings":
                 found.append(Citation(match["package"], path))
         else:
             what = match["what"]
