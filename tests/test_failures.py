@@ -322,3 +322,13 @@ def test_a_line_holding_a_needle_reaches_its_signature(needle: str, signature: S
     # line (glued to its edges or not), the line must still reach the signature.
     for line in (needle, f"x {needle} y", f"abc{needle}xyz", f"({needle}).", f"_{needle}_"):
         assert signature in failures._candidates(line.lower()), line
+
+
+def test_the_hub_refusing_for_now_is_unreachable_and_vllms_own_500_is_not_the_hub() -> None:
+    # requests' raise_for_status words: '<code> Client Error: <reason> for url: <url>', and
+    # 'Server Error' for 5xx; huggingface_hub raises them as HfHubHTTPError.
+    rate = "requests.exceptions.HTTPError: 429 Client Error: Too Many Requests for url: https://huggingface.co/api/models/m"
+    down = "huggingface_hub.errors.HfHubHTTPError: 503 Server Error: Service Unavailable for url: https://huggingface.co/api/models/m/revision/main"
+    assert classify([rate]).kind == classify([down]).kind == FailureKind.HUB_UNREACHABLE
+    answered = '(APIServer pid=1) INFO:     10.0.0.1:5 - "POST /v1/chat/completions HTTP/1.1" 500 Internal Server Error'
+    assert classify([answered]).kind == FailureKind.UNKNOWN

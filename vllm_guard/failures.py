@@ -169,6 +169,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.BROKEN_INSTALL, 90, "not compiled with cuda", r"Torch not compiled with CUDA enabled", "torch cuda/__init__.py: a CPU build of torch under a vLLM built for CUDA"),
     # A weights file that is no safetensors file: a git-lfs pointer cloned without LFS, a download cut short.
     _sig(K.MODEL_NOT_FOUND, 80, "error while deserializing header", r"Error while deserializing header: \w+", "safetensors strings (0.4-0.8): a weights file that is not one (a git-lfs pointer, a partial download)"),
+    # CUDA initialized in vLLM's process before it forked its workers: the same every start until
+    # the start method changes (VLLM_WORKER_MULTIPROC_METHOD=spawn).
+    _sig(K.INVALID_ARGS, 65, "cannot re-initialize cuda in forked subprocess", r"Cannot re-initialize CUDA in forked subprocess", "torch cuda/__init__.py: CUDA was initialized before vLLM forked its workers"),
     # --- the command line ---
     _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
     _sig(K.INVALID_ARGS, 65, "error: argument", r"error: argument (?P<flag>--?[\w-]+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
@@ -193,6 +196,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.MODEL_NOT_FOUND, 80, "repo id must use alphanumeric chars", r"Repo id must use alphanumeric chars", "huggingface_hub utils/_validators.py HFValidationError, a path that is not there read as a repo id"),
     _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"huggingface\.co.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError|CERTIFICATE_VERIFY_FAILED)", "urllib3's and requests' connection errors, with the Hub's URL before the error's name"),
     _sig(K.HUB_UNREACHABLE, 70, "hf.co", r"\bhf\.co\b.*(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable|SSLError)|(Max retries exceeded|NameResolutionError|Temporary failure in name resolution).*\bhf\.co\b", "urllib3's and requests' connection errors for the Hub's CDN hosts (*.hf.co), where the weights come from"),
+    # The Hub answered but will not serve now: its rate limit, or a server error. Both pass.
+    _sig(K.HUB_UNREACHABLE, 70, "too many requests", r"\b429 (Client Error: )?Too Many Requests", "huggingface_hub utils/_http.py (0.36-1.x): the Hub's rate limit, and requests' '429 Client Error' before it"),
+    _sig(K.HUB_UNREACHABLE, 70, "server error", r"\b5\d\d Server Error: .*for url: \S*(huggingface\.co|hf\.co)", "huggingface_hub errors.py HfHubHTTPError around requests' 'N Server Error: reason for url: URL', for the Hub's URL (an access log's '500 Internal Server Error' is vLLM's own answer, not this)"),
     _sig(K.HUB_UNREACHABLE, 45, "nameresolutionerror", r"\bNameResolutionError\b", "urllib3 exceptions.py NameResolutionError (2.x), a failed DNS lookup: vLLM reaches the network only for the model"),
     _sig(K.HUB_UNREACHABLE, 45, "newconnectionerror", r"\bNewConnectionError\b", "urllib3 exceptions.py NewConnectionError (1.26-2.x), a refused or unreachable connection"),
     _sig(K.HUB_UNREACHABLE, 45, "connecttimeouterror", r"\bConnectTimeoutError\b", "urllib3 exceptions.py ConnectTimeoutError (1.26-2.x)"),
