@@ -332,3 +332,21 @@ def test_the_hub_refusing_for_now_is_unreachable_and_vllms_own_500_is_not_the_hu
     assert classify([rate]).kind == classify([down]).kind == FailureKind.HUB_UNREACHABLE
     answered = '(APIServer pid=1) INFO:     10.0.0.1:5 - "POST /v1/chat/completions HTTP/1.1" 500 Internal Server Error'
     assert classify([answered]).kind == FailureKind.UNKNOWN
+
+
+def test_a_local_entry_not_found_is_named_by_its_words_not_by_its_class() -> None:
+    # huggingface_hub's LocalEntryNotFoundError (file_download.py) holds EntryNotFoundError in its
+    # name but says either 'offline and not cached' or 'could not reach the Hub'.
+    offline = (
+        "huggingface_hub.errors.LocalEntryNotFoundError: Cannot find the requested files in the disk cache and "
+        "outgoing traffic has been disabled. To enable hf.co look-ups and downloads online, set 'local_files_only' to False."
+    )
+    unreachable = (
+        "huggingface_hub.errors.LocalEntryNotFoundError: An error happened while trying to locate the file on the Hub "
+        "and we cannot find the requested files in the local cache. Please check your connection and try again or make "
+        "sure your Internet connection is on."
+    )
+    assert classify([offline]).kind == FailureKind.MODEL_NOT_FOUND
+    assert classify([unreachable]).kind == FailureKind.HUB_UNREACHABLE
+    missing = "huggingface_hub.errors.EntryNotFoundError: 404 Client Error. Entry Not Found for url: https://huggingface.co/m/resolve/main/x"
+    assert classify([missing]).kind == FailureKind.MODEL_NOT_FOUND

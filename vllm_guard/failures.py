@@ -190,7 +190,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "requires --tool-call-parser", r"--enable-auto-tool-choice requires --tool-call-parser", "vllm/entrypoints/openai/cli_args.py (vLLM 0.6-0.28; later common/cli_args.py)"),
     _sig(K.INVALID_ARGS, 65, "is not supported with", r"VLLM_USE_V1=1 is not supported with", "vLLM 0.8 engine arguments' _raise_or_fallback (arg_utils.py), a NotImplementedError"),
     _sig(K.MODEL_NOT_FOUND, 80, "404 client error", r"404 Client Error", "requests' HTTPError wording for a file or revision the Hub does not have (huggingface_hub before 0.36 raised it as is)"),
-    _sig(K.MODEL_NOT_FOUND, 80, "entrynotfounderror", r"EntryNotFoundError", "huggingface_hub errors.py, a file the repository does not have"),
+    _sig(K.MODEL_NOT_FOUND, 80, "outgoing traffic has been disabled", r"outgoing traffic has been disabled", "huggingface_hub file_download.py and _snapshot_download.py LocalEntryNotFoundError: offline (HF_HUB_OFFLINE=1) and the model is not in the cache"),
+    # \b: LocalEntryNotFoundError is another error (offline or unreachable), named by its words above
+    _sig(K.MODEL_NOT_FOUND, 80, "entrynotfounderror", r"\bEntryNotFoundError", "huggingface_hub errors.py, a file the repository does not have"),
     _sig(K.MODEL_NOT_FOUND, 80, "revisionnotfounderror", r"RevisionNotFoundError", "huggingface_hub errors.py, a revision the repository does not have"),
     _sig(K.MODEL_NOT_FOUND, 80, "offline mode is enabled", r"offline mode is enabled", "huggingface_hub utils/_http.py OfflineModeIsEnabled: HF_HUB_OFFLINE=1 and the model is not cached"),
     _sig(K.MODEL_NOT_FOUND, 80, "repo id must use alphanumeric chars", r"Repo id must use alphanumeric chars", "huggingface_hub utils/_validators.py HFValidationError, a path that is not there read as a repo id"),

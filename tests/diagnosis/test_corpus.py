@@ -24,10 +24,10 @@ DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 # change of the catalogue. (2026-12-06: 41 newly collected logs, never tuned on, scored 14/17 and
 # 7/10 when they joined, which took the held-out third from 77/85 to 84/95: the floor follows the
 # larger corpus, and the issue note reports both figures.)
-HELD_OUT_FLOOR = 0.88
+HELD_OUT_FLOOR = 0.9
 DEVELOPMENT_FLOOR = 0.98
 # (permanent answered as restarting, recoverable answered as permanent), at most
-HELD_OUT_PERMANENCE_MISTAKES = (6, 2)
+HELD_OUT_PERMANENCE_MISTAKES = (6, 0)
 DEVELOPMENT_PERMANENCE_MISTAKES = (2, 0)
 
 # file → why the catalogue does not name it (yet).
