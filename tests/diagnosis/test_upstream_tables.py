@@ -376,3 +376,40 @@ def test_each_cited_phrase_is_in_the_upstream_table(signature: Signature, citati
         ]
         assert any(signature.pattern.search(line) for line in lines), (signature.pattern.pattern, citation)
         assert all(signature.needle in line.lower() for line in lines), (signature.needle, citation)
+
+
+# What each upstream exception class is, as `classify()` must read its name alone. A phrase that
+# matches a class it was not written for (LocalEntryNotFoundError holds EntryNotFoundError, Ray's
+# OutOfMemoryError is the host's memory) shows up here as an unexpected row.
+CLASS_KINDS = {
+    ("huggingface_hub", "EntryNotFoundError"): "model_not_found",
+    ("huggingface_hub", "GatedRepoError"): "hf_auth",
+    ("huggingface_hub", "RevisionNotFoundError"): "model_not_found",
+    ("modelscope", "NotExistError"): "model_not_found",
+    ("modelscope_hub", "NotExistError"): "model_not_found",
+    ("ray", "ActorDiedError"): "worker_died",
+    ("ray", "RayActorError"): "worker_died",
+    ("urllib3", "ConnectTimeoutError"): "hub_unreachable",
+    ("urllib3", "NameResolutionError"): "hub_unreachable",
+    ("urllib3", "NewConnectionError"): "hub_unreachable",
+}
+
+
+def test_each_upstream_exception_class_alone_is_read_as_what_it_is() -> None:
+    read = {}
+    for package, module, table in (  # the module each package's exceptions print under
+        ("huggingface_hub", "huggingface_hub.errors", HF["huggingface_hub"]),
+        ("transformers", "transformers", HF["transformers"]),
+        ("modelscope", "modelscope.hub.errors", HF["modelscope"]),
+        ("modelscope_hub", "modelscope_hub.errors", HF["modelscope_hub"]),
+        ("urllib3", "urllib3.exceptions", HF["urllib3"]),
+        ("ray", "ray.exceptions", RAY["ray"]),
+        ("torch", "torch", TORCH["torch"]),
+    ):
+        for name in table["classes"]:
+            kind = classify([f"{module}.{name}: see above"]).kind.value
+            if kind != "unknown":
+                read[(package, name)] = kind
+    # torch's own OutOfMemoryError is the GPU's, whatever phase: it has a test of its own
+    read.pop(("torch", "OutOfMemoryError"), None)
+    assert read == CLASS_KINDS
