@@ -81,6 +81,13 @@ def scan(chunk: bytes) -> tuple[list[Milestone], bool]:
     return [milestone for _, milestone in found], progressed
 
 
+def last(lines: list[str]) -> str | None:
+    """The name of the last milestone a whole log shows: what `serve` knows when vLLM ends, for
+    `diagnose`, which reads the same log from a file."""
+    found, _ = scan("\n".join(lines).encode(errors="replace"))
+    return found[-1].name if found else None
+
+
 def _describe(name: str, match: re.Match[bytes]) -> str:
     groups = {k: v.decode(errors="replace") for k, v in match.groupdict().items() if v is not None}
     if name == "weights loaded":

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vllm_guard import milestones
 from vllm_guard.failures import PERMANENT_KINDS, Failure, FailureKind, classify
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -56,10 +57,13 @@ def lines_of(case: dict[str, Any]) -> list[str]:
 
 def answer(case: dict[str, Any]) -> Failure:
     # The guard knows from /health whether vLLM was ready; the corpus records it per case.
+    # ... and the last milestone the log shows, as diagnose and serve both read it.
+    lines = lines_of(case)
     return classify(
-        lines_of(case),
+        lines,
         exit_status=case.get("exit_status"),
         ready=bool(case.get("ready_before_failure", False)),
+        milestone=milestones.last(lines),
     )
 
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
-from vllm_guard import policy_file, vllm_config, vllm_version
+from vllm_guard import milestones, policy_file, vllm_config, vllm_version
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import ADVICE, Failure, classify
 from vllm_guard.policy import Attempt, Facts, decide
@@ -45,7 +45,8 @@ def run(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
     except SystemExit as exc:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
     lines = _read(ns.logfile)
-    failure = classify(lines)
+    # the last milestone, as serve reads it from the output, so that both name a failure alike
+    failure = classify(lines, milestone=milestones.last(lines))
     if not failure.evidence:
         # nothing explains the end: the last thing vLLM said is still the evidence to show
         last = Redactor().text(next((line.strip() for line in reversed(lines) if line.strip()), ""))[:500]
