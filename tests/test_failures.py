@@ -350,3 +350,9 @@ def test_a_local_entry_not_found_is_named_by_its_words_not_by_its_class() -> Non
     assert classify([unreachable]).kind == FailureKind.HUB_UNREACHABLE
     missing = "huggingface_hub.errors.EntryNotFoundError: 404 Client Error. Entry Not Found for url: https://huggingface.co/m/resolve/main/x"
     assert classify([missing]).kind == FailureKind.MODEL_NOT_FOUND
+
+
+def test_torchs_words_for_a_cuda_runtime_that_cannot_start_are_the_drivers() -> None:
+    # c10/cuda CUDAFunctions.cpp, for cudaErrorInitializationError: no restart brings the driver up.
+    said = "RuntimeError: CUDA driver initialization failed, you might not have a CUDA gpu."
+    assert classify([said]).kind == FailureKind.CUDA_DRIVER

@@ -144,6 +144,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient", "cudaGetErrorString(35) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cuda driver combination", r"system has unsupported display driver / cuda driver combination", "cudaGetErrorString(803), a driver older than the CUDA it is paired with (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "forward compatibility", r"forward compatibility was attempted on non supported HW", "cudaGetErrorString(804), the compat package on a GPU it does not support (upstream/cuda_runtime_errors.json)"),
+    # torch's words for cudaErrorInitializationError (its CUDA build's c10/cuda CUDAFunctions.cpp):
+    # a driver that cannot start, or CUDA touched before vLLM forked its workers; no restart helps.
+    _sig(K.CUDA_DRIVER, 75, "cuda driver initialization failed", r"CUDA driver initialization failed", "torch's CUDA build, c10/cuda CUDAFunctions.cpp, for the runtime's 'initialization error' (in libc10_cuda.so; the CPU wheel mined here has none)"),
     _sig(K.CUDA_DRIVER, 75, "cuda-capable device", r"no CUDA-capable device is detected", "cudaGetErrorString(100) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cudaerror", r"cudaError(InsufficientDriver|NoDevice|NoKernelImageForDevice|SystemDriverMismatch|CompatNotSupportedOnDevice)\b", "cudaGetErrorName(35, 100, 209, 803, 804) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch's c10/cuda CUDAFunctions.cpp and cuda/__init__.py driver checks (in the CUDA wheel's libc10_cuda.so; the CPU wheel mined here has neither)"),
