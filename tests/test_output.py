@@ -91,13 +91,14 @@ def test_invalid_utf8_is_relayed_unchanged_and_decoded_for_the_tail(tmp_path: Pa
 
 def test_the_tail_keeps_the_last_lines_of_both_streams(tmp_path: Path) -> None:
     out, _ = make(tmp_path, max_bytes=64 << 20)
-    for i in range(5000):
+    written = TAIL_LINES + 1000
+    for i in range(written):
         out.feed(STDOUT if i % 2 else STDERR, f"line {i}\n".encode())
     out.close()
     tail = out.tail()
     assert len(tail) == TAIL_LINES
-    assert tail[-1] == "line 4999"
-    assert tail[0] == f"line {5000 - TAIL_LINES}"
+    assert tail[-1] == f"line {written - 1}"
+    assert tail[0] == f"line {written - TAIL_LINES}"
 
 
 def test_the_log_file_never_outgrows_its_cap(tmp_path: Path) -> None:

