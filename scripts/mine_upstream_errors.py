@@ -7,7 +7,7 @@ the CUDA runtime). One function per table, each writing one JSON file:
 
 - nccl_errors.json: `ncclGetErrorString(r)` of every ncclResult_t, read through ctypes from libnccl of
   the nvidia-nccl-cu11/cu12 wheels (libnccl links the CUDA runtime statically: no libcudart, no GPU),
-  and the strings of libnccl that word a WARN naming a cause (/dev/shm segments).
+  and the strings of libnccl that word a WARN naming a cause (/dev/shm segments, a CUDA call's error).
 - hf_hub_errors.json: huggingface_hub's exception classes and message templates (an old, the last 0.x
   and the newest release), transformers' wording for the same failures and urllib3's exceptions
   under both, read with `ast`; the words compiled into tokenizers' and safetensors' Rust; and
@@ -57,7 +57,7 @@ PROBES = ROOT.parent / "shared" / "vllm" / "gpu"
 
 NCCL_WHEELS = ("nvidia-nccl-cu11", "nvidia-nccl-cu12")
 # NCCL's own WARN lines (not result strings) that name a failure's cause.
-NCCL_PHRASES = ("shared memory segment",)
+NCCL_PHRASES = ("shared memory segment", "cuda failure")
 # An old release (vLLM 0.3 era), the last before the httpx rewrite, and the newest.
 HF_HUB_VERSIONS = ("0.20.3", "0.36.2", None)
 HF_HUB_FILES = (

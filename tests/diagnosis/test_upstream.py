@@ -77,3 +77,16 @@ def test_an_oom_the_api_server_reports_while_serving_is_a_runtime_one() -> None:
     handler = served[start : start + 8]
     assert classify(oom).kind == FailureKind.OOM_WEIGHTS  # nothing tells: the first phase
     assert classify(oom + handler).kind == FailureKind.OOM_RUNTIME
+
+
+def test_nccls_words_for_a_cuda_call_out_of_memory_are_an_oom() -> None:
+    # NCCL's WARN around the CUDA runtime's string for code 2, from both tables.
+    nccl = json.loads((HERE / "upstream" / "nccl_errors.json").read_text())
+    wrappers = {s for strings in nccl["library_strings"].values() for s in strings if "Cuda failure" in s}
+    assert "Cuda failure '%s'" in wrappers
+    said = next(iter(CUDA["2"]["strings"].values()))  # type: ignore[attr-defined]
+    for wrapper in ("Cuda failure '%s'", "Cuda failure %d '%s'"):
+        words = wrapper.replace("%d", "2").replace("%s", str(said))
+        assert classify([f"node:1:1 [0] enqueue.cc:267 NCCL WARN {words}"]).kind == FailureKind.OOM_WEIGHTS
+    other = "Cuda failure '%s'".replace("%s", str(next(iter(CUDA["1"]["strings"].values()))))  # type: ignore[attr-defined]
+    assert classify([f"NCCL WARN {other}"]).kind != FailureKind.OOM_WEIGHTS
