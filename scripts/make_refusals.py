@@ -45,7 +45,6 @@ REFUSING_CALLS = frozenset(
 MIN_CHARS = 24
 MIN_WORDS = 4
 _SPLIT = re.compile(r"\{\}|(?<=[.;:!?])\s+")
-_SPACE = re.compile(r"\s+")
 _EDGES = " \t'\"`()[]{},.;:="
 
 
@@ -59,14 +58,13 @@ def _miner() -> ModuleType:
     return module
 
 
-def normal(text: str) -> str:
-    return _SPACE.sub(" ", text).strip().lower()
+miner = _miner()
 
 
 def pieces(template: str) -> list[str]:
     """The parts of a message that a log shows verbatim, whatever was filled in."""
     out = []
-    for part in _SPLIT.split(normal(template)):
+    for part in _SPLIT.split(miner.normal(template)):
         piece = part.strip(_EDGES)
         if len(piece) >= MIN_CHARS and len(piece.split()) >= MIN_WORDS:
             out.append(piece)
@@ -75,7 +73,6 @@ def pieces(template: str) -> list[str]:
 
 def refusals(rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]) -> list[tuple[str, str, str]]:
     """(piece, file, first-last release) for each distinctive piece of a refusal."""
-    miner = sys.modules.get("mine_vllm_messages") or _miner()
     found: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
     others: list[str] = []
     for path, call, template, runs in rows:
@@ -85,7 +82,7 @@ def refusals(rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]) 
                 files.add(path)
                 versions.update(miner.expand(runs, mined))
         else:
-            others.append(normal(template))
+            others.append(miner.normal(template))
     table = []
     for piece, (files, versions) in sorted(found.items()):
         if any(piece in other for other in others):
@@ -117,17 +114,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 when the module is not up to date")
     opts = parser.parse_args(argv)
-    miner = _miner()
-    mined, table = miner.load(MESSAGES)
-    rows = [(m.path, m.call, m.template, miner.compress(v, mined)) for m, v in table.items()]
-    text = render(refusals(rows, mined))
+    mined, messages = miner.load(MESSAGES)
+    rows = [(m.path, m.call, m.template, miner.compress(v, mined)) for m, v in messages.items()]
+    table = refusals(rows, mined)
+    text = render(table)
     if opts.check:
         if MODULE.read_text() != text:
             print(f"{MODULE} is stale: run scripts/make_refusals.py", file=sys.stderr)
             return 1
         return 0
     MODULE.write_text(text)
-    print(f"wrote {text.count(chr(10)) - 10} refusals to {MODULE}", file=sys.stderr)
+    print(f"wrote {len(table)} refusals to {MODULE}", file=sys.stderr)
     return 0
 
 

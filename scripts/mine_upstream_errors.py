@@ -123,6 +123,20 @@ def download(spec: str, into: Path, *extra: str) -> Path:
     return next(into.glob("*.whl"))
 
 
+def binary_wheels(
+    tmp: Path, package: str, versions: Iterable[str | None], *platforms: str
+) -> Iterator[tuple[str, Path]]:
+    """(version, wheel) of each of `versions` (None: the newest), a CPython 3.11 Linux build."""
+    for wanted in versions:
+        wheel = download(
+            spec_for(package, wanted),
+            tmp / f"{package}-{wanted or 'newest'}",
+            *("--only-binary=:all:", "--python-version", "3.11"),
+            *(arg for platform_tag in platforms for arg in ("--platform", platform_tag)),
+        )
+        yield wheel_version(wheel), wheel
+
+
 def wheel_version(wheel: Path) -> str:
     return wheel.name.split("-")[1]
 
@@ -342,26 +356,21 @@ def snippets(data: bytes, phrases: Iterable[str], around: int = 60) -> list[str]
 
 def native_table(tmp: Path, package: str, versions: Iterable[str | None], phrases: Iterable[str]) -> Json:
     """The failure words compiled into a package's extension (tokenizers' and safetensors' Rust)."""
-    out: Json = {"versions": [], "wheels": [], "strings": {}}
-    for wanted in versions:
-        wheel = download(
-            spec_for(package, wanted),
-            tmp / f"{package}-{wanted or 'newest'}",
-            *("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64"),
-        )
-        version = wheel_version(wheel)
-        out["versions"].append(version)  # type: ignore[union-attr]
-        out["wheels"].append(wheel.name)  # type: ignore[union-attr]
+    versions_seen: list[str] = []
+    wheels: list[str] = []
+    strings: dict[str, list[str]] = {}
+    for version, wheel in binary_wheels(tmp, package, versions, "manylinux2014_x86_64"):
+        versions_seen.append(version)
+        wheels.append(wheel.name)
         with zipfile.ZipFile(wheel) as zipped:
-            found = [
+            strings[version] = [
                 piece
                 for name in zipped.namelist()
                 if name.endswith(".so")
                 for piece in snippets(zipped.read(name), phrases)
             ]
-        out["strings"][version] = found  # type: ignore[index]
-        print(f"{wheel.name}: {len(found)} snippets", file=sys.stderr)
-    return out
+        print(f"{wheel.name}: {len(strings[version])} snippets", file=sys.stderr)
+    return {"versions": versions_seen, "wheels": wheels, "strings": strings}
 
 
 def hf_hub_table(tmp: Path) -> Json:
@@ -395,13 +404,7 @@ def ray_table(tmp: Path) -> Json:
     table = SourceTable()
     raylet: dict[str, list[str]] = {}
     binaries: dict[str, dict[str, list[str]]] = {}
-    for wanted in RAY_VERSIONS:
-        wheel = download(
-            spec_for("ray", wanted),
-            tmp / f"ray-{wanted or 'newest'}",
-            *("--only-binary=:all:", "--python-version", "3.11", "--platform", "manylinux2014_x86_64"),
-        )
-        version = wheel_version(wheel)
+    for version, wheel in binary_wheels(tmp, "ray", RAY_VERSIONS, "manylinux2014_x86_64"):
         table.versions.append(version)
         table.wheels.append(wheel.name)
         with zipfile.ZipFile(wheel) as zipped:
@@ -427,14 +430,8 @@ def ray_table(tmp: Path) -> Json:
 
 def triton_table(tmp: Path) -> Json:
     table = SourceTable()
-    for wanted in TRITON_VERSIONS:
-        wheel = download(
-            spec_for("triton", wanted),
-            tmp / f"triton-{wanted or 'newest'}",
-            *("--only-binary=:all:", "--python-version", "3.11"),
-            *("--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64"),
-        )
-        version = wheel_version(wheel)
+    platforms = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
+    for version, wheel in binary_wheels(tmp, "triton", TRITON_VERSIONS, *platforms):
         table.versions.append(version)
         table.wheels.append(wheel.name)
         for path, source in wheel_sources(wheel, "triton", TRITON_FILES):

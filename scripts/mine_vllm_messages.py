@@ -523,7 +523,8 @@ def uncovered(
             continue
         if any(covered(message.template, s.needle, s.pattern) for s in signatures):
             continue
-        if any(piece in normal(message.template) for piece in refused):
+        said = normal(message.template)
+        if any(piece in said for piece in refused):
             continue
         rows.append((message, versions))
     return rows

@@ -392,6 +392,12 @@ class _Hit:
     match: re.Match[str]
 
 
+def _inner_words(literal: str) -> list[str]:
+    """The whole words inside a literal: a word at its edge may run on in a line (a placeholder
+    or a longer word was there), so only these key a lookup."""
+    return [m.group() for m in _WORD.finditer(literal) if m.start() > 0 and m.end() < len(literal)]
+
+
 def _needle_index() -> dict[str, tuple[tuple[str, tuple[Signature, ...]], ...]]:
     """Each needle once, with the signatures it opens, under one of its inner whole words (a word
     at a needle's edge may run on in the line), or under "" when it has none: a line is tested
@@ -403,7 +409,7 @@ def _needle_index() -> dict[str, tuple[tuple[str, tuple[Signature, ...]], ...]]:
             grouped.setdefault(needle, []).append(signature)
     index: dict[str, list[tuple[str, tuple[Signature, ...]]]] = {}
     for needle, signatures in grouped.items():
-        inner = [m.group() for m in _WORD.finditer(needle) if m.start() > 0 and m.end() < len(needle)]
+        inner = _inner_words(needle)
         index.setdefault(max(inner, key=len) if inner else "", []).append((needle, tuple(signatures)))
     return {key: tuple(entries) for key, entries in index.items()}
 
@@ -502,7 +508,7 @@ def classify(
 _REFUSAL_RANK = 25
 _WORD = re.compile(r"[a-z0-9_]{4,}")
 # A vLLM log line at INFO, WARNING or DEBUG reports; it never carries a refusal.
-_REPORTING = re.compile(r"\b(INFO|WARNING|DEBUG)\s+\d\d-\d\d \d\d:\d\d:\d\d")
+_REPORTING = re.compile(r"\b(INFO|WARNING|DEBUG)\s+\d\d-\d\d \d\d:\d\d:\d\d", re.IGNORECASE)
 
 
 def _refusal_index() -> dict[str, tuple[tuple[str, str], ...]]:
@@ -511,9 +517,7 @@ def _refusal_index() -> dict[str, tuple[tuple[str, str], ...]]:
     inner words key; a piece with none is under "", which every line is tested against."""
     inner: dict[str, list[str]] = {}
     for piece, _, _ in REFUSALS:
-        inner[piece] = [
-            m.group() for m in _WORD.finditer(piece) if m.start() > 0 and m.end() < len(piece)
-        ] or [""]
+        inner[piece] = _inner_words(piece) or [""]
     counts: dict[str, int] = {}
     for words in inner.values():
         for word in set(words):
@@ -547,7 +551,7 @@ def _refusals_in(low: str, words: set[str] | None = None) -> list[Signature]:
         for piece, source in _REFUSAL_INDEX.get(word, ())
         if piece in low
     ]
-    if not found or _REPORTING.search(low.upper()):
+    if not found or _REPORTING.search(low):
         return []
     out = []
     for piece, source in found:
@@ -812,14 +816,18 @@ def origin(source: str) -> str:
     return min(found)[1] if found else "other"
 
 
+def _phrases_of(kind: FailureKind) -> list[Signature]:
+    """A kind's signatures as the docs list them: any OOM's under oom_weights, its default."""
+    return [s for s in CATALOGUE if s.kind == kind or (s.kind == OOM and kind == K.OOM_WEIGHTS)]
+
+
 def families() -> list[tuple[str, str, list[str]]]:
     """(kind, origin, needles) for each family of the catalogue, in the catalogue's kind order."""
     grouped: dict[tuple[str, str], list[str]] = {}
     for kind in FailureKind:
-        for signature in CATALOGUE:
-            if signature.kind == kind or (signature.kind == OOM and kind == K.OOM_WEIGHTS):
-                label = "any OOM" if signature.kind == OOM else kind.value
-                grouped.setdefault((label, origin(signature.source)), []).extend(signature.needles)
+        for signature in _phrases_of(kind):
+            label = "any OOM" if signature.kind == OOM else kind.value
+            grouped.setdefault((label, origin(signature.source)), []).extend(signature.needles)
         if kind == K.INVALID_ARGS:
             grouped[(kind.value, "vLLM (the refusal table)")] = [f"{len(REFUSALS)} sentences"]
     return [(kind, where, needles) for (kind, where), needles in grouped.items()]
@@ -841,7 +849,7 @@ def catalogue_table() -> str:
         "|---|---|---|---|---|",
     ]
     for kind in FailureKind:
-        phrases = [s for s in CATALOGUE if s.kind == kind or (s.kind == OOM and kind == K.OOM_WEIGHTS)]
+        phrases = _phrases_of(kind)
         restart = "no (permanent)" if kind in PERMANENT_KINDS else "yes"
         if not phrases:
             rows.append(f"| `{kind.value}` | {MEANING[kind]} | - | - | {restart} |")
