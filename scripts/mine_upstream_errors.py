@@ -18,8 +18,10 @@ the CUDA runtime). One function per table, each writing one JSON file:
 - ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm messages in ray/_private/, and
   the strings of the raylet, the GCS server and _raylet.so that word the C++ side of the same failures
   (out of memory, /dev/shm, a dead worker or actor, a fatal signal).
-- torch_errors.json: torch's Python-side CUDA wording and the strings in the CPU wheel's libraries; the
-  C++ CUDA OOM text is not in a CPU wheel, so the H100 probes in ../shared/vllm/gpu are cited for it.
+- torch_errors.json: torch's Python-side CUDA wording, the strings in the CPU wheel's libraries, and
+  those of the CUDA wheel's c10/cuda and libtorch_cuda (the driver and device-count errors, CUDA graph
+  capture, the NCCL watchdog: words a CPU wheel has not got); the H100 probes in ../shared/vllm/gpu
+  show the C++ CUDA OOM text as printed.
 - python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
   and missing-library shapes from two tiny extensions built with gcc), argparse's refusals, a taken
   port, faulthandler's banners, pydantic's validation title, the errors of a call into a package of
@@ -106,6 +108,17 @@ TORCH_PHRASES = (
     "total capacity",
     "nvidia driver",
     "no cuda gpus",
+)
+# PyPI's default Linux torch wheel is the CUDA build (~900 MB; only two of its libraries are read).
+TORCH_CUDA = "torch==2.9.1"
+TORCH_CUDA_LIBRARIES = ("torch/lib/libc10_cuda.so", "torch/lib/libtorch_cuda.so")
+TORCH_CUDA_PHRASES = (
+    *TORCH_PHRASES,
+    "cuda unknown error",
+    "cudagetdevicecount",
+    "driver initialization",
+    "capture",
+    "watchdog caught",
 )
 TORCH_NAMES = r"OutOfMemoryError|AcceleratorError|CudaError\b|CUDA error|NVIDIA driver|No CUDA GPUs"
 SIGNALS = ("SIGKILL", "SIGBUS", "SIGSEGV", "SIGABRT", "SIGTERM", "SIGINT", "SIGILL", "SIGFPE", "SIGPIPE")
@@ -332,6 +345,14 @@ def torch_wheel(tmp: Path) -> Path:
     return next(where.glob("*.whl")) if where.is_dir() else download(TORCH, where)
 
 
+def torch_cuda_wheel(tmp: Path) -> Path:
+    where = tmp / "torch-cuda"
+    if where.is_dir():
+        return next(where.glob("*.whl"))
+    platform = ("--only-binary", ":all:", "--python-version", "3.11", "--platform", "manylinux_2_28_x86_64")
+    return download(TORCH_CUDA, where, *platform)
+
+
 def torch_nccl_wording(tmp: Path) -> list[Json]:
     found: list[Json] = []
     with zipfile.ZipFile(torch_wheel(tmp)) as zipped:
@@ -473,6 +494,12 @@ def torch_table(tmp: Path) -> Json:
             lines[path] = [line.strip() for line in source.splitlines() if re.search(TORCH_NAMES, line)]
         for name in ("torch/lib/libc10.so", "torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so"):
             libraries[name.removeprefix("torch/")] = near(printable_strings(zipped.read(name)), TORCH_PHRASES)
+    cuda_wheel = torch_cuda_wheel(tmp)
+    with zipfile.ZipFile(cuda_wheel) as zipped:
+        for name in TORCH_CUDA_LIBRARIES:
+            # a message, not a mangled symbol that names a function about capturing
+            found = near(printable_strings(zipped.read(name)), TORCH_CUDA_PHRASES)
+            libraries[name.removeprefix("torch/")] = [text for text in found if " " in text.strip()]
     runtime: dict[str, list[str]] = {}
     for probe in sorted(PROBES.glob("h100-probe*.json")):
         for key, texts in _probe_texts(json.loads(probe.read_text())):
@@ -483,9 +510,11 @@ def torch_table(tmp: Path) -> Json:
         "torch": table.as_json(),
         "python_lines": lines,
         "libraries": libraries,
+        "cuda_wheel": cuda_wheel.name,
         "runtime": runtime,
-        "note": "The CPU wheel lacks c10/cuda (libc10_cuda.so), so the C++ 'CUDA out of memory. Tried to "
-        "allocate' text is cited from real runs on an H100 (../shared/vllm/gpu, torch 2.11).",
+        "note": f"lib/libc10_cuda.so and lib/libtorch_cuda.so are {cuda_wheel.name}'s (the CPU wheel has "
+        "neither); the C++ 'CUDA out of memory. Tried to allocate' text is also cited as printed on an "
+        "H100 (../shared/vllm/gpu, torch 2.11).",
     }
 
 

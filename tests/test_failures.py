@@ -369,6 +369,36 @@ def test_torchs_words_for_a_cuda_runtime_that_cannot_start_are_the_drivers() -> 
     # c10/cuda CUDAFunctions.cpp, for cudaErrorInitializationError: no restart brings the driver up.
     said = "RuntimeError: CUDA driver initialization failed, you might not have a CUDA gpu."
     assert classify([said]).kind == FailureKind.CUDA_DRIVER
+    # The same file when counting the devices fails (upstream/torch_errors.json, the CUDA wheel's
+    # lib/libc10_cuda.so), with a CUDA runtime string after the code (upstream/cuda_runtime_errors.json).
+    counting = (
+        "Unexpected error from cudaGetDeviceCount(). Did you run some cuda functions before calling "
+        "NumCudaDevices() that might have already set an error? Error {}"
+    )
+    unknown = (
+        "RuntimeError: CUDA unknown error - this may be due to an incorrectly set up environment, e.g. "
+        "changing env variable CUDA_VISIBLE_DEVICES after program start. Setting the available devices to be zero."
+    )
+    for line in (counting.format("999: unknown error"), counting.format("304: OS call failed or operation not supported on this OS"), unknown):  # fmt: skip
+        assert classify([line]).kind == FailureKind.CUDA_DRIVER, line
+    # a full GPU answers the count with cudaErrorMemoryAllocation: no driver fault
+    assert classify([counting.format("2: out of memory")]).kind == FailureKind.UNKNOWN
+
+
+def test_torchs_refusals_inside_a_graph_capture_are_capture_failures() -> None:
+    # TORCH_CHECKs of the CUDA wheel's lib/libtorch_cuda.so and lib/libc10_cuda.so (upstream/torch_errors.json)
+    for said in (
+        "RuntimeError: Capture must end on the same stream it began on.",
+        "RuntimeError: CUDA graphs must be captured on a non-default stream. (However, after capture, it's ok to replay them on the default stream.)",
+        "RuntimeError: Only one capture at a time is allowed in a process.",
+    ):  # fmt: skip
+        assert classify([said, WRAPPER]).kind == FailureKind.OOM_CUDA_GRAPH, said
+    # its warning that an empty graph was captured is no cause
+    warned = (
+        "UserWarning: The CUDA Graph is empty. This usually means that the graph was attempted to be "
+        "captured on wrong device or stream."
+    )
+    assert classify([warned, WRAPPER]).kind == FailureKind.WORKER_DIED
 
 
 DATA = Path(__file__).resolve().parent / "data"
