@@ -422,6 +422,7 @@ def test_a_refusal_vllms_own_code_raises_is_permanent_and_pythons_own_error_is_n
     ]
     assert classify([*library[: raised + 2], WRAPPER]).kind == FailureKind.WORKER_DIED
     assert classify(real, ready=True).kind == FailureKind.WORKER_DIED
+    assert classify(real, milestone="api server up").kind == FailureKind.WORKER_DIED
     # A catalogue phrase still wins over it: vLLM's KV-cache refusal is a ValueError raised the same way.
     assert classify([*real[: raised + 2], KV_TOO_SMALL, WRAPPER]).kind == FailureKind.MAX_MODEL_LEN_TOO_LARGE
 

@@ -510,7 +510,8 @@ def classify(
                     else "died while capturing CUDA graphs"
                 ),
             )
-        raised = _raised_on_purpose(raw)
+        # Once the API server was up, such an exception belongs to a request, not to the start.
+        raised = _raised_on_purpose(raw) if _MILESTONE_PHASE.get(milestone or "") != _SERVING else None
         if raised is not None:
             return Failure(raised[0], _evidence(raised[1]))
     if hits:
