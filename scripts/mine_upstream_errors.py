@@ -90,6 +90,7 @@ TRITON_FILES = ("backends/nvidia/driver.py", "runtime/build.py", "common/build.p
 RAY_VERSIONS = ("2.9.3", None)
 RAYLET_PHRASES = (
     "low on memory",
+    "memory usage threshold",
     "/dev/shm",
     "exceeds memory available",
     "killed by the oom killer",

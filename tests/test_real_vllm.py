@@ -212,6 +212,13 @@ class Unfixable:
     vllm_args: list[str]
     kind: str
     evidence: str
+    code: str = ""  # the model's own configuration module, where it has one
+
+
+REMOTE_CONFIG: dict[str, object] = {
+    "model_type": "tinyremote",
+    "auto_map": {"AutoConfig": "configuration_tinyremote.TinyRemoteConfig"},
+}
 
 
 UNFIXABLE = {
@@ -225,11 +232,22 @@ UNFIXABLE = {
     ),
     # The model's own code imports a package this environment lacks; vLLM has logged by then.
     "model-code-imports-a-missing-package": Unfixable(
-        {"model_type": "tinyremote", "auto_map": {"AutoConfig": "configuration_tinyremote.TinyRemoteConfig"}},
+        REMOTE_CONFIG,
         ["--trust-remote-code"],
         "broken_install",
         "ImportError: This modeling file requires the following packages that were not found in your "
         "environment: flash_attn_interface_missing",
+        "import flash_attn_interface_missing\nfrom transformers import LlamaConfig\n\n\n"
+        'class TinyRemoteConfig(LlamaConfig):\n    model_type = "tinyremote"\n',
+    ),
+    # The model's own code, written for another transformers, fails while it is imported.
+    "model-code-written-for-another-transformers": Unfixable(
+        REMOTE_CONFIG,
+        ["--trust-remote-code"],
+        "broken_install",
+        "AttributeError: type object 'LlamaConfig' has no attribute 'attribute_map_of_an_older_transformers'",
+        "from transformers import LlamaConfig\n\nLLAMA_DEFAULTS = LlamaConfig.attribute_map_of_an_older_transformers\n\n\n"
+        'class TinyRemoteConfig(LlamaConfig):\n    model_type = "tinyremote"\n',
     ),
 }
 
@@ -241,10 +259,8 @@ def test_a_failure_no_restart_fixes_stops_after_one_attempt(
     case = UNFIXABLE[name]
     kind, evidence = case.kind, case.evidence
     model = tiny_variant(real_vllm, tmp_path / "model", **case.variant)
-    (model / "configuration_tinyremote.py").write_text(
-        "import flash_attn_interface_missing\nfrom transformers import LlamaConfig\n\n\n"
-        'class TinyRemoteConfig(LlamaConfig):\n    model_type = "tinyremote"\n'
-    )
+    if case.code:
+        (model / "configuration_tinyremote.py").write_text(case.code)
     guard = start_guard(
         real_vllm, tmp_path, port, [*case.vllm_args, "--max-model-len", "256"], model=str(model)
     )

@@ -290,7 +290,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "in acquire_read", r"shm_broadcast\.py\S*, line \d+, in acquire_read", "the frame of vLLM's shm_broadcast.py acquire_read (distributed/device_communicators, 0.6-0.34), which raises a bare TimeoutError when the other side of the queue stops answering"),
     # Ray's memory monitor killing a worker for the host's memory, not the GPU's: ray.exceptions
     # has an OutOfMemoryError of its own, kept out of the GPU phrase above.
-    _sig(K.WORKER_DIED, 0, "running low on memory", r"killed due to the node running low on memory", "ray core/src/ray/raylet/raylet (2.9-2.60), with Ray's own OutOfMemoryError class: the host's memory, not the GPU's"),
+    _sig(K.WORKER_DIED, 0, "running low on memory|exceeds the memory usage threshold", r"killed due to the node running low on memory|which exceeds the memory usage threshold of [\d.]+\. Ray killed this worker", "ray core/src/ray/raylet/raylet (2.9-2.60), its memory monitor's words, with Ray's own OutOfMemoryError class: the host's memory, not the GPU's"),
     _sig(K.WORKER_DIED, 0, "rpc call to", r"RPC call to \w+ timed out", "vllm/v1/executor/multiproc_executor.py (vLLM 0.6-0.34), a TimeoutError"),
     _sig(K.WORKER_DIED, 0, "nccl error", r"NCCL error.*(unhandled cuda error|unhandled system error|internal error|remote process exited or there was a network error)", "ncclGetErrorString(1..3, 6) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
     _sig(K.WORKER_DIED, 0, "watchdog caught collective operation timeout", r"Watchdog caught collective operation timeout", "torch ProcessGroupNCCL's watchdog: a collective timed out"),
@@ -694,6 +694,16 @@ _IMPORT_FAILED = re.compile(r"^([\w.]+\.)?(ImportError|ModuleNotFoundError): ")
 # How the two rules read in the catalogue's documentation.
 RAISED_REFUSAL = "`ValueError`, `NotImplementedError`, `TypeError` or `KeyError` raised by vLLM"
 FAILED_IMPORT = "`ImportError` or `ModuleNotFoundError` at the bottom of a traceback"
+# transformers' check of --trust-remote-code raises ValueError for nothing else (its
+# dynamic_module_utils.py, upstream/hf_hub_errors.json): the frame names the failure even where
+# the message is cut.
+_TRUST_FRAME = re.compile(
+    r'/transformers/dynamic_module_utils\.py", line \d+, in (resolve_trust_remote_code|_raise_timeout_error)$'
+)
+# The frames Python runs a module's top level in: `<module>` of a file run as a script (the first
+# frame of its traceback, or runpy's _run_code's callee) or of one being imported. A failure under
+# the second is the environment's: that module cannot be imported here.
+_RUNPY = re.compile(r'^File "<frozen runpy>"|runpy\.py", line \d+, in _run')
 _VLLM_FRAME = re.compile(r'^File "([^"]*/)?vllm/[^"]*\.py", line \d+, in ')
 _HANDLED = "During handling of the above exception"  # the exception above led to another: not the cause
 _CHAINED = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
@@ -706,32 +716,49 @@ _CARRIED_ON = re.compile(
 
 def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
     """The first exception of the log that no restart gets past: a refusal vLLM's own code
-    raised (INVALID_ARGS), or a failed import (BROKEN_INSTALL); None when there is none."""
-    frame_at, in_vllm, code = -1, False, ""
+    raised (INVALID_ARGS), transformers' refusal of remote code (TRUST_REMOTE_CODE), a failed
+    import or any exception while a module was being imported (BROKEN_INSTALL); None when there
+    is none."""
+    frame_at, frame, code = -1, "", ""
+    frames = 0  # frames of the traceback so far, runpy's not counted
+    headed = False  # its "Traceback (most recent call last):" was seen: an excerpt may start inside one
+    importing = False  # a module's top level runs under a caller: an import is under way
     before, carried_on = "", False  # the last line outside a traceback's body; its traceback's fate
     for index, line in enumerate(lines):
         text = clean(line)
         if text.startswith("Traceback (most recent call last)"):
             if not _CHAINED.search(before):
                 carried_on = bool(_CARRIED_ON.search(before))
+            frames, headed, importing = 0, True, False
             continue
         if text.startswith('File "'):
-            frame_at, in_vllm, code = index, bool(_VLLM_FRAME.search(text)), ""
+            frame_at, frame, code = index, text, ""
+            if not _RUNPY.search(text):
+                importing = importing or (text.endswith(", in <module>") and (frames > 0 or not headed))
+                frames += 1
             continue
+        exception = _ERROR_LINE.search(text)
         refusing = _REFUSING.search(text)
         failed_import = _IMPORT_FAILED.search(text)
-        if index == frame_at + 1 and not (refusing or failed_import or _ERROR_LINE.search(text)):
+        if index == frame_at + 1 and not (refusing or failed_import or exception):
             code = text  # the frame's source line (absent where Python could not read the file)
             continue
         if text:
             before = text
-        if carried_on or not (refusing or failed_import) or _REPORTING.search(line):
+        if exception:  # the traceback ends here; a chained one has a header of its own
+            frames, headed, importing_now, importing = 0, False, importing, False
+        else:
+            importing_now = False
+        if carried_on or not (refusing or failed_import or exception) or _REPORTING.search(line):
             continue
         if any(_HANDLED in after for after in lines[index + 1 : index + 4]):
             continue
-        if failed_import:
+        recent = index - frame_at <= _CONFIG_REACH
+        if failed_import or (importing_now and recent):
             return K.BROKEN_INSTALL, text
-        if in_vllm and code.startswith("raise ") and index - frame_at <= _CONFIG_REACH:
+        if refusing and recent and _TRUST_FRAME.search(frame):
+            return K.TRUST_REMOTE_CODE, text
+        if refusing and recent and _VLLM_FRAME.search(frame) and code.startswith("raise "):
             return K.INVALID_ARGS, text
     return None
 
@@ -913,7 +940,12 @@ def families() -> list[tuple[str, str, list[str]]]:
             ]
         if kind == K.BROKEN_INSTALL:
             grouped[(kind.value, "Python (a traceback's failed import, when nothing above matched)")] = [
-                "ImportError, ModuleNotFoundError ending a traceback"
+                "ImportError, ModuleNotFoundError ending a traceback",
+                "any exception under a module being imported",
+            ]
+        if kind == K.TRUST_REMOTE_CODE:
+            grouped[(kind.value, "transformers (its frame, when nothing above matched)")] = [
+                "ValueError in resolve_trust_remote_code"
             ]
     return [(kind, where, needles) for (kind, where), needles in grouped.items()]
 
@@ -963,8 +995,15 @@ def catalogue_table() -> str:
         if kind == K.BROKEN_INSTALL:
             rows.append(
                 f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
-                f"| {FAILED_IMPORT}, unless its traceback was handled or vLLM logged it and went on "
+                f"| {FAILED_IMPORT}, or any exception under a `<module>` frame that has callers (a module being "
+                f"imported), unless its traceback was handled or vLLM logged it and went on "
                 f"| Python's import system | {restart} |"
+            )
+        if kind == K.TRUST_REMOTE_CODE:
+            rows.append(
+                f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
+                f"| a `ValueError` under transformers' `resolve_trust_remote_code` or `_raise_timeout_error` frame "
+                f"| transformers dynamic_module_utils.py, which raises it there for nothing else | {restart} |"
             )
     return "\n".join(rows) + "\n"
 
