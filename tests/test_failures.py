@@ -185,6 +185,13 @@ def test_capabilities_are_strings_like_7_5() -> None:
     assert failure.numbers == {"min_compute_capability": "8.0", "compute_capability": "7.5"}
 
 
+def test_colour_codes_a_paste_spelt_out_are_stripped_too() -> None:
+    # tests/diagnosis/fixtures/unsupported_dtype_or_quant/n4-pascal-pkgs-ci-5-p100-too-old-for-triton.log
+    line = "ESC[1;36m(VllmWorkerProcess pid=62)ESC[0;0m ERROR 12-26 16:20:28 multiproc_worker_utils.py:236]     raise RuntimeError("
+    assert clean(line) == "raise RuntimeError("
+    assert clean("^[[1;36m(VllmWorkerProcess pid=62)^[[0;0m INFO 12-26 16:20:28 x.py:1] ok") == "ok"
+
+
 def test_cleaning_strips_what_wraps_a_line() -> None:
     raw = "2024-09-05T00:38:34.123456789Z stdout F \x1b[1;31m(EngineCore_DP0 pid=42) ERROR 11-27 05:24:43 [core.py:1115] \x1b[0mboom\r"
     assert clean(raw) == "boom"

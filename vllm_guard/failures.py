@@ -364,7 +364,8 @@ _REQUESTED_STOP = re.compile(
 # process's traceback often follows the worker's error line).
 _PHASE_LOOKAHEAD = 60
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# A colour code as the terminal sent it, or as a paste spelt out its escape ("ESC[0;0m", "^[[0m").
+_ANSI = re.compile(r"(\x1b|\bESC|\^\[)\[[0-9;?]*[A-Za-z]")
 # Docker/kubectl timestamps and CRI stream tags, vLLM's process prefixes, and its logger header.
 _PREFIXES = (
     re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\]\s*"),  # Ray's C++ log header
