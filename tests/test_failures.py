@@ -471,3 +471,12 @@ def test_transformers_refusing_remote_code_is_named_by_its_frame_when_its_words_
     frame = '  File "/venv/lib/python3.12/site-packages/transformers/dynamic_module_utils.py", line 678, in resolve_trust_remote_code'
     cut = ["Traceback (most recent call last):", frame, "    raise ValueError(", "ValueError: Loading deepse"]
     assert classify(cut).kind == FailureKind.TRUST_REMOTE_CODE
+
+
+def test_a_refusal_is_found_however_vllm_spaced_its_words() -> None:
+    # vllm/config.py 0.5.5 (upstream/vllm_messages.json) has two spaces inside this sentence; the
+    # refusal table spaces its sentences once.
+    said = "NotImplementedError: Pipeline parallelism is only supported for the following  architectures: ['LlamaForCausalLM']."
+    failure = classify([said])
+    assert failure.kind == FailureKind.INVALID_ARGS
+    assert failure.evidence == said

@@ -201,6 +201,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "invalid reasoning parser", r"invalid reasoning parser: (?P<value>\S+)", "vllm/entrypoints/openai/api_server.py (vLLM 0.7-0.28; later common/cli_args.py), a KeyError"),
     _sig(K.INVALID_ARGS, 65, "is not supported", r"Load format `[^`]*` is not supported", "vllm/model_executor/model_loader/__init__.py (vLLM 0.10-0.34)"),
     _sig(K.INVALID_ARGS, 65, "unknown load_format", r"Unknown load_format: \S+", "vllm/model_executor/model_loader/default_loader.py (vLLM 0.9-0.34; loader.py before)"),
+    # A quantized checkpoint that tensor parallelism cuts into shards its kernel cannot run:
+    # vLLM's own advice is a smaller --tensor-parallel-size (or another quantization).
+    _sig(K.INVALID_ARGS, 65, "size_per_partition", r"(input|output|intermediate)_size_per_partition\b.{0,80}?(is not divisible by|to be divisible by|must be divisible by|divisible by|not a multiple of)", "vllm/model_executor/layers/quantization/utils/marlin_utils.py, vllm/model_executor/layers/quantization/utils/bitblas_utils.py, vllm/model_executor/layers/quantization/gptq_marlin_24.py, vllm/model_executor/layers/quantization/fp8.py (vLLM 0.5.5-0.34.0; and the MXFP4/MXFP8/INC/Quark methods): weight shards not divisible by the kernel's tile or group"),
     _sig(K.INVALID_ARGS, 65, "must be divisible by tensor parallel size", r"must be divisible by tensor parallel size \((?P<tensor_parallel_size>\d+)\)", "vllm/config/model.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.INVALID_ARGS, 65, "requires --tool-call-parser", r"--enable-auto-tool-choice requires --tool-call-parser", "vllm/entrypoints/openai/cli_args.py (vLLM 0.6-0.28; later common/cli_args.py)"),
     _sig(K.INVALID_ARGS, 65, "is not supported with", r"VLLM_USE_V1=1 is not supported with", "vLLM 0.8 engine arguments' _raise_or_fallback (arg_utils.py), a NotImplementedError"),
@@ -569,6 +572,8 @@ def _candidates(low: str) -> list[Signature]:
 
 def _refusals_in(low: str, words: set[str] | None = None) -> list[Signature]:
     """The refusals of vLLM's configuration that a lowercased log line (its `words`) contains."""
+    if "  " in low:  # the table's sentences are spaced once; vLLM's source is not always
+        low = " ".join(low.split())
     found = [
         (piece, source)
         for word in (words if words is not None else {"", *_WORD.findall(low)})
@@ -582,7 +587,7 @@ def _refusals_in(low: str, words: set[str] | None = None) -> list[Signature]:
         signature = _REFUSAL_SIGNATURES.get(piece)
         if signature is None:
             signature = _REFUSAL_SIGNATURES[piece] = _sig(
-                K.INVALID_ARGS, _REFUSAL_RANK, piece, re.escape(piece), source
+                K.INVALID_ARGS, _REFUSAL_RANK, piece, r"\s+".join(map(re.escape, piece.split(" "))), source
             )
         out.append(signature)
     return out
