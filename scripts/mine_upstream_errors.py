@@ -14,7 +14,8 @@ the CUDA runtime). One function per table, each writing one JSON file:
   ModelScope's hub (VLLM_USE_MODELSCOPE=1 downloads from it), before and after its errors moved to
   the modelscope_hub package.
 - triton_errors.json: triton's NVIDIA driver and launcher build (an old release of the vLLM 0.7
-  era, when the launcher linked `-lcuda`, and the newest, which links `-l:libcuda.so.1`).
+  era, when the launcher linked `-lcuda`, and the newest, which links `-l:libcuda.so.1`), and the
+  words of the ptxas it bundles.
 - ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm messages in ray/_private/, and
   the strings of the raylet, the GCS server and _raylet.so that word the C++ side of the same failures
   (out of memory, /dev/shm, a dead worker or actor, a fatal signal).
@@ -72,7 +73,14 @@ HF_HUB_FILES = (
 )
 # 4.36 still says "requires you to execute the configuration file" (dynamic_module_utils.py).
 TRANSFORMERS_VERSIONS = ("4.36.2", "4.57.6", None)
-TRANSFORMERS_FILES = ("utils/hub.py", "dynamic_module_utils.py", "models/auto/configuration_auto.py")
+TRANSFORMERS_FILES = (
+    "utils/hub.py",
+    "dynamic_module_utils.py",
+    "models/auto/configuration_auto.py",
+    "configuration_utils.py",
+    "tokenization_utils_base.py",
+    "modeling_gguf_pytorch_utils.py",
+)
 # 1.25 raises its own NotExistError in hub/api.py; the newest re-exports modelscope_hub's.
 MODELSCOPE_VERSIONS = ("1.25.0", None)
 MODELSCOPE_FILES = ("hub/errors.py", "hub/api.py", "hub/file_download.py", "hub/snapshot_download.py")
@@ -87,6 +95,9 @@ MODELSCOPE_HUB_FILES = ("errors.py",)
 # 3.1 is torch 2.5's (vLLM 0.7); the newest links the driver's library by its soname.
 TRITON_VERSIONS = ("3.1.0", None)
 TRITON_FILES = ("backends/nvidia/driver.py", "runtime/build.py", "common/build.py")
+# triton bundles the ptxas it compiles with: its refusal of a GPU architecture newer than itself.
+TRITON_PTXAS = "backends/nvidia/bin/ptxas"
+PTXAS_PHRASES = ("is not defined for option", "ptxas fatal")
 RAY_VERSIONS = ("2.9.3", None)
 RAYLET_PHRASES = (
     "low on memory",
@@ -452,14 +463,19 @@ def ray_table(tmp: Path) -> Json:
 
 def triton_table(tmp: Path) -> Json:
     table = SourceTable()
+    ptxas: dict[str, list[str]] = {}  # the bundled ptxas's words, by triton version
     platforms = ("manylinux2014_x86_64", "manylinux_2_28_x86_64")
     for version, wheel in binary_wheels(tmp, "triton", TRITON_VERSIONS, *platforms):
         table.versions.append(version)
         table.wheels.append(wheel.name)
         for path, source in wheel_sources(wheel, "triton", TRITON_FILES):
             table.add_file(version, path, source)
+        with zipfile.ZipFile(wheel) as zipped:
+            if f"triton/{TRITON_PTXAS}" in zipped.namelist():
+                found = near(printable_strings(zipped.read(f"triton/{TRITON_PTXAS}")), PTXAS_PHRASES)
+                ptxas[version] = found
         print(f"{wheel.name}: {len(table.files)} files so far", file=sys.stderr)
-    return {"triton": table.as_json()}
+    return {"triton": table.as_json(), "ptxas_strings": ptxas}
 
 
 def linker_errors(tmp: Path) -> dict[str, str]:

@@ -480,3 +480,21 @@ def test_a_refusal_is_found_however_vllm_spaced_its_words() -> None:
     failure = classify([said])
     assert failure.kind == FailureKind.INVALID_ARGS
     assert failure.evidence == said
+
+
+def test_no_platform_is_the_gpus_unless_vllm_says_its_package_is_missing() -> None:
+    # tests/diagnosis/fixtures/cuda_driver/n5-vllm-12847-docker-no-platform-detected.log and
+    # broken_install/n5-pascal-pkgs-ci-51-vllm-package-not-found-no-platform.log (vLLM 0.8)
+    none = (
+        "INFO 05-14 04:44:35 [__init__.py:243] No platform detected, vLLM is running on UnspecifiedPlatform"
+    )
+    assert classify([none, WRAPPER]).kind == FailureKind.CUDA_DRIVER
+    unlisted = (
+        "WARNING 05-10 03:15:22 [__init__.py:25] The vLLM package was not found, so its version could not be "
+        "inspected. This may cause platform detection to fail."
+    )
+    failure = classify([unlisted, none, WRAPPER])
+    assert failure.kind == FailureKind.BROKEN_INSTALL
+    assert failure.evidence.startswith("The vLLM package was not found")
+    # alone, the warning is no cause: a platform may still be found
+    assert classify([unlisted, WRAPPER]).kind == FailureKind.WORKER_DIED

@@ -115,6 +115,8 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.MODEL_NOT_FOUND, 80, "repo id must be in the form", r"Repo id must be in the form", "huggingface_hub utils/_validators.py HFValidationError: a local path that is not there, read as a repo id"),
     _sig(K.MODEL_NOT_FOUND, 80, "cached snapshot folder", r"Cannot find an appropriate cached snapshot", "huggingface_hub _snapshot_download.py LocalEntryNotFoundError: HF_HUB_OFFLINE=1 and the model is not cached"),
     _sig(K.MODEL_NOT_FOUND, 80, "does not appear to have a file", r"does not appear to have a file named", "transformers utils/hub.py OSError for a folder without the file asked for (config.json)"),
+    _sig(K.MODEL_NOT_FOUND, 80, "can't load the configuration of|can't load tokenizer for", r"Can't load (the configuration of|tokenizer for) '[^']*'\. If you were trying to load it from 'https://huggingface\.co/models'", "transformers configuration_utils.py and transformers tokenization_utils_base.py (4.36-5.x): a config or tokenizer the path or id given does not hold (the Hub's own failures are raised before it in their words)"),
+    _sig(K.INVALID_ARGS, 65, "is not supported yet", r"GGUF model with architecture \S+ is not supported yet", "transformers modeling_gguf_pytorch_utils.py (4.57-5.x): a GGUF checkpoint of an architecture transformers cannot read, which vLLM's GGUF loader asks it to"),
     _sig(K.HUB_UNREACHABLE, 70, "couldn't connect to", r"couldn't connect to '?https?://huggingface", "transformers utils/hub.py OSError with no network (4.36-5.x)"),
     _sig(K.HUB_UNREACHABLE, 70, "locate the file on the hub", r"error happened while trying to locate the file on the Hub", "huggingface_hub file_download.py LocalEntryNotFoundError with no network"),
     _sig(K.HUB_UNREACHABLE, 70, "huggingface.co", r"(Max retries exceeded|ConnectTimeout|ReadTimeout|NameResolutionError|Temporary failure in name resolution|Network is unreachable).*huggingface\.co", "urllib3's and requests' connection errors (MaxRetryError, NameResolutionError, timeouts) on a URL of the Hub"),
@@ -204,6 +206,11 @@ CATALOGUE: tuple[Signature, ...] = (
     # A quantized checkpoint that tensor parallelism cuts into shards its kernel cannot run:
     # vLLM's own advice is a smaller --tensor-parallel-size (or another quantization).
     _sig(K.INVALID_ARGS, 65, "size_per_partition", r"(input|output|intermediate)_size_per_partition\b.{0,80}?(is not divisible by|to be divisible by|must be divisible by|divisible by|not a multiple of)", "vllm/model_executor/layers/quantization/utils/marlin_utils.py, vllm/model_executor/layers/quantization/utils/bitblas_utils.py, vllm/model_executor/layers/quantization/gptq_marlin_24.py, vllm/model_executor/layers/quantization/fp8.py (vLLM 0.5.5-0.34.0; and the MXFP4/MXFP8/INC/Quark methods): weight shards not divisible by the kernel's tile or group"),
+    _sig(K.INVALID_ARGS, 65, "is greater than max_lora_rank", r"LoRA rank \d+ is greater than max_lora_rank \d+", "vllm/lora/worker_manager.py (vLLM 0.5.5-0.6.6.post1, worded the same in later releases' LoRA manager): an adapter above --max-lora-rank"),
+    _sig(K.INVALID_ARGS, 65, "appears path-like, but doesn't exist", r"The supplied chat template string \(.*\) appears path-like, but doesn't exist", "vllm/entrypoints/chat_utils.py (vLLM 0.6.6.post1-0.31.0; renderers/chat_utils.py 0.32.0, renderers/chat_utils/chat_template.py 0.33.0-0.34.0): --chat-template names a file that is not there"),
+    # vLLM found no platform to run on: on a GPU machine the GPU is not usable to it (no driver
+    # library, no device in the container), or its own package is not installed whole (below).
+    _sig(K.CUDA_DRIVER, 74, "no platform detected", r"No platform detected, vLLM is running on UnspecifiedPlatform", "vLLM's platform detection, the __init__ of its vllm/platforms package (vLLM 0.7-0.34: an INFO line until 0.10, DEBUG since 0.11; the miner keeps raised and error messages only)"),
     _sig(K.INVALID_ARGS, 65, "must be divisible by tensor parallel size", r"must be divisible by tensor parallel size \((?P<tensor_parallel_size>\d+)\)", "vllm/config/model.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.INVALID_ARGS, 65, "requires --tool-call-parser", r"--enable-auto-tool-choice requires --tool-call-parser", "vllm/entrypoints/openai/cli_args.py (vLLM 0.6-0.28; later common/cli_args.py)"),
     _sig(K.INVALID_ARGS, 65, "is not supported with", r"VLLM_USE_V1=1 is not supported with", "vLLM 0.8 engine arguments' _raise_or_fallback (arg_utils.py), a NotImplementedError"),
@@ -263,6 +270,12 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.MODEL_NOT_FOUND, 80, "make sure that a mistral tokenizer is present", r"Found 0 files matching the pattern: `?.*`?\. Make sure that a Mistral tokenizer is present in", "vllm/transformers_utils/tokenizers/mistral.py (vLLM 0.6.6.post1-0.10.2): --tokenizer-mode mistral on a folder without a Mistral tokenizer"),
     _sig(K.BROKEN_INSTALL, 70, "failed to import ray", r"Failed to import Ray(: .*)?[.,] ?Please install Ray with `pip install ray`", "vllm/executor/ray_utils.py, vllm/v1/executor/ray_utils.py (vLLM 0.5.5-0.34.0): a Ray executor asked for, and Ray not installed"),
     _sig(K.BROKEN_INSTALL, 70, "please install", r"Please install [\w.-]+>=\S+ via `pip install [^`]+` to use|\b[\w-]+ version is wrong\. Please install [\w-]+>=", "vllm/model_executor/layers/quantization/bitblas.py, vllm/model_executor/layers/quantization/bitsandbytes.py, vllm/model_executor/layers/quantization/deepspeedfp.py and 9 more (vLLM 0.5.5-0.34.0): a package the quantization method needs is missing or too old"),
+    # vLLM's own refusals that name a package to install or upgrade (145 raise sites mined, for
+    # a feature, kernel or backend the flags chose): the exception line, not a warning that falls back.
+    _sig(K.BROKEN_INSTALL, 70, "please install|please update|please upgrade|pip install|is not installed|not available or outdated", r"^([\w.]+\.)?(RuntimeError|ValueError|ImportError|ModuleNotFoundError|NotImplementedError): .*(Please (install|update|upgrade)\b|\bpip install\b|\bis not installed\b|not available or outdated)", "vllm/utils/deep_gemm.py, vllm/entrypoints/mcp/tool_server.py, vllm/tilelang_utils/__init__.py and the rest of vLLM's raise sites that tell to install or upgrade a package (vLLM 0.5.5-0.34.0)"),
+    # The ptxas triton compiles with knows no such GPU architecture: a triton (or CUDA toolkit)
+    # older than the GPU; an upgrade helps, no restart does.
+    _sig(K.BROKEN_INSTALL, 70, "is not defined for option", r"ptxas fatal\s*: Value '(sm|compute)_\w+' is not defined for option 'gpu-name'", "triton backends/nvidia/bin/ptxas (the ptxas triton 3.1 and 3.9 bundle): its refusal of a --gpu-name it does not know"),
     _sig(K.BROKEN_INSTALL, 70, "support for transformers v4", r"Support for Transformers v4 is deprecated and was removed in vLLM v[\d.]+", "vllm/transformers_utils/config.py (vLLM 0.24.0-0.31.0): Transformers v4 with a vLLM that dropped it"),
     _sig(K.CUDA_DRIVER, 75, "cuda_visible_devices is set to empty string", r"CUDA_VISIBLE_DEVICES is set to empty string, which means GPU support is disabled", "vllm/platforms/cuda.py (vLLM 0.6.6.post1-0.8.5.post1): CUDA_VISIBLE_DEVICES is empty: no GPU is visible"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bitsandbytes", r"Model \S+ does not support BitsAndBytes quantization yet|BitsAndBytes loader does not support \w+ quantization", "vllm/model_executor/model_loader/bitsandbytes_loader.py, vllm/model_executor/model_loader/loader.py (vLLM 0.5.5-0.27.1): BitsAndBytes asked for a model or quantization the loader cannot take"),
@@ -372,7 +385,7 @@ _ANSI = re.compile(r"(\x1b|\bESC|\^\[)\[[0-9;?]*[A-Za-z]")
 # Docker/kubectl timestamps and CRI stream tags, vLLM's process prefixes, and its logger header.
 _PREFIXES = (
     re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWEF] \d+ \d+\]\s*"),  # Ray's C++ log header
-    re.compile(r"^[\w.-]+-\d+\s+\|\s?"),  # docker compose: `vllm-1  | `
+    re.compile(r"^[\w.-]+\s+\|\s?"),  # docker compose: `vllm-1  | `, `vllm  | ` (a container_name)
     re.compile(r"^\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]*(Z|[+-]\d\d:?\d\d)?\]?\s+((stdout|stderr) [FP] )?"),
     re.compile(r"^\([^()]*pid=\d+[^()]*\)\s*"),
     re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]\s*"),
@@ -494,6 +507,11 @@ def classify(
                     numbers.setdefault(key, value)
         for key, value in _context_numbers(best, raw).items():
             numbers.setdefault(key, value)
+        if best.signature.needle == "no platform detected":
+            # vLLM's own warning that without its package's metadata "platform detection may fail"
+            unlisted = next((clean(line) for line in raw if _UNLISTED_PACKAGE in line), None)
+            if unlisted is not None:
+                return Failure(K.BROKEN_INSTALL, _evidence(unlisted))
         return Failure(FailureKind(kind), _evidence(best.line), numbers, phase_known)
     if not ready:
         refusal = _config_refusal(raw)
@@ -527,6 +545,11 @@ def classify(
             f"killed by signal {-exit_status} (status {exit_status}); nothing in the output says why",
         )
     return Failure(K.UNKNOWN, "")
+
+
+# vllm/platforms/__init__.py (0.7-0.34) warns this when the vllm distribution is not installed
+# (a source tree on PYTHONPATH, a copied site-packages): harmless while a platform is found.
+_UNLISTED_PACKAGE = "The vLLM package was not found, so its version could not be inspected"
 
 
 # The table of vLLM's configuration refusals (refusals.py, generated from vLLM's source): a piece

@@ -23,6 +23,7 @@ from vllm_guard import milestones
 from vllm_guard.failures import PERMANENT_KINDS, Failure, FailureKind, classify
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+_PAGE = re.compile(r"(https?://[^\s?#)]+)")
 _THREAD = re.compile(r"github\.com/([^/\s]+/[^/\s]+)/(?:issues|pull|discussions)/(\d+)")
 
 
@@ -33,10 +34,13 @@ def load() -> list[dict[str, Any]]:
 
 def thread(source: str) -> str:
     """The thread a case comes from: `owner/repo#N` for a public thread (an issue and its pull
-    request share the numbering), else the captured file the source names."""
+    request share the numbering), a page's address, else the captured file the source names."""
     match = _THREAD.search(source)
     if match:
         return f"{match.group(1).lower()}#{match.group(2)}"
+    page = _PAGE.search(source)
+    if page:  # a public page other than a GitHub thread: its address, without query or anchor
+        return page.group(1).lower().rstrip("/")
     return re.split(r"[:\s(]", source.strip(), maxsplit=1)[0]
 
 

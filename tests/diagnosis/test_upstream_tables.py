@@ -89,7 +89,10 @@ TEXTS: dict[str, dict[str, list[str]]] = {
     "transformers": _source_texts(HF["transformers"]),
     "ray": _ray_texts(),
     "torch": _torch_texts(),
-    "triton": _source_texts(TRITON["triton"]),
+    "triton": {
+        **_source_texts(TRITON["triton"]),
+        "backends/nvidia/bin/ptxas": [t for texts in TRITON["ptxas_strings"].values() for t in texts],
+    },
     "modelscope": _source_texts(HF["modelscope"]),
     "modelscope_hub": _source_texts(HF["modelscope_hub"]),
     "urllib3": _source_texts(HF["urllib3"]),
