@@ -94,7 +94,13 @@ SAFETENSORS_VERSIONS = ("0.4.5", None)
 MODELSCOPE_HUB_FILES = ("errors.py",)
 # 3.1 is torch 2.5's (vLLM 0.7); the newest links the driver's library by its soname.
 TRITON_VERSIONS = ("3.1.0", None)
-TRITON_FILES = ("backends/nvidia/driver.py", "runtime/build.py", "common/build.py")
+TRITON_FILES = (
+    "backends/nvidia/driver.py",
+    "runtime/build.py",
+    "common/build.py",
+    "language/core.py",
+    "language/semantic.py",
+)
 # triton bundles the ptxas it compiles with: its refusal of a GPU architecture newer than itself.
 TRITON_PTXAS = "backends/nvidia/bin/ptxas"
 PTXAS_PHRASES = ("is not defined for option", "ptxas fatal")

@@ -498,3 +498,19 @@ def test_no_platform_is_the_gpus_unless_vllm_says_its_package_is_missing() -> No
     assert failure.evidence.startswith("The vLLM package was not found")
     # alone, the warning is no cause: a platform may still be found
     assert classify([unlisted, WRAPPER]).kind == FailureKind.WORKER_DIED
+
+
+def test_a_model_type_transformers_does_not_know_is_named_by_its_frame() -> None:
+    # tests/diagnosis/fixtures/broken_install/n6-vllm-8682-qwen2vl-72b-keyerror-qwen2-vl.log: the
+    # excerpt stops before the ValueError AutoConfig turns this KeyError into.
+    lines = [
+        "Traceback (most recent call last):",
+        '  File "/usr/local/lib/python3.12/dist-packages/transformers/models/auto/configuration_auto.py", line 695, in __getitem__',
+        "    raise KeyError(key)",
+        "KeyError: 'qwen2_vl'",
+        "During handling of the above exception, another exception occurred:",
+    ]
+    assert classify(lines).kind == FailureKind.BROKEN_INSTALL
+    # a KeyError anywhere else in transformers is no such sign
+    other = [line.replace("models/auto/configuration_auto.py", "modeling_utils.py") for line in lines]
+    assert classify(other).kind == FailureKind.UNKNOWN

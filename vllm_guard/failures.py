@@ -205,7 +205,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "unknown load_format", r"Unknown load_format: \S+", "vllm/model_executor/model_loader/default_loader.py (vLLM 0.9-0.34; loader.py before)"),
     # A quantized checkpoint that tensor parallelism cuts into shards its kernel cannot run:
     # vLLM's own advice is a smaller --tensor-parallel-size (or another quantization).
-    _sig(K.INVALID_ARGS, 65, "size_per_partition", r"(input|output|intermediate)_size_per_partition\b.{0,80}?(is not divisible by|to be divisible by|must be divisible by|divisible by|not a multiple of)", "vllm/model_executor/layers/quantization/utils/marlin_utils.py, vllm/model_executor/layers/quantization/utils/bitblas_utils.py, vllm/model_executor/layers/quantization/gptq_marlin_24.py, vllm/model_executor/layers/quantization/fp8.py (vLLM 0.5.5-0.34.0; and the MXFP4/MXFP8/INC/Quark methods): weight shards not divisible by the kernel's tile or group"),
+    _sig(K.INVALID_ARGS, 65, "size_per_partition|not aligned with the quantized weight shape", r"(input|output) size is not aligned with the quantized weight shape|(input|output|intermediate)_size_per_partition\b.{0,80}?(is not divisible by|to be divisible by|must be divisible by|divisible by|not a multiple of)", "vllm/model_executor/layers/quantization/utils/marlin_utils.py, vllm/model_executor/layers/quantization/utils/bitblas_utils.py, vllm/model_executor/layers/quantization/gptq_marlin_24.py, vllm/model_executor/layers/quantization/fp8.py, vllm/model_executor/layers/quantization/awq.py, vllm/model_executor/layers/quantization/gptq.py (vLLM 0.5.5-0.34.0; and the MXFP4/MXFP8/INC/Quark methods): weight shards not divisible by the kernel's tile or group"),
     _sig(K.INVALID_ARGS, 65, "is greater than max_lora_rank", r"LoRA rank \d+ is greater than max_lora_rank \d+", "vllm/lora/worker_manager.py (vLLM 0.5.5-0.6.6.post1, worded the same in later releases' LoRA manager): an adapter above --max-lora-rank"),
     _sig(K.INVALID_ARGS, 65, "appears path-like, but doesn't exist", r"The supplied chat template string \(.*\) appears path-like, but doesn't exist", "vllm/entrypoints/chat_utils.py (vLLM 0.6.6.post1-0.31.0; renderers/chat_utils.py 0.32.0, renderers/chat_utils/chat_template.py 0.33.0-0.34.0): --chat-template names a file that is not there"),
     # vLLM found no platform to run on: on a GPU machine the GPU is not usable to it (no driver
@@ -246,6 +246,8 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "libcuda.so cannot found", r"libcuda\.so cannot found", "triton backends/nvidia/driver.py libcuda_dirs() (3.1-3.9): ldconfig knows no libcuda.so.1"),
     _sig(K.MODEL_NOT_FOUND, 80, "notexisterror", r"modelscope(_hub)?(\.\w+)*\.NotExistError", "modelscope hub/errors.py (1.25; modelscope_hub errors.py since), with VLLM_USE_MODELSCOPE=1: no such model or revision on ModelScope"),
     _sig(K.TRUST_REMOTE_CODE, 85, "consider setting `trust_remote_code=true`", r"consider setting `trust_remote_code=True`", "vllm/transformers_utils/config.py (vLLM 0.5-0.34), raised when transformers asks for the model's own code and --trust-remote-code is off; the tokenizer's and processor's say the same"),
+    # triton's compiler: an fp8 type this GPU has no instructions for (native fp8 needs SM89+).
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "not supported in this architecture", r"type \w+ not supported in this architecture\. The supported fp8 dtypes are", "triton language/core.py (3.9): an fp8 type the GPU cannot compute in"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "too old to be supported by the triton gpu compiler", r"too old to be supported by the triton GPU compiler", "torch inductor's refusal of GPUs below compute capability 7.0"),
     # --- from vLLM's uncovered messages (scripts/mine_vllm_messages.py --uncovered), by family ---
     _sig(K.INVALID_ARGS, 65, "model architectures", r"Model architectures \[[^\]]*\] are not supported (on Neuron )?for now", "vllm/model_executor/model_loader/neuron.py, vllm/model_executor/model_loader/neuronx_distributed.py, vllm/model_executor/models/__init__.py and 1 more (vLLM 0.5.5-0.34.0): the model's architecture is not in this vLLM's registry"),
@@ -729,6 +731,12 @@ FAILED_IMPORT = "`ImportError` or `ModuleNotFoundError` at the bottom of a trace
 _TRUST_FRAME = re.compile(
     r'/transformers/dynamic_module_utils\.py", line \d+, in (resolve_trust_remote_code|_raise_timeout_error)$'
 )
+# transformers' table of model types raises KeyError(model_type) for a type it does not know, which
+# AutoConfig turns into "Transformers does not recognize this architecture": a transformers older
+# than the model, whether or not the excerpt kept the ValueError it was handled into.
+_MODEL_TYPE_FRAME = re.compile(
+    r'/transformers/models/auto/configuration_auto\.py", line \d+, in __getitem__$'
+)
 # The frames Python runs a module's top level in: `<module>` of a file run as a script (the first
 # frame of its traceback, or runpy's _run_code's callee) or of one being imported. A failure under
 # the second is the environment's: that module cannot be imported here.
@@ -780,9 +788,11 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
             importing_now = False
         if carried_on or not (refusing or failed_import or exception) or _REPORTING.search(line):
             continue
+        recent = index - frame_at <= _CONFIG_REACH
+        if recent and text.startswith("KeyError") and _MODEL_TYPE_FRAME.search(frame):
+            return K.BROKEN_INSTALL, text
         if any(_HANDLED in after for after in lines[index + 1 : index + 4]):
             continue
-        recent = index - frame_at <= _CONFIG_REACH
         if failed_import or (importing_now and recent):
             return K.BROKEN_INSTALL, text
         if refusing and recent and _TRUST_FRAME.search(frame):
