@@ -514,3 +514,23 @@ def test_a_model_type_transformers_does_not_know_is_named_by_its_frame() -> None
     # a KeyError anywhere else in transformers is no such sign
     other = [line.replace("models/auto/configuration_auto.py", "modeling_utils.py") for line in lines]
     assert classify(other).kind == FailureKind.UNKNOWN
+
+
+def test_another_package_asking_a_vllm_object_for_what_its_vllm_lacks_is_the_installs() -> None:
+    # The frame and the error of tests/diagnosis/fixtures/broken_install/n4-unsloth-2426-...log
+    # (unsloth_zoo written for V0's LLMEngine), as they end a traceback nobody handled.
+    wrapper = [
+        "Traceback (most recent call last):",
+        '  File "/env/lib/python3.11/site-packages/unsloth_zoo/vllm_utils.py", line 400, in get_vllm_state_dict',
+        "    vllm_internals = llm_engine.model_executor.driver_worker.model_runner.model",
+        "AttributeError: 'LLMEngine' object has no attribute 'model_executor'",
+    ]
+    assert (
+        classify(["INFO 11-27 10:00:00 [core.py:1] x", *wrapper, WRAPPER]).kind == FailureKind.BROKEN_INSTALL
+    )
+    # vLLM's own code asking its own object (a bug of that vLLM), or anyone asking an object
+    # that is not vLLM's, is not it.
+    inside = [line.replace("unsloth_zoo/vllm_utils.py", "vllm/entrypoints/llm.py") for line in wrapper]
+    assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *inside, WRAPPER]).kind == FailureKind.WORKER_DIED
+    foreign = [line.replace("'LLMEngine'", "'NoneType'") for line in wrapper]
+    assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *foreign, WRAPPER]).kind == FailureKind.WORKER_DIED

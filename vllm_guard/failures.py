@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from vllm_guard.redact import Redactor
 from vllm_guard.refusals import REFUSALS
+from vllm_guard.vllm_classes import API_CLASSES
 
 Number = int | float | str
 
@@ -737,6 +738,11 @@ _TRUST_FRAME = re.compile(
 _MODEL_TYPE_FRAME = re.compile(
     r'/transformers/models/auto/configuration_auto\.py", line \d+, in __getitem__$'
 )
+# Another package (a trainer, a wrapper) asking a vLLM object for what its vLLM does not have: the
+# two installed packages do not fit (vllm_classes.py says whose class it is).
+_MISSING_ATTRIBUTE = re.compile(
+    r"^AttributeError: (type object )?'(?P<cls>\w+)' (object )?has no attribute '\w+'"
+)
 # The frames Python runs a module's top level in: `<module>` of a file run as a script (the first
 # frame of its traceback, or runpy's _run_code's callee) or of one being imported. A failure under
 # the second is the environment's: that module cannot be imported here.
@@ -794,6 +800,9 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
         if any(_HANDLED in after for after in lines[index + 1 : index + 4]):
             continue
         if failed_import or (importing_now and recent):
+            return K.BROKEN_INSTALL, text
+        missing = _MISSING_ATTRIBUTE.search(text)
+        if missing and recent and missing["cls"] in API_CLASSES and not _VLLM_FRAME.search(frame):
             return K.BROKEN_INSTALL, text
         if refusing and recent and _TRUST_FRAME.search(frame):
             return K.TRUST_REMOTE_CODE, text
@@ -981,6 +990,7 @@ def families() -> list[tuple[str, str, list[str]]]:
             grouped[(kind.value, "Python (a traceback's failed import, when nothing above matched)")] = [
                 "ImportError, ModuleNotFoundError ending a traceback",
                 "any exception under a module being imported",
+                "AttributeError on a vLLM object, asked from outside vLLM",
             ]
         if kind == K.TRUST_REMOTE_CODE:
             grouped[(kind.value, "transformers (its frame, when nothing above matched)")] = [
@@ -1035,7 +1045,9 @@ def catalogue_table() -> str:
             rows.append(
                 f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
                 f"| {FAILED_IMPORT}, or any exception under a `<module>` frame that has callers (a module being "
-                f"imported), unless its traceback was handled or vLLM logged it and went on "
+                f"imported), or an `AttributeError` that code outside vLLM meets on one of vLLM's classes "
+                f"(`vllm_guard/vllm_classes.py`, scripts/make_vllm_classes.py), "
+                f"unless its traceback was handled or vLLM logged it and went on "
                 f"| Python's import system | {restart} |"
             )
         if kind == K.TRUST_REMOTE_CODE:
