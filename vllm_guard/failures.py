@@ -722,7 +722,8 @@ def _config_refusal(lines: Sequence[str]) -> str | None:
 # Y", "X must be Y"; the ones about memory are catalogue phrases above. Raised by a `raise` in a
 # vLLM file (not by Python inside it: a bug, which a restart may not meet again), before vLLM was
 # ready, the same flags raise it again.
-_REFUSING = re.compile(r"^([\w.]+\.)?(ValueError|NotImplementedError|TypeError|KeyError)\b")
+REFUSING_CLASSES = ("ValueError", "NotImplementedError", "TypeError", "KeyError")
+_REFUSING = re.compile(rf"^([\w.]+\.)?({'|'.join(REFUSING_CLASSES)})\b")
 # An import that failed at the bottom of a traceback: a package missing or of the wrong version,
 # however late in the start it was asked for (a model's own code, a backend chosen by the flags).
 _IMPORT_FAILED = re.compile(r"^([\w.]+\.)?(ImportError|ModuleNotFoundError): ")

@@ -213,3 +213,21 @@ def test_uncovered_leaves_out_what_a_signature_or_a_refusal_of_the_table_names()
     refusals = [("max_num_scheduled_tokens is set to", "vllm/config/vllm.py", "0.30.0")]
     assert [m for m, _ in miner.uncovered(table, None, refusals=refusals)] == [new]
     assert [m for m, _ in miner.uncovered(table, None, refusals=())] == [new, refused]
+
+
+def test_a_signature_of_several_needles_covers_a_message_any_of_them_names() -> None:
+    pattern = re.compile(r"No free blocks available|No usable cache memory left")
+    assert miner.covered("No usable cache memory left", "no free blocks|no usable cache memory left", pattern)
+    assert not miner.covered("Something else", "no free blocks|no usable cache memory left", pattern)
+
+
+def test_the_review_splits_off_what_the_raise_rule_names_and_shows_the_ones_that_read_recoverable() -> None:
+    refusal = miner.Message("vllm/config/x.py", "raise ValueError", "--foo must be positive")
+    memory = miner.Message("vllm/v1/x.py", "raise ValueError", "Insufficient memory")
+    logged = miner.Message("vllm/v1/x.py", "logger.error", "Engine fell over: {}")
+    unnamed, to_check, named = miner.split_by_rule(
+        [(refusal, {"0.30.0"}), (memory, {"0.30.0"}), (logged, {"0.30.0"})]
+    )
+    assert [m for m, _ in unnamed] == [logged]
+    assert [m for m, _ in to_check] == [memory]
+    assert named == 1
