@@ -545,3 +545,11 @@ def test_a_kernel_fault_is_a_death_without_a_cause_and_a_kernel_for_another_gpu_
     assert failure.kind == FailureKind.WORKER_DIED
     assert not failure.permanent
     assert classify(["RuntimeError: HIP error: invalid device function"]).kind == FailureKind.CUDA_DRIVER
+
+
+def test_a_refusal_vllm_also_words_as_a_warning_counts_only_as_the_error() -> None:
+    # vllm/executor/ray_utils.py raises this when a placement group is too small, and logs it as a
+    # WARNING when the cluster may still grow (tests/diagnosis/fixtures/worker_died/n9-vllm-14111-...)
+    words = "The number of required GPUs exceeds the total number of available GPUs in the placement group."
+    assert classify([f"WARNING 03-03 03:06:13 ray_utils.py:315] {words}"]).kind == FailureKind.UNKNOWN
+    assert classify([f"ValueError: {words}"]).kind == FailureKind.INVALID_ARGS

@@ -90,14 +90,19 @@ class Signature:
     pattern: re.Pattern[str]
     rank: int
     source: str  # where the phrase was seen: a captured log, a public thread, vLLM's source
+    # vLLM words some of its errors as a warning too, where it waits instead of failing: such a
+    # phrase counts only on a line that is no INFO/WARNING/DEBUG log line of vLLM's
+    errors_only: bool = False
 
     @property
     def needles(self) -> tuple[str, ...]:
         return tuple(self.needle.split("|"))
 
 
-def _sig(kind: FailureKind | str, rank: int, needle: str, pattern: str, source: str) -> Signature:
-    return Signature(kind, needle, re.compile(pattern, re.IGNORECASE), rank, source)
+def _sig(
+    kind: FailureKind | str, rank: int, needle: str, pattern: str, source: str, *, errors_only: bool = False
+) -> Signature:
+    return Signature(kind, needle, re.compile(pattern, re.IGNORECASE), rank, source, errors_only)
 
 
 K = FailureKind
@@ -208,6 +213,7 @@ CATALOGUE: tuple[Signature, ...] = (
     # A quantized checkpoint that tensor parallelism cuts into shards its kernel cannot run:
     # vLLM's own advice is a smaller --tensor-parallel-size (or another quantization).
     _sig(K.INVALID_ARGS, 65, "size_per_partition|not aligned with the quantized weight shape", r"(input|output) size is not aligned with the quantized weight shape|(input|output|intermediate)_size_per_partition\b.{0,80}?(is not divisible by|to be divisible by|must be divisible by|divisible by|not a multiple of)", "vllm/model_executor/layers/quantization/utils/marlin_utils.py, vllm/model_executor/layers/quantization/utils/bitblas_utils.py, vllm/model_executor/layers/quantization/gptq_marlin_24.py, vllm/model_executor/layers/quantization/fp8.py, vllm/model_executor/layers/quantization/awq.py, vllm/model_executor/layers/quantization/gptq.py (vLLM 0.5.5-0.34.0; and the MXFP4/MXFP8/INC/Quark methods): weight shards not divisible by the kernel's tile or group"),
+    _sig(K.INVALID_ARGS, 65, "no valid attention backend found for", r"No valid attention backend found for \S+ with", "vllm/platforms/cuda.py (vLLM 0.11.2-0.34.0), vllm/platforms/rocm.py (0.18.1-0.34.0): no attention backend runs this model, dtype and GPU together, each one's reason after it"),
     _sig(K.INVALID_ARGS, 65, "is greater than max_lora_rank", r"LoRA rank \d+ is greater than max_lora_rank \d+", "vllm/lora/worker_manager.py (vLLM 0.5.5-0.6.6.post1, worded the same in later releases' LoRA manager): an adapter above --max-lora-rank"),
     _sig(K.INVALID_ARGS, 65, "appears path-like, but doesn't exist", r"The supplied chat template string \(.*\) appears path-like, but doesn't exist", "vllm/entrypoints/chat_utils.py (vLLM 0.6.6.post1-0.31.0; renderers/chat_utils.py 0.32.0, renderers/chat_utils/chat_template.py 0.33.0-0.34.0): --chat-template names a file that is not there"),
     # vLLM found no platform to run on: on a GPU machine the GPU is not usable to it (no driver
@@ -257,7 +263,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "model architecture", r"Model architecture \S+ (was supported in vLLM until v[\w.]+, and is not supported anymore|is not supported in-tree anymore)", "vllm/model_executor/models/registry.py (vLLM 0.10.2-0.34.0): an architecture this vLLM no longer carries"),
     _sig(K.INVALID_ARGS, 65, "is not a registered model in the transformers library|is not compatible with vllm|has no vllm implementation", r"is not a registered model in the Transformers library|The Transformers implementation of \S+ is not compatible with vLLM|has no vLLM implementation and the Transformers implementation is not compatible with vLLM", "vllm/model_executor/model_loader/utils.py, vllm/model_executor/models/registry.py (vLLM 0.7.3-0.34.0): no vLLM implementation, and the Transformers fallback cannot run it"),
     _sig(K.INVALID_ARGS, 65, "max local gpu count", r"please set tensor_parallel_size \(\d+\) to less than max local gpu count \(\d+\)|please ensure that world_size \(\d+\) is less than than max local gpu count \(\d+\)", "vllm/executor/mp_distributed_executor.py and executor/multiproc_gpu_executor.py (0.5-0.6, read from the source) (vLLM 0.5.5-0.10.2): --tensor-parallel-size asks for more GPUs than the host has (V0 multiprocessing)"),
-    _sig(K.INVALID_ARGS, 65, "exceeds the total number of available", r"The number of required \w+s exceeds the total number of available \w+s in the placement group", "vllm/executor/ray_utils.py, vllm/v1/executor/ray_utils.py (vLLM 0.5.5-0.34.0): the parallel sizes ask for more GPUs than the Ray placement group holds"),
+    _sig(K.INVALID_ARGS, 65, "exceeds the total number of available", r"The number of required \w+s exceeds the total number of available \w+s in the placement group", "vllm/executor/ray_utils.py, vllm/v1/executor/ray_utils.py (vLLM 0.5.5-0.34.0): the parallel sizes ask for more GPUs than the Ray placement group holds; its WARNING of the same words (0.6+) is a cluster that may still grow, and waits", errors_only=True),
     _sig(K.INVALID_ARGS, 65, "driver node", r"driver node id \w+ is not included in a placement group|Ray does not allocate any \w+s on the driver node", "vllm/executor/ray_distributed_executor.py, vllm/executor/ray_gpu_executor.py, vllm/executor/ray_hpu_executor.py and 3 more (vLLM 0.5.5-0.32.0): a Ray placement group that leaves out the driver node"),
     _sig(K.INVALID_ARGS, 65, "local range: [", r"Error (setting \w+|computing assigned_physical_gpu_ids|computing device indices for \w+): local range: \[\d+, \d+\) base value:", "vllm/v1/engine/core.py, vllm/v1/engine/utils.py (vLLM 0.9.2-0.34.0): a data-parallel rank's device range past CUDA_VISIBLE_DEVICES"),
     _sig(K.INVALID_ARGS, 65, "invalid attention backend", r"Invalid attention backend:? '[^']*'\.? (Available|Valid) backends", "vllm/attention/selector.py (vLLM 0.5.5-0.6.6.post1, 0.10.2-0.12.0): VLLM_ATTENTION_BACKEND names no backend"),
@@ -482,7 +488,7 @@ def classify(
             text = clean(line)
             for signature in candidates:
                 match = signature.pattern.search(text)
-                if match:
+                if match and not (signature.errors_only and _REPORTING.search(line)):
                     hits.append(_Hit(index, signature, text, match))
         if stop == len(raw) and ("shutdown" in low or "signal" in low) and _REQUESTED_STOP.search(line):
             stop = index
