@@ -26,7 +26,8 @@ the CUDA runtime). One function per table, each writing one JSON file:
 - python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
   and missing-library shapes from two tiny extensions built with gcc), argparse's refusals, a taken
   port, faulthandler's banners, pydantic's validation title, the errors of a call into a package of
-  another API version, the signal table, and what the
+  another API version, a spawned process started by a script without the __main__ guard, the
+  signal table, and what the
   linker says when triton's launcher asks it for the driver's library on a machine without one
   (provoked with gcc, in an empty sysroot so that a machine with a driver says the same).
 
@@ -612,7 +613,26 @@ def python_table(tmp: Path) -> Json:
         "faulthandler": faulthandler_banners(python),
         "validation_errors": validation_errors(),
         "api_mismatch_errors": api_mismatch_errors(python),
+        "spawn_errors": spawn_errors(python, tmp),
     }
+
+
+def spawn_errors(python: str, tmp: Path) -> dict[str, str]:
+    """What multiprocessing says when a script without the `if __name__ == "__main__":` guard starts
+    a spawned process (vLLM's workers, and the LLM class, under the spawn start method): the child
+    imports the script again and refuses to start another child while it bootstraps."""
+    script = tmp / "unguarded.py"
+    script.write_text(
+        "import multiprocessing as mp\n"
+        "mp.set_start_method('spawn', force=True)\n"
+        "p = mp.Process(target=print)\n"
+        "p.start()\n"
+        "p.join()\n"
+    )
+    done = subprocess.run([python, str(script)], capture_output=True, text=True, check=False, timeout=60)
+    said = [line.strip() for line in done.stderr.splitlines() if "bootstrapping phase" in line]
+    assert said, done.stderr
+    return {"unguarded spawn": said[0]}
 
 
 def api_mismatch_errors(python: str) -> dict[str, str]:

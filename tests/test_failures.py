@@ -553,3 +553,16 @@ def test_a_refusal_vllm_also_words_as_a_warning_counts_only_as_the_error() -> No
     words = "The number of required GPUs exceeds the total number of available GPUs in the placement group."
     assert classify([f"WARNING 03-03 03:06:13 ray_utils.py:315] {words}"]).kind == FailureKind.UNKNOWN
     assert classify([f"ValueError: {words}"]).kind == FailureKind.INVALID_ARGS
+
+
+def test_a_script_without_the_main_guard_is_refused_the_same_every_start() -> None:
+    # upstream/python_errors.json spawn_errors: CPython's multiprocessing, as the spawned child of
+    # an unguarded script that starts vLLM prints it
+    said = [
+        "RuntimeError: ",
+        "        An attempt has been made to start a new process before the",
+        "        current process has finished its bootstrapping phase.",
+    ]
+    failure = classify(said)
+    assert failure.kind == FailureKind.INVALID_ARGS
+    assert failure.permanent

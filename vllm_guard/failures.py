@@ -195,6 +195,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.MODEL_NOT_FOUND, 80, "error while deserializing header", r"Error while deserializing header: \w+", "safetensors strings (0.4-0.8): a weights file that is not one (a git-lfs pointer, a partial download)"),
     # CUDA initialized in vLLM's process before it forked its workers: the same every start until
     # the start method changes (VLLM_WORKER_MULTIPROC_METHOD=spawn).
+    # A script that starts vLLM (its LLM class, its spawned workers) without the __main__ guard:
+    # the spawned child imports the script again; the same every start until the script changes.
+    _sig(K.INVALID_ARGS, 65, "finished its bootstrapping phase", r"current process has finished its bootstrapping phase", "python spawn_errors: multiprocessing's refusal to start a process while the spawned child is still importing the script"),
     _sig(K.INVALID_ARGS, 65, "cannot re-initialize cuda in forked subprocess", r"Cannot re-initialize CUDA in forked subprocess", "torch cuda/__init__.py: CUDA was initialized before vLLM forked its workers"),
     # --- the command line ---
     _sig(K.INVALID_ARGS, 65, "unrecognized arguments", r"error: unrecognized arguments: (?P<flag>\S+)", "python argparse_errors: argparse's refusal, as vLLM's FlexibleArgumentParser prints it"),
@@ -214,6 +217,7 @@ CATALOGUE: tuple[Signature, ...] = (
     # vLLM's own advice is a smaller --tensor-parallel-size (or another quantization).
     _sig(K.INVALID_ARGS, 65, "size_per_partition|not aligned with the quantized weight shape", r"(input|output) size is not aligned with the quantized weight shape|(input|output|intermediate)_size_per_partition\b.{0,80}?(is not divisible by|to be divisible by|must be divisible by|divisible by|not a multiple of)", "vllm/model_executor/layers/quantization/utils/marlin_utils.py, vllm/model_executor/layers/quantization/utils/bitblas_utils.py, vllm/model_executor/layers/quantization/gptq_marlin_24.py, vllm/model_executor/layers/quantization/fp8.py, vllm/model_executor/layers/quantization/awq.py, vllm/model_executor/layers/quantization/gptq.py (vLLM 0.5.5-0.34.0; and the MXFP4/MXFP8/INC/Quark methods): weight shards not divisible by the kernel's tile or group"),
     _sig(K.INVALID_ARGS, 65, "no valid attention backend found for", r"No valid attention backend found for \S+ with", "vllm/platforms/cuda.py (vLLM 0.11.2-0.34.0), vllm/platforms/rocm.py (0.18.1-0.34.0): no attention backend runs this model, dtype and GPU together, each one's reason after it"),
+    _sig(K.INVALID_ARGS, 65, "prequant bitsandbytes models with", r"Prequant BitsAndBytes models with (tensor parallelism|TP) is not supported", "vllm/model_executor/model_loader/bitsandbytes_loader.py (vLLM 0.9.2-0.27.1; loader.py 0.6.6.post1-0.8.5.post1): a pre-quantized bitsandbytes checkpoint under tensor parallelism"),
     _sig(K.INVALID_ARGS, 65, "is greater than max_lora_rank", r"LoRA rank \d+ is greater than max_lora_rank \d+", "vllm/lora/worker_manager.py (vLLM 0.5.5-0.6.6.post1, worded the same in later releases' LoRA manager): an adapter above --max-lora-rank"),
     _sig(K.INVALID_ARGS, 65, "appears path-like, but doesn't exist", r"The supplied chat template string \(.*\) appears path-like, but doesn't exist", "vllm/entrypoints/chat_utils.py (vLLM 0.6.6.post1-0.31.0; renderers/chat_utils.py 0.32.0, renderers/chat_utils/chat_template.py 0.33.0-0.34.0): --chat-template names a file that is not there"),
     # vLLM found no platform to run on: on a GPU machine the GPU is not usable to it (no driver

@@ -78,6 +78,7 @@ def _python_text() -> str:
             "faulthandler",
             "validation_errors",
             "api_mismatch_errors",
+            "spawn_errors",
         )
         for name, text in PYTHON[section].items()
     ]
