@@ -108,6 +108,17 @@ def _sig(
 K = FailureKind
 _SIZE = r"[\d.]+ ?[KMGT]i?B"
 
+# vLLM found no platform to run on: on a GPU machine the GPU is not usable to it (no driver library,
+# no device in the container), or its own package is not installed whole, which vLLM warns of
+# before and classify() then names (broken_install).
+_NO_PLATFORM = _sig(
+    K.CUDA_DRIVER,
+    74,
+    "no platform detected",
+    r"No platform detected, vLLM is running on UnspecifiedPlatform",
+    "vLLM's platform detection, the __init__ of its vllm/platforms package (vLLM 0.7-0.34: an INFO line until 0.10, DEBUG since 0.11; the miner keeps raised and error messages only)",
+)
+
 CATALOGUE: tuple[Signature, ...] = (
     # --- the model and the Hub ---
     _sig(K.HF_AUTH, 90, "gatedrepoerror", r"GatedRepoError", "huggingface_hub utils/_errors.py (0.20), errors.py (0.36-1.x): GatedRepoError"),
@@ -220,9 +231,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "prequant bitsandbytes models with", r"Prequant BitsAndBytes models with (tensor parallelism|TP) is not supported", "vllm/model_executor/model_loader/bitsandbytes_loader.py (vLLM 0.9.2-0.27.1; loader.py 0.6.6.post1-0.8.5.post1): a pre-quantized bitsandbytes checkpoint under tensor parallelism"),
     _sig(K.INVALID_ARGS, 65, "is greater than max_lora_rank", r"LoRA rank \d+ is greater than max_lora_rank \d+", "vllm/lora/worker_manager.py (vLLM 0.5.5-0.6.6.post1, worded the same in later releases' LoRA manager): an adapter above --max-lora-rank"),
     _sig(K.INVALID_ARGS, 65, "appears path-like, but doesn't exist", r"The supplied chat template string \(.*\) appears path-like, but doesn't exist", "vllm/entrypoints/chat_utils.py (vLLM 0.6.6.post1-0.31.0; renderers/chat_utils.py 0.32.0, renderers/chat_utils/chat_template.py 0.33.0-0.34.0): --chat-template names a file that is not there"),
-    # vLLM found no platform to run on: on a GPU machine the GPU is not usable to it (no driver
-    # library, no device in the container), or its own package is not installed whole (below).
-    _sig(K.CUDA_DRIVER, 74, "no platform detected", r"No platform detected, vLLM is running on UnspecifiedPlatform", "vLLM's platform detection, the __init__ of its vllm/platforms package (vLLM 0.7-0.34: an INFO line until 0.10, DEBUG since 0.11; the miner keeps raised and error messages only)"),
+    _NO_PLATFORM,
     _sig(K.INVALID_ARGS, 65, "must be divisible by tensor parallel size", r"must be divisible by tensor parallel size \((?P<tensor_parallel_size>\d+)\)", "vllm/config/model.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.INVALID_ARGS, 65, "requires --tool-call-parser", r"--enable-auto-tool-choice requires --tool-call-parser", "vllm/entrypoints/openai/cli_args.py (vLLM 0.6-0.28; later common/cli_args.py)"),
     _sig(K.INVALID_ARGS, 65, "is not supported with", r"VLLM_USE_V1=1 is not supported with", "vLLM 0.8 engine arguments' _raise_or_fallback (arg_utils.py), a NotImplementedError"),
@@ -523,7 +532,7 @@ def classify(
                     numbers.setdefault(key, value)
         for key, value in _context_numbers(best, raw).items():
             numbers.setdefault(key, value)
-        if best.signature.needle == "no platform detected":
+        if best.signature is _NO_PLATFORM:
             # vLLM's own warning that without its package's metadata "platform detection may fail"
             unlisted = next((clean(line) for line in raw if _UNLISTED_PACKAGE in line), None)
             if unlisted is not None:
@@ -771,6 +780,19 @@ _CARRIED_ON = re.compile(
 )
 
 
+# What a traceback's or an exception's line holds (substring tests: this runs on every line).
+_MAY_MATTER = ("rror", "RROR", "xception", "Traceback", 'File "')
+
+
+def _last_said(lines: Sequence[str], index: int) -> str:
+    """The last non-empty line before `index`, cleaned: what introduced a traceback."""
+    for before in reversed(lines[max(0, index - _CONFIG_REACH) : index]):
+        text = clean(before)
+        if text:
+            return text
+    return ""
+
+
 def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
     """The first exception of the log that no restart gets past: a refusal vLLM's own code
     raised (INVALID_ARGS), transformers' refusal of remote code (TRUST_REMOTE_CODE), a failed
@@ -780,10 +802,15 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
     frames = 0  # frames of the traceback so far, runpy's not counted
     headed = False  # its "Traceback (most recent call last):" was seen: an excerpt may start inside one
     importing = False  # a module's top level runs under a caller: an import is under way
-    before, carried_on = "", False  # the last line outside a traceback's body; its traceback's fate
+    carried_on = False  # the traceback under way was logged by vLLM, which went on after it
     for index, line in enumerate(lines):
+        # Only a traceback's lines and exception lines matter: most lines of a long log are not
+        # cleaned at all (a frame's source line follows its frame, whatever it says).
+        if index != frame_at + 1 and not any(part in line for part in _MAY_MATTER):
+            continue
         text = clean(line)
         if text.startswith("Traceback (most recent call last)"):
+            before = _last_said(lines, index)
             if not _CHAINED.search(before):
                 carried_on = bool(_CARRIED_ON.search(before))
             frames, headed, importing = 0, True, False
@@ -800,8 +827,6 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
         if index == frame_at + 1 and not (refusing or failed_import or exception):
             code = text  # the frame's source line (absent where Python could not read the file)
             continue
-        if text:
-            before = text
         if exception:  # the traceback ends here; a chained one has a header of its own
             frames, headed, importing_now, importing = 0, False, importing, False
         else:
