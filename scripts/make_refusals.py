@@ -1,4 +1,5 @@
-"""Write vllm_guard/refusals.py: the sentences vLLM raises when it refuses its configuration.
+"""Write vllm_guard/refusals.py: the sentences vLLM raises when it refuses its configuration, and
+the ones it raises when a package it needs is missing.
 
 Why: vLLM checks its arguments in vllm/config* and vllm/engine/arg_utils.py (and the OpenAI
 server's cli_args.py) before it loads anything, and raises ValueError, TypeError, KeyError or
@@ -13,6 +14,11 @@ is long enough to say something (at least 24 characters and four words) and no m
 file, nor a message of these files that is not a refusal, contains it: a sentence vLLM also says
 elsewhere tells nothing about where it failed.
 
+The second table holds the pieces of every ImportError/ModuleNotFoundError message vLLM raises, in
+any file, that no other message says: what a missing or outdated package looks like in vLLM's
+words, which a wrapper may carry without its class (the V1 executor's "Worker failed with error
+'...'", a Ray task error, a message logged with str(e)).
+
     .venv/bin/python scripts/make_refusals.py           # after mining a new release
     .venv/bin/python scripts/make_refusals.py --check   # exit 1 when the module is stale
 """
@@ -24,7 +30,7 @@ import importlib.util
 import re
 import sys
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
 
@@ -42,6 +48,7 @@ REFUSING_CALLS = frozenset(
         "raise ArgumentTypeError",
     }
 )
+IMPORT_CALLS = frozenset({"raise ImportError", "raise ModuleNotFoundError"})
 MIN_CHARS = 24
 MIN_WORDS = 4
 _SPLIT = re.compile(r"\{\}|(?<=[.;:!?])\s+")
@@ -71,12 +78,15 @@ def pieces(template: str) -> list[str]:
     return out
 
 
-def refusals(rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]) -> list[tuple[str, str, str]]:
-    """(piece, file, first-last release) for each distinctive piece of a refusal."""
+def distinctive(
+    rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str], wanted: Callable[[str, str], bool]
+) -> list[tuple[str, str, str]]:
+    """(piece, file, first-last release) for each piece of a `wanted` (path, call) message that no
+    other message contains."""
     found: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
     others: list[str] = []
     for path, call, template, runs in rows:
-        if REFUSING_FILES.match(path) and call in REFUSING_CALLS:
+        if wanted(path, call):
             for piece in pieces(template):
                 files, versions = found[piece]
                 files.add(path)
@@ -93,19 +103,37 @@ def refusals(rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]) 
     return table
 
 
-def render(table: list[tuple[str, str, str]]) -> str:
+def refusals(rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]) -> list[tuple[str, str, str]]:
+    """The configuration refusals' distinctive pieces."""
+    return distinctive(
+        rows, mined, lambda path, call: bool(REFUSING_FILES.match(path)) and call in REFUSING_CALLS
+    )
+
+
+def import_failures(
+    rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]
+) -> list[tuple[str, str, str]]:
+    """The distinctive pieces of vLLM's own ImportError messages, in any file."""
+    return distinctive(rows, mined, lambda path, call: call in IMPORT_CALLS)
+
+
+def render(table: list[tuple[str, str, str]], imports: list[tuple[str, str, str]]) -> str:
     lines = [
-        '"""The sentences vLLM raises when it refuses its configuration (generated; do not edit).',
+        '"""The sentences vLLM raises when it refuses its configuration or misses a package (generated;',
+        "do not edit).",
         "",
         "Written by scripts/make_refusals.py from tests/diagnosis/upstream/vllm_messages.json: each",
-        "(piece, file, releases) is a part of a ValueError/TypeError/KeyError/NotImplementedError",
-        "message raised in vllm/config*, vllm/engine/arg_utils.py or the OpenAI server's cli_args.py",
-        "that no other vLLM message contains, lowercased, whitespace collapsed.",
+        "(piece, file, releases) is a part of a message that no other vLLM message contains, lowercased,",
+        "whitespace collapsed. REFUSALS: the ValueError/TypeError/KeyError/NotImplementedError messages",
+        "raised in vllm/config*, vllm/engine/arg_utils.py or the OpenAI server's cli_args.py.",
+        "IMPORT_FAILURES: the ImportError/ModuleNotFoundError messages raised anywhere in vllm/.",
         '"""',
         "",
         "REFUSALS: tuple[tuple[str, str, str], ...] = (",
     ]
     lines += [f"    ({piece!r}, {path!r}, {span!r})," for piece, path, span in table]
+    lines += [")", "", "IMPORT_FAILURES: tuple[tuple[str, str, str], ...] = ("]
+    lines += [f"    ({piece!r}, {path!r}, {span!r})," for piece, path, span in imports]
     lines += [")", ""]
     return "\n".join(lines)
 
@@ -117,14 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     mined, messages = miner.load(MESSAGES)
     rows = [(m.path, m.call, m.template, miner.compress(v, mined)) for m, v in messages.items()]
     table = refusals(rows, mined)
-    text = render(table)
+    imports = import_failures(rows, mined)
+    text = render(table, imports)
     if opts.check:
         if MODULE.read_text() != text:
             print(f"{MODULE} is stale: run scripts/make_refusals.py", file=sys.stderr)
             return 1
         return 0
     MODULE.write_text(text)
-    print(f"wrote {len(table)} refusals to {MODULE}", file=sys.stderr)
+    print(f"wrote {len(table)} refusals and {len(imports)} import failures to {MODULE}", file=sys.stderr)
     return 0
 
 

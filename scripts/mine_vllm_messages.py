@@ -54,7 +54,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from vllm_guard.failures import CATALOGUE, REFUSING_CLASSES, Signature
-from vllm_guard.refusals import REFUSALS
+from vllm_guard.refusals import IMPORT_FAILURES, REFUSALS
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "diagnosis" / "upstream" / "vllm_messages.json"
@@ -514,9 +514,9 @@ def uncovered(
     table: Table,
     new_since: str | None,
     catalogue: Iterable[Signature] = CATALOGUE,
-    refusals: Iterable[tuple[str, str, str]] = REFUSALS,
+    refusals: Iterable[tuple[str, str, str]] = (*REFUSALS, *IMPORT_FAILURES),
 ) -> list[tuple[Message, set[str]]]:
-    """The failure-like messages no signature covers and no refusal of the table contains; with
+    """The failure-like messages no signature covers and no sentence of refusals.py's tables contains; with
     `new_since`, only those no release up to and including it has."""
     signatures = list(catalogue)
     refused = [piece for piece, _, _ in refusals]

@@ -277,6 +277,10 @@ def test_an_import_error_that_ends_a_later_traceback_is_still_the_installs() -> 
     handled = [*SCRIPT_WITHOUT_VLLM[:3], "ModuleNotFoundError: No module named 'flash_attn'", "",
                "During handling of the above exception, another exception occurred:", ""]  # fmt: skip
     assert classify(["INFO 11-27 10:00:00 [core.py:1] x", *handled, WRAPPER]).kind == FailureKind.WORKER_DIED
+    # ... unless the excerpt ends before the exception raised while handling it: then the handled
+    # one is all the log shows (broken_install/n4-unsloth-2426-llmengine-no-model-executor.log)
+    cut = ["INFO 11-27 10:00:00 [core.py:1] x", *handled, "Traceback (most recent call last):"]
+    assert classify(cut).kind == FailureKind.BROKEN_INSTALL
     late = ["INFO 11-27 10:00:00 [core.py:1] x", "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
     assert classify(late, ready=True).kind == FailureKind.WORKER_DIED
     # A compiled library that cannot load is the installation's wherever it shows (the loader's

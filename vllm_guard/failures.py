@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from vllm_guard.redact import Redactor
-from vllm_guard.refusals import REFUSALS
+from vllm_guard.refusals import IMPORT_FAILURES, REFUSALS
 from vllm_guard.vllm_classes import API_CLASSES
 
 Number = int | float | str
@@ -586,21 +586,24 @@ _WORD = re.compile(r"[a-z0-9_]{4,}")
 _REPORTING = re.compile(r"\b(INFO|WARNING|DEBUG)\s+\d\d-\d\d \d\d:\d\d:\d\d", re.IGNORECASE)
 
 
-def _refusal_index() -> dict[str, tuple[tuple[str, str], ...]]:
+def _refusal_index() -> dict[str, tuple[tuple[str, str, FailureKind], ...]]:
     """Each piece under its rarest whole word, so a line is tested only against the pieces one
     of its own words names. A word at a piece's edge may be cut (a placeholder was there), so only
     inner words key; a piece with none is under "", which every line is tested against."""
+    tables = ((REFUSALS, K.INVALID_ARGS), (IMPORT_FAILURES, K.BROKEN_INSTALL))
     inner: dict[str, list[str]] = {}
-    for piece, _, _ in REFUSALS:
-        inner[piece] = _inner_words(piece) or [""]
+    for table, _ in tables:
+        for piece, _, _ in table:
+            inner[piece] = _inner_words(piece) or [""]
     counts: dict[str, int] = {}
     for words in inner.values():
         for word in set(words):
             counts[word] = counts.get(word, 0) + 1
-    index: dict[str, list[tuple[str, str]]] = {}
-    for piece, files, versions in REFUSALS:
-        key = min(inner[piece], key=lambda word: (counts[word], -len(word)))
-        index.setdefault(key, []).append((piece, f"{files}, vLLM {versions}"))
+    index: dict[str, list[tuple[str, str, FailureKind]]] = {}
+    for table, kind in tables:
+        for piece, files, versions in table:
+            key = min(inner[piece], key=lambda word: (counts[word], -len(word)))
+            index.setdefault(key, []).append((piece, f"{files}, vLLM {versions}", kind))
     return {key: tuple(pieces) for key, pieces in index.items()}
 
 
@@ -619,23 +622,24 @@ def _candidates(low: str) -> list[Signature]:
 
 
 def _refusals_in(low: str, words: set[str] | None = None) -> list[Signature]:
-    """The refusals of vLLM's configuration that a lowercased log line (its `words`) contains."""
+    """The sentences of vLLM's configuration refusals and import failures that a lowercased log
+    line (its `words`) contains."""
     if "  " in low:  # the table's sentences are spaced once; vLLM's source is not always
         low = " ".join(low.split())
     found = [
-        (piece, source)
+        entry
         for word in (words if words is not None else {"", *_WORD.findall(low)})
-        for piece, source in _REFUSAL_INDEX.get(word, ())
-        if piece in low
+        for entry in _REFUSAL_INDEX.get(word, ())
+        if entry[0] in low
     ]
     if not found or _REPORTING.search(low):
         return []
     out = []
-    for piece, source in found:
+    for piece, source, kind in found:
         signature = _REFUSAL_SIGNATURES.get(piece)
         if signature is None:
             signature = _REFUSAL_SIGNATURES[piece] = _sig(
-                K.INVALID_ARGS, _REFUSAL_RANK, piece, r"\s+".join(map(re.escape, piece.split(" "))), source
+                kind, _REFUSAL_RANK, piece, r"\s+".join(map(re.escape, piece.split(" "))), source
             )
         out.append(signature)
     return out
@@ -803,6 +807,16 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
     headed = False  # its "Traceback (most recent call last):" was seen: an excerpt may start inside one
     importing = False  # a module's top level runs under a caller: an import is under way
     carried_on = False  # the traceback under way was logged by vLLM, which went on after it
+    # where the log's last exception line is: a handled exception is the cause when the excerpt
+    # ends before the one raised while handling it
+    last_exception = next(
+        (
+            len(lines) - 1 - back
+            for back, line in enumerate(reversed(lines))
+            if ("rror" in line or "xception" in line) and _ERROR_LINE.search(clean(line))
+        ),
+        -1,
+    )
     for index, line in enumerate(lines):
         # Only a traceback's lines and exception lines matter: most lines of a long log are not
         # cleaned at all (a frame's source line follows its frame, whatever it says).
@@ -836,8 +850,8 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
         recent = index - frame_at <= _CONFIG_REACH
         if recent and text.startswith("KeyError") and _MODEL_TYPE_FRAME.search(frame):
             return K.BROKEN_INSTALL, text
-        if any(_HANDLED in after for after in lines[index + 1 : index + 4]):
-            continue
+        if any(_HANDLED in after for after in lines[index + 1 : index + 4]) and index < last_exception:
+            continue  # the exception raised while handling it is the one that ended the run
         if failed_import or (importing_now and recent):
             return K.BROKEN_INSTALL, text
         missing = _MISSING_ATTRIBUTE.search(text)
@@ -1026,6 +1040,7 @@ def families() -> list[tuple[str, str, list[str]]]:
                 "ValueError, NotImplementedError, TypeError, KeyError raised in a vllm/ file"
             ]
         if kind == K.BROKEN_INSTALL:
+            grouped[(kind.value, "vLLM (its import failures' table)")] = [f"{len(IMPORT_FAILURES)} sentences"]
             grouped[(kind.value, "Python (a traceback's failed import, when nothing above matched)")] = [
                 "ImportError, ModuleNotFoundError ending a traceback",
                 "any exception under a module being imported",
@@ -1081,6 +1096,14 @@ def catalogue_table() -> str:
                 f"| vLLM's convention for what it will not run (mined: most of its uncovered messages) | {restart} |"
             )
         if kind == K.BROKEN_INSTALL:
+            releases = sorted({v for _, _, span in IMPORT_FAILURES for v in span.split("-")}, key=_release)
+            rows.append(
+                f"| `{kind.value}` | {MEANING[kind]} (rank {_REFUSAL_RANK}: below every phrase above) "
+                f"| any of the {len(IMPORT_FAILURES)} sentences of `IMPORT_FAILURES` in `vllm_guard/refusals.py`, "
+                f"on a line that is not INFO, WARNING or DEBUG, with or without its class (a wrapper may carry "
+                f"only the message) | vLLM's ImportError/ModuleNotFoundError messages in any file, "
+                f"{releases[0]}-{releases[-1]} (scripts/make_refusals.py) | {restart} |"
+            )
             rows.append(
                 f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
                 f"| {FAILED_IMPORT}, or any exception under a `<module>` frame that has callers (a module being "

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 
 from vllm_guard.failures import FailureKind, _refusals_in, classify
-from vllm_guard.refusals import REFUSALS
+from vllm_guard.refusals import IMPORT_FAILURES, REFUSALS
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "make_refusals.py"
 
@@ -109,3 +109,36 @@ def test_a_line_vllm_logs_to_report_is_not_a_refusal() -> None:
     assert _refusals_in(line.lower()) == []
     assert _refusals_in(line.replace("INFO", "ERROR").lower()) != []
     assert classify([line], exit_status=1).kind == FailureKind.UNKNOWN
+
+
+@pytest.mark.parametrize(
+    ("piece", "files", "versions"), IMPORT_FAILURES, ids=[row[0][:50] for row in IMPORT_FAILURES]
+)
+def test_every_import_failure_is_a_broken_install_even_without_its_class(
+    piece: str, files: str, versions: str
+) -> None:
+    # the V1 executor carries a worker's exception as its message alone
+    found = _refusals_in(
+        f"runtimeerror: worker failed with error '17{piece}42', please check the stack trace above"
+    )
+    assert FailureKind.BROKEN_INSTALL in {s.kind for s in found if s.needle == piece}
+
+
+def test_import_failures_are_vllms_import_errors_alone() -> None:
+    rows = [
+        (
+            "vllm/model_executor/models/foo.py",
+            "raise ImportError",
+            "The foo tokenizer requires the `bar` package",
+            ["0.30.0"],
+        ),
+        (
+            "vllm/model_executor/models/foo.py",
+            "raise ValueError",
+            "The foo model cannot run in eager mode here",
+            ["0.30.0"],
+        ),
+    ]
+    assert maker.import_failures(rows, ["0.30.0"]) == [
+        ("the foo tokenizer requires the `bar` package", "vllm/model_executor/models/foo.py", "0.30.0")
+    ]
