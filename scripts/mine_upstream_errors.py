@@ -23,6 +23,10 @@ the CUDA runtime). One function per table, each writing one JSON file:
   those of the CUDA wheel's c10/cuda and libtorch_cuda (the driver and device-count errors, CUDA graph
   capture, the NCCL watchdog: words a CPU wheel has not got); the H100 probes in ../shared/vllm/gpu
   show the C++ CUDA OOM text as printed.
+- rocblas_errors.json: what rocBLAS prints to stderr before it aborts (ROCm's BLAS, under torch's
+  matrix products on AMD GPUs): the strings of librocblas.so in Debian's librocblas0 package, and
+  the `rocblas_cerr`/`print_once` messages of library/src/tensile_host.cpp at each ROCm release tag
+  of a rocBLAS git clone (`--rocblas-git DIR`; the per-architecture wording is in the source only).
 - python_errors.json: CPython's import errors, provoked in a python3.11 subprocess (the undefined-symbol
   and missing-library shapes from two tiny extensions built with gcc), argparse's refusals, a taken
   port, faulthandler's banners, pydantic's validation title, the errors of a call into a package of
@@ -31,9 +35,11 @@ the CUDA runtime). One function per table, each writing one JSON file:
   linker says when triton's launcher asks it for the driver's library on a machine without one
   (provoked with gcc, in an empty sysroot so that a machine with a driver says the same).
 
-Only PyPI is needed (pip download into a temporary directory; nothing is installed or imported):
+PyPI is needed (pip download into a temporary directory; nothing is installed or imported), and for
+rocBLAS Debian's archive and a clone of https://github.com/ROCm/rocBLAS:
 
-    python scripts/mine_upstream_errors.py [--only nccl,hf_hub,ray,torch,triton,python] [--out-dir DIR]
+    python scripts/mine_upstream_errors.py [--only nccl,hf_hub,ray,torch,triton,rocblas,python]
+        [--out-dir DIR] [--rocblas-git DIR]
 """
 
 from __future__ import annotations
@@ -42,12 +48,14 @@ import argparse
 import ast
 import ctypes
 import json
+import lzma
 import platform
 import re
 import signal
 import subprocess
 import sys
 import tempfile
+import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -485,6 +493,80 @@ def triton_table(tmp: Path) -> Json:
     return {"triton": table.as_json(), "ptxas_strings": ptxas}
 
 
+DEBIAN = "http://deb.debian.org/debian"
+ROCBLAS_DEBIAN = ("trixie", "librocblas0")
+ROCBLAS_SOURCE = "library/src/tensile_host.cpp"
+ROCBLAS_TAGS = re.compile(r"^rocm-\d+\.\d+\.\d+$")
+_CXX_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def debian_package(tmp: Path, suite: str, name: str) -> tuple[str, Path]:
+    """(version, .deb) of a Debian package, from the archive's index for amd64."""
+    with urllib.request.urlopen(f"{DEBIAN}/dists/{suite}/main/binary-amd64/Packages.xz") as answer:
+        index = lzma.decompress(answer.read()).decode()
+    stanza = next(s for s in index.split("\n\n") if s.startswith(f"Package: {name}\n"))
+    fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line)
+    deb = tmp / Path(fields["Filename"]).name
+    urllib.request.urlretrieve(f"{DEBIAN}/{fields['Filename']}", deb)
+    return fields["Version"], deb
+
+
+def cxx_messages(source: str, marker: str) -> list[str]:
+    """The messages a C++ file streams that contain `marker`: each statement's string literals as
+    written, any other operand as "{}" (std::endl dropped)."""
+    out = []
+    for found in re.finditer(re.escape(marker), source):
+        start = source.rfind(";", 0, found.start()) + 1
+        start = max(start, source.rfind("{", 0, found.start()) + 1, source.rfind("}", 0, found.start()) + 1)
+        end = source.index(";", found.end())
+        statement = source[start:end]
+        parts = [p.strip() for p in statement.split("<<")][1:]
+        text = ""
+        for part in parts:
+            literals = _CXX_LITERAL.findall(part)
+            if literals and _CXX_LITERAL.sub("", part).strip(" ()") == "":
+                text += "".join(literals).encode().decode("unicode_escape")
+            elif "endl" not in part:
+                text += "{}"
+        out.append(text.strip("\n"))
+    return list(dict.fromkeys(out))
+
+
+def rocblas_table(tmp: Path, git: Path | None = None) -> Json:
+    suite, name = ROCBLAS_DEBIAN
+    version, deb = debian_package(tmp, suite, name)
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp / "root")], check=True)
+    library = next((tmp / "root").rglob("librocblas.so.*.*"))
+    strings = near(printable_strings(library.read_bytes(), 6), ["rocBLAS error", "TensileLibrary"])
+    source: dict[str, list[str]] = {}
+    if git is None:
+        raise SystemExit("the rocblas table needs --rocblas-git DIR (a clone of github.com/ROCm/rocBLAS)")
+    tags = subprocess.run(["git", "-C", str(git), "tag"], capture_output=True, text=True, check=True)
+    for tag in [*sorted((t for t in tags.stdout.split() if ROCBLAS_TAGS.match(t)), key=_tag_key), "HEAD"]:
+        shown = subprocess.run(
+            ["git", "-C", str(git), "show", f"{tag}:{ROCBLAS_SOURCE}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shown.returncode == 0:
+            source[tag] = cxx_messages(shown.stdout, "rocBLAS error")
+    head = subprocess.run(
+        ["git", "-C", str(git), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    )
+    return {
+        "debian": {"suite": suite, "package": name, "version": version, "library": library.name},
+        "library_strings": {version: strings},
+        "source_file": ROCBLAS_SOURCE,
+        "source_head": head.stdout.strip(),
+        "source_messages": source,
+    }
+
+
+def _tag_key(tag: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in tag.removeprefix("rocm-").split("."))
+
+
 def linker_errors(tmp: Path) -> dict[str, str]:
     """What ld says for each way triton's launcher has linked the driver's library, where there is none."""
     (tmp / "sysroot").mkdir()
@@ -711,6 +793,7 @@ TABLES: dict[str, tuple[str, Callable[[Path], Json]]] = {
     "ray": ("ray_errors.json", ray_table),
     "torch": ("torch_errors.json", torch_table),
     "triton": ("triton_errors.json", triton_table),
+    "rocblas": ("rocblas_errors.json", rocblas_table),
     "python": ("python_errors.json", python_table),
 }
 
@@ -719,13 +802,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--only", default=",".join(TABLES), help="comma-separated: " + ",".join(TABLES))
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    parser.add_argument("--rocblas-git", type=Path, help="a clone of github.com/ROCm/rocBLAS (its tags)")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for name in opts.only.split(","):
             filename, mine = TABLES[name]
             where = Path(tmp) / name
             where.mkdir()
-            table = mine(where)
+            table = rocblas_table(where, opts.rocblas_git) if name == "rocblas" else mine(where)
             (opts.out_dir / filename).write_text(json.dumps(table, indent=1, ensure_ascii=False) + "\n")
             print(f"wrote {opts.out_dir / filename}", file=sys.stderr)
     return 0

@@ -182,6 +182,12 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "cuda-capable device", r"no CUDA-capable device is detected", "cudaGetErrorString(100) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "cudaerror", r"cudaError(InsufficientDriver|NoDevice|NoKernelImageForDevice|SystemDriverMismatch|CompatNotSupportedOnDevice)\b", "cudaGetErrorName(35, 100, 209, 803, 804) (upstream/cuda_runtime_errors.json)"),
     _sig(K.CUDA_DRIVER, 75, "nvidia driver", r"Found no NVIDIA driver|NVIDIA driver on your system is too old", "torch lib/libc10_cuda.so (the CUDA wheel; c10/cuda CUDAFunctions.cpp's driver checks)"),
+    # rocBLAS (torch's matrix products on AMD GPUs) aborts when its build has no kernels for the
+    # GPU's architecture (the per-architecture wording, ROCm 5.7 on); without the architecture, its
+    # single library file is missing: the installation's.
+    _sig(K.CUDA_DRIVER, 76, "for gpu arch :", r"rocBLAS error: Cannot read \S.*: .* for GPU arch : gfx\w+", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-5.7.0 on; upstream/rocblas_errors.json)"),
+    _sig(K.BROKEN_INSTALL, 70, "rocblas error: cannot read", r"rocBLAS error: Cannot read \S*TensileLibrary\S*: ", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-3.3.0 on; Debian librocblas0 5.5.1's librocblas.so)"),
+    _sig(K.CUDA_DRIVER, 75, "could not initialize tensile host: no devices found", r"rocBLAS error: Could not initialize Tensile host: No devices found", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-3.3.0 on; Debian librocblas0 5.5.1's librocblas.so)"),
     _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vllm/config/device.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "nvidia-smi's words when nvmlInit fails (a driver library that does not match the kernel module, or none)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU( has compute capability (?P<compute_capability>\d+\.\d+))?", "vllm/platforms/cuda.py (vLLM 0.10-0.34; rocm.py the same, worker/worker.py 0.5-0.10)"),
@@ -1009,6 +1015,7 @@ _ORIGINS: tuple[tuple[str, str], ...] = (
     (r"\bsafetensors\b", "safetensors"),
     (r"\bray\b|Ray", "Ray"),
     (r"\btriton\b", "triton"),
+    (r"\brocblas\b", "rocBLAS"),
     (r"torch", "torch"),
     (r"GNU ld", "the linker"),
     (r"nvidia-smi|nvidia-container-cli", "NVIDIA's driver tools"),

@@ -1,12 +1,12 @@
-"""The catalogue's NCCL, Hub, ModelScope, Ray, torch, triton and Python phrases are the upstreams' own words.
+"""The catalogue's NCCL, Hub, ModelScope, Ray, torch, triton, rocBLAS and Python phrases are the upstreams' own words.
 
 upstream/*_errors.json are read from the upstreams by scripts/mine_upstream_errors.py: libnccl's
 `ncclGetErrorString`, huggingface_hub's, transformers', Ray's and torch's source (and the strings in
 their binaries), and CPython's errors provoked in a subprocess. A signature whose `source` cites one
 of them (`ncclGetErrorString(N)`, `huggingface_hub <path>.py`, `transformers <path>.py`,
 `ray <path>`, `torch <path>`, `triton <path>.py`, `modelscope <path>.py`, `urllib3 <path>.py`,
-`libnccl strings`, `tokenizers strings`, `safetensors strings`, `python <what>`) must have each of
-its needles in the cited text.
+`libnccl strings`, `tokenizers strings`, `safetensors strings`, `rocblas <path>`, `python <what>`)
+must have each of its needles in the cited text.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ RAY = _load("ray_errors.json")
 TORCH = _load("torch_errors.json")
 TRITON = _load("triton_errors.json")
 PYTHON = _load("python_errors.json")
+ROCBLAS = _load("rocblas_errors.json")
 
 
 def _source_texts(table: dict[str, Any]) -> dict[str, list[str]]:
@@ -100,6 +101,12 @@ TEXTS: dict[str, dict[str, list[str]]] = {
     "tokenizers": {"strings": [t for texts in HF["tokenizers"]["strings"].values() for t in texts]},
     "safetensors": {"strings": [t for texts in HF["safetensors"]["strings"].values() for t in texts]},
     "libnccl": {"strings": [s for strings in NCCL["library_strings"].values() for s in strings]},
+    "rocblas": {
+        ROCBLAS["source_file"]: [
+            *(m for messages in ROCBLAS["source_messages"].values() for m in messages),
+            *(s for strings in ROCBLAS["library_strings"].values() for s in strings),
+        ]
+    },
 }
 
 
@@ -248,6 +255,18 @@ def test_a_version_that_does_not_fit_the_model_is_named_from_the_upstreams_words
     assert classify([pointer]).kind == FailureKind.MODEL_NOT_FOUND
 
 
+def test_rocblas_wording_is_rocblas() -> None:
+    # rocBLAS 5.7 and later name the GPU architecture its build has no kernels for; a build that
+    # keeps one library file for all only says the file is not there.
+    messages = ROCBLAS["source_messages"]
+    assert "rocBLAS error: Cannot read {}: {} for GPU arch : {}" in messages["rocm-5.7.0"]
+    assert "rocBLAS error: Cannot read {}: {}" in messages["rocm-5.5.0"]
+    no_arch = "rocBLAS error: Cannot read /opt/rocm/lib/rocblas/library/TensileLibrary.dat: No such file or directory"
+    assert classify([no_arch]).kind == FailureKind.BROKEN_INSTALL
+    assert classify([f"{no_arch} for GPU arch : gfx1150"]).kind == FailureKind.CUDA_DRIVER
+    assert classify([messages["HEAD"][0]]).kind == FailureKind.CUDA_DRIVER  # no devices found
+
+
 def test_python_wording_is_cpythons_and_the_c_librarys() -> None:
     errors = PYTHON["import_errors"]
     assert errors["ModuleNotFoundError"].startswith("ModuleNotFoundError: No module named '")
@@ -270,13 +289,13 @@ def test_python_wording_is_cpythons_and_the_c_librarys() -> None:
 
 
 class Citation(NamedTuple):
-    table: str  # nccl, libnccl (its strings), huggingface_hub, transformers, urllib3, ray, torch, triton, modelscope(_hub), python
+    table: str  # nccl, libnccl (its strings), huggingface_hub, transformers, urllib3, ray, torch, triton, modelscope(_hub), rocblas, python
     what: str  # a result code, a path below the package, or the thing Python raises
 
 
 CITATION = re.compile(
     r"ncclGetErrorString\((?P<codes>[\d., ]+)\)"
-    r"|(?<![\w.`/-])(?P<package>huggingface_hub|transformers|ray|torch|triton|modelscope_hub|modelscope|urllib3|libnccl|tokenizers|safetensors)"
+    r"|(?<![\w.`/-])(?P<package>huggingface_hub|transformers|ray|torch|triton|modelscope_hub|modelscope|urllib3|libnccl|tokenizers|safetensors|rocblas)"
     r"[ /](?P<path>\w[\w./#-]*\w)"
     r"|(?<![\w.`/-])python (?P<what>[A-Za-z_][\w.()]*)"
 )
