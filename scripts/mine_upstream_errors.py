@@ -16,7 +16,8 @@ the CUDA runtime). One function per table, each writing one JSON file:
 - triton_errors.json: triton's NVIDIA driver and launcher build (an old release of the vLLM 0.7
   era, when the launcher linked `-lcuda`, and the newest, which links `-l:libcuda.so.1`), and the
   words of the ptxas it bundles.
-- ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm messages in ray/_private/, and
+- ray_errors.json: ray/exceptions.py's classes and messages, the /dev/shm and version-mismatch
+  messages in ray/_private/, and
   the strings of the raylet, the GCS server and _raylet.so that word the C++ side of the same failures
   (out of memory, /dev/shm, a dead worker or actor, a fatal signal).
 - torch_errors.json: torch's Python-side CUDA wording, the strings in the CPU wheel's libraries, and
@@ -114,6 +115,8 @@ TRITON_FILES = (
 TRITON_PTXAS = "backends/nvidia/bin/ptxas"
 PTXAS_PHRASES = ("is not defined for option", "ptxas fatal")
 RAY_VERSIONS = ("2.9.3", None)
+# ray/_private/ messages kept: /dev/shm too small, and a node whose Ray or Python is not the cluster's
+RAY_PRIVATE_PHRASES = ("/dev/shm", "Version mismatch")
 RAYLET_PHRASES = (
     "low on memory",
     "memory usage threshold",
@@ -462,8 +465,13 @@ def ray_table(tmp: Path) -> Json:
             for name in zipped.namelist():
                 if name.startswith("ray/_private/") and name.endswith(".py"):
                     text = zipped.read(name).decode(errors="replace")
-                    if "/dev/shm" in text:
-                        table.add_file(version, name.removeprefix("ray/"), text, lambda t: "/dev/shm" in t)
+                    if any(phrase in text for phrase in RAY_PRIVATE_PHRASES):
+                        table.add_file(
+                            version,
+                            name.removeprefix("ray/"),
+                            text,
+                            lambda t: any(phrase in t for phrase in RAY_PRIVATE_PHRASES),
+                        )
             for path in RAY_BINARIES:
                 if f"ray/{path}" in zipped.namelist():
                     found = near(printable_strings(zipped.read(f"ray/{path}")), RAYLET_PHRASES, around=2)
