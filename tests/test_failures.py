@@ -436,6 +436,13 @@ def test_a_refusal_vllms_own_code_raises_is_permanent_and_pythons_own_error_is_n
     assert classify(real, milestone="api server up").kind == FailureKind.WORKER_DIED
     # A catalogue phrase still wins over it: vLLM's KV-cache refusal is a ValueError raised the same way.
     assert classify([*real[: raised + 2], KV_TOO_SMALL, WRAPPER]).kind == FailureKind.MAX_MODEL_LEN_TOO_LARGE
+    # Python on Windows prints its frames with backslashes (vLLM forks run there): the same rule.
+    windows = [
+        re.sub(r'File "([^"]*)"', lambda m: f'File "C:{m[1].replace("/", chr(92))}"', line)
+        for line in real[: raised + 2]
+    ]
+    assert any("\\vllm\\v1\\attention" in line for line in windows)
+    assert classify([*windows, WRAPPER]).kind == FailureKind.INVALID_ARGS
 
 
 def test_a_model_whose_own_code_imports_a_missing_package_is_a_broken_install() -> None:

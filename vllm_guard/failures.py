@@ -300,6 +300,9 @@ CATALOGUE: tuple[Signature, ...] = (
     # Ray refuses a node whose Ray or Python is not the cluster's (its warning of a patch-level
     # Python difference says "Python patch version mismatch" and goes on)
     _sig(K.BROKEN_INSTALL, 70, "version mismatch: ", r"(?<!patch )Version mismatch: The cluster was started with", "ray _private/utils.py (check_version_info, Ray 2.9.3-2.60.0)"),
+    # vLLM's words for a kernel its own build, or FlashInfer's, AITER's or DeepGEMM's, was made
+    # without: a reinstall or another build, which no restart is
+    _sig(K.BROKEN_INSTALL, 60, "build with|build that includes|decode api|requires its compiled|rebuild", r"(requires|needs) (an?|the pinned) [\w.-]+ build with|build that includes|requires \w+'s [\w ]+ decode API|requires its compiled \w+|\bRebuild (vLLM|vllm-xpu-kernels|with)\b|rebuild the vLLM wheel", "vllm/utils/flashinfer.py, vllm/v1/attention/backends/mla/flashinfer_mla_sparse_sm120.py, vllm/models/deepseek_v4/nvidia/flashinfer_sparse.py, vllm/v1/attention/backends/mla/rocm_aiter_mla.py, vllm/utils/deep_gemm.py (vLLM 0.24.0-0.34.0): a FlashInfer, AITER, DeepGEMM or vLLM build without the kernel the model or backend needs"),
     # vLLM's placeholder for an optional extra: the feature's packages are not installed
     _sig(K.BROKEN_INSTALL, 70, "please install vllm[", r"Please install vllm\[\w+\] for \w+ support", "vllm/utils/import_utils.py, vllm/utils/__init__.py, vllm/utils.py (vLLM 0.6.6.post1-0.34.0): PlaceholderModule of an extra (audio, video, ...) that is not installed"),
     _sig(K.BROKEN_INSTALL, 70, "failed to import ray", r"Failed to import Ray(: .*)?[.,] ?Please install Ray with `pip install ray`", "vllm/executor/ray_utils.py, vllm/v1/executor/ray_utils.py (vLLM 0.5.5-0.34.0): a Ray executor asked for, and Ray not installed"),
@@ -768,13 +771,13 @@ FAILED_IMPORT = "`ImportError` or `ModuleNotFoundError` at the bottom of a trace
 # dynamic_module_utils.py, upstream/hf_hub_errors.json): the frame names the failure even where
 # the message is cut.
 _TRUST_FRAME = re.compile(
-    r'/transformers/dynamic_module_utils\.py", line \d+, in (resolve_trust_remote_code|_raise_timeout_error)$'
+    r'[/\\]transformers[/\\]dynamic_module_utils\.py", line \d+, in (resolve_trust_remote_code|_raise_timeout_error)$'
 )
 # transformers' table of model types raises KeyError(model_type) for a type it does not know, which
 # AutoConfig turns into "Transformers does not recognize this architecture": a transformers older
 # than the model, whether or not the excerpt kept the ValueError it was handled into.
 _MODEL_TYPE_FRAME = re.compile(
-    r'/transformers/models/auto/configuration_auto\.py", line \d+, in __getitem__$'
+    r'[/\\]transformers[/\\]models[/\\]auto[/\\]configuration_auto\.py", line \d+, in __getitem__$'
 )
 # Another package (a trainer, a wrapper) asking a vLLM object for what its vLLM does not have: the
 # two installed packages do not fit (vllm_classes.py says whose class it is).
@@ -785,7 +788,8 @@ _MISSING_ATTRIBUTE = re.compile(
 # frame of its traceback, or runpy's _run_code's callee) or of one being imported. A failure under
 # the second is the environment's: that module cannot be imported here.
 _RUNPY = re.compile(r'^File "<frozen runpy>"|runpy\.py", line \d+, in _run')
-_VLLM_FRAME = re.compile(r'^File "([^"]*/)?vllm/[^"]*\.py", line \d+, in ')
+# (a path as Python prints it on Linux or on Windows, where forks and WSL-less installs run vLLM)
+_VLLM_FRAME = re.compile(r'^File "([^"]*[/\\])?vllm[/\\][^"]*\.py", line \d+, in ')
 _HANDLED = "During handling of the above exception"  # the exception above led to another: not the cause
 _CHAINED = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
 # vLLM's logger.exception calls after which it carries on (mined; the plugin loader, the lazy
