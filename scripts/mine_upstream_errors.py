@@ -21,7 +21,8 @@ the CUDA runtime). One function per table, each writing one JSON file:
   the strings of the raylet, the GCS server and _raylet.so that word the C++ side of the same failures
   (out of memory, /dev/shm, a dead worker or actor, a fatal signal).
 - torch_errors.json: torch's Python-side CUDA wording, the strings in the CPU wheel's libraries, and
-  those of the CUDA wheel's c10/cuda and libtorch_cuda (the driver and device-count errors, CUDA graph
+  those of the CUDA wheel's c10/cuda, libtorch_cuda and the gloo its libtorch_cpu bundles (a peer
+  that closed the connection) (the driver and device-count errors, CUDA graph
   capture, the NCCL watchdog: words a CPU wheel has not got); the H100 probes in ../shared/vllm/gpu
   show the C++ CUDA OOM text as printed.
 - rocblas_errors.json: what rocBLAS prints to stderr before it aborts (ROCm's BLAS, under torch's
@@ -149,6 +150,16 @@ TORCH_CUDA_PHRASES = (
     "driver initialization",
     "capture",
     "watchdog caught",
+)
+# gloo's TCP transport (compiled into libtorch_cpu.so), whose words a dead peer reaches a rank in
+GLOO_PAIR = "gloo/transport/tcp/pair.cc"
+GLOO_PHRASES = (
+    "Read error",
+    "Write error",
+    "Connection closed by peer",
+    "Socket closed",
+    "Connect timeout",
+    "Timed out",
 )
 TORCH_NAMES = r"OutOfMemoryError|AcceleratorError|CudaError\b|CUDA error|NVIDIA driver|No CUDA GPUs"
 SIGNALS = ("SIGKILL", "SIGBUS", "SIGSEGV", "SIGABRT", "SIGTERM", "SIGINT", "SIGILL", "SIGFPE", "SIGPIPE")
@@ -593,6 +604,13 @@ def linker_errors(tmp: Path) -> dict[str, str]:
     return said
 
 
+def gloo_strings(strings: list[str], around: int = 80) -> list[str]:
+    """The words of gloo's TCP pair (a message and the file it names lie close in the library)."""
+    at = next(i for i, text in enumerate(strings) if text.endswith(GLOO_PAIR))
+    window = strings[max(0, at - around) : at + around]
+    return [text for text in window if text.endswith(GLOO_PAIR) or any(p in text for p in GLOO_PHRASES)]
+
+
 def torch_table(tmp: Path) -> Json:
     wheel = torch_wheel(tmp)
     table = SourceTable()
@@ -610,6 +628,8 @@ def torch_table(tmp: Path) -> Json:
             libraries[name.removeprefix("torch/")] = near(printable_strings(zipped.read(name)), TORCH_PHRASES)
     cuda_wheel = torch_cuda_wheel(tmp)
     with zipfile.ZipFile(cuda_wheel) as zipped:
+        # the CUDA build's (the one vLLM runs on); the CPU wheel's strings lie in another order
+        gloo = gloo_strings(printable_strings(zipped.read("torch/lib/libtorch_cpu.so")))
         for name in TORCH_CUDA_LIBRARIES:
             # a message, not a mangled symbol that names a function about capturing
             found = near(printable_strings(zipped.read(name)), TORCH_CUDA_PHRASES)
@@ -624,6 +644,7 @@ def torch_table(tmp: Path) -> Json:
         "torch": table.as_json(),
         "python_lines": lines,
         "libraries": libraries,
+        "gloo_strings": gloo,
         "cuda_wheel": cuda_wheel.name,
         "runtime": runtime,
         "note": f"lib/libc10_cuda.so and lib/libtorch_cuda.so are {cuda_wheel.name}'s (the CPU wheel has "

@@ -353,6 +353,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "segmentation fault", r"\bSegmentation fault\b", "strsignal(11) (python signals), as the shell or faulthandler reports it"),
     _sig(K.WORKER_DIED, 0, "fatal python error", r"Fatal Python error: (Aborted|Floating point exception|Illegal instruction)", "CPython's faulthandler on a fatal signal"),
     _sig(K.WORKER_DIED, 0, "received at time=", r"\*\*\* SIG\w+ received at time=", "ray _raylet.so: the fatal-signal handler linked into every Ray process (and the raylet)"),
+    # gloo (torch's CPU collectives, and the group vLLM's ranks meet in) on a peer that closed the
+    # connection: another rank or node died, its cause in its own output
+    _sig(K.WORKER_DIED, 5, "gloo/transport/tcp/", r"gloo/transport/tcp/\w+\.cc:\d+\] (Read error|Connection closed by peer|Socket closed|Connect timeout|Timed out waiting)", "torch gloo/transport/tcp/pair.cc (the gloo in torch 2.9.1's libtorch_cpu.so)"),
     _sig(K.WORKER_DIED, 0, "segfault encountered", r"Segfault encountered", "a native fatal-signal handler's banner on SIGSEGV, followed by C++ frames as File \"<unknown>\"; not from vLLM, torch's or Ray's mined words"),
     _sig(K.WORKER_DIED, 0, "exit code", r"exit(ed with)? code:? 13[4-9]\b", "a supervisor's report of exit status 128+N, a fatal signal (the shell_status column of upstream/python_errors.json)"),
     _sig(K.WORKER_DIED, 0, "rayactorerror", r"RayActorError", "ray exceptions.py"),

@@ -96,10 +96,6 @@ KNOWN_FAILURES: dict[str, str] = {
         "a start waiting on Ray for GPUs it never gets, with no end in the excerpt: unknown here, "
         "worker_died in the thread (both restart); vLLM's WARNING of it is no refusal (errors_only)"
     ),
-    "worker_died/n9-vllm-45092-dp-two-node-gloo-allreduce-connection-reset.log": (
-        "gloo's 'Connection reset by peer' between data-parallel nodes, from torch's bundled gloo, "
-        "whose strings are not mined yet"
-    ),
     "oom_weights/n9-llamafactory-9261-failed-create-unquantized-linear-weights.log": (
         "vLLM's 'Failed to create unquantized linear weights' names the phase, not the shortage: the "
         "out-of-memory error under it is cut from the excerpt"

@@ -53,6 +53,7 @@ def _torch_texts() -> dict[str, list[str]]:
     for path, lines in TORCH["python_lines"].items():
         texts.setdefault(path, []).extend(lines)
     texts.update(TORCH["libraries"])
+    texts["gloo/transport/tcp/pair.cc"] = TORCH["gloo_strings"]
     for key, lines in TORCH["runtime"].items():  # cited by file, or by file#key
         texts[key] = lines
         texts.setdefault(key.partition("#")[0], []).extend(lines)
