@@ -79,10 +79,13 @@ def pieces(template: str) -> list[str]:
 
 
 def distinctive(
-    rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str], wanted: Callable[[str, str], bool]
+    rows: Iterable[tuple[str, str, str, list[str]]],
+    mined: list[str],
+    wanted: Callable[[str, str], bool],
+    ignored: Callable[[str, str], bool] = lambda path, call: False,
 ) -> list[tuple[str, str, str]]:
     """(piece, file, first-last release) for each piece of a `wanted` (path, call) message that no
-    other message contains."""
+    other message contains, an `ignored` one aside."""
     found: dict[str, tuple[set[str], set[str]]] = defaultdict(lambda: (set(), set()))
     others: list[str] = []
     for path, call, template, runs in rows:
@@ -91,7 +94,7 @@ def distinctive(
                 files, versions = found[piece]
                 files.add(path)
                 versions.update(miner.expand(runs, mined))
-        else:
+        elif not ignored(path, call):
             others.append(miner.normal(template))
     table = []
     for piece, (files, versions) in sorted(found.items()):
@@ -104,9 +107,13 @@ def distinctive(
 
 
 def refusals(rows: Iterable[tuple[str, str, str, list[str]]], mined: list[str]) -> list[tuple[str, str, str]]:
-    """The configuration refusals' distinctive pieces."""
+    """The configuration refusals' distinctive pieces. An assert of those files states a constraint
+    the same way and is set aside (not a refusal itself: vLLM asserts its own invariants there too)."""
     return distinctive(
-        rows, mined, lambda path, call: bool(REFUSING_FILES.match(path)) and call in REFUSING_CALLS
+        rows,
+        mined,
+        lambda path, call: bool(REFUSING_FILES.match(path)) and call in REFUSING_CALLS,
+        ignored=lambda path, call: call == "assert" and bool(REFUSING_FILES.match(path)),
     )
 
 

@@ -20,11 +20,11 @@ the CUDA runtime). One function per table, each writing one JSON file:
   messages in ray/_private/, and
   the strings of the raylet, the GCS server and _raylet.so that word the C++ side of the same failures
   (out of memory, /dev/shm, a dead worker or actor, a fatal signal).
-- torch_errors.json: torch's Python-side CUDA wording, the strings in the CPU wheel's libraries, and
-  those of the CUDA wheel's c10/cuda, libtorch_cuda and the gloo its libtorch_cpu bundles (a peer
-  that closed the connection) (the driver and device-count errors, CUDA graph
-  capture, the NCCL watchdog: words a CPU wheel has not got); the H100 probes in ../shared/vllm/gpu
-  show the C++ CUDA OOM text as printed.
+- torch_errors.json: torch's Python-side CUDA wording, torchrun's report of a child that died, the
+  strings in the CPU wheel's libraries, and those of the CUDA wheel's c10/cuda and libtorch_cuda
+  (the driver and device-count errors, CUDA graph capture, the NCCL watchdog: words a CPU wheel has
+  not got) and of the gloo its libtorch_cpu bundles (a peer that closed the connection); the H100
+  probes in ../shared/vllm/gpu show the C++ CUDA OOM text as printed.
 - rocblas_errors.json: what rocBLAS prints to stderr before it aborts (ROCm's BLAS, under torch's
   matrix products on AMD GPUs): the strings of librocblas.so in Debian's librocblas0 package, and
   the `rocblas_cerr`/`print_once` messages of library/src/tensile_host.cpp at each ROCm release tag
@@ -151,6 +151,12 @@ TORCH_CUDA_PHRASES = (
     "capture",
     "watchdog caught",
 )
+# torchrun's (torch.distributed.elastic) report of a child that failed: its exit code or signal
+TORCH_ELASTIC = (
+    "distributed/elastic/multiprocessing/api.py",
+    "distributed/elastic/multiprocessing/errors/__init__.py",
+)
+TORCH_ELASTIC_PHRASES = ("exitcode", "received by PID", "Root Cause")
 # gloo's TCP transport (compiled into libtorch_cpu.so), whose words a dead peer reaches a rank in
 GLOO_PAIR = "gloo/transport/tcp/pair.cc"
 GLOO_PHRASES = (
@@ -624,6 +630,8 @@ def torch_table(tmp: Path) -> Json:
             table.add_file(version, path, source)
             # `OutOfMemoryError = torch._C.OutOfMemoryError` and the like are names, not templates.
             lines[path] = [line.strip() for line in source.splitlines() if re.search(TORCH_NAMES, line)]
+        for path, source in wheel_sources(wheel, "torch", TORCH_ELASTIC):
+            table.add_file(version, path, source, lambda t: any(p in t for p in TORCH_ELASTIC_PHRASES))
         for name in ("torch/lib/libc10.so", "torch/lib/libtorch_cpu.so", "torch/lib/libtorch_python.so"):
             libraries[name.removeprefix("torch/")] = near(printable_strings(zipped.read(name)), TORCH_PHRASES)
     cuda_wheel = torch_cuda_wheel(tmp)

@@ -4,7 +4,8 @@ Why: the catalogue in vllm_guard/failures.py matches the words vLLM prints when 
 rewords those messages between minors (the KV-cache "max seq len" error alone has had three
 wordings). Reading captured logs only shows the wordings someone happened to hit; the source shows
 all of them. This script records, for the last patch release of every minor since 0.5, each
-`raise SomeError(<message>)` and `logger.error/exception/critical(<message>)` in the `vllm/`
+`raise SomeError(<message>)`, `assert <condition>, <message>` and
+`logger.error/exception/critical(<message>)` in the `vllm/`
 package as a template, so that
 
 * tests/diagnosis/test_vllm_messages.py can hold every catalogue phrase that cites a vLLM file
@@ -245,6 +246,11 @@ def _found(node: ast.AST, names: Mapping[str, ast.expr]) -> tuple[str, str] | No
             return None
         text = template_of(arg, names)
         return None if text is None else (f"raise {cls}", text)
+    if isinstance(node, ast.Assert) and node.msg is not None:
+        # `assert cond, "message"`: an AssertionError with that message (vLLM checks divisibility
+        # and backend support this way)
+        text = template_of(node.msg, names)
+        return None if text is None else ("assert", text)
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Attribute)
@@ -498,7 +504,9 @@ def normal(text: str) -> str:
 
 
 def failure_like(call: str) -> bool:
-    return call.startswith("raise ") or call.removeprefix("logger.").removesuffix("_once") in LOG_LEVELS
+    if call.startswith("raise ") or call == "assert":
+        return True
+    return call.removeprefix("logger.").removesuffix("_once") in LOG_LEVELS
 
 
 def covered(template: str, needle: str, pattern: re.Pattern[str]) -> bool:

@@ -67,6 +67,8 @@ def check(max_model_len, free, total, err):
     raise ValueError(f"{detail} To allow overriding this maximum, set {err!r}")
     logger.warning("a warning is not a failure")
     raise self._error("built by a helper: no class to name")
+    assert total % free == 0, f"{total} is not divisible by {free}"
+    assert free > 0
 
 
 class Worker:
@@ -105,6 +107,7 @@ def test_extracts_every_form_of_message() -> None:
         ),
         ("raise TimeoutError", "Timed out waiting for worker {}"),  # a nested function
         ("logger.critical", "Worker died: {}"),  # a method of a class inside a method
+        ("assert", "{} is not divisible by {}"),  # an assert's message (one without none)
     }
 
 
@@ -185,8 +188,8 @@ _FILLS = ("0", "x", "['Foo']", "'foo'", "1.0", "`x`")
 PRINTED: dict[str, list[str]] = {}
 for _row in ROWS:
     _text = miner.normal(str(_row["template"]))
-    _raised = str(_row["call"]).removeprefix("raise ")
-    # a raised message is printed after its exception's name
+    _raised = "AssertionError" if _row["call"] == "assert" else str(_row["call"]).removeprefix("raise ")
+    # a raised message is printed after its exception's name (an assert's after AssertionError)
     PRINTED.setdefault(str(_row["path"]), []).extend([_text, f"{_raised}: {_text}"])
 
 
