@@ -536,25 +536,46 @@ def debian_package(tmp: Path, suite: str, name: str) -> tuple[str, Path]:
     return fields["Version"], deb
 
 
+_PRINTF_CONVERSION = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[diouxXeEfgGcspm%]")
+
+
 def cxx_messages(source: str, marker: str) -> list[str]:
-    """The messages a C++ file streams that contain `marker`: each statement's string literals as
-    written, any other operand as "{}" (std::endl dropped)."""
+    """The messages a C++ file writes that contain `marker`: of a statement streaming with `<<`,
+    its string literals as written and any other operand as "{}" (std::endl dropped); of a
+    printf-style call, its literals with each conversion as "{}"."""
+    # Statement bounds are looked for outside string literals: a literal may hold ";" or "{".
+    masked = _CXX_LITERAL.sub(lambda m: '"' + "_" * (len(m.group()) - 2) + '"', source)
     out = []
     for found in re.finditer(re.escape(marker), source):
-        start = source.rfind(";", 0, found.start()) + 1
-        start = max(start, source.rfind("{", 0, found.start()) + 1, source.rfind("}", 0, found.start()) + 1)
-        end = source.index(";", found.end())
+        start = max(masked.rfind(c, 0, found.start()) for c in ";{}") + 1
+        end = masked.index(";", found.end())
         statement = source[start:end]
-        parts = [p.strip() for p in statement.split("<<")][1:]
-        text = ""
-        for part in parts:
-            literals = _CXX_LITERAL.findall(part)
-            if literals and _CXX_LITERAL.sub("", part).strip(" ()") == "":
-                text += "".join(literals).encode().decode("unicode_escape")
-            elif "endl" not in part:
-                text += "{}"
-        out.append(text.strip("\n"))
+        if "<<" in masked[start:end]:
+            text = ""
+            for part in _split_outside_literals(statement, masked[start:end], "<<")[1:]:
+                literals = _CXX_LITERAL.findall(part)
+                if literals and _CXX_LITERAL.sub("", part).strip(" ()\n\t") == "":
+                    text += "".join(literals).encode().decode("unicode_escape")
+                elif "endl" not in part:
+                    text += "{}"
+        else:  # fprintf(stderr, "...%s...", ...): the format literal, conversions as "{}"
+            literal = next(m for m in _CXX_LITERAL.finditer(statement) if marker in m.group())
+            text = _PRINTF_CONVERSION.sub(
+                lambda m: "%" if m.group() == "%%" else "{}",
+                literal.group(1).encode().decode("unicode_escape"),
+            )
+        if text.strip("\n"):
+            out.append(text.strip("\n"))
     return list(dict.fromkeys(out))
+
+
+def _split_outside_literals(text: str, masked: str, separator: str) -> list[str]:
+    """`text` split at each `separator` that `masked` (text with its literals blanked) shows."""
+    parts, last = [], 0
+    for found in re.finditer(re.escape(separator), masked):
+        parts.append(text[last : found.start()])
+        last = found.end()
+    return [*parts, text[last:]]
 
 
 def rocblas_table(tmp: Path, git: Path | None = None) -> Json:
@@ -564,7 +585,7 @@ def rocblas_table(tmp: Path, git: Path | None = None) -> Json:
     library = next((tmp / "root").rglob("librocblas.so.*.*"))
     strings = near(printable_strings(library.read_bytes(), 6), ["rocBLAS error", "TensileLibrary"])
     source: dict[str, list[str]] = {}
-    if git is None:
+    if git is None:  # main() refuses this before anything is downloaded
         raise SystemExit("the rocblas table needs --rocblas-git DIR (a clone of github.com/ROCm/rocBLAS)")
     tags = subprocess.run(["git", "-C", str(git), "tag"], capture_output=True, text=True, check=True)
     for tag in [*sorted((t for t in tags.stdout.split() if ROCBLAS_TAGS.match(t)), key=_tag_key), "HEAD"]:
@@ -837,12 +858,17 @@ TABLES: dict[str, tuple[str, Callable[[Path], Json]]] = {
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--only", default=",".join(TABLES), help="comma-separated: " + ",".join(TABLES))
+    parser.add_argument("--only", help="comma-separated (default: all): " + ",".join(TABLES))
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR)
     parser.add_argument("--rocblas-git", type=Path, help="a clone of github.com/ROCm/rocBLAS (its tags)")
     opts = parser.parse_args()
+    only = opts.only.split(",") if opts.only else [t for t in TABLES if t != "rocblas" or opts.rocblas_git]
+    if "rocblas" in only and opts.rocblas_git is None:
+        parser.error("the rocblas table needs --rocblas-git DIR (a clone of github.com/ROCm/rocBLAS)")
+    if "rocblas" not in only and opts.only is None:
+        print("rocblas_errors.json is left as it is: it needs --rocblas-git DIR", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
-        for name in opts.only.split(","):
+        for name in only:
             filename, mine = TABLES[name]
             where = Path(tmp) / name
             where.mkdir()

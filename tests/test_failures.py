@@ -88,6 +88,10 @@ def test_wrappers_after_a_requested_shutdown_are_not_a_death() -> None:
         "EngineCore encountered an issue. See stack trace (above) for the root cause.",
     ]
     assert classify(lines).kind == FailureKind.UNKNOWN
+    # a tensor-parallel peer's gloo connection closing under a stop is the stop's echo
+    closed = "[E1127 05:15:07.1 ProcessGroupGloo.cpp:1] [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:5000"
+    assert classify([lines[0], closed]).kind == FailureKind.UNKNOWN
+    assert classify([closed]).kind == FailureKind.WORKER_DIED
 
 
 def test_an_oom_is_named_by_the_phase_it_happened_in() -> None:
@@ -281,6 +285,18 @@ def test_an_import_error_that_ends_a_later_traceback_is_still_the_installs() -> 
     # one is all the log shows (broken_install/n4-unsloth-2426-llmengine-no-model-executor.log)
     cut = ["INFO 11-27 10:00:00 [core.py:1] x", *handled, "Traceback (most recent call last):"]
     assert classify(cut).kind == FailureKind.BROKEN_INSTALL
+    # The exception raised while handling it ends the run whatever its words: a class that is no
+    # *Error, a bare name, Ray's wrapper (the follow-up traceback's first line that is no frame).
+    for follow_up in ("filelock._error.Timeout: The file lock '/root/.cache/x.lock' could not be acquired.",
+                      "subprocess.TimeoutExpired: Command '['nvcc']' timed out after 30 seconds",
+                      "KeyboardInterrupt",
+                      "torch._dynamo.exc.BackendCompilerFailed: backend='inductor' raised:",
+                      "ray.exceptions.RayTaskError(RuntimeError): ray::RayWorkerWrapper.execute_method()"):  # fmt: skip
+        ended = [*cut, '  File "/venv/lib/python3.11/site-packages/filelock/_api.py", line 332, in acquire',
+                 "    raise Timeout(lock_filename)", "    ^^^^^^^^^^^^^^^^^^^^^^", follow_up]  # fmt: skip
+        assert classify(ended).kind != FailureKind.BROKEN_INSTALL, follow_up
+        # ... and while the follow-up's traceback is still under way, the handled one is the cause
+        assert classify(ended[:-1]).kind == FailureKind.BROKEN_INSTALL, follow_up
     late = ["INFO 11-27 10:00:00 [core.py:1] x", "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
     assert classify(late, ready=True).kind == FailureKind.WORKER_DIED
     # A compiled library that cannot load is the installation's wherever it shows (the loader's
@@ -577,3 +593,75 @@ def test_a_script_without_the_main_guard_is_refused_the_same_every_start() -> No
     failure = classify(said)
     assert failure.kind == FailureKind.INVALID_ARGS
     assert failure.permanent
+
+
+def test_a_sentence_of_the_import_failures_table_is_the_installs_only_while_vllm_starts() -> None:
+    # vllm/tool_parsers/cohere_command_tool_parser.py (0.21-0.29) raises this for a request that
+    # asks for the parser: at the start it is the installation's, once vLLM serves it is a request's.
+    said = "ImportError: The cohere tool parser requires the `cohere_melody` package, which is not installed."
+    assert classify([said, WRAPPER]).kind == FailureKind.BROKEN_INSTALL
+    # the same words without their exception class, as a wrapper or a cut excerpt keeps them
+    bare = "ERROR 11-27 10:00:00 [serving_chat.py:1] the cohere tool parser requires the `cohere_melody` package, which is not installed"
+    assert classify([bare, WRAPPER]).kind == FailureKind.BROKEN_INSTALL
+    died = "Fatal Python error: Aborted"
+    assert classify([bare, died], ready=True).kind == FailureKind.WORKER_DIED
+    assert classify([bare, died], milestone="api server up").kind == FailureKind.WORKER_DIED
+    # vLLM reporting it as a warning reports, it does not fail
+    warned = bare.replace("ERROR", "WARNING")
+    assert classify([warned, died]).kind == FailureKind.WORKER_DIED
+    # and the configuration refusals' table the same way: the flags did start vLLM
+    refused = (
+        "ERROR 11-27 10:00:00 [core.py:1] you must set kv_offloading_size when kv_offloading_backend is set"
+    )
+    assert classify([refused, WRAPPER]).kind == FailureKind.INVALID_ARGS
+    assert classify([refused, died], ready=True).kind == FailureKind.WORKER_DIED
+
+
+def test_a_build_without_a_kernel_is_the_installs_only_where_it_is_raised() -> None:
+    # vllm/v1/hisparse/runtime.py (0.32-0.33) raises it; the same words at WARNING are a report.
+    said = (
+        "RuntimeError: HiSparse requires its compiled _C_cache_ops CUDA kernels (host-resident decode has no "
+        "Python fallback). Rebuild vLLM from source so csrc/hisparse_kernels.cu is included."
+    )
+    assert classify([said, WRAPPER]).kind == FailureKind.BROKEN_INSTALL
+    warned = f"WARNING 11-27 10:00:00 [runtime.py:1] {said.removeprefix('RuntimeError: ')}"
+    assert classify([warned, WRAPPER]).kind == FailureKind.WORKER_DIED
+    # an out-of-memory error beside it is the cause, wherever each stands in the log
+    for lines in ([said, OOM_NEW, WRAPPER], [OOM_NEW, said, WRAPPER]):
+        assert classify(lines).kind == FailureKind.OOM_WEIGHTS, lines[0]
+
+
+def test_a_size_that_tensor_parallelism_cannot_split_wins_over_an_oom_in_either_order() -> None:
+    # vllm/distributed/utils.py ensure_divisibility's assert is raised while the model is built,
+    # before any weight is on the GPU: it is the first failure of the start, wherever it is printed.
+    refused = "AssertionError: 14336 is not divisible by 3"
+    for lines in ([refused, OOM_NEW, WRAPPER], [OOM_NEW, refused, WRAPPER]):
+        assert classify(lines).kind == FailureKind.INVALID_ARGS, lines[0]
+
+
+def test_ray_refuses_a_node_of_another_version_and_only_warns_when_told_to_ignore_it() -> None:
+    # ray/_private/utils.py check_version_info: RuntimeError when it refuses, logger.warning of
+    # the same message when Ray Client ignores versions.
+    refused = ["RuntimeError: Version mismatch: The cluster was started with:", "    Ray: 2.40.0", WRAPPER]
+    assert classify(refused).kind == FailureKind.BROKEN_INSTALL
+    warned = [
+        "2026-11-27 10:00:00,000\tWARNING utils.py:1 -- Version mismatch: The cluster was started with:",
+        WRAPPER,
+    ]
+    assert classify(warned).kind == FailureKind.WORKER_DIED
+
+
+def test_frames_printed_with_windows_paths_tell_the_configuration_and_the_capture() -> None:
+    for sep in ("/", "\\"):
+        config = f"C:{sep}venv{sep}Lib{sep}site-packages{sep}vllm{sep}config{sep}model.py"
+        refused = ["Traceback (most recent call last):", f'  File "{config}", line 600, in __post_init__',
+                   "    self._verify_prompt_embeds()",
+                   "ValueError: --enable-prompt-embeds is not supported with encoder-decoder models."]  # fmt: skip
+        assert classify([*refused, WRAPPER]).kind == FailureKind.INVALID_ARGS, sep
+        # (the frame is what tells: the same words under a frame of no configuration's are not it)
+        elsewhere = [line.replace(f"vllm{sep}config", "mine") for line in refused]
+        assert classify([*elsewhere, WRAPPER]).kind == FailureKind.WORKER_DIED, sep
+        graphs = f"C:{sep}venv{sep}Lib{sep}site-packages{sep}torch{sep}cuda{sep}graphs.py"
+        captured = ["Traceback (most recent call last):", f'  File "{graphs}", line 88, in __exit__',
+                    "    self.cuda_graph.capture_end()", OOM_NEW]  # fmt: skip
+        assert classify(captured).kind == FailureKind.OOM_CUDA_GRAPH, sep

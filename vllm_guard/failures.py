@@ -187,7 +187,7 @@ CATALOGUE: tuple[Signature, ...] = (
     # single library file is missing: the installation's.
     _sig(K.CUDA_DRIVER, 76, "for gpu arch :", r"rocBLAS error: Cannot read \S.*: .* for GPU arch : gfx\w+", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-5.7.0 on; upstream/rocblas_errors.json)"),
     _sig(K.BROKEN_INSTALL, 70, "rocblas error: cannot read", r"rocBLAS error: Cannot read \S*TensileLibrary\S*: ", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-3.3.0 on; Debian librocblas0 5.5.1's librocblas.so)"),
-    _sig(K.CUDA_DRIVER, 75, "could not initialize tensile host: no devices found", r"rocBLAS error: Could not initialize Tensile host: No devices found", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-3.3.0 on; Debian librocblas0 5.5.1's librocblas.so)"),
+    _sig(K.CUDA_DRIVER, 75, "could not initialize tensile host: no devices found", r"rocBLAS error: Could not initialize Tensile host: No devices found", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-3.7.0 on; Debian librocblas0 5.5.1's librocblas.so)"),
     _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vllm/config/device.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "nvidia-smi's words when nvmlInit fails (a driver library that does not match the kernel module, or none)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU( has compute capability (?P<compute_capability>\d+\.\d+))?", "vllm/platforms/cuda.py (vLLM 0.10-0.34; rocm.py the same, worker/worker.py 0.5-0.10)"),
@@ -285,7 +285,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.INVALID_ARGS, 65, "exceeds the total number of available", r"The number of required \w+s exceeds the total number of available \w+s in the placement group", "vllm/executor/ray_utils.py, vllm/v1/executor/ray_utils.py (vLLM 0.5.5-0.34.0): the parallel sizes ask for more GPUs than the Ray placement group holds; its WARNING of the same words (0.6+) is a cluster that may still grow, and waits", errors_only=True),
     # vLLM's ensure_divisibility, when a tensor-parallel size does not divide a model dimension
     # (the heads, the vocabulary, the experts' width) it splits: another --tensor-parallel-size
-    _sig(K.INVALID_ARGS, 60, "is not divisible by", r"AssertionError: \d+ is not divisible by \d+\s*$", "vllm/distributed/utils.py (vLLM 0.5.5-0.34.0, ensure_divisibility's assert)"),
+    _sig(K.INVALID_ARGS, 65, "is not divisible by", r"AssertionError: \d+ is not divisible by \d+\s*$", "vllm/distributed/utils.py (vLLM 0.5.5-0.34.0, ensure_divisibility's assert)"),
     _sig(K.INVALID_ARGS, 65, "driver node", r"driver node id \w+ is not included in a placement group|Ray does not allocate any \w+s on the driver node", "vllm/executor/ray_distributed_executor.py, vllm/executor/ray_gpu_executor.py, vllm/executor/ray_hpu_executor.py and 3 more (vLLM 0.5.5-0.32.0): a Ray placement group that leaves out the driver node"),
     _sig(K.INVALID_ARGS, 65, "local range: [", r"Error (setting \w+|computing assigned_physical_gpu_ids|computing device indices for \w+): local range: \[\d+, \d+\) base value:", "vllm/v1/engine/core.py, vllm/v1/engine/utils.py (vLLM 0.9.2-0.34.0): a data-parallel rank's device range past CUDA_VISIBLE_DEVICES"),
     _sig(K.INVALID_ARGS, 65, "invalid attention backend", r"Invalid attention backend:? '[^']*'\.? (Available|Valid) backends", "vllm/attention/selector.py (vLLM 0.5.5-0.6.6.post1, 0.10.2-0.12.0): VLLM_ATTENTION_BACKEND names no backend"),
@@ -300,12 +300,13 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.MODEL_NOT_FOUND, 80, "only pre-sharded checkpoints", r"Could not find checkpoint files '[^']*', only pre-sharded checkpoints are currently supported", "vllm/model_executor/model_loader/loader.py, vllm/model_executor/model_loader/sharded_state_loader.py (vLLM 0.5.5-0.34.0): --load-format sharded_state on a checkpoint that is not pre-sharded"),
     _sig(K.MODEL_NOT_FOUND, 80, "config format", r"Could not detect config format for no config file found|No supported config format found in \S+", "vllm/transformers_utils/config.py (vLLM 0.6.6.post1-0.34.0): a folder with neither config.json nor params.json"),
     _sig(K.MODEL_NOT_FOUND, 80, "make sure that a mistral tokenizer is present", r"Found 0 files matching the pattern: `?.*`?\. Make sure that a Mistral tokenizer is present in", "vllm/transformers_utils/tokenizers/mistral.py (vLLM 0.6.6.post1-0.10.2): --tokenizer-mode mistral on a folder without a Mistral tokenizer"),
-    # Ray refuses a node whose Ray or Python is not the cluster's (its warning of a patch-level
-    # Python difference says "Python patch version mismatch" and goes on)
-    _sig(K.BROKEN_INSTALL, 70, "version mismatch: ", r"(?<!patch )Version mismatch: The cluster was started with", "ray _private/utils.py (check_version_info, Ray 2.9.3-2.60.0)"),
+    # Ray refuses a node whose Ray or Python is not the cluster's by raising RuntimeError; the
+    # same words are only a warning where Ray Client was told to ignore versions, and its warning
+    # of a patch-level Python difference says "Python patch version mismatch" and goes on
+    _sig(K.BROKEN_INSTALL, 70, "version mismatch: ", r"RuntimeError: Version mismatch: The cluster was started with", "ray _private/utils.py (check_version_info, Ray 2.9.3-2.60.0)"),
     # vLLM's words for a kernel its own build, or FlashInfer's, AITER's or DeepGEMM's, was made
     # without: a reinstall or another build, which no restart is
-    _sig(K.BROKEN_INSTALL, 60, "build with|build that includes|decode api|requires its compiled|rebuild", r"(requires|needs) (an?|the pinned) [\w.-]+ build with|build that includes|requires \w+'s [\w ]+ decode API|requires its compiled \w+|\bRebuild (vLLM|vllm-xpu-kernels|with)\b|rebuild the vLLM wheel", "vllm/utils/flashinfer.py, vllm/v1/attention/backends/mla/flashinfer_mla_sparse_sm120.py, vllm/models/deepseek_v4/nvidia/flashinfer_sparse.py, vllm/v1/attention/backends/mla/rocm_aiter_mla.py, vllm/utils/deep_gemm.py (vLLM 0.24.0-0.34.0): a FlashInfer, AITER, DeepGEMM or vLLM build without the kernel the model or backend needs"),
+    _sig(K.BROKEN_INSTALL, 55, "build with|build that includes|decode api|requires its compiled|rebuild", r"(requires|needs) (an?|the pinned) [\w.-]+ build with|build that includes|requires \w+'s [\w ]+ decode API|requires its compiled \w+|\bRebuild (vLLM|vllm-xpu-kernels|with)\b|rebuild the vLLM wheel", "vllm/utils/flashinfer.py, vllm/v1/attention/backends/mla/flashinfer_mla_sparse_sm120.py, vllm/models/deepseek_v4/nvidia/flashinfer_sparse.py, vllm/v1/attention/backends/mla/rocm_aiter_mla.py, vllm/utils/deep_gemm.py (vLLM 0.24.0-0.34.0): a FlashInfer, AITER, DeepGEMM or vLLM build without the kernel the model or backend needs", errors_only=True),
     # vLLM's placeholder for an optional extra: the feature's packages are not installed
     _sig(K.BROKEN_INSTALL, 70, "please install vllm[", r"Please install vllm\[\w+\] for \w+ support", "vllm/utils/import_utils.py, vllm/utils/__init__.py, vllm/utils.py (vLLM 0.6.6.post1-0.34.0): PlaceholderModule of an extra (audio, video, ...) that is not installed"),
     _sig(K.BROKEN_INSTALL, 70, "failed to import ray", r"Failed to import Ray(: .*)?[.,] ?Please install Ray with `pip install ray`", "vllm/executor/ray_utils.py, vllm/v1/executor/ray_utils.py (vLLM 0.5.5-0.34.0): a Ray executor asked for, and Ray not installed"),
@@ -405,7 +406,7 @@ _PHASES: tuple[tuple[int, re.Pattern[str]], ...] = (
     # "Capturing the model for CUDA graphs" (vLLM 0.2-0.5), "Capturing cudagraphs for decoding" and the
     # bar "Capturing CUDA graph shapes" (0.6-0.10), "Capturing CUDA graphs (mixed prefill-decode, ...)"
     # (V1); torch's CUDAGraph.cpp warns "before starting graph capture" as one begins.
-    (_GRAPHS, re.compile(r"Capturing (the model for )?(CUDA graph|cudagraph)|before starting graph capture|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch/cuda/graphs\.py|with torch\.cuda\.graph\(")),
+    (_GRAPHS, re.compile(r"Capturing (the model for )?(CUDA graph|cudagraph)|before starting graph capture|CUDA graphs can take additional|in (capture_model|_capture_cudagraphs|capture_end|capture_begin|capture)\b|torch[/\\]cuda[/\\]graphs\.py|with torch\.cuda\.graph\(")),
     (_WARMUP, re.compile(r"Graph capturing finished|init engine \(profile, create kv cache")),
     (_SERVING, re.compile(r"Application startup complete|Starting vLLM (API )?server|Uvicorn running on|Avg prompt throughput|\"(POST|GET) /v1/|(POST|GET) /v1/\S+ HTTP|Received request|Added request|in (execute_model|run_busy_loop|_process_engine_step|step_async|engine_step|run_engine_loop|output_handler|_process_input_queue|step_with_batch_queue)\b|AsyncLLM output_handler failed|AsyncEngineDeadError|Background loop has errored|background loop has errored")),
 )  # fmt: skip
@@ -421,7 +422,9 @@ _MILESTONE_PHASE = {
     "api server up": _SERVING,
 }
 
-# A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying.
+# A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying, and so
+# are the words of a peer whose connection closed (gloo's, rank 5): the others stopped first.
+_ECHO_RANK = 5
 _REQUESTED_STOP = re.compile(
     r"shutdown triggered|trigger received signal=SIG(TERM|INT)|Received SIG(TERM|INT)", re.IGNORECASE
 )
@@ -529,7 +532,11 @@ def classify(
                     hits.append(_Hit(index, signature, text, match))
         if stop == len(raw) and ("shutdown" in low or "signal" in low) and _REQUESTED_STOP.search(line):
             stop = index
-    hits = [h for h in hits if h.signature.rank > 0 or h.index < stop]
+    hits = [h for h in hits if h.signature.rank > _ECHO_RANK or h.index < stop]
+    if ready or _MILESTONE_PHASE.get(milestone or "") == _SERVING:
+        # vLLM started with these flags: a sentence of its refusals' or import failures' tables
+        # printed now is a request's (a tool parser's import, a LoRA adapter's config), not the start's.
+        hits = [h for h in hits if _REFUSAL_SIGNATURES.get(h.signature.needle) is not h.signature]
     if any(h.signature.kind == K.BROKEN_INSTALL for h in hits):
         # Once vLLM has logged a line its command demonstrably starts: an import error after that
         # (a model's own code asking for a package) is not the installation's.
@@ -741,7 +748,7 @@ def _callers_phase(lines: Sequence[str], pos: int) -> int:
 # mined messages there are ValueError, KeyError, TypeError, NotImplementedError and pydantic's
 # ValidationError); an exception of those types just under such a frame is a refused argument.
 _CONFIG_FRAME = re.compile(
-    r"vllm/(config\b|config/|engine/arg_utils\.py)|in (create_engine_config|_verify_args|verify_with_parallel_config|_verify_quantization)\b"
+    r"vllm[/\\](config\b|config[/\\]|engine[/\\]arg_utils\.py)|in (create_engine_config|_verify_args|verify_with_parallel_config|_verify_quantization)\b"
 )
 _CONFIG_ERROR = re.compile(
     r"^([\w.]+\.)?(ValueError|KeyError|TypeError|NotImplementedError|ValidationError)\b:?"
@@ -833,7 +840,7 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
     importing = False  # a module's top level runs under a caller: an import is under way
     carried_on = False  # the traceback under way was logged by vLLM, which went on after it
     # where the log's last exception line is: a handled exception is the cause when the excerpt
-    # ends before the one raised while handling it
+    # ends before the one raised while handling it (_handling_ended)
     last_exception = next(
         (
             len(lines) - 1 - back
@@ -875,7 +882,10 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
         recent = index - frame_at <= _CONFIG_REACH
         if recent and text.startswith("KeyError") and _MODEL_TYPE_FRAME.search(frame):
             return K.BROKEN_INSTALL, text
-        if any(_HANDLED in after for after in lines[index + 1 : index + 4]) and index < last_exception:
+        handling = next(
+            (at for at in range(index + 1, min(index + 4, len(lines))) if _HANDLED in lines[at]), None
+        )
+        if handling is not None and _handling_ended(lines, handling, last_exception):
             continue  # the exception raised while handling it is the one that ended the run
         if failed_import or (importing_now and recent):
             return K.BROKEN_INSTALL, text
@@ -887,6 +897,49 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
         if refusing and recent and _VLLM_FRAME.search(frame) and code.startswith("raise "):
             return K.INVALID_ARGS, text
     return None
+
+
+_CARETS = re.compile(r"^[\^~\s]+$")  # Python 3.11's markers under a frame's source line
+_HEADER_REACH = 4  # lines from "During handling ..." to the header of the traceback it announces
+
+
+def _lead(raw: str, text: str) -> int:
+    """The run of blanks before a cleaned line's text in its raw line: a frame's source line is
+    indented deeper than its frame, an exception line not at all."""
+    before = raw[: max(0, raw.find(text))] if text else ""
+    return len(before) - len(before.rstrip())
+
+
+def _handling_ended(lines: Sequence[str], handling: int, last_exception: int) -> bool:
+    """Whether the log shows the exception raised while handling the one above `handling` (its
+    "During handling ..." line): the traceback that follows reaches a line that is none of its
+    frames, their source lines or markers. Whatever that line's words (`KeyboardInterrupt`,
+    `filelock._error.Timeout: ...`, `RayTaskError(ValueError): ...`), the run ended there. With
+    no traceback header (an excerpt that dropped it), a later exception line anywhere tells."""
+    header = next(
+        (
+            at
+            for at in range(handling + 1, min(handling + 1 + _HEADER_REACH, len(lines)))
+            if clean(lines[at]).startswith("Traceback (most recent call last)")
+        ),
+        None,
+    )
+    if header is None:
+        return handling < last_exception
+    frame_lead = -1  # the indentation of the frame just above, while its source line may follow
+    for line in lines[header + 1 :]:
+        raw = _ANSI.sub("", line)
+        text = clean(raw)
+        if not text or _CARETS.search(text):
+            continue
+        if text.startswith('File "'):
+            frame_lead = _lead(raw, text)
+            continue
+        if frame_lead >= 0 and _lead(raw, text) > frame_lead:
+            frame_lead = -1  # the frame's source line
+            continue
+        return True
+    return False
 
 
 def _phase_of(line: str) -> int | None:

@@ -11,6 +11,7 @@ must have each of its needles in the cited text.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -266,6 +267,32 @@ def test_rocblas_wording_is_rocblas() -> None:
     assert classify([no_arch]).kind == FailureKind.BROKEN_INSTALL
     assert classify([f"{no_arch} for GPU arch : gfx1150"]).kind == FailureKind.CUDA_DRIVER
     assert classify([messages["HEAD"][0]]).kind == FailureKind.CUDA_DRIVER  # no devices found
+    # every release tag yields its messages (3.3.0 wrote with fprintf, the later ones stream), and
+    # the catalogue's citations name the first release that has each wording
+    assert all(messages[tag] and all(messages[tag]) for tag in messages), messages
+    assert messages["rocm-3.3.0"] == ["rocBLAS error: Cannot read {}: {}"]
+    devices = "rocBLAS error: Could not initialize Tensile host: No devices found"
+    assert next(tag for tag in messages if devices in messages[tag]) == "rocm-3.7.0"
+    cited = {s.needle: s.source for s in CATALOGUE if "rocblas" in s.needle or "tensile" in s.needle}
+    assert "rocm-3.7.0 on" in cited["could not initialize tensile host: no devices found"]
+    assert "rocm-3.3.0 on" in cited["rocblas error: cannot read"]
+
+
+def test_cxx_messages_reads_streams_and_printf_calls_with_separators_in_their_literals() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "miner", Path(__file__).resolve().parents[2] / "scripts" / "mine_upstream_errors.py"
+    )
+    assert spec is not None and spec.loader is not None
+    miner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(miner)
+    source = """
+        if(x) { rocblas_cerr << "rocBLAS error: a; b {c}" << path << ": " << strerror(errno) << std::endl; }
+        fprintf(stderr, "\\nrocBLAS error: Cannot read %s: %m (100%%)\\n", path.c_str());
+    """
+    assert miner.cxx_messages(source, "rocBLAS error") == [
+        "rocBLAS error: a; b {c}{}: {}",
+        "rocBLAS error: Cannot read {}: {} (100%)",
+    ]
 
 
 def test_python_wording_is_cpythons_and_the_c_librarys() -> None:
