@@ -71,12 +71,24 @@ def test_a_piece_another_message_also_says_is_left_out() -> None:
 
 
 def test_an_assert_of_the_configuration_files_does_not_hide_a_refusal_and_elsewhere_it_does() -> None:
-    refusal = ("vllm/config/parallel.py", "raise ValueError", "The pipeline cannot be split over {} stages", ["0.30.0"])
+    refusal = (
+        "vllm/config/parallel.py",
+        "raise ValueError",
+        "The pipeline cannot be split over {} stages",
+        ["0.30.0"],
+    )
     # vLLM asserts the same constraint in its configuration: a statement of it, not another use
     stated = ("vllm/config/parallel.py", "assert", "The pipeline cannot be split over {} stages", ["0.30.0"])
-    assert [p for p, _, _ in maker.refusals([refusal, stated], ["0.30.0"])] == ["the pipeline cannot be split over"]
+    assert [p for p, _, _ in maker.refusals([refusal, stated], ["0.30.0"])] == [
+        "the pipeline cannot be split over"
+    ]
     # ... but a worker asserting it is another message that says it
-    worker = ("vllm/v1/worker/gpu_worker.py", "assert", "The pipeline cannot be split over {} stages", ["0.30.0"])
+    worker = (
+        "vllm/v1/worker/gpu_worker.py",
+        "assert",
+        "The pipeline cannot be split over {} stages",
+        ["0.30.0"],
+    )
     assert maker.refusals([refusal, worker], ["0.30.0"]) == []
 
 
