@@ -665,3 +665,24 @@ def test_frames_printed_with_windows_paths_tell_the_configuration_and_the_captur
         captured = ["Traceback (most recent call last):", f'  File "{graphs}", line 88, in __exit__',
                     "    self.cuda_graph.capture_end()", OOM_NEW]  # fmt: skip
         assert classify(captured).kind == FailureKind.OOM_CUDA_GRAPH, sep
+
+
+def test_flashattentions_check_of_the_gpu_is_a_gpu_that_cannot_run_the_backend() -> None:
+    # TORCH_CHECKs of flash-attention's mha_fwd/mha_varlen_fwd: vLLM's vllm_flash_attn build and
+    # ROCm's fork (csrc/flash_attn_rocm/flash_api.cpp)
+    for said in ("RuntimeError: FlashAttention only supports Ampere GPUs or newer.",
+                 "RuntimeError: FlashAttention only supports AMD MI200 GPUs or newer.",
+                 "RuntimeError: bfloat16 is only supported on AMD MI200 GPUs or newer"):  # fmt: skip
+        assert classify([said, WRAPPER]).kind == FailureKind.UNSUPPORTED_DTYPE_OR_QUANT, said
+
+
+def test_vllms_bfloat16_refusal_broken_over_lines_keeps_its_numbers() -> None:
+    # vllm/platforms/cuda.py raises it as one line; a wrapper or a terminal may break it
+    broken = ["ValueError: Bfloat16 is only supported on GPUs with compute capability of at least 8.0.",
+              "Your Tesla V100-SXM2-32GB GPU has compute capability 7.0. You can use float16 instead",
+              "by explicitly setting the `dtype` flag in CLI, for example: --dtype=half."]  # fmt: skip
+    failure = classify([*broken, WRAPPER])
+    assert failure.kind == FailureKind.UNSUPPORTED_DTYPE_OR_QUANT
+    whole = classify([" ".join(broken), WRAPPER])
+    assert failure.numbers == whole.numbers
+    assert whole.numbers["compute_capability"] == "7.0"

@@ -190,7 +190,10 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "could not initialize tensile host: no devices found", r"rocBLAS error: Could not initialize Tensile host: No devices found", "rocblas library/src/tensile_host.cpp (rocBLAS rocm-3.7.0 on; Debian librocblas0 5.5.1's librocblas.so)"),
     _sig(K.CUDA_DRIVER, 75, "failed to infer device type", r"Failed to infer device type", "vllm/config/device.py (vLLM 0.11-0.34; config.py before)"),
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "nvidia-smi's words when nvmlInit fails (a driver library that does not match the kernel module, or none)"),
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)\. Your .* GPU( has compute capability (?P<compute_capability>\d+\.\d+))?", "vllm/platforms/cuda.py (vLLM 0.10-0.34; rocm.py the same, worker/worker.py 0.5-0.10)"),
+    # FlashAttention's own check of the GPU (TORCH_CHECK in its mha_fwd/mha_varlen_fwd), as vLLM's
+    # vllm_flash_attn build and ROCm's fork word it: the attention backend needs a newer GPU
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "flashattention only supports|bfloat16 is only supported on", r"FlashAttention only supports (Ampere|AMD MI200) GPUs or newer|bfloat16 is only supported on (Ampere|AMD MI200) GPUs or newer", "flash-attention csrc/flash_attn/flash_api.cpp (vllm-project/flash-attention, built into vLLM as vllm_flash_attn; Dao-AILab's flash-attn 2.x) and ROCm's fork csrc/flash_attn_rocm/flash_api.cpp"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)(\. Your .* GPU( has compute capability (?P<compute_capability>\d+\.\d+))?)?", "vllm/platforms/cuda.py (vLLM 0.10-0.34; rocm.py the same, worker/worker.py 0.5-0.10)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "current gpu", r"the current GPU\. Min(imum)? capability: (?P<min_compute_capability>\d+)\.[ ',]*Current capability: (?P<compute_capability>\d+)", "vllm/config/vllm.py (vLLM 0.11-0.34; config.py 0.6-0.9), compressed_tensors.py, moe_wna16.py and quark.py"),
     _sig(K.INVALID_ARGS, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vllm/config/model.py (vLLM 0.11-0.34; config.py 0.5-0.9): the checkpoint's quantization differs from --quantization"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "is not supported for quantization method", r"is not supported for quantization method", "vllm/config/vllm.py (vLLM 0.11-0.34; config.py 0.6-0.9): the dtype is not one the method takes"),
@@ -955,6 +958,10 @@ _CONTEXT: dict[FailureKind | str, tuple[re.Pattern[str], ...]] = {
     ),
     K.MAX_MODEL_LEN_TOO_LARGE: (
         re.compile(r"estimated maximum model length is (?P<estimated_max_model_len>\d+)"),
+    ),
+    # the rest of vLLM's bfloat16 refusal where a terminal or a wrapper broke its line
+    K.UNSUPPORTED_DTYPE_OR_QUANT: (
+        re.compile(r"^Your .* GPU has compute capability (?P<compute_capability>\d+\.\d+)"),
     ),
     K.INVALID_ARGS: (
         re.compile(r"^(?P<flag>[a-z][a-z0-9_]*)$"),

@@ -29,8 +29,10 @@ DEVELOPMENT, HELD_OUT = corpus.parts(CASES)
 # 25 more, on model families, quantization and wrapping platforms, 4/10 and 3/6; then 26 more, on
 # serving-time deaths, startup memory and other accelerators, 6/12 and 3/8; then 17 more, on
 # getting the model and Kubernetes, 8/9 and 3/5; then 18 more, on hangs, deaths and recent
-# EngineCore failures, 7/13 and 3/3; then 7 more, on the offline LLM class and home GPUs, 3/6 and 0/1.)
-HELD_OUT_FLOOR = 0.82
+# EngineCore failures, 7/13 and 3/3; then 7 more, on the offline LLM class and home GPUs, 3/6 and 0/1;
+# then 19 more, 6/9 and 1/4; then 16 more, 5/10 and 3/6; then 13 more, on other accelerators and
+# the projects that wrap vLLM, 4/8 and 1/1.)
+HELD_OUT_FLOOR = 0.83
 DEVELOPMENT_FLOOR = 0.92
 # (permanent answered as restarting, recoverable answered as permanent), at most
 HELD_OUT_PERMANENCE_MISTAKES = (15, 0)
@@ -112,6 +114,10 @@ KNOWN_FAILURES: dict[str, str] = {
         "a model file's ValueError (MiniCPMV's versions), its line alone: the raise rule needs the "
         "vllm/ frame; a table of such sentences from all of vLLM's files, tried on 2026-12-06, "
         "called a recoverable held-out failure permanent and was left out"
+    ),
+    "unsupported_dtype_or_quant/nd-tpu-v6e-compressed-tensors-fp8-block-unsupported.log": (
+        "tpu-inference's own refusal of a quantization method (its layers/jax/quantization), a "
+        "plugin not mined"
     ),
     "broken_install/cp-vllm-9624-source-tree-no-vllm-c-llama-arch-not-supported.log": (
         "vLLM's WARNING that vllm._C is not there at all is also in healthy runs on platforms built "
