@@ -536,6 +536,8 @@ def debian_package(tmp: Path, suite: str, name: str) -> tuple[str, Path]:
     return fields["Version"], deb
 
 
+_CXX_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|//[^\n]*|/\*.*?\*/', re.DOTALL)
+_ADJACENT_LITERALS = re.compile(r'^(?:"(?:[^"\\]|\\.)*"\s*)+')
 _PRINTF_CONVERSION = re.compile(r"%[-+ #0]*\d*(?:\.\d+)?(?:hh|h|ll|l|z|j|t|L)?[diouxXeEfgGcspm%]")
 
 
@@ -543,7 +545,10 @@ def cxx_messages(source: str, marker: str) -> list[str]:
     """The messages a C++ file writes that contain `marker`: of a statement streaming with `<<`,
     its string literals as written and any other operand as "{}" (std::endl dropped); of a
     printf-style call, its literals with each conversion as "{}"."""
-    # Statement bounds are looked for outside string literals: a literal may hold ";" or "{".
+    # Comments and character literals go (blanked, so offsets hold): a marker in a comment is no
+    # message, and '"' would open a string. Statement bounds are then looked for outside string
+    # literals: a literal may hold ";" or "{".
+    source = _CXX_TOKEN.sub(lambda m: m.group() if m.group()[0] == '"' else " " * len(m.group()), source)
     masked = _CXX_LITERAL.sub(lambda m: '"' + "_" * (len(m.group()) - 2) + '"', source)
     out = []
     for found in re.finditer(re.escape(marker), source):
@@ -558,11 +563,13 @@ def cxx_messages(source: str, marker: str) -> list[str]:
                     text += "".join(literals).encode().decode("unicode_escape")
                 elif "endl" not in part:
                     text += "{}"
-        else:  # fprintf(stderr, "...%s...", ...): the format literal, conversions as "{}"
-            literal = next(m for m in _CXX_LITERAL.finditer(statement) if marker in m.group())
+        else:  # fprintf(stderr, "...%s...", ...): the format (adjacent literals joined), "%s" as "{}"
+            joined = _ADJACENT_LITERALS.search(statement[statement.find('"') :]) if '"' in statement else None
+            if joined is None or marker not in joined.group():
+                continue
+            literal = "".join(_CXX_LITERAL.findall(joined.group()))
             text = _PRINTF_CONVERSION.sub(
-                lambda m: "%" if m.group() == "%%" else "{}",
-                literal.group(1).encode().decode("unicode_escape"),
+                lambda m: "%" if m.group() == "%%" else "{}", literal.encode().decode("unicode_escape")
             )
         if text.strip("\n"):
             out.append(text.strip("\n"))

@@ -3,12 +3,13 @@ tests/diagnosis/; the lines here are single real lines, each from the file named
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
-from vllm_guard import failures
+from vllm_guard import failures, milestones
 from vllm_guard.failures import (
     ADVICE,
     CATALOGUE,
@@ -297,6 +298,20 @@ def test_an_import_error_that_ends_a_later_traceback_is_still_the_installs() -> 
         assert classify(ended).kind != FailureKind.BROKEN_INSTALL, follow_up
         # ... and while the follow-up's traceback is still under way, the handled one is the cause
         assert classify(ended[:-1]).kind == FailureKind.BROKEN_INSTALL, follow_up
+    # However the follow-up's frames were printed or posted: indentation stripped, several source
+    # lines of one frame (Python 3.13), another process's log line between, a repeated frame,
+    # docker's JSON lines.
+    frame = '  File "/venv/lib/python3.13/site-packages/filelock/_api.py", line 332, in acquire'
+    for under_way in (
+        [frame.strip(), "raise Timeout(lock_filename)"],
+        [frame, "    raise Timeout(", "    ~~~~~~~^", "        lock_filename,", "    )"],
+        [frame, "(APIServer pid=2) INFO 11-27 10:00:01 [api_server.py:1] waiting for the engine",
+         "    raise Timeout(lock_filename)"],
+        [frame, "    raise Timeout(lock_filename)", "  [Previous line repeated 996 more times]"],
+        [json.dumps({"log": line + "\n", "stream": "stderr"}) for line in (frame, '    raise RuntimeError("lock busy")')],
+    ):  # fmt: skip
+        assert classify([*cut, *under_way]).kind == FailureKind.BROKEN_INSTALL, under_way
+        assert classify([*cut, *under_way, "KeyboardInterrupt"]).kind != FailureKind.BROKEN_INSTALL, under_way
     late = ["INFO 11-27 10:00:00 [core.py:1] x", "ModuleNotFoundError: No module named 'flash_attn'", WRAPPER]
     assert classify(late, ready=True).kind == FailureKind.WORKER_DIED
     # A compiled library that cannot load is the installation's wherever it shows (the loader's
@@ -686,3 +701,25 @@ def test_vllms_bfloat16_refusal_broken_over_lines_keeps_its_numbers() -> None:
     whole = classify([" ".join(broken), WRAPPER])
     assert failure.numbers == whole.numbers
     assert whole.numbers["compute_capability"] == "7.0"
+
+
+def test_a_log_of_several_starts_is_judged_by_its_last_start() -> None:
+    # `diagnose` of a journal: a start that served and was stopped, then one whose flags vLLM
+    # refuses, or whose tensor-parallel peer died; what the first start did is no excuse for the last.
+    journal = "Dec 06 01:00:00 host vllm[{}]: "
+    first = [
+        "INFO 11-27 10:00:00 [api_server.py:1] vLLM API server version 0.11.0",
+        "INFO 11-27 10:00:09 [launcher.py:1] Starting vLLM API server 0 on http://0.0.0.0:8000",
+        "INFO:     Application startup complete.",
+        "(APIServer pid=1) INFO 11-27 10:05:00 [launcher.py:254] [shutdown] API server: shutdown triggered",
+    ]
+    second = [
+        "INFO 11-27 11:00:00 [api_server.py:1] vLLM API server version 0.11.0",
+        "(EngineCore_DP0 pid=201) ERROR 11-27 11:00:05 [core.py:1] ValueError: you must set kv_offloading_size when kv_offloading_backend is set",
+        WRAPPER,
+    ]  # fmt: skip
+    lines = [journal.format(n) + line for n, line in enumerate([*first, *second])]
+    assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.INVALID_ARGS
+    closed = "[E1127 11:00:07.1 ProcessGroupGloo.cpp:1] [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:5000"
+    lines = [*first, second[0], closed]
+    assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.WORKER_DIED

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vllm_guard.errors import ExitCode
 from vllm_guard.health import HealthResult
-from vllm_guard.milestones import scan
+from vllm_guard.milestones import last, last_run, scan
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import STDERR, STDOUT, Printer
 from vllm_guard.processes import StopReport, VllmProcess
@@ -201,3 +201,20 @@ async def test_a_single_long_bar_keeps_the_startup_timeout_from_firing(tmp_path:
     assert attempt.ready_at is not None, printer.lines
     assert attempt.failure.kind.value != "hung"
     assert any("vLLM is ready (attempt 1)" in line for line in printer.lines)
+
+
+def test_a_log_of_several_starts_is_read_for_its_last_start() -> None:
+    # A journal (or a restarted container's log) holds every start: a start that served, then one
+    # that died loading. Each start opens with the server's banner or the engine's first line
+    # (shared/vllm/real-cpu/full/*.log; `vLLM API server version` up to 0.14).
+    banner = "(APIServer pid=21797) INFO 11-27 05:18:45 [api_utils.py:347]  ▄▄ ▄█ █     █     █ ▀▄▀ █  version 0.32.0"
+    served = REAL.decode().splitlines()
+    again = [
+        "INFO 05-18 03:54:40 [api_server.py:1044] vLLM API server version 0.8.5",
+        "(Worker pid=26163) INFO 11-27 05:21:59 [cpu_model_runner.py:68] Starting to load model $MODEL_DIR...",
+    ]
+    assert last([banner, *served]) == "api server up"
+    assert last([banner, *served, *again]) == "loading"
+    engine = "(EngineCore pid=1) INFO 11-27 05:22:00 [core.py:93] Initializing a V1 LLM engine (v0.32.0) with config: model='m'"
+    assert last([banner, *served, engine]) is None
+    assert last_run([banner, *served]) == 0

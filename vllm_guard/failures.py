@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from vllm_guard.milestones import RUN_START
 from vllm_guard.redact import Redactor
 from vllm_guard.refusals import IMPORT_FAILURES, REFUSALS
 from vllm_guard.vllm_classes import API_CLASSES
@@ -535,6 +536,8 @@ def classify(
                     hits.append(_Hit(index, signature, text, match))
         if stop == len(raw) and ("shutdown" in low or "signal" in low) and _REQUESTED_STOP.search(line):
             stop = index
+        elif stop < len(raw) and RUN_START.search(line):
+            stop = len(raw)  # vLLM started again (a journal, a restarted container): that stop is over
     hits = [h for h in hits if h.signature.rank > _ECHO_RANK or h.index < stop]
     if ready or _MILESTONE_PHASE.get(milestone or "") == _SERVING:
         # vLLM started with these flags: a sentence of its refusals' or import failures' tables
@@ -902,23 +905,20 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
     return None
 
 
-_CARETS = re.compile(r"^[\^~\s]+$")  # Python 3.11's markers under a frame's source line
 _HEADER_REACH = 4  # lines from "During handling ..." to the header of the traceback it announces
-
-
-def _lead(raw: str, text: str) -> int:
-    """The run of blanks before a cleaned line's text in its raw line: a frame's source line is
-    indented deeper than its frame, an exception line not at all."""
-    before = raw[: max(0, raw.find(text))] if text else ""
-    return len(before) - len(before.rstrip())
+# The line that ends a traceback, as Python prints it: the exception's class, dotted and in
+# CapWords (with Ray's `(Cause)`), alone or before ": message". A frame's source line does not
+# look like that: a statement, a call, a keyword.
+_EXCEPTION_SHAPE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:\([\w.]+\))?(?::\s|:$|$)")
 
 
 def _handling_ended(lines: Sequence[str], handling: int, last_exception: int) -> bool:
     """Whether the log shows the exception raised while handling the one above `handling` (its
-    "During handling ..." line): the traceback that follows reaches a line that is none of its
-    frames, their source lines or markers. Whatever that line's words (`KeyboardInterrupt`,
-    `filelock._error.Timeout: ...`, `RayTaskError(ValueError): ...`), the run ended there. With
-    no traceback header (an excerpt that dropped it), a later exception line anywhere tells."""
+    "During handling ..." line): the traceback that follows reaches its exception line, whatever
+    that line's words (`KeyboardInterrupt`, `filelock._error.Timeout: ...`, `RayTaskError(X):
+    ...`). Frames, their source lines (several, from Python 3.13), markers and other processes'
+    log lines in between do not end it. With no traceback header (an excerpt that dropped it), a
+    later exception line anywhere tells."""
     header = next(
         (
             at
@@ -929,19 +929,12 @@ def _handling_ended(lines: Sequence[str], handling: int, last_exception: int) ->
     )
     if header is None:
         return handling < last_exception
-    frame_lead = -1  # the indentation of the frame just above, while its source line may follow
     for line in lines[header + 1 :]:
-        raw = _ANSI.sub("", line)
-        text = clean(raw)
-        if not text or _CARETS.search(text):
+        text = clean(line)
+        if not text or text.startswith('File "') or _REPORTING.search(line):
             continue
-        if text.startswith('File "'):
-            frame_lead = _lead(raw, text)
-            continue
-        if frame_lead >= 0 and _lead(raw, text) > frame_lead:
-            frame_lead = -1  # the frame's source line
-            continue
-        return True
+        if _EXCEPTION_SHAPE.search(text) or text.startswith("Traceback (most recent call last)"):
+            return True
     return False
 
 

@@ -81,10 +81,25 @@ def scan(chunk: bytes) -> tuple[list[Milestone], bool]:
     return [milestone for _, milestone in found], progressed
 
 
+# The first lines of each start of vLLM (reference.md: the server's banner, in its three forms, and
+# the engine's first line, V0's and V1's): a journal or a restarted container's log holds several
+# starts, and what the last one reached is what `serve` would know of it.
+RUN_START = re.compile(
+    r"vLLM (?:API )?server version |Initializing an? (?:V1 )?LLM engine \(v|[\u2580-\u259f]\s+version \d+\.\d"
+)
+
+
+def last_run(lines: list[str]) -> int:
+    """Where the last start of vLLM in a log begins (0 when the log shows one start or none)."""
+    return next(
+        (len(lines) - 1 - back for back, line in enumerate(reversed(lines)) if RUN_START.search(line)), 0
+    )
+
+
 def last(lines: list[str]) -> str | None:
-    """The name of the last milestone a whole log shows: what `serve` knows when vLLM ends, for
-    `diagnose`, which reads the same log from a file."""
-    found, _ = scan("\n".join(lines).encode(errors="replace"))
+    """The name of the last milestone the last start in a log shows: what `serve` knows when vLLM
+    ends, for `diagnose`, which reads the same log from a file."""
+    found, _ = scan("\n".join(lines[last_run(lines) :]).encode(errors="replace"))
     return found[-1].name if found else None
 
 

@@ -286,8 +286,10 @@ def test_cxx_messages_reads_streams_and_printf_calls_with_separators_in_their_li
     miner = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(miner)
     source = """
+        // rocBLAS error handling below
+        char quote = '"'; /* see rocBLAS error; */
         if(x) { rocblas_cerr << "rocBLAS error: a; b {c}" << path << ": " << strerror(errno) << std::endl; }
-        fprintf(stderr, "\\nrocBLAS error: Cannot read %s: %m (100%%)\\n", path.c_str());
+        fprintf(stderr, "\\nrocBLAS error: Cannot read %s: " "%m (100%%)\\n", path.c_str());
     """
     assert miner.cxx_messages(source, "rocBLAS error") == [
         "rocBLAS error: a; b {c}{}: {}",
