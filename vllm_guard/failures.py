@@ -1163,7 +1163,8 @@ def catalogue_table() -> str:
         if kind == K.INVALID_ARGS:
             releases = sorted({v for _, _, span in REFUSALS for v in span.split("-")}, key=_release)
             rows.append(
-                f"| `{kind.value}` | {MEANING[kind]} (rank {_REFUSAL_RANK}: below every phrase above) "
+                f"| `{kind.value}` | {MEANING[kind]} (rank {_REFUSAL_RANK}: below every phrase above; "
+                f"before vLLM was ready) "
                 f"| any of the {len(REFUSALS)} sentences in `vllm_guard/refusals.py`, on a line that is not "
                 f"INFO, WARNING or DEBUG | vLLM's ValueError/TypeError/KeyError/NotImplementedError in "
                 f"vllm/config*, engine/arg_utils.py and cli_args.py, {releases[0]}-{releases[-1]} "
@@ -1177,7 +1178,9 @@ def catalogue_table() -> str:
         if kind == K.BROKEN_INSTALL:
             releases = sorted({v for _, _, span in IMPORT_FAILURES for v in span.split("-")}, key=_release)
             rows.append(
-                f"| `{kind.value}` | {MEANING[kind]} (rank {_REFUSAL_RANK}: below every phrase above) "
+                f"| `{kind.value}` | {MEANING[kind]} (rank {_REFUSAL_RANK}: below every phrase above; before "
+                f"vLLM was ready: once it served, a package a request asks for, such as a tool parser's, "
+                f"is the request's, and vLLM is restarted) "
                 f"| any of the {len(IMPORT_FAILURES)} sentences of `IMPORT_FAILURES` in `vllm_guard/refusals.py`, "
                 f"on a line that is not INFO, WARNING or DEBUG, with or without its class (a wrapper may carry "
                 f"only the message) | vLLM's ImportError/ModuleNotFoundError messages in any file, "
