@@ -7,7 +7,7 @@ which are also the words of any bug. What tells them apart is whose class it is 
 a vLLM class, asked by code outside vLLM, is an installation of two packages that do not fit, which
 no restart fixes. This table is the first half of that test: the compound-named classes defined at
 the top level of the files of vLLM's engine, workers, executors, model loader, configuration,
-sampling parameters and outputs, in the last patch release of every minor since 0.5 (the releases
+sampling parameters and outputs, in every release since 0.4.1 (the releases
 scripts/mine_vllm_messages.py reads, from the same cache).
 
     .venv/bin/python scripts/make_vllm_classes.py      # downloads what the cache lacks

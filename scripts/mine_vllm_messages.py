@@ -3,7 +3,7 @@
 Why: the catalogue in vllm_guard/failures.py matches the words vLLM prints when it dies, and vLLM
 rewords those messages between minors (the KV-cache "max seq len" error alone has had three
 wordings). Reading captured logs only shows the wordings someone happened to hit; the source shows
-all of them. This script records, for the last patch release of every minor since 0.5, each
+all of them. This script records, for every release since 0.4.1, each
 `raise SomeError(<message>)`, `assert <condition>, <message>` and
 `logger.error/exception/critical(<message>)` in the `vllm/`
 package as a template, so that
@@ -61,30 +61,81 @@ REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "tests" / "diagnosis" / "upstream" / "vllm_messages.json"
 CACHE = Path.home() / ".cache" / "vllm-guard" / "vllm-messages"
 
-# The last patch release of every minor from 0.5 (`pip index versions vllm`).
+# Every release from 0.4.1 (`pip index versions vllm`; pip finds no sdist or wheel of 0.4.0 or
+# 0.4.0.post1 it can fetch): a message may live in a minor's first patch releases only (0.11.0's
+# "Failed to create unquantized linear weights" is gone from 0.11.2), and the logs people post
+# come from every one of them.
 VERSIONS = (
+    "0.4.1",
+    "0.4.2",
+    "0.4.3",
+    "0.5.0",
+    "0.5.0.post1",
+    "0.5.1",
+    "0.5.2",
+    "0.5.3",
+    "0.5.3.post1",
+    "0.5.4",
     "0.5.5",
+    "0.6.0",
+    "0.6.1",
+    "0.6.1.post1",
+    "0.6.1.post2",
+    "0.6.2",
+    "0.6.3",
+    "0.6.3.post1",
+    "0.6.4",
+    "0.6.4.post1",
+    "0.6.5",
+    "0.6.6",
     "0.6.6.post1",
+    "0.7.0",
+    "0.7.1",
+    "0.7.2",
     "0.7.3",
+    "0.8.0",
+    "0.8.1",
+    "0.8.2",
+    "0.8.3",
+    "0.8.4",
+    "0.8.5",
     "0.8.5.post1",
+    "0.9.0",
+    "0.9.0.1",
+    "0.9.1",
     "0.9.2",
+    "0.10.0",
+    "0.10.1",
+    "0.10.1.1",
     "0.10.2",
+    "0.11.0",
+    "0.11.1",
     "0.11.2",
     "0.12.0",
     "0.13.0",
+    "0.14.0",
     "0.14.1",
+    "0.15.0",
     "0.15.1",
     "0.16.0",
+    "0.17.0",
     "0.17.1",
+    "0.18.0",
     "0.18.1",
+    "0.19.0",
     "0.19.1",
+    "0.20.0",
+    "0.20.1",
     "0.20.2",
     "0.21.0",
+    "0.22.0",
     "0.22.1",
     "0.23.0",
     "0.24.0",
+    "0.25.0",
     "0.25.1",
     "0.26.0",
+    "0.27.0",
     "0.27.1",
     "0.28.0",
     "0.29.0",

@@ -723,3 +723,36 @@ def test_a_log_of_several_starts_is_judged_by_its_last_start() -> None:
     closed = "[E1127 11:00:07.1 ProcessGroupGloo.cpp:1] [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:5000"
     lines = [*first, second[0], closed]
     assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.WORKER_DIED
+
+
+def test_vllm_0110s_words_for_weights_it_could_not_allocate_are_an_oom() -> None:
+    # vllm/model_executor/layers/linear.py in 0.11.0 only (mined since every release is): raised
+    # from its `except torch.cuda.OutOfMemoryError` around the weight's allocation
+    said = (
+        "RuntimeError: Failed to create unquantized linear weights. This may be caused by insufficient "
+        "memory to allocate the weight."
+    )
+    assert classify(["Starting to load model m...", said, WRAPPER]).kind == FailureKind.OOM_WEIGHTS
+    assert classify([said, WRAPPER], ready=True).kind == FailureKind.OOM_RUNTIME
+
+
+@pytest.mark.parametrize(
+    ("said", "kind"),
+    [
+        # vLLM's words from releases the last patch of each minor does not have (mined since every
+        # release is: tests/diagnosis/upstream/vllm_messages.json)
+        ("RuntimeError: CUDA_VISIBLE_DEVICES is set to empty string, which means GPU support is disabled.", FailureKind.CUDA_DRIVER),
+        ("RuntimeError: HIP_VISIBLE_DEVICES is set to empty string, which means current platform support is disabled. If you are using ray, please unset the environment variable `HIP_VISIBLE_DEVICES` inside the worker/actor.", FailureKind.CUDA_DRIVER),
+        ("RuntimeError: V0 attention backends have been removed. Set VLLM_USE_V1=1 to select a supported backend.", FailureKind.INVALID_ARGS),
+        ("RuntimeError: MLA attention backends require the V1 engine. Set VLLM_USE_V1=1 to enable them.", FailureKind.INVALID_ARGS),
+        ("RuntimeError: Headless mode is only supported for V1", FailureKind.INVALID_ARGS),
+        ("RuntimeError: You are using a deprecated `pynvml` package. Please uninstall `pynvml` or upgrade to at least version 12.0.", FailureKind.BROKEN_INSTALL),
+        # wrappers: something died, the cause is above them
+        ("RuntimeError: At least one Worker is dead. Dead Workers: ['abc']. ", FailureKind.WORKER_DIED),
+        ("vllm.engine.async_llm_engine.AsyncEngineDeadError: Task finished unexpectedly. This should never happen! Please open an issue on Github.", FailureKind.WORKER_DIED),
+        ("RuntimeError: Engine process failed to start", FailureKind.WORKER_DIED),
+        ("RuntimeError: Worker failed with error %s, please check the stack trace above for the root cause", FailureKind.WORKER_DIED),
+    ],
+)  # fmt: skip
+def test_the_words_of_every_release_are_named(said: str, kind: FailureKind) -> None:
+    assert classify([said]).kind == kind

@@ -98,10 +98,6 @@ KNOWN_FAILURES: dict[str, str] = {
         "a start waiting on Ray for GPUs it never gets, with no end in the excerpt: unknown here, "
         "worker_died in the thread (both restart); vLLM's WARNING of it is no refusal (errors_only)"
     ),
-    "oom_weights/n9-llamafactory-9261-failed-create-unquantized-linear-weights.log": (
-        "vLLM's 'Failed to create unquantized linear weights' names the phase, not the shortage: the "
-        "out-of-memory error under it is cut from the excerpt"
-    ),
     "invalid_args/na-huggingface-trl-3932-spawn-reimports-main-llm.log": (
         "the spawned worker importing the script again, cut before multiprocessing's bootstrapping "
         "RuntimeError: only the frames of LLM(...) under <module> are left"

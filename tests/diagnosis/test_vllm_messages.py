@@ -1,8 +1,8 @@
 """The failure messages vLLM raises and logs, mined from its own source, and the catalogue's phrases
 that cite a vLLM file held against the messages of that file.
 
-upstream/vllm_messages.json is written by scripts/mine_vllm_messages.py from the sdist of the last
-patch release of every minor since 0.5; the extractor is tested here on small inline sources.
+upstream/vllm_messages.json is written by scripts/mine_vllm_messages.py from the sdist (or wheel) of every
+release since 0.4.1; the extractor is tested here on small inline sources.
 """
 
 from __future__ import annotations
