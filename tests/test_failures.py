@@ -467,6 +467,11 @@ def test_a_refusal_vllms_own_code_raises_is_permanent_and_pythons_own_error_is_n
     assert classify(real, milestone="api server up").kind == FailureKind.WORKER_DIED
     # A catalogue phrase still wins over it: vLLM's KV-cache refusal is a ValueError raised the same way.
     assert classify([*real[: raised + 2], KV_TOO_SMALL, WRAPPER]).kind == FailureKind.MAX_MODEL_LEN_TOO_LARGE
+    # vLLM's platform plugins refuse by the same convention, in frames of their own packages
+    for plugin in ("vllm_ascend", "tpu_inference", "vllm_spyre"):
+        theirs = [line.replace("/vllm/v1/attention/backends/", f"/{plugin}/attention/") for line in real]
+        assert any(f"/{plugin}/" in line for line in theirs)
+        assert classify([*theirs[: raised + 2], WRAPPER]).kind == FailureKind.INVALID_ARGS, plugin
     # Python on Windows prints its frames with backslashes (vLLM forks run there): the same rule.
     windows = [
         re.sub(r'File "([^"]*)"', lambda m: f'File "C:{m[1].replace("/", chr(92))}"', line)

@@ -821,6 +821,12 @@ _MISSING_ATTRIBUTE = re.compile(
 _RUNPY = re.compile(r'^File "<frozen runpy>"|runpy\.py", line \d+, in _run')
 # (a path as Python prints it on Linux or on Windows, where forks and WSL-less installs run vLLM)
 _VLLM_FRAME = re.compile(r'^File "([^"]*[/\\])?vllm[/\\][^"]*\.py", line \d+, in ')
+# vLLM's platform plugins (the vllm-project packages on PyPI: vllm-ascend, tpu-inference, vllm-spyre,
+# vllm-neuron, vllm-rbln; vllm-gaudi from its repository) refuse what they will not run by the same
+# convention as vLLM: a frame of theirs raising a refusing class is as much on purpose.
+_RAISING_FRAME = re.compile(
+    r'^File "([^"]*[/\\])?(vllm|vllm_ascend|tpu_inference|vllm_spyre|vllm_neuron|vllm_rbln|vllm_gaudi)[/\\][^"]*\.py", line \d+, in '
+)
 _HANDLED = "During handling of the above exception"  # the exception above led to another: not the cause
 _CHAINED = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
 # vLLM's logger.exception calls after which it carries on (mined; the plugin loader, the lazy
@@ -908,7 +914,7 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
             return K.BROKEN_INSTALL, text
         if refusing and recent and _TRUST_FRAME.search(frame):
             return K.TRUST_REMOTE_CODE, text
-        if refusing and recent and _VLLM_FRAME.search(frame) and code.startswith("raise "):
+        if refusing and recent and _RAISING_FRAME.search(frame) and code.startswith("raise "):
             return K.INVALID_ARGS, text
     return None
 
@@ -1180,7 +1186,8 @@ def catalogue_table() -> str:
             )
             rows.append(
                 f"| `{kind.value}` | {MEANING[kind]} (only when no phrase above matched, before vLLM was ready) "
-                f"| {RAISED_REFUSAL}: the exception line under a frame of a `vllm/` file whose source line is a `raise` "
+                f"| {RAISED_REFUSAL}: the exception line under a frame of a `vllm/` file (or of a platform plugin's: "
+                f"`vllm_ascend/`, `tpu_inference/`, `vllm_spyre/`, ...) whose source line is a `raise` "
                 f"| vLLM's convention for what it will not run (mined: most of its uncovered messages) | {restart} |"
             )
         if kind == K.BROKEN_INSTALL:

@@ -112,8 +112,9 @@ KNOWN_FAILURES: dict[str, str] = {
         "called a recoverable held-out failure permanent and was left out"
     ),
     "unsupported_dtype_or_quant/nd-tpu-v6e-compressed-tensors-fp8-block-unsupported.log": (
-        "tpu-inference's own refusal of a quantization method (its layers/jax/quantization), a "
-        "plugin not mined"
+        "tpu-inference's refusal of a quantization method: its frame is broken over two lines in "
+        "the paste (the raise rule reads Python's frame line), and the thread calls it the "
+        "quantization's where the raise rule would say invalid_args"
     ),
     "broken_install/cp-vllm-9624-source-tree-no-vllm-c-llama-arch-not-supported.log": (
         "vLLM's WARNING that vllm._C is not there at all is also in healthy runs on platforms built "
