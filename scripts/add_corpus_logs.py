@@ -19,6 +19,7 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,8 @@ def slug(text: str) -> str:
 def records(paths: list[Path]) -> list[dict[str, Any]]:
     out = []
     for path in paths:
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        # split at "\n" only: a collected log may hold U+2028 or a bare "\r", which splitlines cuts at
+        for number, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
             if line.strip():
                 try:
                     out.append(json.loads(line))
@@ -58,14 +60,15 @@ def records(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def select(
-    found: list[dict[str, Any]], known: set[str], prefix: str
+    found: list[dict[str, Any]], known: set[str], prefix: str, taken: Iterable[str] = ()
 ) -> tuple[list[tuple[dict[str, Any], str]], list[str]]:
-    """(case, log) for each record that may join, and why each other one may not."""
+    """(case, log) for each record that may join, and why each other one may not; `taken`: the
+    fixture files that exist, which a joining log never replaces."""
     kinds = {kind.value for kind in FailureKind}
     seen = set(known)
     joining: list[tuple[dict[str, Any], str]] = []
     left: list[str] = []
-    names: set[str] = set()
+    names = set(taken)
     for record in found:
         source = str(record.get("source", ""))
         thread = corpus.thread(source)
@@ -78,16 +81,16 @@ def select(
             left.append(f"{source}: the corpus already has {thread}")
         else:
             seen.add(thread)
-            name = f"{prefix}-{slug(str(record.get('name') or thread))}"
-            while name in names:
+            name = f"{record['kind']}/{prefix}-{slug(str(record.get('name') or thread))}"
+            while f"{name}.log" in names:
                 name += "-2"
-            names.add(name)
-            case = {"file": f"{record['kind']}/{name}.log"}
+            names.add(f"{name}.log")
+            case = {"file": f"{name}.log"}
             case.update({field: record.get(field) for field in FIELDS})
             case["numbers"] = case["numbers"] or {}
             case["decisive"] = bool(case["decisive"] if case["decisive"] is not None else True)
             case["ready_before_failure"] = bool(case["ready_before_failure"])
-            joining.append((case, log if log.endswith("\n") else log + "\n"))
+            joining.append((case, log))
     return joining, left
 
 
@@ -99,31 +102,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixtures", type=Path, default=corpus.FIXTURES)
     opts = parser.parse_args(argv)
     corpus.FIXTURES = opts.fixtures  # where the score reads each log from
-    cases = json.loads((opts.fixtures / "cases.json").read_text())
+    cases = json.loads((opts.fixtures / "cases.json").read_text(encoding="utf-8"))
     known = {corpus.thread(str(case["source"])) for case in cases}
-    joining, left = select(records(opts.files), known, opts.prefix)
+    taken = {str(case["file"]) for case in cases}
+    taken |= {path.relative_to(opts.fixtures).as_posix() for path in opts.fixtures.glob("*/*.log")}
+    joining, left = select(records(opts.files), known, opts.prefix, taken)
     for reason in left:
         print(f"left out: {reason}")
-    for case, log in joining:  # written first: the score reads each log from its fixture file
-        path = opts.fixtures / case["file"]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(log)
+    written: list[Path] = []
+    joined = False
     try:
+        for case, log in joining:  # written first: the score reads each log from its fixture file
+            path = opts.fixtures / case["file"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("x", encoding="utf-8", newline="") as out:  # "x": never over a fixture
+                written.append(path)
+                out.write(log)
         development, held_out = corpus.parts([case for case, _ in joining])
         for name, part in (("development", development), ("held-out", held_out)):
             result = corpus.score(part)
             print(result.line(f"joining, {name}"))
             for file, expected, got in result.wrong if name == "development" else ():
                 print(f"  {file}: {expected}, answered {got}")
+        if not opts.dry:
+            (opts.fixtures / "cases.json").write_text(
+                json.dumps([*cases, *(case for case, _ in joining)], indent=1, ensure_ascii=False) + "\n",
+                encoding="utf-8",
+            )
+            joined = True
+            print(f"{len(joining)} logs joined the corpus")
     finally:
-        if opts.dry:
-            for case, _ in joining:
-                (opts.fixtures / case["file"]).unlink()
-    if not opts.dry:
-        (opts.fixtures / "cases.json").write_text(
-            json.dumps([*cases, *(case for case, _ in joining)], indent=1, ensure_ascii=False) + "\n"
-        )
-        print(f"{len(joining)} logs joined the corpus")
+        if not joined:  # a dry run, or one that failed: only what this run wrote goes
+            for path in written:
+                path.unlink()
     return 0
 
 

@@ -57,7 +57,30 @@ def test_a_round_joins_verbatim_without_threads_the_corpus_has(
     cases = json.loads((fixtures / "cases.json").read_text())
     assert [case["file"] for case in cases[1:]] == ["port_in_use/nz-port-8000-taken.log"]
     assert cases[1]["source"].endswith("#issuecomment-9") and cases[1]["decisive"] is True
-    assert (fixtures / cases[1]["file"]).read_bytes() == (LOG + "\n").encode()
+    assert (fixtures / cases[1]["file"]).read_bytes() == LOG.encode()
+
+
+def test_a_fixture_that_exists_is_never_replaced_nor_removed(
+    fixtures: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a fixture of the same name, listed or only on disk, stays as it was; a dry run removes only
+    # what it wrote; a log's U+2028 and bare "\r" stay inside it
+    existing = fixtures / "port_in_use" / "nz-port-8000-taken.log"
+    existing.parent.mkdir()
+    existing.write_bytes(b"the corpus's own log\n")
+    log = LOG + "\u2028 a paste's line separator\r"
+    round_file = fixtures / "round.jsonl"
+    round_file.write_text(
+        json.dumps(record("https://x.org/t/5", log=log), ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    assert adder.main(["nz", str(round_file), "--fixtures", str(fixtures), "--dry"]) == 0
+    assert existing.read_bytes() == b"the corpus's own log\n"
+    assert sorted(path.name for path in existing.parent.iterdir()) == [existing.name]
+    assert adder.main(["nz", str(round_file), "--fixtures", str(fixtures)]) == 0
+    joined = json.loads((fixtures / "cases.json").read_text())[-1]["file"]
+    assert joined == "port_in_use/nz-port-8000-taken-2.log"
+    assert existing.read_bytes() == b"the corpus's own log\n"
+    assert (fixtures / joined).read_bytes() == log.encode()
 
 
 def test_a_line_that_is_no_json_names_its_file_and_line(tmp_path: Path) -> None:
