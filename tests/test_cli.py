@@ -235,6 +235,28 @@ def test_diagnose_writes_the_next_flags_for_the_vllm_version_the_log_names(tmp_p
     assert nxt["argv"] == ["--port", "8001", "--quantization", "fp8"]
 
 
+def test_diagnose_of_a_journal_judges_its_last_start(tmp_path: Path) -> None:
+    # a journal: a 0.11.0 start that ran out of memory while loading, then a 0.32.0 start whose
+    # flags vLLM refuses; the first start's OOM explains nothing of the second, nor does its version
+    fixtures = Path(__file__).parent / "diagnosis" / "fixtures" / "oom_weights"
+    first = (
+        "INFO 11-27 10:00:00 [api_server.py:1839] vLLM API server version 0.11.0\n"
+        "INFO 11-27 10:00:05 [gpu_model_runner.py:1] Starting to load model m...\n"
+        + (fixtures / "h100-torch-oom-bare.log").read_text()
+    )
+    second = (
+        "(APIServer pid=21797) INFO 11-27 05:18:45 [api_utils.py:347]  \u2584\u2584 \u2584\u2588 \u2588     \u2588     \u2588 \u2580\u2584\u2580 \u2588  version 0.32.0\n"
+        "(EngineCore_DP0 pid=201) ERROR 11-27 11:00:05 [core.py:1] ValueError: you must set kv_offloading_size when kv_offloading_backend is set\n"
+    )
+    log = tmp_path / "vllm.log"
+    log.write_text(first + second)
+    assert json.loads(guard("diagnose", "--json", str(log)).stdout)["kind"] == "invalid_args"
+    log.write_text(second + first)
+    report = json.loads(guard("diagnose", "--json", str(log), "--", "--port", "8001").stdout)
+    assert report["kind"] == "oom_weights"
+    assert report["next"]["argv"] == ["--port", "8001", "--quantization", "fp8"]  # 0.11.0's spelling
+
+
 def test_diagnose_with_the_vllm_args_says_what_comes_next(tmp_path: Path) -> None:
     log = tmp_path / "vllm.log"
     # shared/vllm/real-cpu/full/fail_a2_maxlen_exceeds_kv.log, its root-cause line

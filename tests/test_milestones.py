@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vllm_guard.errors import ExitCode
 from vllm_guard.health import HealthResult
-from vllm_guard.milestones import last, last_run, scan
+from vllm_guard.milestones import last, last_run, last_server_start, scan
 from vllm_guard.output import AttemptOutput, CappedLog
 from vllm_guard.printer import STDERR, STDOUT, Printer
 from vllm_guard.processes import StopReport, VllmProcess
@@ -218,3 +218,9 @@ def test_a_log_of_several_starts_is_read_for_its_last_start() -> None:
     engine = "(EngineCore pid=1) INFO 11-27 05:22:00 [core.py:93] Initializing a V1 LLM engine (v0.32.0) with config: model='m'"
     assert last([banner, *served, engine]) is None
     assert last_run([banner, *served]) == 0
+    # `diagnose` cuts a log at a server's banner only when there are several: a lone start's
+    # platform detection comes before its banner, and an engine's line (one per data-parallel
+    # rank) starts no new server
+    platform = "INFO 11-27 05:18:40 [__init__.py:216] Automatically detected platform cuda."
+    assert last_server_start([platform, banner, *served, engine]) == 0
+    assert last_server_start([platform, banner, *served, platform, *again]) == len(served) + 3

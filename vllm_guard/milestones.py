@@ -84,9 +84,10 @@ def scan(chunk: bytes) -> tuple[list[Milestone], bool]:
 # The first lines of each start of vLLM (reference.md: the server's banner, in its three forms, and
 # the engine's first line, V0's and V1's): a journal or a restarted container's log holds several
 # starts, and what the last one reached is what `serve` would know of it.
-RUN_START = re.compile(
-    r"vLLM (?:API )?server version |Initializing an? (?:V1 )?LLM engine \(v|[\u2580-\u259f]\s+version \d+\.\d"
-)
+# The banner is printed once a `vllm serve` (setup_server, log_version_and_model); the engine's
+# line once an engine, which data parallelism or an offline script may start several of in one run.
+SERVER_BANNER = re.compile(r"vLLM (?:API )?server version |[\u2580-\u259f]\s+version \d+\.\d")
+RUN_START = re.compile(SERVER_BANNER.pattern + r"|Initializing an? (?:V1 )?LLM engine \(v")
 
 
 def last_run(lines: list[str]) -> int:
@@ -94,6 +95,14 @@ def last_run(lines: list[str]) -> int:
     return next(
         (len(lines) - 1 - back for back, line in enumerate(reversed(lines)) if RUN_START.search(line)), 0
     )
+
+
+def last_server_start(lines: list[str]) -> int:
+    """Where the last of several `vllm serve` starts in a log begins (a journal, a restarted
+    container's log); 0 when the log shows one or none, because what a lone start printed before
+    its banner (platform detection, an import's warning) is its own."""
+    banners = [index for index, line in enumerate(lines) if SERVER_BANNER.search(line)]
+    return banners[-1] if len(banners) > 1 else 0
 
 
 def last(lines: list[str]) -> str | None:

@@ -63,6 +63,7 @@ def answer(case: dict[str, Any]) -> Failure:
     # The guard knows from /health whether vLLM was ready; the corpus records it per case.
     # ... and the last milestone the log shows, as diagnose and serve both read it.
     lines = lines_of(case)
+    lines = lines[milestones.last_server_start(lines) :]  # as diagnose reads a journal
     return classify(
         lines,
         exit_status=case.get("exit_status"),

@@ -45,6 +45,8 @@ def run(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
     except SystemExit as exc:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
     lines = _read(ns.logfile)
+    # a journal of several starts is judged by its last: an earlier start's end explains nothing
+    lines = lines[milestones.last_server_start(lines) :]
     # the last milestone, as serve reads it from the output, so that both name a failure alike
     failure = classify(lines, milestone=milestones.last(lines))
     if not failure.evidence:
