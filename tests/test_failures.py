@@ -309,6 +309,7 @@ def test_an_import_error_that_ends_a_later_traceback_is_still_the_installs() -> 
          "    raise Timeout(lock_filename)"],
         [frame, "    raise Timeout(lock_filename)", "  [Previous line repeated 996 more times]"],
         [json.dumps({"log": line + "\n", "stream": "stderr"}) for line in (frame, '    raise RuntimeError("lock busy")')],
+        [frame, "Killed", "Terminated"],  # a shell's words about another process, no exception's
     ):  # fmt: skip
         assert classify([*cut, *under_way]).kind == FailureKind.BROKEN_INSTALL, under_way
         assert classify([*cut, *under_way, "KeyboardInterrupt"]).kind != FailureKind.BROKEN_INSTALL, under_way
@@ -463,6 +464,14 @@ def test_a_refusal_vllms_own_code_raises_is_permanent_and_pythons_own_error_is_n
         line.replace("vllm/v1/attention/backends/cpu_attn.py", "transformers/utils/hub.py") for line in real
     ]
     assert classify([*library[: raised + 2], WRAPPER]).kind == FailureKind.WORKER_DIED
+    # ... whose path runs through a folder named like vLLM: a checkout holding the environment,
+    # or a conda environment called vllm (the package is the folder its module is in)
+    for home in ("/home/u/vllm/.venv/lib/python3.11/site-packages/", "/opt/conda/envs/vllm/lib/python3.10/"):
+        beside = [
+            re.sub(r'File "[^"]*/transformers/', f'File "{home}transformers/', line) for line in library
+        ]
+        assert any(f'"{home}transformers/' in line for line in beside)
+        assert classify([*beside[: raised + 2], WRAPPER]).kind == FailureKind.WORKER_DIED, home
     assert classify(real, ready=True).kind == FailureKind.WORKER_DIED
     assert classify(real, milestone="api server up").kind == FailureKind.WORKER_DIED
     # A catalogue phrase still wins over it: vLLM's KV-cache refusal is a ValueError raised the same way.
@@ -728,6 +737,15 @@ def test_a_log_of_several_starts_is_judged_by_its_last_start() -> None:
     closed = "[E1127 11:00:07.1 ProcessGroupGloo.cpp:1] [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:5000"
     lines = [*first, second[0], closed]
     assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.WORKER_DIED
+    # the first start's shutdown noise stays the stop's echo after vLLM started again
+    echo = "(VllmWorker rank=0 pid=3) ERROR 11-27 10:05:01 [multiproc_executor.py:1] WorkerProc hit an exception."
+    lines = [
+        *first,
+        echo,
+        second[0],
+        "INFO 11-27 11:00:02 [gpu_model_runner.py:1] Starting to load model m...",
+    ]
+    assert classify(lines, exit_status=-9, milestone=milestones.last(lines)).kind == FailureKind.UNKNOWN
 
 
 def test_vllm_0110s_words_for_weights_it_could_not_allocate_are_an_oom() -> None:

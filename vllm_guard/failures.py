@@ -195,7 +195,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.CUDA_DRIVER, 75, "failed to initialize nvml", r"Failed to initialize NVML", "nvidia-smi's words when nvmlInit fails (a driver library that does not match the kernel module, or none)"),
     # FlashAttention's own check of the GPU (TORCH_CHECK in its mha_fwd/mha_varlen_fwd), as vLLM's
     # vllm_flash_attn build and ROCm's fork word it: the attention backend needs a newer GPU
-    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "flashattention only supports|bfloat16 is only supported on", r"FlashAttention only supports (Ampere|AMD MI200) GPUs or newer|bfloat16 is only supported on (Ampere|AMD MI200) GPUs or newer", "flash-attention csrc/flash_attn/flash_api.cpp (vllm-project/flash-attention, built into vLLM as vllm_flash_attn; Dao-AILab's flash-attn 2.x) and ROCm's fork csrc/flash_attn_rocm/flash_api.cpp"),
+    _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "flashattention only supports|bfloat16 is only supported on", r"FlashAttention only supports (Ampere|AMD MI200) GPUs or newer|bfloat16 is only supported on (Ampere|AMD MI200) GPUs or newer", "flash-attention csrc/flash_attn/flash_api.cpp (vllm-project/flash-attention, built into vLLM as vllm_flash_attn; Dao-AILab's flash-attn 2.x) and ROCm's fork csrc/flash_attn_rocm/flash_api.cpp; a TORCH_CHECK, so a WARNING that quotes it fell back", errors_only=True),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "bfloat16 is only supported", r"Bfloat16 is only supported on GPUs with compute capability of at least (?P<min_compute_capability>\d+\.\d+)(\. Your .* GPU( has compute capability (?P<compute_capability>\d+\.\d+))?)?", "vllm/platforms/cuda.py (vLLM 0.10-0.34; rocm.py the same, worker/worker.py 0.5-0.10)"),
     _sig(K.UNSUPPORTED_DTYPE_OR_QUANT, 80, "current gpu", r"the current GPU\. Min(imum)? capability: (?P<min_compute_capability>\d+)\.[ ',]*Current capability: (?P<compute_capability>\d+)", "vllm/config/vllm.py (vLLM 0.11-0.34; config.py 0.6-0.9), compressed_tensors.py, moe_wna16.py and quark.py"),
     _sig(K.INVALID_ARGS, 80, "does not match the quantization method", r"does not match the quantization method specified in the .?quantization.? argument", "vllm/config/model.py (vLLM 0.11-0.34; config.py 0.5-0.9): the checkpoint's quantization differs from --quantization"),
@@ -530,6 +530,8 @@ def classify(
     """
     raw = [line.rstrip("\r\n") for line in lines]
     hits: list[_Hit] = []
+    # (first line, end) of each requested stop: from the stop's line until vLLM starts again.
+    stopped: list[tuple[int, int]] = []
     stop = len(raw)
     for index, line in enumerate(raw):
         low = line.lower()
@@ -545,8 +547,14 @@ def classify(
         if stop == len(raw) and ("shutdown" in low or "signal" in low) and _REQUESTED_STOP.search(line):
             stop = index
         elif stop < len(raw) and RUN_START.search(line):
-            stop = len(raw)  # vLLM started again (a journal, a restarted container): that stop is over
-    hits = [h for h in hits if h.signature.rank > _ECHO_RANK or h.index < stop]
+            stopped.append((stop, index))  # vLLM started again (a journal, a restarted container)
+            stop = len(raw)
+    stopped.append((stop, len(raw)))
+    hits = [
+        h
+        for h in hits
+        if h.signature.rank > _ECHO_RANK or not any(first <= h.index < end for first, end in stopped)
+    ]
     if ready or _MILESTONE_PHASE.get(milestone or "") == _SERVING:
         # vLLM started with these flags: a sentence of its refusals' or import failures' tables
         # printed now is a request's (a tool parser's import, a LoRA adapter's config), not the start's.
@@ -820,12 +828,17 @@ _MISSING_ATTRIBUTE = re.compile(
 # the second is the environment's: that module cannot be imported here.
 _RUNPY = re.compile(r'^File "<frozen runpy>"|runpy\.py", line \d+, in _run')
 # (a path as Python prints it on Linux or on Windows, where forks and WSL-less installs run vLLM)
-_VLLM_FRAME = re.compile(r'^File "([^"]*[/\\])?vllm[/\\][^"]*\.py", line \d+, in ')
+# A package's folder in a frame's path is the last one before its module: a folder of that name
+# with an environment inside (`~/vllm/.venv/…/site-packages/transformers/`, conda's `envs/vllm/lib/
+# python3.10/asyncio/`) is the user's, not the package.
+_IN_PACKAGE = r'(?![^"]*[/\\](?:site-packages|dist-packages|lib[/\\]python[\d.]*|\.?venv)[/\\])[/\\][^"]*\.py", line \d+, in '
+_VLLM_FRAME = re.compile(r'^File "([^"]*[/\\])?vllm' + _IN_PACKAGE)
 # vLLM's platform plugins (the vllm-project packages on PyPI: vllm-ascend, tpu-inference, vllm-spyre,
 # vllm-neuron, vllm-rbln; vllm-gaudi from its repository) refuse what they will not run by the same
 # convention as vLLM: a frame of theirs raising a refusing class is as much on purpose.
 _RAISING_FRAME = re.compile(
-    r'^File "([^"]*[/\\])?(vllm|vllm_ascend|tpu_inference|vllm_spyre|vllm_neuron|vllm_rbln|vllm_gaudi)[/\\][^"]*\.py", line \d+, in '
+    r'^File "([^"]*[/\\])?(vllm|vllm_ascend|tpu_inference|vllm_spyre|vllm_neuron|vllm_rbln|vllm_gaudi)'
+    + _IN_PACKAGE
 )
 _HANDLED = "During handling of the above exception"  # the exception above led to another: not the cause
 _CHAINED = re.compile(r"^(During handling of the above exception|The above exception was the direct cause)")
@@ -921,9 +934,14 @@ def _raised_on_purpose(lines: Sequence[str]) -> tuple[FailureKind, str] | None:
 
 _HEADER_REACH = 4  # lines from "During handling ..." to the header of the traceback it announces
 # The line that ends a traceback, as Python prints it: the exception's class, dotted and in
-# CapWords (with Ray's `(Cause)`), alone or before ": message". A frame's source line does not
-# look like that: a statement, a call, a keyword.
-_EXCEPTION_SHAPE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:\([\w.]+\))?(?::\s|:$|$)")
+# CapWords (with Ray's `(Cause)`), before ": message", or alone. A frame's source line does not
+# look like that: a statement, a call, a keyword. Alone, the class is dotted or named as PEP 8
+# and the builtins name exceptions, so that a shell's "Killed" or "Terminated" about another
+# process ends nothing.
+_EXCEPTION_SHAPE = re.compile(
+    r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:\([\w.]+\))?(?::\s|:$)"
+    r"|^(?:(?:[A-Za-z_]\w*\.)+[A-Z]\w*|[A-Z]\w*(?:Error|Exception|Interrupt|Exit|Iteration|Warning|Group|Timeout))(?:\([\w.]+\))?$"
+)
 
 
 def _handling_ended(lines: Sequence[str], handling: int, last_exception: int) -> bool:
