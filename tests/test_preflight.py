@@ -44,6 +44,18 @@ def test_a_model_that_fits_starts_with_the_users_flags_and_reports_its_memory() 
     assert len(report["findings"]) == len(verdict.findings)  # type: ignore[arg-type]
 
 
+def test_the_budget_is_the_utilization_of_the_total_cuda_reports() -> None:
+    # vLLM multiplies --gpu-memory-utilization by torch.cuda.mem_get_info()'s total: on the H100
+    # probe 85017493504 bytes (torch's OOM there: "a total capacity of 79.18 GiB"), NVML's total
+    # 85520809984 less the driver's 480 MiB reservation
+    assert H100.cuda_total_bytes == 85017493504
+    verdict = check(LLAMA_8B, ("--max-model-len", "8192", "--gpu-memory-utilization", "0.9"), on(H100))
+    numbers = next(f.numbers for f in verdict.findings if f.check == "weights")
+    assert numbers["budget_bytes"] == int(0.9 * 85017493504)
+    free = next(f.numbers for f in verdict.findings if f.check == "free_memory")
+    assert free["total_bytes"] == 85017493504
+
+
 def test_memory_held_by_others_fits_the_utilization_and_names_them() -> None:
     holder = GpuProcess(4242, 20 * GIB, "alice", "python train.py")
     busy = dataclasses.replace(H100, free_bytes=H100.free_bytes - 20 * GIB, processes=(holder,))
@@ -51,7 +63,7 @@ def test_memory_held_by_others_fits_the_utilization_and_names_them() -> None:
     status, message = finding(verdict, "free_memory")
     assert status == "adjusted" and "pid 4242 (python) holds 20.00 GiB" in message
     # (free / total - 0.02), rounded down to 0.01, as the insufficient_free_memory ladder fits it
-    fitted = int(((85017493504 - 20 * GIB) / 85520809984 - 0.02) * 100) / 100
+    fitted = int(((85017493504 - 20 * GIB) / H100.cuda_total_bytes - 0.02) * 100) / 100
     assert vllm_args.get(verdict.start_argv, "--gpu-memory-utilization") == f"{fitted:.2f}"
     warned = check(LLAMA_8B, ("--max-model-len", "8192"), on(busy), allowed=Allowed(mode="warn"))
     assert finding(warned, "free_memory")[0] == "warn" and warned.start_argv == ("--max-model-len", "8192")

@@ -26,6 +26,13 @@ class GpuInfo:
     compute_capability: tuple[int, int] | None
     processes: tuple[GpuProcess, ...]
 
+    @property
+    def cuda_total_bytes(self) -> int:
+        """The total CUDA reports (cudaMemGetInfo, torch.cuda.mem_get_info), which vLLM multiplies
+        by --gpu-memory-utilization: NVML's total less the driver's reservation (the H100 probe:
+        81559 MiB less 480 MiB, the "total capacity of 79.18 GiB" of torch's OOM message)."""
+        return self.total_bytes - self.reserved_bytes
+
 
 @dataclass(frozen=True, slots=True)
 class GpuFacts:

@@ -378,11 +378,12 @@ class _Run:
     def free_memory(self, devices: tuple[GpuInfo, ...]) -> float | None:
         """The utilization vLLM's start-up check will pass with, or None when it cannot pass."""
         util = self.utilization()
-        tightest = min(devices, key=lambda d: d.free_bytes / d.total_bytes)
-        wanted = util * tightest.total_bytes
+        # vLLM asks utilization x CUDA's total to be free (its start-up check)
+        tightest = min(devices, key=lambda d: d.free_bytes / d.cuda_total_bytes)
+        wanted = util * tightest.cuda_total_bytes
         numbers: dict[str, int | float | str] = {
             "free_bytes": tightest.free_bytes,
-            "total_bytes": tightest.total_bytes,
+            "total_bytes": tightest.cuda_total_bytes,
             "gpu_memory_utilization": util,
         }
         if wanted <= tightest.free_bytes:
@@ -396,9 +397,10 @@ class _Run:
             f"pid {p.pid}{f' ({p.command.split()[0]})' if p.command else ''} holds {_size(p.bytes)}"
             for p in tightest.processes
         )
-        fitted = fits.utilization_for(tightest.free_bytes, tightest.total_bytes)
+        fitted = fits.utilization_for(tightest.free_bytes, tightest.cuda_total_bytes)
         said = (
-            f"GPU {tightest.index} has {_size(tightest.free_bytes)} free of {_size(tightest.total_bytes)}, "
+            f"GPU {tightest.index} has {_size(tightest.free_bytes)} free "
+            f"of {_size(tightest.cuda_total_bytes)}, "
             f"less than --gpu-memory-utilization {util:g} asks ({_size(int(wanted))})"
             + (f"; {holders}" if holders else "")
         )
@@ -429,7 +431,7 @@ class _Run:
             int(self.number("--tensor-parallel-size", 1)),
             int(self.number("--pipeline-parallel-size", 1)),
         )
-        total = min(d.total_bytes for d in devices)
+        total = min(d.cuda_total_bytes for d in devices)
         budget = int(util * total)
         overhead = NON_TORCH_BYTES + self.peak_bytes(config, tp, total) + self.graph_bytes()
         weights = memory.weights_per_gpu(est, tp, pp)
