@@ -43,6 +43,7 @@ from vllm_guard.gpu import (
     process_describer,
     read_facts,
 )
+from vllm_guard.gpu.cards import CUDA_TOTALS
 from vllm_guard.gpu.nvml import _INIT_PID_NS
 
 # A real H100's readings (shared vllm/gpu/probe.py), copied into the repository so that this runs everywhere.
@@ -343,7 +344,9 @@ def test_two_planned_h100s() -> None:
     assert [d.index for d in facts.devices] == [0, 1]
     for gpu in facts.devices:
         assert gpu.name == H100_NAME
-        assert gpu.total_bytes == gpu.free_bytes == 85520809984
+        assert gpu.total_bytes == 85520809984
+        # an idle card has CUDA's total free: the smallest an H100 was seen with (79.10 GiB)
+        assert gpu.free_bytes == gpu.cuda_total_bytes == int(79.10 * (1 << 30))
         assert gpu.compute_capability == (9, 0)
         assert gpu.processes == ()
     assert facts.problem is None
@@ -357,7 +360,7 @@ def test_two_planned_h100s() -> None:
         ("L4", "NVIDIA L4"),  # a whole word beats the substring of L40S
         ("t4", "Tesla T4"),
         ("4090", "NVIDIA GeForce RTX 4090"),
-        ("h20", "NVIDIA H200"),
+        ("h200", "NVIDIA H200"),
         ("A100-SXM4-40", "NVIDIA A100-SXM4-40GB"),
     ],
 )
@@ -376,6 +379,20 @@ def test_an_unknown_planned_name_lists_the_known_cards() -> None:
     with pytest.raises(ValueError, match="not a card") as err:
         planned("MI300X", 1)
     assert all(card in str(err.value) for card in CARDS)
+    with pytest.raises(ValueError, match="not a card"):
+        planned("H20", 1)  # a 96 GB card, not the start of the H200's name
+
+
+def test_a_card_without_a_cuda_total_seen_plans_with_the_largest_reservation() -> None:
+    # CUDA's total is NVML's less the driver's reservation; where no log showed it for a card,
+    # the largest share any card of the table reserves is taken off, so the plan errs small
+    share = max(1 - CUDA_TOTALS[card] / CARDS[card][0] for card in CUDA_TOTALS)
+    assert 0 < share < 0.02
+    l4 = planned("L4", 1).devices[0]
+    assert "NVIDIA L4" not in CUDA_TOTALS
+    assert l4.cuda_total_bytes == int(CARDS["NVIDIA L4"][0] * (1 - share))
+    for card, cuda in CUDA_TOTALS.items():
+        assert 0.97 * CARDS[card][0] < cuda < CARDS[card][0], card
 
 
 def test_planned_needs_at_least_one_card() -> None:
