@@ -11,43 +11,36 @@ only the thread's prose tells it); only decisive cases count in the figures.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corpus_split import held_out, thread
+
 from vllm_guard import milestones
 from vllm_guard.failures import PERMANENT_KINDS, Failure, FailureKind, classify
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
-_PAGE = re.compile(r"(https?://[^\s?#)]+)")
-_THREAD = re.compile(r"github\.com/([^/\s]+/[^/\s]+)/(?:issues|pull|discussions)/(\d+)")
+# the split is shared with tests/preflight, and read here by the scripts and benchmarks
+__all__ = [
+    "FIXTURES",
+    "Score",
+    "answer",
+    "decisive",
+    "held_out",
+    "lines_of",
+    "load",
+    "parts",
+    "score",
+    "thread",
+]
 
 
 def load() -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = json.loads((FIXTURES / "cases.json").read_text())
     return cases
-
-
-def thread(source: str) -> str:
-    """The thread a case comes from: `owner/repo#N` for a public thread (an issue and its pull
-    request share the numbering), a page's address, else the captured file the source names."""
-    match = _THREAD.search(source)
-    if match:
-        return f"{match.group(1).lower()}#{match.group(2)}"
-    page = _PAGE.search(source)
-    if page:  # a public page other than a GitHub thread: its address, without query or anchor
-        return page.group(1).lower().rstrip("/")
-    return re.split(r"[:\s(]", source.strip(), maxsplit=1)[0]
-
-
-def held_out(case: dict[str, Any]) -> bool:
-    """One third of the threads, chosen by their hash once and for all: never tuned on."""
-    digest = hashlib.sha256(thread(str(case["source"])).encode()).hexdigest()
-    return int(digest[:8], 16) % 3 == 0
 
 
 def decisive(case: dict[str, Any]) -> bool:
