@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from vllm_guard import fits, flag_edits, memory, vllm_args
+from vllm_guard import fits, flag_edits, memory, vllm_args, vllm_profile
 from vllm_guard.vllm_version import at_least
 
 if TYPE_CHECKING:
@@ -372,8 +372,7 @@ class _Run:
             self.findings.append(Finding("model_limit", "fail", said, numbers, fix))
 
     def utilization(self) -> float:
-        default = 0.92 if self.version is None or at_least(self.version, (0, 20)) else 0.9
-        return self.number("--gpu-memory-utilization", default)
+        return self.number("--gpu-memory-utilization", vllm_profile.default_utilization(self.version))
 
     def free_memory(self, devices: tuple[GpuInfo, ...]) -> float | None:
         """The utilization vLLM's start-up check will pass with, or None when it cannot pass."""
@@ -433,7 +432,7 @@ class _Run:
         )
         total = min(d.cuda_total_bytes for d in devices)
         budget = int(util * total)
-        overhead = NON_TORCH_BYTES + self.peak_bytes(config, tp, total) + self.graph_bytes()
+        overhead = NON_TORCH_BYTES + self.peak_bytes(config, est, tp, devices[0]) + self.graph_bytes()
         weights = memory.weights_per_gpu(est, tp, pp)
         if weights + overhead > budget:
             est = self.fp8_weights(est, config, devices, weights, budget - overhead) or est
@@ -451,14 +450,29 @@ class _Run:
         kv_budget = budget - weights - overhead
         self.kv_cache(est, kv_budget, tp, pp)
 
-    def peak_bytes(self, config: Mapping[str, Any], tp: int, total: int) -> int:
-        """The profiling run's peak: one forward pass over max_num_batched_tokens tokens and the
-        sampler's fp32 logits over max_num_seqs requests, with vLLM's GPU-dependent defaults."""
+    def batch(self, est: memory.ModelEstimate, device: GpuInfo) -> tuple[int, int]:
+        """(max_num_seqs, max_num_batched_tokens) of the profiling run: the flags, else vLLM's
+        defaults for this release and GPU (vllm_profile.py)."""
+        if vllm_profile.is_v1(self.version):
+            gpu = vllm_profile.Gpu(device.total_bytes, device.name, device.compute_capability)
+            seqs, tokens = vllm_profile.serve_batch_defaults(self.version, gpu)
+        else:
+            length = int(self.number("--max-model-len", est.max_model_len or 2048))
+            chunked = vllm_args.get(self.seen(), "--enable-chunked-prefill")
+            on = None if chunked is None else chunked.lower() not in ("false", "0")
+            seqs, tokens = vllm_profile.v0_batch_defaults(self.version, length, on)
+        return int(self.number("--max-num-seqs", seqs)), int(self.number("--max-num-batched-tokens", tokens))
+
+    def peak_bytes(
+        self, config: Mapping[str, Any], est: memory.ModelEstimate, tp: int, device: GpuInfo
+    ) -> int:
+        """The profiling run's peak: one forward pass over max_num_batched_tokens tokens, or the
+        dummy sampler over min(max_num_seqs, max_num_batched_tokens) requests with the hidden
+        states the forward pass returned, whichever is larger (the forward's activations are
+        freed before the sampler runs)."""
         text = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
         assert isinstance(text, Mapping)
-        big = total >= 70 * GiB
-        tokens = self.number("--max-num-batched-tokens", 8192 if big else 2048)
-        seqs = self.number("--max-num-seqs", 1024 if big else 256)
+        seqs, tokens = self.batch(est, device)
         hidden = int(text.get("hidden_size", 4096))
         inter = int(text.get("intermediate_size", 4 * hidden))
         vocab = int(text.get("vocab_size", 32000))
@@ -466,15 +480,17 @@ class _Run:
         # output (2 x intermediate, split by TP), in 16 bits; the activated half is counted as
         # reusing freed blocks, so this errs small
         forward = tokens * (4 * hidden + 2 * inter // tp) * 2
-        return int(forward + min(seqs, tokens) * vocab * 4)
+        requests = min(seqs, tokens)
+        sampler = vllm_profile.sampler_bytes(self.version, requests, vocab) + tokens * hidden * 2
+        return max(forward, sampler)
 
     def graph_bytes(self) -> int:
         """vLLM's CUDA-graph estimate (0.20+ takes it out of the KV budget): none when eager."""
         seen = self.seen()
         if vllm_args.is_on(seen, "--enforce-eager") or vllm_args.get(seen, "--optimization-level") == "0":
             return 0
-        if self.version is not None and not at_least(self.version, (0, 20)):
-            return 0  # captured outside the budget before 0.20
+        if not vllm_profile.graphs_in_budget(self.version):
+            return 0  # captured after the KV cache, outside the budget
         return GRAPH_BYTES
 
     def fp8_weights(
@@ -539,6 +555,8 @@ class _Run:
             "kv_needed_bytes": needed,
             "kv_budget_bytes": max(0, kv_budget),
             "kv_bytes_per_token": per_token,
+            # what vLLM prints as "GPU KV cache size: N tokens": whole blocks of the budget
+            "kv_capacity_tokens": max(0, kv_budget) // (per_token * block) * block if per_token else 0,
         }
         if needed <= kv_budget:
             self.findings.append(
