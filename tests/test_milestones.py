@@ -224,3 +224,23 @@ def test_a_log_of_several_starts_is_read_for_its_last_start() -> None:
     platform = "INFO 11-27 05:18:40 [__init__.py:216] Automatically detected platform cuda."
     assert last_server_start([platform, banner, *served, engine]) == 0
     assert last_server_start([platform, banner, *served, platform, *again]) == len(served) + 3
+
+
+def test_torch_compile_at_a_start_is_a_milestone_and_says_whether_its_cache_was_warm() -> None:
+    # compilation/backends.py's words: 0.8 "general shape", 0.10-0.11 "dynamic shape", 0.13+
+    # "compile range"; a warm cache is read instead ("Directly load the compiled graph(s)")
+    for said in (
+        "INFO 05-01 10:00:00 [backends.py:1] Compiling a graph for general shape takes 30.10 s",
+        "(EngineCore_0 pid=1) INFO 09-04 01:03:40 [backends.py:1] Compiling a graph for dynamic shape takes 21.37 s",
+        "(EngineCore_DP0 pid=1) INFO 12-06 10:00:10 [backends.py:1] Compiling a graph for compile range (1, 8192) takes 21.37 s",
+    ):
+        (found,), progressed = scan(said.encode())
+        assert found.name == "compiling" and progressed
+    warm = "(EngineCore_DP0 pid=1) INFO 12-06 10:00:10 [backends.py:1] Directly load the compiled graph(s) for compile range (1, 8192) from the cache, took 2.113 s"
+    (found,), _ = scan(warm.encode())
+    assert found.name == "compiled graphs loaded"
+    # each milestone keeps vLLM's numbers as printed, for what the next preflight reuses
+    (kv,), _ = scan(
+        b"(EngineCore_0 pid=1812) INFO 09-04 01:04:29 [kv_cache_utils.py:849] GPU KV cache size: 93,872 tokens"
+    )
+    assert kv.numbers == {"tokens": "93,872"}

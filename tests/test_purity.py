@@ -27,6 +27,8 @@ PURE = [
     "vllm_guard.redact",
     "vllm_guard.errors",
     "vllm_guard.memory",
+    "vllm_guard.vllm_profile",
+    "vllm_guard.measured",
     "vllm_guard.preflight",
     "vllm_guard.fits",
     "vllm_guard.milestones",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 import httpx
 import psutil
@@ -764,3 +764,50 @@ def test_the_process_record_follows_a_load_between_health_polls(tmp_path: Path, 
         assert worker in recorded_pids(guard.state)
         assert guard.stop() == 0
         assert "not ready yet" in guard.stderr()
+
+
+def test_the_next_preflight_plans_with_what_the_last_start_measured(serve: Serve, tmp_path: Path) -> None:
+    # The guard reads the simulator's 24 GiB GPU from a snapshot (as on a machine whose NVML it
+    # reads); the model's config.json is not on this machine, so only what vLLM measured can tell.
+    from vllm_guard.facts import GpuFacts, GpuInfo  # noqa: PLC0415
+    from vllm_guard.gpu import facts_to_json  # noqa: PLC0415
+
+    total = 24 << 30
+    card = GpuInfo(0, None, "NVIDIA L4", total, total, 0, 0, (8, 9), ())
+    snapshot = tmp_path / "gpus.json"
+    snapshot.write_text(json.dumps(facts_to_json(GpuFacts((card,), "580.159.04", "13.0", None, "test"))))
+
+    def measured_starts(guard: Guard) -> dict[str, dict[str, Any]]:
+        starts: dict[str, dict[str, Any]] = json.loads((guard.state / "measured.json").read_text())
+        return starts
+
+    first = serve("--max-model-len", "8192", gpu_snapshot=str(snapshot))
+    first.wait_for("vLLM is ready (attempt 1)")
+    assert first.stop() == 0
+    (start,) = measured_starts(first).values()
+    assert start["gpu"] == "NVIDIA L4" and start["flags"] == {"--max-model-len": "8192"}
+    assert start["vllm_version"] is not None  # the banner's, where the package metadata is not there
+
+    def plan(*vllm_args: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-m", "vllm_guard", "--state-dir", str(first.state), "--vllm-command", SIM,
+             "preflight", "--json", "--gpu-snapshot", str(snapshot), MODEL, *vllm_args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        findings = json.loads(result.stdout)["findings"]
+        kv: dict[str, Any] = next(f for f in findings if f["check"] == "kv_cache")
+        return kv
+
+    same = plan("--max-model-len", "8192")
+    assert same["numbers"]["kv_budget_from"] == "measured"
+    assert same["numbers"]["kv_capacity_tokens"] == start["kv_tokens"]
+    # at another length the measured rest still holds: what the next start prints agrees
+    near = plan("--max-model-len", "4096", "--gpu-memory-utilization", "0.8")
+    assert near["numbers"]["kv_budget_from"] == "measured start"
+    second = serve("--max-model-len", "4096", "--gpu-memory-utilization", "0.8", gpu_snapshot=str(snapshot))
+    second.wait_for("vLLM is ready (attempt 1)")
+    assert second.stop() == 0
+    (printed,) = [s for s in measured_starts(second).values() if s["flags"] != start["flags"]]
+    planned = near["numbers"]["kv_capacity_tokens"]
+    assert abs(planned / printed["kv_tokens"] - 1) <= 0.01, (planned, printed["kv_tokens"])

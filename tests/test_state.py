@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from vllm_guard import journal
-from vllm_guard.state import KNOWN_GOOD, PROCESSES, StateDir, known_good_key
+from vllm_guard import journal, measured
+from vllm_guard.state import KNOWN_GOOD, MEASURED, PROCESSES, StateDir, known_good_key
 
 
 def test_remember_and_forget(tmp_path: Path) -> None:
@@ -94,3 +95,34 @@ def test_the_process_record_is_replaced_read_back_cleared_and_a_corrupt_one_set_
 
 def test_status_shows_only_what_the_journals_events_write() -> None:
     assert set(journal.SHOWN) <= journal.written_keys()
+
+
+def _start(at: str, length: str = "8192") -> measured.Start:
+    return measured.Start(
+        model="m", gpu="NVIDIA L4", gpus=1, vllm_version="0.32.0", flags={"--max-model-len": length},
+        total_bytes=22 << 30, utilization=0.92, weights_bytes=15 << 30, available_kv_bytes=3 << 30,
+        kv_tokens=55000, graph_bytes=None, cold=False, at=at,
+    )  # fmt: skip
+
+
+def test_starts_are_kept_by_key_and_a_start_that_is_none_is_set_aside(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    state.remember_start(_start("2026-12-01T00:00:00Z"))
+    state.remember_start(_start("2026-12-02T00:00:00Z"))  # the same start again: replaces it
+    state.remember_start(_start("2026-12-03T00:00:00Z", "4096"))
+    assert sorted(s.at for s in state.starts().values()) == ["2026-12-02T00:00:00Z", "2026-12-03T00:00:00Z"]
+    # an entry that is not a start is set aside with its bytes, the others stay
+    data = json.loads((tmp_path / MEASURED).read_text())
+    data["0123456789abcdef"] = {"model": "m", "available_kv_bytes": "lots"}
+    (tmp_path / MEASURED).write_text(json.dumps(data))
+    reader = StateDir(tmp_path)
+    assert len(reader.starts(set_aside=False)) == 2 and list(tmp_path.glob(f"{MEASURED}.corrupt-*")) == []
+    assert len(reader.starts()) == 2
+    (aside,) = tmp_path.glob(f"{MEASURED}.corrupt-*")
+    assert "0123456789abcdef" in json.loads(aside.read_text())
+    assert "0123456789abcdef" not in json.loads((tmp_path / MEASURED).read_text())
+    assert "set aside" in reader.warnings[0]
+    # a file that is no JSON at all is set aside whole
+    (tmp_path / MEASURED).write_text("{torn")
+    assert StateDir(tmp_path).starts() == {}
+    assert not (tmp_path / MEASURED).exists()

@@ -426,6 +426,8 @@ _PHASES: tuple[tuple[int, re.Pattern[str]], ...] = (
 _MILESTONE_PHASE = {
     "loading": _WEIGHTS,
     "weights loaded": _PROFILE,
+    "compiling": _PROFILE,  # torch.compile runs inside the profiling run
+    "compiled graphs loaded": _PROFILE,
     "kv memory": _PROFILE,
     "kv cache": _PROFILE,
     "capturing graphs": _GRAPHS,

@@ -11,7 +11,7 @@ only until vLLM is ready.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # One pattern per milestone, newest wording first; numbers are taken as printed. Each has the
 # literal words it cannot match without, so a chunk is searched (at memchr speed) before any regex
@@ -29,6 +29,18 @@ _MILESTONES: tuple[tuple[str, tuple[bytes, ...], re.Pattern[bytes]], ...] = tupl
             (b"Model loading took", b"Loading model weights took"),
             rb"Model loading took (?P<gib>[\d.]+) GiB(?: memory)? and (?P<s>[\d.]+) seconds"
             rb"|Loading model weights took (?P<gb>[\d.]+) GB",
+        ),
+        # torch.compile in the profiling run (compilation/backends.py, 0.8-0.33: "general shape",
+        # "dynamic shape", "compile range"): compiled now (the cache was cold) or read from it
+        (
+            "compiling",
+            (b"Compiling a graph for",),
+            rb"Compiling a graph for (?:general shape|dynamic shape|compile range)",
+        ),
+        (
+            "compiled graphs loaded",
+            (b"Directly load the compiled graph",),
+            rb"Directly load the compiled graph",
         ),
         ("kv memory", (b"Available KV cache memory",), rb"Available KV cache memory: (?P<gib>-?[\d.]+) GiB"),
         (
@@ -67,6 +79,7 @@ _BARS = (b"%|", b"% Completed |")
 class Milestone:
     name: str
     text: str  # one short line for the status: what vLLM said, with its numbers
+    numbers: dict[str, str] = field(default_factory=dict, compare=False)  # as printed, by group
 
 
 def scan(chunk: bytes) -> tuple[list[Milestone], bool]:
@@ -75,7 +88,7 @@ def scan(chunk: bytes) -> tuple[list[Milestone], bool]:
     found: list[tuple[int, Milestone]] = []
     for name, literals, pattern in _MILESTONES:
         if any(literal in chunk for literal in literals):
-            found.extend((m.start(), Milestone(name, _describe(name, m))) for m in pattern.finditer(chunk))
+            found.extend((m.start(), _milestone(name, m)) for m in pattern.finditer(chunk))
     found.sort(key=lambda pair: pair[0])
     progressed = bool(found) or any(bar in chunk for bar in _BARS)
     return [milestone for _, milestone in found], progressed
@@ -112,8 +125,12 @@ def last(lines: list[str]) -> str | None:
     return found[-1].name if found else None
 
 
-def _describe(name: str, match: re.Match[bytes]) -> str:
+def _milestone(name: str, match: re.Match[bytes]) -> Milestone:
     groups = {k: v.decode(errors="replace") for k, v in match.groupdict().items() if v is not None}
+    return Milestone(name, _describe(name, groups), groups)
+
+
+def _describe(name: str, groups: dict[str, str]) -> str:
     if name == "weights loaded":
         if "gib" in groups:
             return f"weights loaded: {groups['gib']} GiB in {float(groups['s']):.0f} s"
@@ -131,6 +148,10 @@ def _describe(name: str, match: re.Match[bytes]) -> str:
         return f"engine initialised in {float(groups['s']):.0f} s"
     if name == "api server up":
         return f"API server starting on {groups['url']}" if "url" in groups else "API server up"
+    if name == "compiling":
+        return "compiling the model's graphs (torch.compile; a cache for the next start)"
+    if name == "compiled graphs loaded":
+        return "compiled graphs loaded from the cache"
     if name == "loading":
         return "loading weights" + (f" of {groups['model']}" if "model" in groups else "")
     return name.replace("graphs", "CUDA graphs")

@@ -35,6 +35,8 @@ TAIL_LINE_BYTES = 8 * 1024
 TAIL_KEEP_BYTES = 2 * 1024 * 1024
 # The start of the output, kept for what vLLM says once at startup (its version banner).
 HEAD_KEEP_BYTES = 64 * 1024
+# Milestones kept per attempt: a few per rank on the largest machines, never a flood's worth.
+MAX_REACHED = 1024
 # Output searched for startup milestones per refill (the supervisor refills it at each poll): a
 # normal start prints far less, and a log flood must not cost the relay its throughput.
 SCAN_BUDGET_BYTES = 256 * 1024
@@ -129,6 +131,8 @@ class AttemptOutput:
         self.scan_budget = SCAN_BUDGET_BYTES
         self.progress = 0  # how many records showed progress: the supervisor notices it change
         self.milestone: milestones.Milestone | None = None
+        # every milestone of this attempt until ready, each rank's line (measured.py reads them)
+        self.reached: list[milestones.Milestone] = []
         self._told_log_error = False
 
     def feed(self, stream: int, data: bytes) -> None:
@@ -190,6 +194,8 @@ class AttemptOutput:
             found, progressed = milestones.scan(piece)
             if found:
                 self.milestone = found[-1]
+                if len(self.reached) < MAX_REACHED:
+                    self.reached.extend(found[: MAX_REACHED - len(self.reached)])
             self.progress += progressed
         self.log.write(clean)
         self._tell_log_error()

@@ -148,6 +148,7 @@ class Facts:
     gpu_count: int | None = None
     compute_capability: tuple[int, int] | None = None  # the lowest of the GPUs used, like (8, 9)
     vllm_version: str | None = None  # like "0.32.0": steps are written in this version's spelling
+    cuda_total_bytes: int | None = None  # CUDA's total of the smallest GPU used (what vLLM budgets)
 
 
 # vLLM's defaults when a flag is absent, for the fits that must compare against them.

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from vllm_guard import fits, flag_edits, memory, vllm_args, vllm_profile
+from vllm_guard import fits, flag_edits, measured, memory, vllm_args, vllm_profile
 from vllm_guard.vllm_version import at_least
 
 if TYPE_CHECKING:
@@ -132,11 +132,14 @@ def check(
     vllm_version: str | None = None,
     config: Mapping[str, object] | None = None,
     require_gpu: bool = True,
+    starts: Mapping[str, measured.Start] | None = None,
 ) -> Verdict:
     """All checks, in the order vLLM would meet the problems; `args` are the flags after MODEL,
     `config` the values of their `--config` file. Without `require_gpu` no visible GPU is a
-    warning (a vLLM built for the CPU or another accelerator), and the GPU checks are skipped."""
+    warning (a vLLM built for the CPU or another accelerator), and the GPU checks are skipped.
+    `starts`: what earlier starts measured (the state directory's), used where one matches."""
     run = _Run(tuple(args), allowed or Allowed(), vllm_version, config)
+    run.starts = starts or {}
     run.host(machine)
     est = run.model(model, machine)
     if est is not None:  # vLLM's own fit (auto) is bounded by it
@@ -147,9 +150,11 @@ def check(
     if est is not None:
         run.model_limit(est, machine.long_max_model_len)
     if devices and est is not None:
-        run.fit_memory(devices, est, model.config or {})
+        run.fit_memory(devices, est, model.config or {}, model.name)
     elif devices:
-        run.free_memory(devices)
+        util = run.free_memory(devices)
+        if util is not None and run.starts:
+            run.fit_measured(devices, model.name, util)
     ok = not any(f.status == "fail" for f in run.findings)
     return Verdict(ok, tuple(run.findings), run.args, est)
 
@@ -168,6 +173,7 @@ class _Run:
         self.config = config
         self.findings: list[Finding] = []
         self.rules = flag_edits.Rules(args, allowed.pinned, version, config)
+        self.starts: Mapping[str, measured.Start] = {}
 
     # -- reading and editing flags ------------------------------------------------------------
 
@@ -421,7 +427,7 @@ class _Run:
         return None
 
     def fit_memory(
-        self, devices: tuple[GpuInfo, ...], est: memory.ModelEstimate, config: Mapping[str, Any]
+        self, devices: tuple[GpuInfo, ...], est: memory.ModelEstimate, config: Mapping[str, Any], model: str
     ) -> None:
         util = self.free_memory(devices)
         if util is None:
@@ -431,6 +437,12 @@ class _Run:
             int(self.number("--pipeline-parallel-size", 1)),
         )
         total = min(d.cuda_total_bytes for d in devices)
+        flags = measured.memory_flags(self.seen(), self.version)
+        setup = measured.Setup(model, devices[0].name, len(devices), self.version)
+        stored = measured.choose(self.starts, setup, flags) if self.starts else None
+        if stored is not None:
+            self.reuse_measured(stored, flags, devices, est, config, util, total)
+            return
         budget = int(util * total)
         overhead = NON_TORCH_BYTES + self.peak_bytes(config, est, tp, devices[0]) + self.graph_bytes()
         weights = memory.weights_per_gpu(est, tp, pp)
@@ -449,6 +461,101 @@ class _Run:
             )
         kv_budget = budget - weights - overhead
         self.kv_cache(est, kv_budget, tp, pp)
+
+    def reuse_measured(  # noqa: PLR0917 - fit_memory's facts, handed on
+        self,
+        stored: measured.Start,
+        flags: Mapping[str, str],
+        devices: tuple[GpuInfo, ...],
+        est: memory.ModelEstimate,
+        config: Mapping[str, Any],
+        util: float,
+        total: int,
+    ) -> None:
+        """The KV budget from an earlier start's measured figures: what vLLM kept besides the
+        cache then, and only the change of the profiling run's peak estimated."""
+        tp = int(self.number("--tensor-parallel-size", 1))
+        pp = int(self.number("--pipeline-parallel-size", 1))
+        then = _Run(_argv(stored.flags), self.allowed, stored.vllm_version, None)
+        change = self.peak_bytes(config, est, tp, devices[0]) - then.peak_bytes(config, est, tp, devices[0])
+        reuse = measured.reuse(stored, flags, utilization=util, total_bytes=total, peak_change=change)
+        if stored.weights_bytes is not None:
+            self.add(
+                "weights",
+                "ok",
+                f"{_size(stored.weights_bytes)} of weights per GPU, measured at the start of {stored.at}",
+                weights_per_gpu_bytes=stored.weights_bytes,
+                budget_bytes=int(util * total),
+                measured_at=stored.at,
+            )
+        self.kv_cache(est, reuse.kv_budget_bytes, tp, pp, reuse=reuse)
+
+    def fit_measured(self, devices: tuple[GpuInfo, ...], model: str, util: float) -> None:
+        """Without the model's config.json, an earlier start's figures alone: the tokens its
+        cache held, and its bytes per token for another utilization or length. A start whose
+        profiling batch or KV dtype differed says nothing here (that change needs the config)."""
+        flags = measured.memory_flags(self.seen(), self.version)
+        setup = measured.Setup(model, devices[0].name, len(devices), self.version)
+        stored = measured.choose(self.starts, setup, flags)
+        same_batch = (
+            all(
+                flags.get(flag) == stored.flags.get(flag)
+                for flag in ("--max-num-seqs", "--max-num-batched-tokens", "--kv-cache-dtype", "--block-size")
+            )
+            if stored is not None
+            else False
+        )
+        if stored is None or not stored.kv_tokens or not same_batch:
+            return
+        total = min(d.cuda_total_bytes for d in devices)
+        reuse = measured.reuse(stored, flags, utilization=util, total_bytes=total, peak_change=0)
+        block = int(self.number("--block-size", fits.BLOCK_SIZE))
+        per_token = stored.available_kv_bytes / stored.kv_tokens
+        capacity = (
+            stored.kv_tokens if reuse.exact else int(reuse.kv_budget_bytes / per_token) // block * block
+        )
+        numbers: dict[str, int | float | str] = {
+            "kv_budget_bytes": reuse.kv_budget_bytes,
+            "kv_capacity_tokens": capacity,
+            "kv_budget_from": "measured" if reuse.exact else "measured start",
+            "measured_at": stored.at,
+        }
+        length = vllm_args.number(self.seen(), "--max-model-len")
+        if length is None:
+            self.findings.append(
+                Finding("kv_cache", "ok", f"the KV cache holds {capacity} tokens ({reuse.said()})", numbers)
+            )
+            return
+        numbers["max_model_len"] = int(length)
+        if length <= capacity:
+            self.findings.append(
+                Finding(
+                    "kv_cache",
+                    "ok",
+                    f"{int(length)} tokens fit the {capacity} the KV cache holds ({reuse.said()})",
+                    numbers,
+                )
+            )
+            return
+        fitted = (capacity - block) // block * block  # vLLM keeps one block more than a sequence
+        said = (
+            f"one sequence of {int(length)} tokens is more than the {capacity} "
+            f"the KV cache holds ({reuse.said()})"
+        )
+        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_set("--max-model-len", str(fitted)):
+            self.set("--max-model-len", str(fitted))
+            numbers["fitted"] = fitted
+            self.findings.append(
+                Finding("kv_cache", "adjusted", f"{said}: starting with --max-model-len {fitted}", numbers)
+            )
+            return
+        status: Status = "warn" if self.allowed.mode == "warn" and fitted >= MIN_USEFUL_MODEL_LEN else "fail"
+        fix = (
+            f"--max-model-len {fitted}"
+            if fitted >= MIN_USEFUL_MODEL_LEN
+            else "use more GPUs or fp8 (--kv-cache-dtype fp8)"
+        )
+        self.findings.append(Finding("kv_cache", status, said, numbers, fix))
 
     def batch(self, est: memory.ModelEstimate, device: GpuInfo) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) of the profiling run: the flags, else vLLM's
@@ -538,7 +645,15 @@ class _Run:
         )
         return None
 
-    def kv_cache(self, est: memory.ModelEstimate, kv_budget: int, tp: int, pp: int) -> None:
+    def kv_cache(
+        self,
+        est: memory.ModelEstimate,
+        kv_budget: int,
+        tp: int,
+        pp: int,
+        *,
+        reuse: measured.Reuse | None = None,
+    ) -> None:
         block = int(self.number("--block-size", fits.BLOCK_SIZE))
         asked = vllm_args.get(self.seen(), "--max-model-len")
         if asked in ("auto", "-1"):
@@ -557,13 +672,21 @@ class _Run:
             "kv_bytes_per_token": per_token,
             # what vLLM prints as "GPU KV cache size: N tokens": whole blocks of the budget
             "kv_capacity_tokens": max(0, kv_budget) // (per_token * block) * block if per_token else 0,
+            "kv_budget_from": "estimate"
+            if reuse is None
+            else ("measured" if reuse.exact else "measured start"),
         }
+        if reuse is not None:
+            numbers["measured_at"] = reuse.start.at
+            if reuse.exact and reuse.start.kv_tokens:
+                numbers["kv_capacity_tokens"] = reuse.start.kv_tokens
+        said_budget = f"the {_size(kv_budget)} KV budget" + (f" ({reuse.said()})" if reuse else "")
         if needed <= kv_budget:
             self.findings.append(
                 Finding(
                     "kv_cache",
                     "ok",
-                    f"{length} tokens need {_size(needed)} of the {_size(kv_budget)} KV budget",
+                    f"{length} tokens need {_size(needed)} of {said_budget}",
                     numbers,
                 )
             )
@@ -571,7 +694,7 @@ class _Run:
         fitted = _longest_fit(est, kv_budget, block, tp, pp, cap=length)
         said = (
             f"one sequence of {length} tokens needs {_size(needed)} of KV cache, "
-            f"{_size(max(0, kv_budget))} is left"
+            f"{_size(max(0, kv_budget))} is left" + (f" ({reuse.said()})" if reuse else "")
         )
         flag = "--max-model-len"
         # vLLM's own fit (0.14+) is exact where this one is an estimate; it fits down from the
@@ -595,6 +718,17 @@ class _Run:
             else "use more GPUs or fp8 (--kv-cache-dtype fp8)"
         )
         self.findings.append(Finding("kv_cache", status, said, numbers, fix))
+
+
+def _argv(flags: Mapping[str, str]) -> tuple[str, ...]:
+    """A stored start's memory flags as a command line (booleans as their bare flag)."""
+    out: list[str] = []
+    for flag, value in flags.items():
+        if value == "true":
+            out.append(flag)
+        elif value != "false":
+            out.extend((flag, value))
+    return tuple(out)
 
 
 def _longest_fit(est: memory.ModelEstimate, budget: int, block: int, tp: int, pp: int, *, cap: int) -> int:

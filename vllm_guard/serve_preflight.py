@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from vllm_guard import gpu, hf_hub, machine, model_files, vllm_args, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.measured import Start
 from vllm_guard.preflight import Allowed, Finding, Machine, ModelFacts, Verdict, check
 from vllm_guard.settings import GuardSettings, shipped_policy
 
@@ -104,6 +105,7 @@ def judge(  # noqa: PLR0917 - the facts serve and preflight both have at hand
     vllm_version: str | None,
     *,
     require_gpu: bool = True,
+    starts: Mapping[str, Start] | None = None,
 ) -> Verdict:
     facts, host = gather(model, args, environ, gpus)
     return check(
@@ -114,6 +116,7 @@ def judge(  # noqa: PLR0917 - the facts serve and preflight both have at hand
         vllm_version=vllm_version,
         config=vllm_config.read(args),
         require_gpu=require_gpu,
+        starts=starts,
     )
 
 
@@ -124,10 +127,11 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
     environ: Mapping[str, str],
     vllm_version: str | None,
     gpus: gpu.GpuFacts,
+    starts: Mapping[str, Start] | None = None,
 ) -> tuple[str, ...]:
     """Serve's preflight: the flags to start with, after saying what was found; a failed check
     ends serve with exit 3 before anything launches."""
-    verdict = judge(settings, model, args, environ, gpus, vllm_version, require_gpu=False)
+    verdict = judge(settings, model, args, environ, gpus, vllm_version, require_gpu=False, starts=starts)
     for finding in verdict.findings:
         if finding.status != "ok":
             print(f"vllm-guard: preflight: {line(finding)}", file=sys.stderr, flush=True)

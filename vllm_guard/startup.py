@@ -124,6 +124,7 @@ def _facts(gpus: GpuFacts | None, version: str | None) -> Facts:
         gpu_count=len(devices) if devices else None,
         compute_capability=_capability(gpus),
         vllm_version=version,
+        cuda_total_bytes=min((d.cuda_total_bytes for d in devices), default=None),
     )
 
 
@@ -196,7 +197,7 @@ def start_serving(
         if gpus is not None:
             from vllm_guard.serve_preflight import for_serve  # noqa: PLC0415
 
-            first_args = for_serve(settings, model, first_args, env, version, gpus)
+            first_args = for_serve(settings, model, first_args, env, version, gpus, state.starts())
     except BaseException:
         state.close()
         raise

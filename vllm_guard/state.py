@@ -13,12 +13,14 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from vllm_guard import journal
+from vllm_guard import journal, measured
 from vllm_guard.errors import ExitCode, GuardError
 
 KEEP_LOG_FILES = 50
 PROCESSES = "processes.json"
 KNOWN_GOOD = "known_good.json"
+MEASURED = "measured.json"
+MEASURED_KEEP = 256  # starts: a few kilobytes each
 
 
 def known_good_key(
@@ -189,11 +191,15 @@ class StateDir:
     def known_good(self, *, set_aside: bool = True) -> dict[str, Any]:
         """All remembered flag sets; a file that cannot be read is not trusted, and set aside
         (only by who may change the directory: `status` reads beside a running guard)."""
-        path = self.path / KNOWN_GOOD
+        return self._read_records(KNOWN_GOOD, "flag sets", set_aside=set_aside)
+
+    def _read_records(self, name: str, what: str, *, set_aside: bool) -> dict[str, Any]:
+        """A file of `{key: {...}}` records; one that cannot be read is set aside, never trusted."""
+        path = self.path / name
         try:
             data = json.loads(path.read_text())
             if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-                raise ValueError("not an object of flag sets")
+                raise ValueError(f"not an object of {what}")
             return data
         except (FileNotFoundError, NotADirectoryError):
             return {}
@@ -201,11 +207,48 @@ class StateDir:
             if not set_aside:
                 self.warnings.append(f"{path} could not be read ({exc})")
                 return {}
-            aside = path.with_name(f"{KNOWN_GOOD}.corrupt-{int(time.time())}")
+            aside = path.with_name(f"{name}.corrupt-{int(time.time())}")
             with contextlib.suppress(OSError):
                 os.replace(path, aside)
             self.warnings.append(f"{path} could not be read ({exc}); set aside as {aside.name}")
             return {}
+
+    # --- what vLLM measured of its memory at each start, for the next preflight (measured.py) ---
+
+    def starts(self, *, set_aside: bool = True) -> dict[str, measured.Start]:
+        """The stored starts by key; an entry that is not a start is dropped (and kept beside the
+        file when this guard may change the directory), never trusted."""
+        data = self._read_records(MEASURED, "starts", set_aside=set_aside)
+        starts: dict[str, measured.Start] = {}
+        bad: dict[str, Any] = {}
+        for key, record in data.items():
+            try:
+                starts[key] = measured.Start.from_json(record)
+            except (KeyError, TypeError, ValueError):
+                bad[key] = record
+        if bad and set_aside:
+            aside = self.path / f"{MEASURED}.corrupt-{int(time.time())}"
+            with contextlib.suppress(OSError):
+                aside.write_text(json.dumps(bad, indent=1, ensure_ascii=False))
+            _write_atomically(
+                self.path / MEASURED,
+                json.dumps({k: s.as_json() for k, s in starts.items()}, indent=1, ensure_ascii=False),
+            )
+            self.warnings.append(
+                f"{len(bad)} stored start(s) in {self.path / MEASURED} set aside as {aside.name}"
+            )
+        return starts
+
+    def remember_start(self, start: measured.Start) -> None:
+        """Keep a start's figures under its key, replacing that key's older start; the newest
+        MEASURED_KEEP are kept."""
+        starts = self.starts()
+        starts[measured.key(start.setup, start.flags)] = start
+        newest = sorted(starts.items(), key=lambda item: item[1].at)[-MEASURED_KEEP:]
+        _write_atomically(
+            self.path / MEASURED,
+            json.dumps({k: s.as_json() for k, s in newest}, indent=1, ensure_ascii=False),
+        )
 
     def known_good_edits(self, key: str) -> list[Edit] | None:
         """The edits remembered for `key`, or None. An entry that cannot be read is set aside

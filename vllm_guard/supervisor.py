@@ -16,12 +16,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vllm_guard import gpu, journal, vllm_args, vllm_config, vllm_version
+from vllm_guard import gpu, journal, measured, vllm_args, vllm_config, vllm_profile, vllm_version
 from vllm_guard.attempt_watch import AttemptWatch, Hung, ReadMetrics, Ready
 from vllm_guard.errors import ExitCode
 from vllm_guard.exporter import GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
 from vllm_guard.health import HealthProbe, Polls
+from vllm_guard.milestones import Milestone
 from vllm_guard.notify import Notifier
 from vllm_guard.output import SCAN_BUDGET_BYTES, AttemptOutput, CappedLog
 from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide, restarts_in_window
@@ -399,7 +400,9 @@ class Supervisor:
         self._print(f"vLLM is ready (attempt {number}): /health answered 200 {after_s:.1f} s after launch")
         self.reporter.phase_is("ready", f"ready (attempt {number})", ready_after_s=after_s)
         self.ready_event(number).set()
-        self._remember(tuple(proc.argv[len(self._program) + 2 :]))
+        args = tuple(proc.argv[len(self._program) + 2 :])
+        self._remember(args)
+        self._keep_measured(proc.output.reached, args, proc.output.head())
 
     def status(self) -> dict[str, object]:
         """What /status adds to the exporter's own: the guard's phase line and the flags."""
@@ -450,6 +453,29 @@ class Supervisor:
             },
         )
         self._print(f"remembered these flags for the next start ({changes(self._user_args, args)})")
+
+    def _keep_measured(self, reached: Sequence[Milestone], args: tuple[str, ...], head: str) -> None:
+        """Keep what vLLM measured of its memory at this start, for the next preflight of the
+        same model on these GPUs (measured.py): only where the GPUs were read, not planned."""
+        facts = self._facts
+        if facts.gpu_name is None or not facts.gpu_count or not facts.cuda_total_bytes:
+            return
+        version = self._version() or vllm_version.from_output(head)  # the banner, before it ends
+        flags = vllm_config.flags(args, version)
+        memory = measured.memory_flags(flags.seen, version)
+        utilization = float(
+            memory.get("--gpu-memory-utilization") or vllm_profile.default_utilization(version)
+        )
+        start = measured.from_milestones(
+            reached,
+            measured.Setup(self._model, facts.gpu_name, facts.gpu_count, version),
+            memory,
+            total_bytes=facts.cuda_total_bytes,
+            utilization=utilization,
+            at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        )
+        if start is not None:
+            self._world.state.remember_start(start)
 
     async def _stop_on_request(
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None

@@ -17,6 +17,7 @@ from vllm_guard import gpu, machine
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.serve_preflight import gpu_facts, judge, line, read_snapshot
 from vllm_guard.settings import GuardSettings
+from vllm_guard.state import StateDir
 
 # How long `--kill-leftovers` lets a leftover vLLM process act on SIGTERM before SIGKILL.
 LEFTOVER_GRACE_S = 10.0
@@ -73,7 +74,9 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
         version = detect(resolve_command(settings.vllm_command, environ))
     except GuardError:
         version = None  # planning on a machine without vLLM
-    verdict = judge(settings, ns.model, tuple(ns.vllm_args), environ, gpus, version)
+    # what earlier starts measured, read beside a guard that may be running: nothing set aside
+    starts = StateDir(settings.state_dir).starts(set_aside=False)
+    verdict = judge(settings, ns.model, tuple(ns.vllm_args), environ, gpus, version, starts=starts)
     if ns.json:
         print(json.dumps(verdict.as_json(), ensure_ascii=False))
     else:

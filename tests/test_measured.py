@@ -1,0 +1,181 @@
+"""What a start measured, read from vLLM's own lines, and how the next preflight reuses it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from model_configs import LLAMA_31_8B
+
+from vllm_guard import measured
+from vllm_guard.facts import GpuFacts, GpuInfo
+from vllm_guard.milestones import scan
+from vllm_guard.preflight import Allowed, Machine, ModelFacts, check
+
+GIB = 1 << 30
+# vLLM 0.10.1.1 serving Qwen2-7B-Instruct on one A100 80GB at utilization 0.25
+# (github.com/dennislee22/vLLM-benchmarking, log/vllm-7B-1gpuA10080GB-0.25GRAM.log)
+QWEN2_7B = """\
+(APIServer pid=1671) INFO 09-04 01:02:21 [api_server.py:1805] vLLM API server version 0.10.1.1
+(EngineCore_0 pid=1812) INFO 09-04 01:03:03 [gpu_model_runner.py:2007] Model loading took 14.2488 GiB and 4.422213 seconds
+(EngineCore_0 pid=1812) INFO 09-04 01:04:29 [gpu_worker.py:276] Available KV cache memory: 5.01 GiB
+(EngineCore_0 pid=1812) INFO 09-04 01:04:29 [kv_cache_utils.py:849] GPU KV cache size: 93,872 tokens
+(EngineCore_0 pid=1812) INFO 09-04 01:04:29 [kv_cache_utils.py:853] Maximum concurrency for 16,384 tokens per request: 5.73x
+(EngineCore_0 pid=1812) INFO 09-04 01:04:32 [gpu_model_runner.py:2708] Graph capturing finished in 3 secs, took 0.50 GiB
+"""
+# vLLM 0.10.2 with tensor parallelism 8 on L40S: each rank prints its own memory, the engine its
+# cache once per KV group (a public write-up of Qwen3-235B-A22B-Instruct-2507-FP8 on 8x L40S)
+RANKS = """\
+(Worker_TP0_EP0 pid=2078) INFO 09-24 20:50:59 [gpu_model_runner.py:2392] Model loading took 27.7183 GiB and 287.369035 seconds
+(Worker_TP6_EP6 pid=2084) INFO 09-24 20:53:40 [gpu_worker.py:298] Available KV cache memory: 10.64 GiB
+(Worker_TP7_EP7 pid=2085) INFO 09-24 20:53:40 [gpu_worker.py:298] Available KV cache memory: 10.65 GiB
+(Worker_TP0_EP0 pid=2078) INFO 09-24 20:53:40 [gpu_worker.py:298] Available KV cache memory: 10.68 GiB
+(EngineCore_DP0 pid=1944) INFO 09-24 20:53:41 [kv_cache_utils.py:864] GPU KV cache size: 238,208 tokens
+(EngineCore_DP0 pid=1944) INFO 09-24 20:53:41 [kv_cache_utils.py:864] GPU KV cache size: 237,392 tokens
+"""
+# compilation/backends.py's words when torch.compile compiles (0.13-0.33) or reads its cache
+COLD = "(EngineCore_DP0 pid=1) INFO 12-06 10:00:10 [backends.py:1] Compiling a graph for compile range (1, 8192) takes 21.37 s"
+WARM = "(EngineCore_DP0 pid=1) INFO 12-06 10:00:10 [backends.py:1] Directly load the compiled graph(s) for compile range (1, 8192) from the cache, took 2.113 s"
+A100 = "NVIDIA A100-SXM4-80GB"
+A100_CUDA = int(79.25 * GIB)
+SETUP = measured.Setup("Qwen/Qwen2-7B-Instruct", A100, 1, "0.10.1.1")
+
+
+def start(
+    text: str, flags: dict[str, str], utilization: float = 0.25, at: str = "2026-12-06T10:00:00Z"
+) -> measured.Start:
+    reached, _ = scan(text.encode())
+    found = measured.from_milestones(
+        reached, SETUP, flags, total_bytes=A100_CUDA, utilization=utilization, at=at
+    )
+    assert found is not None
+    return found
+
+
+def test_a_start_keeps_what_vllm_printed_of_its_memory() -> None:
+    flags = {"--max-model-len": "16384", "--gpu-memory-utilization": "0.25"}
+    found = start(QWEN2_7B, flags)
+    assert found.weights_bytes == round(14.2488 * GIB)
+    assert found.available_kv_bytes == round(5.01 * GIB)
+    assert found.kv_tokens == 93872
+    assert found.graph_bytes == round(0.50 * GIB)
+    assert not found.cold
+    # what vLLM kept of its 0.25 x 79.25 GiB for all but the cache: weights, peak, non-torch, graphs
+    assert found.non_kv_bytes == round(0.25 * A100_CUDA) - round(5.01 * GIB)
+    assert measured.Start.from_json(found.as_json()) == found
+
+
+def test_every_rank_counts_as_vllm_sizes_the_cache_to_the_smallest() -> None:
+    found = start(RANKS, {})
+    assert found.available_kv_bytes == round(10.64 * GIB)
+    assert found.kv_tokens == 237392
+
+
+def test_a_cold_compile_cache_is_remembered_as_cold() -> None:
+    assert start(QWEN2_7B + COLD + "\n", {}).cold
+    assert not start(QWEN2_7B + WARM + "\n", {}).cold
+
+
+def test_a_start_without_its_kv_memory_or_with_a_cache_sized_by_hand_measures_nothing() -> None:
+    reached, _ = scan(QWEN2_7B.encode())
+    no_memory = [m for m in reached if m.name != "kv memory"]
+    assert (
+        measured.from_milestones(no_memory, SETUP, {}, total_bytes=A100_CUDA, utilization=0.9, at="x") is None
+    )
+    by_hand = {"--kv-cache-memory-bytes": "8000000000"}
+    assert (
+        measured.from_milestones(reached, SETUP, by_hand, total_bytes=A100_CUDA, utilization=0.9, at="x")
+        is None
+    )
+
+
+def test_the_same_start_is_known_a_near_one_reuses_what_did_not_change() -> None:
+    flags = {"--max-model-len": "16384", "--gpu-memory-utilization": "0.25"}
+    old = start(QWEN2_7B, flags)
+    same = measured.reuse(old, flags, utilization=0.25, total_bytes=A100_CUDA, peak_change=0)
+    assert same.exact and same.kv_budget_bytes == old.available_kv_bytes
+    # the same model at 0.5: vLLM's own run of it printed 24.83 GiB (log/vllm-7B-1gpuA10080GB-0.5GRAM.log)
+    half = {"--max-model-len": "16384", "--gpu-memory-utilization": "0.5"}
+    near = measured.reuse(old, half, utilization=0.5, total_bytes=A100_CUDA, peak_change=0)
+    assert not near.exact
+    assert abs(near.kv_budget_bytes / (24.83 * GIB) - 1) < 0.01
+    # a larger profiling batch takes its estimated peak off too
+    bigger = measured.reuse(old, half, utilization=0.5, total_bytes=A100_CUDA, peak_change=GIB)
+    assert bigger.kv_budget_bytes == near.kv_budget_bytes - GIB
+
+
+def test_the_stored_start_chosen_is_the_same_one_else_the_newest_warm_one_of_its_base() -> None:
+    flags = {"--max-model-len": "16384"}
+    a = dataclasses.replace(start(QWEN2_7B, flags), at="2026-12-01T00:00:00Z")
+    b = dataclasses.replace(start(QWEN2_7B, {"--max-model-len": "8192"}), at="2026-12-02T00:00:00Z")
+    c = dataclasses.replace(
+        start(QWEN2_7B + COLD + "\n", {"--max-model-len": "4096"}), at="2026-12-03T00:00:00Z"
+    )
+    other = dataclasses.replace(start(QWEN2_7B, {"--tensor-parallel-size": "2"}), at="2026-12-04T00:00:00Z")
+    starts = {measured.key(s.setup, s.flags): s for s in (a, b, c, other)}
+    assert measured.choose(starts, SETUP, flags) is a
+    assert measured.choose(starts, SETUP, {"--max-model-len": "2048"}) is b  # warm before cold
+    assert measured.choose(starts, SETUP, {"--dtype": "float16"}) is None  # another base
+    assert measured.choose(starts, dataclasses.replace(SETUP, vllm_version="0.11.0"), flags) is None
+    # a plan that could not read vLLM's version takes a start of any version
+    assert measured.choose(starts, dataclasses.replace(SETUP, vllm_version=None), flags) is a
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"gpus": "1"},
+        {"flags": {"--max-model-len": 1}},
+        {"utilization": 1.5},
+        {"total_bytes": "80"},
+    ],
+)
+def test_a_stored_start_that_is_not_one_is_refused(change: dict[str, object]) -> None:
+    record = start(QWEN2_7B, {}).as_json() | change
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        measured.Start.from_json(record)
+
+
+def _a100(count: int = 1) -> Machine:
+    devices = tuple(
+        GpuInfo(i, None, A100, 81920 << 20, A100_CUDA, (81920 << 20) - A100_CUDA, 0, (8, 0), ())
+        for i in range(count)
+    )
+    return Machine(GpuFacts(devices, None, None, None, "test"), token=True)
+
+
+def test_preflight_plans_with_what_the_last_start_measured() -> None:
+    llama = measured.Setup("meta-llama/Llama-3.1-8B-Instruct", A100, 1, "0.10.1.1")
+    flags = {"--max-model-len": "16384", "--gpu-memory-utilization": "0.25"}
+    reached, _ = scan(QWEN2_7B.encode())  # a start's lines (whose model is beside the point here)
+    old = measured.from_milestones(
+        reached, llama, flags, total_bytes=A100_CUDA, utilization=0.25, at="2026-12-06T10:00:00Z"
+    )
+    assert old is not None
+    starts = {measured.key(old.setup, old.flags): old}
+    model = ModelFacts(llama.model, LLAMA_31_8B, cached=True)
+    args = ("--max-model-len", "16384", "--gpu-memory-utilization", "0.25")
+    verdict = check(model, args, _a100(), vllm_version="0.10.1.1", starts=starts)
+    kv = next(f for f in verdict.findings if f.check == "kv_cache")
+    assert kv.numbers["kv_budget_from"] == "measured"
+    assert kv.numbers["kv_capacity_tokens"] == 93872 and kv.numbers["measured_at"] == old.at
+    assert "measured at the start of 2026-12-06T10:00:00Z" in kv.message
+    weights = next(f for f in verdict.findings if f.check == "weights")
+    assert weights.numbers["weights_per_gpu_bytes"] == round(14.2488 * GIB)
+    # another utilization: the measured rest, the new budget
+    more = check(
+        model, (*args[:2], "--gpu-memory-utilization", "0.5"), _a100(), vllm_version="0.10.1.1", starts=starts
+    )
+    kv = next(f for f in more.findings if f.check == "kv_cache")
+    assert kv.numbers["kv_budget_from"] == "measured start"
+    assert kv.numbers["kv_budget_bytes"] == round(0.5 * A100_CUDA) - old.non_kv_bytes
+    # without the model's config.json, the measured tokens alone decide a length
+    blind = ModelFacts(llama.model, None, cached=False)
+    long = check(blind, ("--max-model-len", "131072", "--gpu-memory-utilization", "0.25"), _a100(),
+                 vllm_version="0.10.1.1", starts={measured.key(llama, {**flags, "--max-model-len": "131072"}): dataclasses.replace(old, flags={**flags, "--max-model-len": "131072"})})  # fmt: skip
+    kv = next(f for f in long.findings if f.check == "kv_cache")
+    assert kv.status == "adjusted" and kv.numbers["fitted"] == 93872 - 16
+    warned = check(blind, ("--max-model-len", "131072", "--gpu-memory-utilization", "0.25"), _a100(),
+                   allowed=Allowed(mode="warn"), vllm_version="0.10.1.1",
+                   starts={measured.key(llama, {**flags, "--max-model-len": "131072"}): dataclasses.replace(old, flags={**flags, "--max-model-len": "131072"})})  # fmt: skip
+    assert next(f for f in warned.findings if f.check == "kv_cache").status == "warn"
