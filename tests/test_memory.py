@@ -9,6 +9,7 @@ import pytest
 from model_configs import (
     DEEPSEEK_V3,
     GEMMA2_9B,
+    GPT_OSS_20B,
     LLAMA_31_8B,
     LLAMA_31_70B,
     MISTRAL_7B,
@@ -18,6 +19,8 @@ from model_configs import (
 )
 
 from vllm_guard import memory
+
+GIB = 1 << 30
 
 # Llama-3.1-8B by hand: embeddings and an untied lm_head, then per layer q + k + v + o, the gated MLP
 # (gate, up, down) and two RMSNorms, then the final norm.
@@ -237,3 +240,20 @@ def test_compressed_tensors(weights: dict[str, Any], dtype: str) -> None:
     else:
         expected = (LLAMA_8B_LINEAR * 4 + LLAMA_8B_LINEAR // 128 * 20 + LLAMA_8B_OTHER * 16) // 8
         assert est.weights_bytes == expected
+
+
+def test_mxfp4_experts_are_counted_per_gpu_padded_as_vllm_pads_them() -> None:
+    # vLLM printed "Model loading took 13.72 GiB" for gpt-oss-20b on an A100 (0.19.0; the myoceane.fr
+    # post in tests/preflight/startups.json): the experts in 4 bits with an 8-bit scale per 32,
+    # padded to 128 x 256, the attention, router and embeddings (modules_to_not_convert) in bf16
+    est = memory.estimate(GPT_OSS_20B)
+    assert est.weight_dtype == "mxfp4" and est.mxfp4_experts == (24, 32, 2880, 2880)
+    assert abs(memory.weights_per_gpu(est) / (13.72 * GIB) - 1) < 0.01
+    # without the padding, a tenth less: what preflight counted before
+    unpadded = est.mxfp4_experts[0] * est.mxfp4_experts[1] * 3 * 2880 * 2880 * 4.25 / 8
+    assert memory.weights_per_gpu(est) - est.weights_bytes > unpadded
+    # tensor parallelism splits each expert's intermediate dimension before it is padded
+    assert (
+        memory.mxfp4_expert_bytes_per_gpu((24, 32, 2880, 2880), 4)
+        > memory.mxfp4_expert_bytes_per_gpu((24, 32, 2880, 2880), 1) / 4
+    )

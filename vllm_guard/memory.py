@@ -44,6 +44,9 @@ class ModelEstimate:
     mla: bool
     num_kv_heads: int = 1  # 1 for MLA: the latent is one tensor every rank holds whole
     kv_bytes_per_token_per_layer: int = 0  # whole model, one attention layer
+    # MXFP4 experts (layers, experts, hidden, intermediate), counted per GPU by weights_per_gpu
+    # because vLLM pads each rank's share; not in weights_bytes' even split
+    mxfp4_experts: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class _Counts:
 
     linear: int  # transformer-block projections: what AWQ/GPTQ/FP8 quantize
     other: int  # embeddings, lm_head, norms, routers: kept at the activation dtype
+    attention: int = 0  # the part of `linear` in attention (MXFP4 checkpoints leave it unconverted)
 
     @property
     def total(self) -> int:
@@ -161,7 +165,9 @@ def _param_counts(config: Mapping[str, Any]) -> _Counts:
     tied = t.get("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT))
     embeddings = vocab * hidden * (1 if tied else 2)
     return _Counts(
-        linear=attention + mlp, other=embeddings + router + attn_bias + layers * norms_per_layer + hidden
+        linear=attention + mlp,
+        other=embeddings + router + attn_bias + layers * norms_per_layer + hidden,
+        attention=attention,
     )
 
 
@@ -175,6 +181,13 @@ def _weights_bytes(
     """(bytes, source, weight dtype). Everything but the quantized linears stays at `activation`."""
     act_bits = _DTYPE_BITS.get(activation, 16)
     qc = _quant_config(config)
+    if str(qc.get("quant_method", "")).lower() == "mxfp4":
+        # The experts alone are MXFP4 (weights_per_gpu counts them per rank, padded as vLLM pads
+        # them); what modules_to_not_convert names (attention, router, embeddings) stays 16-bit,
+        # as does a dense MLP.
+        experts = _mxfp4_experts(config)
+        expert_params = experts[0] * experts[1] * 3 * experts[2] * experts[3] if experts else 0
+        return (counts.total - expert_params) * act_bits // 8, "config", "mxfp4"
     if qc:
         bits, name, group = _quant_bits(qc)
         if index_total_size:
@@ -202,6 +215,40 @@ def _weights_bytes(
     if online_fp8:
         return (counts.linear * 8 + counts.other * act_bits) // 8, "config", "fp8"
     return counts.total * act_bits // 8, "config", activation
+
+
+def _mxfp4_experts(config: Mapping[str, Any]) -> tuple[int, int, int, int] | None:
+    """(layers, experts, hidden, intermediate) of an MXFP4 checkpoint's MoE layers."""
+    t = _text(config)
+    experts = _int(t.get("num_local_experts")) or _int(t.get("num_experts"))
+    if str(_quant_config(config).get("quant_method", "")).lower() != "mxfp4" or not experts:
+        return None
+    inter = _int(t.get("moe_intermediate_size")) or _int(t.get("intermediate_size"))
+    return _int(t.get("num_hidden_layers")), experts, _int(t.get("hidden_size")), inter
+
+
+# vLLM pads each rank's MXFP4 expert shapes to what its MoE kernels take (quantization/mxfp4.py
+# create_weights 0.10.1-0.13, fused_moe/oracle/mxfp4.py later): the intermediate size to a multiple
+# of 128 (Marlin, SM90 FlashInfer, ROCm; 64 or 32 for others) and the hidden size to 256 (Marlin,
+# SM100 FlashInfer; 128 or none for others). The largest of them is taken: never fewer bytes.
+MXFP4_INTERMEDIATE_ALIGN = 128
+MXFP4_HIDDEN_ALIGN = 256
+_MXFP4_BLOCK = 32  # values per E8M0 (8-bit) scale
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return math.ceil(n / multiple) * multiple
+
+
+def mxfp4_expert_bytes_per_gpu(shape: tuple[int, int, int, int], tensor_parallel: int) -> int:
+    """One rank's MXFP4 experts: each expert's intermediate dimension split by TP, then padded;
+    4-bit weights, an 8-bit scale per 32, and 16-bit biases (gpt-oss has them) per output row."""
+    layers, experts, hidden, inter = shape
+    inter_p = _round_up(math.ceil(inter / max(1, tensor_parallel)), MXFP4_INTERMEDIATE_ALIGN)
+    hidden_p = _round_up(hidden, MXFP4_HIDDEN_ALIGN)
+    w13 = 2 * inter_p * (hidden_p // 2 + hidden_p // _MXFP4_BLOCK + 2)
+    w2 = hidden_p * (inter_p // 2 + inter_p // _MXFP4_BLOCK + 2)
+    return layers * experts * (w13 + w2)
 
 
 def _layer_kinds(t: Mapping[str, Any], layers: int) -> tuple[int, int, int | None]:
@@ -307,13 +354,20 @@ def estimate(
         mla=mla,
         num_kv_heads=kv_heads,
         kv_bytes_per_token_per_layer=per_layer,
+        mxfp4_experts=_mxfp4_experts(config),
     )
 
 
 def weights_per_gpu(est: ModelEstimate, tensor_parallel: int = 1, pipeline_parallel: int = 1) -> int:
     """An even split over all ranks: an approximation, since embeddings, norms and layers that do not
     divide evenly land unequally (and PP's first and last ranks also hold the embedding and lm_head)."""
-    return math.ceil(est.weights_bytes / (max(1, tensor_parallel) * max(1, pipeline_parallel)))
+    ranks = max(1, tensor_parallel) * max(1, pipeline_parallel)
+    experts = 0
+    if est.mxfp4_experts is not None:
+        experts = math.ceil(
+            mxfp4_expert_bytes_per_gpu(est.mxfp4_experts, tensor_parallel) / max(1, pipeline_parallel)
+        )
+    return math.ceil(est.weights_bytes / ranks) + experts
 
 
 def _per_layer_per_gpu(est: ModelEstimate, tensor_parallel: int) -> int:
