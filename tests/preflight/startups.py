@@ -72,8 +72,12 @@ def compare(record: dict[str, Any]) -> Compared:
     )
     tokens = printed.get("kv_tokens")
     kv_error = None
-    if tokens and "kv_capacity_tokens" in kv:
-        kv_error = int(kv["kv_capacity_tokens"]) / int(tokens) - 1
+    if tokens and "kv_budget_bytes" in kv:
+        capacity = kv.get("kv_capacity_tokens")
+        if capacity is None:  # a preflight older than the capacity figure (bench/RESULTS.md's "before")
+            per_token, block = int(kv["kv_bytes_per_token"]), 16
+            capacity = int(kv["kv_budget_bytes"]) // (per_token * block) * block
+        kv_error = int(capacity) / int(tokens) - 1
     # The model's full length, as a user who gives no --max-model-len would start it: a length
     # preflight starts past vLLM's KV cache is refused. Only V1's cache does not depend on the
     # length (its profiling run is max_num_batched_tokens long; V0's is one whole sequence).
