@@ -3,7 +3,7 @@
 #
 #   docker build -t vllm-guard .
 #   docker run --gpus all --ipc=host --stop-timeout 90 -p 8000:8000 -p 9400:9400 \
-#     -v ~/.cache/huggingface:/root/.cache/huggingface -e HF_TOKEN \
+#     -v ~/.cache/huggingface:/root/.cache/huggingface -v ~/.cache/vllm:/root/.cache/vllm -e HF_TOKEN \
 #     vllm-guard Qwen/Qwen2.5-7B-Instruct --max-model-len 32768
 #
 # The base image's ENTRYPOINT is ["vllm", "serve"]; this one replaces it, so arguments after
