@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import startups
 
+from vllm_guard.preflight import KV_ESTIMATE_MARGIN
+
 RECORDS = startups.load()
 DEVELOPMENT = [r for r in RECORDS if not startups.held_out(r)]
 HELD_OUT = [r for r in RECORDS if startups.held_out(r)]
@@ -31,3 +33,10 @@ def test_no_verdict_is_optimistic(record: dict[str, Any]) -> None:
 def test_the_held_out_third_has_no_optimistic_verdict() -> None:
     # numbers only: the held-out records' names are not printed where they could be tuned on
     assert sum(startups.compare(r).optimistic for r in HELD_OUT) == 0
+
+
+def test_the_margin_of_an_estimated_budget_covers_the_estimates_known_error() -> None:
+    # preflight fits lengths to an estimated KV budget less KV_ESTIMATE_MARGIN: no development
+    # start had more tokens estimated than vLLM found by more than that
+    errors = [c.kv_tokens_error for c in map(startups.compare, DEVELOPMENT) if c.kv_tokens_error is not None]
+    assert errors and max(errors) <= KV_ESTIMATE_MARGIN, max(errors)
