@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from model_configs import LLAMA_31_8B
@@ -179,3 +180,32 @@ def test_preflight_plans_with_what_the_last_start_measured() -> None:
                    allowed=Allowed(mode="warn"), vllm_version="0.10.1.1",
                    starts={measured.key(llama, {**flags, "--max-model-len": "131072"}): dataclasses.replace(old, flags={**flags, "--max-model-len": "131072"})})  # fmt: skip
     assert next(f for f in warned.findings if f.check == "kv_cache").status == "warn"
+
+
+def test_vllms_own_account_of_its_memory_is_kept_where_it_printed_one() -> None:
+    # gpu_worker.py 0.10.2-0.31 (the 8x L40S write-up above; Unsloth's log in
+    # tests/diagnosis/fixtures/oom_kv_cache/n6-unsloth-3542-standby-sampler-warmup-oom.log)
+    account = (
+        "(Worker_TP2_EP2 pid=2080) INFO 09-24 20:54:35 [gpu_worker.py:391] Free memory on device (43.93/44.42 GiB) "
+        "on startup. Desired GPU memory utilization is (0.9, 39.98 GiB). Actual usage is 27.72 GiB for weight, 1.4 GiB "
+        "for peak activation, 0.21 GiB for non-torch memory, and 3.45 GiB for CUDAGraph memory. Replace "
+        "gpu_memory_utilization config with `--kv-cache-memory=7564378828` to fit into requested memory, or "
+        "`--kv-cache-memory=11809093120` to fully utilize gpu memory."
+    )
+    found = start(RANKS + account + "\n", {})
+    assert found.peak_activation_bytes == round(1.4 * GIB)
+    assert found.non_torch_bytes == round(0.21 * GIB)
+    assert found.graph_bytes == round(3.45 * GIB)
+    unsloth = "tests/diagnosis/fixtures/oom_kv_cache/n6-unsloth-3542-standby-sampler-warmup-oom.log"
+    line = next(
+        x for x in (Path(__file__).parent.parent / unsloth).read_text().splitlines() if "Actual usage is" in x
+    )
+    (breakdown,), _ = scan(line.encode())
+    assert breakdown.name == "memory breakdown"
+    assert breakdown.numbers["peak"] == "0.59" and breakdown.numbers["graphs"] == "2.28"
+    # 0.32's wording: the weights with non-torch memory, no non-torch figure of its own
+    newer = account.replace(
+        "27.72 GiB for weight", "27.93 GiB for consumed memory (weights + non-torch)"
+    ).replace(" 0.21 GiB for non-torch memory,", "")
+    (breakdown,), _ = scan(newer.encode())
+    assert breakdown.numbers["used"] == "27.93" and "non_torch" not in breakdown.numbers

@@ -432,6 +432,7 @@ _MILESTONE_PHASE = {
     "kv cache": _PROFILE,
     "capturing graphs": _GRAPHS,
     "graphs captured": _WARMUP,
+    "memory breakdown": _WARMUP,  # gpu_worker.py logs it after the capture
     "engine ready": _WARMUP,
     "api server up": _SERVING,
 }

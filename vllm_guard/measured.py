@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
 from vllm_guard import vllm_args
@@ -77,6 +77,9 @@ class Start:
     graph_bytes: int | None
     cold: bool  # vLLM compiled its graphs at this start: a warm cache leaves a few % more
     at: str  # when, UTC, ISO 8601
+    # from vLLM's account of its memory (0.10.2-0.33), where it printed one
+    peak_activation_bytes: int | None = None
+    non_torch_bytes: int | None = None
 
     @property
     def setup(self) -> Setup:
@@ -94,9 +97,10 @@ class Start:
     def from_json(cls, data: Mapping[str, Any]) -> Start:
         """A stored start; KeyError, TypeError or ValueError when it is not one."""
         names = {f.name for f in fields(cls)}
-        if not names <= set(data):
-            raise KeyError(f"missing {sorted(names - set(data))}")
-        start = cls(**{name: data[name] for name in names})
+        needed = {f.name for f in fields(cls) if f.default is MISSING}
+        if not needed <= set(data):
+            raise KeyError(f"missing {sorted(needed - set(data))}")
+        start = cls(**{name: data[name] for name in names if name in data})
         if not isinstance(start.flags, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in start.flags.items()
         ):
@@ -176,7 +180,10 @@ def from_milestones(
         x * GiB for x in numbers("weights loaded", "gb")
     ]
     tokens = numbers("kv cache", "tokens")
-    graphs = numbers("graphs captured", "gib")
+    # the account's graph figure is the estimate vLLM budgeted; the capture line what it took
+    graphs = numbers("memory breakdown", "graphs") or numbers("graphs captured", "gib")
+    peaks = numbers("memory breakdown", "peak")
+    non_torch = numbers("memory breakdown", "non_torch")
     return Start(
         model=setup.model,
         gpu=setup.gpu,
@@ -191,6 +198,8 @@ def from_milestones(
         graph_bytes=round(max(graphs) * GiB) if graphs else None,
         cold=any(m.name == "compiling" for m in reached),
         at=at,
+        peak_activation_bytes=round(max(peaks) * GiB) if peaks else None,
+        non_torch_bytes=round(max(non_torch) * GiB) if non_torch else None,
     )
 
 

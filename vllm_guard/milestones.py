@@ -43,6 +43,19 @@ _MILESTONES: tuple[tuple[str, tuple[bytes, ...], re.Pattern[bytes]], ...] = tupl
             rb"Directly load the compiled graph",
         ),
         ("kv memory", (b"Available KV cache memory",), rb"Available KV cache memory: (?P<gib>-?[\d.]+) GiB"),
+        # gpu_worker.py's account after the graphs (0.10.2-0.33): weights (0.32+: with non-torch
+        # memory), the profiling peak, non-torch memory (until 0.31) and the graphs
+        (
+            "memory breakdown",
+            (b"Actual usage is",),
+            rb"Free memory on device \((?P<free>[\d.]+)/(?P<total>[\d.]+) GiB\) on startup\."
+            rb" Desired GPU memory utilization is \((?P<util>[\d.]+), (?P<requested>[\d.]+) GiB\)\."
+            rb" Actual usage is (?P<used>[\d.]+) GiB"
+            rb" for (?:weight|consumed memory \(weights \+ non-torch\)),"
+            rb" (?P<peak>[\d.]+) GiB for peak activation,"
+            rb"(?: (?P<non_torch>[\d.]+) GiB for non-torch memory,)?"
+            rb" and (?P<graphs>[\d.]+) GiB for CUDAGraph memory",
+        ),
         (
             "kv cache",
             (b"KV cache size:",),
@@ -148,6 +161,8 @@ def _describe(name: str, groups: dict[str, str]) -> str:
         return f"engine initialised in {float(groups['s']):.0f} s"
     if name == "api server up":
         return f"API server starting on {groups['url']}" if "url" in groups else "API server up"
+    if name == "memory breakdown":
+        return f"memory: {groups['peak']} GiB peak activation, {groups['graphs']} GiB CUDA graphs"
     if name == "compiling":
         return "compiling the model's graphs (torch.compile; a cache for the next start)"
     if name == "compiled graphs loaded":

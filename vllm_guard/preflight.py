@@ -484,13 +484,22 @@ class _Run:
         change = self.peak_bytes(config, est, tp, devices[0]) - then.peak_bytes(config, est, tp, devices[0])
         reuse = measured.reuse(stored, flags, utilization=util, total_bytes=total, peak_change=change)
         if stored.weights_bytes is not None:
-            self.add(
-                "weights",
-                "ok",
-                f"{_size(stored.weights_bytes)} of weights per GPU, measured at the start of {stored.at}",
-                weights_per_gpu_bytes=stored.weights_bytes,
-                budget_bytes=int(util * total),
-                measured_at=stored.at,
+            numbers: dict[str, int | float | str] = {
+                "weights_per_gpu_bytes": stored.weights_bytes,
+                "budget_bytes": int(util * total),
+                "measured_at": stored.at,
+            }
+            # the rest of what vLLM accounted for at that start, where it printed its account
+            for name in ("graph_bytes", "peak_activation_bytes", "non_torch_bytes"):
+                if (value := getattr(stored, name)) is not None:
+                    numbers[f"measured_{name}"] = value
+            self.findings.append(
+                Finding(
+                    "weights",
+                    "ok",
+                    f"{_size(stored.weights_bytes)} of weights per GPU, measured at the start of {stored.at}",
+                    numbers,
+                )
             )
         self.kv_cache(est, reuse.kv_budget_bytes, tp, pp, reuse=reuse)
 
