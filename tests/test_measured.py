@@ -57,18 +57,18 @@ def test_a_start_keeps_what_vllm_printed_of_its_memory() -> None:
     flags = {"--max-model-len": "16384", "--gpu-memory-utilization": "0.25"}
     found = start(QWEN2_7B, flags)
     assert found.weights_bytes == round(14.2488 * GIB)
-    assert found.available_kv_bytes == round(5.01 * GIB)
+    assert found.available_kv_bytes == round(5.005 * GIB)  # printed to two decimals: the least it was
     assert found.kv_tokens == 93872
     assert found.graph_bytes == round(0.50 * GIB)
     assert not found.cold
     # what vLLM kept of its 0.25 x 79.25 GiB for all but the cache: weights, peak, non-torch, graphs
-    assert found.non_kv_bytes == round(0.25 * A100_CUDA) - round(5.01 * GIB)
+    assert found.non_kv_bytes == round(0.25 * A100_CUDA) - round(5.005 * GIB)
     assert measured.Start.from_json(found.as_json()) == found
 
 
 def test_every_rank_counts_as_vllm_sizes_the_cache_to_the_smallest() -> None:
     found = start(RANKS, {})
-    assert found.available_kv_bytes == round(10.64 * GIB)
+    assert found.available_kv_bytes == round(10.635 * GIB)
     assert found.kv_tokens == 237392
 
 
@@ -209,3 +209,79 @@ def test_vllms_own_account_of_its_memory_is_kept_where_it_printed_one() -> None:
     ).replace(" 0.21 GiB for non-torch memory,", "")
     (breakdown,), _ = scan(newer.encode())
     assert breakdown.numbers["used"] == "27.93" and "non_torch" not in breakdown.numbers
+
+
+def test_every_flag_that_bears_on_memory_keys_a_start_and_only_the_kv_flags_may_differ() -> None:
+    # a second review: chunked prefill, the performance mode, context parallelism and the
+    # profiler's environment change what vLLM measures; the frontend's flags do not
+    flags = measured.memory_flags(
+        ["--max-model-len", "32768", "--no-enable-chunked-prefill", "-dcp", "2", "--performance-mode",
+         "throughput", "--port", "8001", "--api-key", "sekrit"],
+        "0.32.0",
+        {"VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "0", "HOME": "/root"},
+    )  # fmt: skip
+    assert flags == {
+        "--max-model-len": "32768",
+        "--enable-chunked-prefill": "false",
+        "--decode-context-parallel-size": "2",
+        "--performance-mode": "throughput",
+        "$VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS": "0",
+    }
+    base = measured.base_key(SETUP, flags)
+    assert (
+        measured.base_key(SETUP, {**flags, "--max-model-len": "4096", "--enable-chunked-prefill": "true"})
+        == base
+    )
+    assert measured.base_key(SETUP, {**flags, "--decode-context-parallel-size": "1"}) != base
+    assert (
+        measured.base_key(SETUP, {**flags, "--some-flag-of-a-later-vllm": "1"}) != base
+    )  # unknown: no reuse
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"at": 1700000000},
+        {"kv_tokens": "93872"},
+        {"weights_bytes": "15 GiB"},
+        {"cold": "no"},
+        {"vllm_version": 10},
+    ],
+)
+def test_a_stored_start_with_a_field_of_the_wrong_type_is_refused(change: dict[str, object]) -> None:
+    record = start(QWEN2_7B, {}).as_json() | change
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        measured.Start.from_json(record)
+
+
+def test_a_plan_that_does_not_know_vllms_version_plans_with_the_measured_starts() -> None:
+    llama = measured.Setup("meta-llama/Llama-3.1-8B-Instruct", A100, 1, "0.10.1.1")
+    reached, _ = scan(QWEN2_7B.encode())
+    old = measured.from_milestones(
+        reached,
+        llama,
+        {"--max-model-len": "16384"},
+        total_bytes=A100_CUDA,
+        utilization=0.9,
+        at="2026-12-06T10:00:00Z",
+    )
+    assert old is not None
+    starts = {measured.key(old.setup, old.flags): old}
+    model = ModelFacts(llama.model, LLAMA_31_8B, cached=True)
+    known = check(model, ("--max-model-len", "16384"), _a100(), vllm_version="0.10.1.1", starts=starts)
+    unknown = check(model, ("--max-model-len", "16384"), _a100(), vllm_version=None, starts=starts)
+    kv = [next(f.numbers for f in v.findings if f.check == "kv_cache") for v in (known, unknown)]
+    # 0.10.1.1's default utilization is 0.9, the newest release's 0.92: the start's version rules
+    assert kv[0]["kv_budget_from"] == kv[1]["kv_budget_from"] == "measured"
+    assert kv[0]["kv_budget_bytes"] == kv[1]["kv_budget_bytes"] == old.available_kv_bytes
+
+
+def test_vllm_034s_cache_sized_after_warm_up_is_not_planned_from_a_start() -> None:
+    later = measured.Setup("meta-llama/Llama-3.1-8B-Instruct", A100, 1, "0.34.0")
+    reached, _ = scan(QWEN2_7B.encode())
+    old = measured.from_milestones(reached, later, {}, total_bytes=A100_CUDA, utilization=1.0, at="x")
+    assert old is not None
+    model = ModelFacts(later.model, LLAMA_31_8B, cached=True)
+    verdict = check(model, (), _a100(), vllm_version="0.34.0", starts={measured.key(later, {}): old})
+    kv = next(f.numbers for f in verdict.findings if f.check == "kv_cache")
+    assert kv["kv_budget_from"] == "estimate"

@@ -11,7 +11,7 @@ from model_configs import LLAMA_31_8B, LLAMA_31_70B
 
 from vllm_guard import memory, vllm_args
 from vllm_guard.facts import GpuFacts, GpuInfo, GpuProcess
-from vllm_guard.preflight import KV_ESTIMATE_MARGIN, Allowed, Machine, ModelFacts, Verdict, check
+from vllm_guard.preflight import Allowed, Machine, ModelFacts, Verdict, check, kv_estimate_margin
 
 GIB = 1 << 30
 H100 = GpuInfo(0, "GPU-9e3b21ec", "NVIDIA H100 80GB HBM3", 85520809984, 85017493504, 503316480, 0, (9, 0), ())
@@ -79,7 +79,7 @@ def test_the_full_context_that_does_not_fit_is_fitted_to_a_multiple_of_the_block
     # what was fitted fits the budget preflight computed, and one block more would not
     numbers = next(f.numbers for f in verdict.findings if f.check == "kv_cache")
     # (less the margin an estimated budget keeps for the estimate's error)
-    budget = int(int(numbers["kv_budget_bytes"]) * (1 - KV_ESTIMATE_MARGIN))
+    budget = int(int(numbers["kv_budget_bytes"]) * (1 - kv_estimate_margin(1)))
     assert memory.kv_bytes(est, length + 16) <= budget < memory.kv_bytes(est, length + 32)
     pinned = check(LLAMA_8B, (), on(L4), allowed=Allowed(pinned=frozenset({"--max-model-len"})))
     assert not pinned.ok and finding(pinned, "kv_cache")[0] == "fail"
@@ -175,3 +175,19 @@ def test_a_vllm_that_fits_itself_is_asked_to_where_that_cannot_exceed_what_was_a
     assert (vllm_args.get(shorter.start_argv, "--max-model-len") or "").isdigit()
     old = check(LLAMA_8B, (), on(L4), vllm_version="0.13.0")  # no auto before 0.14
     assert (vllm_args.get(old.start_argv, "--max-model-len") or "").isdigit()
+
+
+def test_a_profiling_batch_of_a_whole_sequence_leaves_less_for_the_kv_cache() -> None:
+    # vLLM 0.20's defaults: with chunked prefill off the profiling batch is max_model_len tokens
+    # long (131072 here, not 8192), and --performance-mode throughput doubles the batch
+    def budget(*extra: str) -> int:
+        verdict = check(LLAMA_8B, ("--max-model-len", "131072", *extra), on(H100), vllm_version="0.20.0")
+        return int(next(f.numbers for f in verdict.findings if f.check == "kv_cache")["kv_budget_bytes"])
+
+    chunked = budget()
+    assert (
+        budget("--no-enable-chunked-prefill")
+        == budget("--enable-chunked-prefill", "false")
+        < chunked - 8 * GIB
+    )
+    assert budget("--performance-mode", "throughput") < chunked

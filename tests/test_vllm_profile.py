@@ -78,3 +78,17 @@ def test_the_sampler_peak_on_an_h100_is_gibibytes_not_one_copy() -> None:
     vocab, requests = 128256, 1024
     assert vllm_profile.sampler_bytes("0.17.0", requests, vocab) == int(3.5 * requests * vocab * 4)
     assert 3.4 * GIB < vllm_profile.sampler_bytes("0.16.0", requests, vocab) < 3.45 * GIB
+
+
+def test_vllm_serves_batch_follows_chunked_prefill_and_the_performance_mode() -> None:
+    # engine/arg_utils.py _set_default_max_num_seqs_and_batched_tokens_args (0.17-0.33)
+    def batch(**given: object) -> tuple[int, int]:
+        args: dict[str, object] = {"max_num_seqs": None, "max_num_batched_tokens": None, "throughput_mode": False,
+                                   "chunked_prefill": True, "max_model_len": 131072} | given  # fmt: skip
+        return vllm_profile.serve_batch("0.32.0", H100, **args)  # type: ignore[arg-type]
+
+    assert batch() == (1024, 8192)
+    assert batch(throughput_mode=True) == (2048, 16384)
+    assert batch(chunked_prefill=False) == (1024, 131072)  # a whole sequence in one batch
+    assert batch(max_num_seqs=4, max_model_len=1024) == (4, 4096)  # never past 4 sequences' worth
+    assert batch(max_num_batched_tokens=512, chunked_prefill=False) == (1024, 512)  # given: as given

@@ -19,44 +19,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
-from vllm_guard import vllm_args
+from vllm_guard import flag_edits, vllm_args
 from vllm_guard.milestones import Milestone
 
 GiB = 1 << 30
 
-# The flags that decide what vLLM keeps besides the KV cache: the weights (and how they are split
-# and quantized), the CUDA graphs, the profiling run's model. A start with other values of these
-# measured other things.
-BASE_FLAGS = (
-    "--tensor-parallel-size",
-    "--pipeline-parallel-size",
-    "--data-parallel-size",
-    "--dtype",
-    "--quantization",
-    "--load-format",
-    "--enforce-eager",
-    "--optimization-level",
-    "--compilation-config",
-    "--cpu-offload-gb",
-    "--speculative-config",
-    "--enable-lora",
-    "--max-loras",
-    "--max-lora-rank",
-    "--limit-mm-per-prompt",
-    "--hf-overrides",
-    "--revision",
-)
 # The flags that size the KV cache itself, or the profiling run's batch: what a near start may
-# change while the measured figure still holds (their effect is estimated).
-KV_FLAGS = (
-    "--max-model-len",
-    "--gpu-memory-utilization",
-    "--max-num-seqs",
-    "--max-num-batched-tokens",
-    "--kv-cache-dtype",
-    "--block-size",
-    "--kv-cache-memory-bytes",
-    "--num-gpu-blocks-override",
+# change while the measured rest still holds (preflight estimates their effect). Every other flag
+# that bears on memory (flag_edits.NOT_MEMORY names those that do not) belongs to the start's base:
+# a start with another value of any of them measured something else, so an unknown flag errs on
+# the side of no reuse.
+KV_FLAGS = frozenset(
+    {
+        "--max-model-len",
+        "--gpu-memory-utilization",
+        "--max-num-seqs",
+        "--max-num-batched-tokens",
+        "--enable-chunked-prefill",
+        "--performance-mode",
+        "--kv-cache-dtype",
+        "--block-size",
+    }
+)
+# Environment variables that change what vLLM holds or how it sizes the cache.
+MEMORY_ENV = (
+    "VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS",
+    "VLLM_USE_V1",
+    "VLLM_USE_V2_MODEL_RUNNER",
+    "VLLM_ATTENTION_BACKEND",
+    "VLLM_MXFP4_USE_MARLIN",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
 )
 
 
@@ -105,27 +98,47 @@ class Start:
             isinstance(k, str) and isinstance(v, str) for k, v in start.flags.items()
         ):
             raise TypeError("flags is not an object of strings")
+        for name in ("model", "gpu", "at"):
+            if not isinstance(getattr(start, name), str):
+                raise TypeError(f"{name} is not a string")
+        if not isinstance(start.vllm_version, str | None) or not isinstance(start.cold, bool):
+            raise TypeError("vllm_version is not a string or null, or cold not a boolean")
         for name in ("gpus", "total_bytes", "available_kv_bytes"):
-            if not isinstance(getattr(start, name), int) or isinstance(getattr(start, name), bool):
+            if not _whole(getattr(start, name)):
                 raise TypeError(f"{name} is not a whole number")
+        for name in ("weights_bytes", "kv_tokens", "graph_bytes", "peak_activation_bytes", "non_torch_bytes"):
+            if getattr(start, name) is not None and not _whole(getattr(start, name)):
+                raise TypeError(f"{name} is not a whole number or null")
+        if start.gpus < 1 or start.total_bytes <= 0 or (start.kv_tokens is not None and start.kv_tokens <= 0):
+            raise ValueError("gpus, total_bytes and kv_tokens must be positive")
         if not isinstance(start.utilization, int | float) or not 0 < start.utilization <= 1:
             raise ValueError(f"utilization {start.utilization!r} is not in (0, 1]")
         return start
 
 
-def memory_flags(args: Sequence[str], version: str | None) -> dict[str, str]:
-    """BASE_FLAGS and KV_FLAGS as the attempt gives them, in canonical spelling; a boolean as
-    "true"/"false"."""
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def memory_flags(
+    args: Sequence[str], version: str | None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The attempt's flags that bear on memory, by canonical name ("true"/"false" for a boolean,
+    "" for a flag given without a value), and MEMORY_ENV's variables as "$NAME"."""
     out: dict[str, str] = {}
-    for flag in (*BASE_FLAGS, *KV_FLAGS):
-        boolean = vllm_args.is_boolean(flag, version)
-        if boolean:
-            if vllm_args.has(args, flag, version):
-                out[flag] = "true" if vllm_args.is_on(args, flag, version) else "false"
-            continue
-        value = vllm_args.get(args, flag, version=version)
-        if value is not None:
-            out[flag] = value
+    for name, value in vllm_args.as_dict(flag_edits.memory_relevant(args, version), version).items():
+        base = "--" + name[len("--no-") :]
+        if name.startswith("--no-") and vllm_args.is_boolean(base, version):
+            out[base] = "false"
+        elif vllm_args.is_boolean(name, version):
+            out[name] = (
+                "true" if value is None else str(vllm_args.is_on([name, value], name, version)).lower()
+            )
+        else:
+            out[name] = "" if value is None else value
+    for variable in MEMORY_ENV:
+        if environ and variable in environ:
+            out["$" + variable] = environ[variable]
     return out
 
 
@@ -140,8 +153,9 @@ class Setup:
 
 
 def base_key(setup: Setup, flags: Mapping[str, str]) -> str:
-    """What a start's non-KV figure belongs to: the model, the GPUs, vLLM, and BASE_FLAGS."""
-    base = {flag: flags[flag] for flag in BASE_FLAGS if flag in flags}
+    """What a start's non-KV figure belongs to: the model, the GPUs, vLLM, and every memory flag
+    but KV_FLAGS."""
+    base = {flag: value for flag, value in flags.items() if flag not in KV_FLAGS}
     blob = json.dumps([setup.model, setup.gpu, setup.gpus, setup.vllm_version, base], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -181,6 +195,10 @@ def from_milestones(
     ]
     tokens = numbers("kv cache", "tokens")
     # the account's graph figure is the estimate vLLM budgeted; the capture line what it took
+    # vLLM's own account names the utilization it used: a flag vLLM read another way (an
+    # abbreviation argparse took, a default of another release) cannot mislead what is kept
+    used = numbers("memory breakdown", "util")
+    utilization = used[-1] if used else utilization
     graphs = numbers("memory breakdown", "graphs") or numbers("graphs captured", "gib")
     peaks = numbers("memory breakdown", "peak")
     non_torch = numbers("memory breakdown", "non_torch")
@@ -193,7 +211,8 @@ def from_milestones(
         total_bytes=total_bytes,
         utilization=utilization,
         weights_bytes=round(max(weights)) if weights else None,
-        available_kv_bytes=max(0, round(min(kv_memory) * GiB)),
+        # printed to two decimals: the figure vLLM had may be up to 0.005 GiB smaller
+        available_kv_bytes=max(0, round((min(kv_memory) - 0.005) * GiB)),
         kv_tokens=int(min(tokens)) if tokens else None,
         graph_bytes=round(max(graphs) * GiB) if graphs else None,
         cold=any(m.name == "compiling" for m in reached),

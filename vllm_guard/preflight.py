@@ -41,10 +41,17 @@ GRAPH_BYTES = 3 * GiB // 2
 SHM_TP_FAIL_BYTES = 256 * MiB  # Docker's 64 MB default and its like: NCCL and vLLM's queues fail
 SHM_TP_WARN_BYTES = 1 * GiB
 MIN_USEFUL_MODEL_LEN = 256  # below this a fitted length serves nobody: say it does not fit
-# The share of an estimated KV budget a verdict leaves unused: at least the largest share by which
-# the estimate exceeded what vLLM found on the development part of tests/preflight/startups.json
-# (tests/preflight/test_startups.py holds it to that; bench/preflight_accuracy.py prints the errors).
-KV_ESTIMATE_MARGIN = 0.03
+# The share of an estimated KV budget a verdict leaves unused, by how many GPUs one vLLM spans: at
+# least the largest share by which the estimate exceeded what vLLM found on the development part
+# of tests/preflight/startups.json (tests/preflight/test_startups.py holds it to that, and
+# bench/preflight_accuracy.py prints the errors). One GPU: none exceeded it. Several: up to 9 % on
+# 8 H100s, whose NCCL buffers (not modelled) take gibibytes a single GPU does not need.
+KV_ESTIMATE_MARGIN = {1: 0.03}
+KV_ESTIMATE_MARGIN_PARALLEL = 0.10
+
+
+def kv_estimate_margin(gpus: int) -> float:
+    return KV_ESTIMATE_MARGIN.get(gpus, KV_ESTIMATE_MARGIN_PARALLEL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,7 @@ class Machine:
     port_holder: str | None = None  # who has the serving port bound, when someone has
     leftovers: tuple[GpuProcess, ...] = ()  # vLLM processes holding GPU memory, not this guard's
     long_max_model_len: bool = False  # VLLM_ALLOW_LONG_MAX_MODEL_LEN=1: vLLM takes lengths past the model's
+    vllm_env: tuple[tuple[str, str], ...] = ()  # measured.MEMORY_ENV's variables, as vLLM will see them
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +158,7 @@ def check(
         run.rules = replace(run.rules, model_max_len=est.max_model_len)
     devices = run.gpus(machine.gpus, require_gpu)
     if devices:
+        run.adopt_measured(devices, model.name, dict(machine.vllm_env))
         run.dtype(devices)
     if est is not None:
         run.model_limit(est, machine.long_max_model_len)
@@ -157,8 +166,8 @@ def check(
         run.fit_memory(devices, est, model.config or {}, model.name)
     elif devices:
         util = run.free_memory(devices)
-        if util is not None and run.starts:
-            run.fit_measured(devices, model.name, util)
+        if util is not None and run.stored is not None:
+            run.fit_measured(devices, util)
     ok = not any(f.status == "fail" for f in run.findings)
     return Verdict(ok, tuple(run.findings), run.args, est)
 
@@ -178,6 +187,8 @@ class _Run:
         self.findings: list[Finding] = []
         self.rules = flag_edits.Rules(args, allowed.pinned, version, config)
         self.starts: Mapping[str, measured.Start] = {}
+        self.stored: measured.Start | None = None  # the earlier start this plan reuses
+        self.memory: dict[str, str] = {}  # the plan's memory flags, as measured.py keys them
 
     # -- reading and editing flags ------------------------------------------------------------
 
@@ -441,11 +452,8 @@ class _Run:
             int(self.number("--pipeline-parallel-size", 1)),
         )
         total = min(d.cuda_total_bytes for d in devices)
-        flags = measured.memory_flags(self.seen(), self.version)
-        setup = measured.Setup(model, devices[0].name, len(devices), self.version)
-        stored = measured.choose(self.starts, setup, flags) if self.starts else None
-        if stored is not None:
-            self.reuse_measured(stored, flags, devices, est, config, util, total)
+        if self.stored is not None:
+            self.reuse_measured(self.stored, self.memory, devices, est, config, util, total)
             return
         budget = int(util * total)
         overhead = NON_TORCH_BYTES + self.peak_bytes(config, est, tp, devices[0]) + self.graph_bytes()
@@ -465,6 +473,19 @@ class _Run:
             )
         kv_budget = budget - weights - overhead
         self.kv_cache(est, kv_budget, tp, pp)
+
+    def adopt_measured(self, devices: tuple[GpuInfo, ...], model: str, env: Mapping[str, str]) -> None:
+        """The earlier start this plan may reuse (measured.choose). A plan that could not read
+        vLLM's version takes that start's: its defaults are the ones the figures were measured
+        under. vLLM 0.34's extensible KV cache (sized after warm-up) is not planned from starts."""
+        self.memory = measured.memory_flags(self.seen(), self.version, env)
+        if not self.starts or vllm_profile.extensible_kv_cache(self.version, self.memory):
+            return
+        setup = measured.Setup(model, devices[0].name, len(devices), self.version)
+        self.stored = measured.choose(self.starts, setup, self.memory)
+        if self.stored is not None and self.version is None:
+            self.version = self.stored.vllm_version
+            self.rules = replace(self.rules, version=self.version)
 
     def reuse_measured(  # noqa: PLR0917 - fit_memory's facts, handed on
         self,
@@ -503,17 +524,15 @@ class _Run:
             )
         self.kv_cache(est, reuse.kv_budget_bytes, tp, pp, reuse=reuse)
 
-    def fit_measured(self, devices: tuple[GpuInfo, ...], model: str, util: float) -> None:
+    def fit_measured(self, devices: tuple[GpuInfo, ...], util: float) -> None:
         """Without the model's config.json, an earlier start's figures alone: the tokens its
         cache held, and its bytes per token for another utilization or length. A start whose
         profiling batch or KV dtype differed says nothing here (that change needs the config)."""
-        flags = measured.memory_flags(self.seen(), self.version)
-        setup = measured.Setup(model, devices[0].name, len(devices), self.version)
-        stored = measured.choose(self.starts, setup, flags)
+        flags, stored = self.memory, self.stored
         same_batch = (
             all(
                 flags.get(flag) == stored.flags.get(flag)
-                for flag in ("--max-num-seqs", "--max-num-batched-tokens", "--kv-cache-dtype", "--block-size")
+                for flag in measured.KV_FLAGS - {"--max-model-len", "--gpu-memory-utilization"}
             )
             if stored is not None
             else False
@@ -527,6 +546,9 @@ class _Run:
         capacity = (
             stored.kv_tokens if reuse.exact else int(reuse.kv_budget_bytes / per_token) // block * block
         )
+        # what is not measured outright keeps the estimate's margin
+        margin = kv_estimate_margin(self.parallel())
+        usable = capacity if reuse.exact else int(capacity * (1 - margin)) // block * block
         numbers: dict[str, int | float | str] = {
             "kv_budget_bytes": reuse.kv_budget_bytes,
             "kv_capacity_tokens": capacity,
@@ -540,7 +562,7 @@ class _Run:
             )
             return
         numbers["max_model_len"] = int(length)
-        if length <= capacity:
+        if length <= usable:
             self.findings.append(
                 Finding(
                     "kv_cache",
@@ -550,7 +572,7 @@ class _Run:
                 )
             )
             return
-        fitted = (capacity - block) // block * block  # vLLM keeps one block more than a sequence
+        fitted = (usable - block) // block * block  # vLLM keeps one block more than a sequence
         said = (
             f"one sequence of {int(length)} tokens is more than the {capacity} "
             f"the KV cache holds ({reuse.said()})"
@@ -572,16 +594,32 @@ class _Run:
 
     def batch(self, est: memory.ModelEstimate, device: GpuInfo) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) of the profiling run: the flags, else vLLM's
-        defaults for this release and GPU (vllm_profile.py)."""
+        defaults for this release, GPU and flags (vllm_profile.py)."""
+        seen = self.seen()
+        length = int(self.number("--max-model-len", est.max_model_len or 2048))
+        given = any(
+            vllm_args.has(seen, flag, self.version)
+            for flag in ("--enable-chunked-prefill", "--no-enable-chunked-prefill")
+        )
+        chunked = vllm_args.is_on(seen, "--enable-chunked-prefill", self.version) if given else None
         if vllm_profile.is_v1(self.version):
             gpu = vllm_profile.Gpu(device.total_bytes, device.name, device.compute_capability)
-            seqs, tokens = vllm_profile.serve_batch_defaults(self.version, gpu)
-        else:
-            length = int(self.number("--max-model-len", est.max_model_len or 2048))
-            chunked = vllm_args.get(self.seen(), "--enable-chunked-prefill")
-            on = None if chunked is None else chunked.lower() not in ("false", "0")
-            seqs, tokens = vllm_profile.v0_batch_defaults(self.version, length, on)
-        return int(self.number("--max-num-seqs", seqs)), int(self.number("--max-num-batched-tokens", tokens))
+            seqs = vllm_args.number(seen, "--max-num-seqs")
+            tokens = vllm_args.number(seen, "--max-num-batched-tokens")
+            return vllm_profile.serve_batch(
+                self.version,
+                gpu,
+                max_num_seqs=int(seqs) if seqs else None,
+                max_num_batched_tokens=int(tokens) if tokens else None,
+                throughput_mode=vllm_args.get(seen, "--performance-mode") == "throughput",
+                chunked_prefill=chunked is not False,
+                max_model_len=length,
+            )
+        seqs_default, tokens_default = vllm_profile.v0_batch_defaults(self.version, length, chunked)
+        return (
+            int(self.number("--max-num-seqs", seqs_default)),
+            int(self.number("--max-num-batched-tokens", tokens_default)),
+        )
 
     def peak_bytes(
         self, config: Mapping[str, Any], est: memory.ModelEstimate, tp: int, device: GpuInfo
@@ -696,7 +734,8 @@ class _Run:
         said_budget = f"the {_size(kv_budget)} KV budget" + (f" ({reuse.said()})" if reuse else "")
         # An estimated budget keeps a margin for the estimate's own error, a measured one none:
         # a length chosen here must be one vLLM accepts.
-        usable = kv_budget if reuse is not None else int(kv_budget * (1 - KV_ESTIMATE_MARGIN))
+        margin = kv_estimate_margin(tp * pp)
+        usable = kv_budget if reuse is not None and reuse.exact else int(kv_budget * (1 - margin))
         if needed <= usable:
             self.findings.append(
                 Finding(

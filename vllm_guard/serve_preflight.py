@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from vllm_guard import gpu, hf_hub, machine, model_files, vllm_args, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
-from vllm_guard.measured import Start
+from vllm_guard.measured import MEMORY_ENV, Start
 from vllm_guard.preflight import Allowed, Finding, Machine, ModelFacts, Verdict, check
 from vllm_guard.settings import GuardSettings, shipped_policy
 
@@ -93,6 +93,7 @@ def gather(
         port_holder=holder,
         leftovers=machine.vllm_leftovers(gpus, set(ours)),
         long_max_model_len=environ.get("VLLM_ALLOW_LONG_MAX_MODEL_LEN", "") in ("1", "true", "True"),
+        vllm_env=tuple((name, environ[name]) for name in MEMORY_ENV if name in environ),
     )
 
 

@@ -456,16 +456,19 @@ class Supervisor:
 
     def _keep_measured(self, reached: Sequence[Milestone], args: tuple[str, ...], head: str) -> None:
         """Keep what vLLM measured of its memory at this start, for the next preflight of the
-        same model on these GPUs (measured.py): only where the GPUs were read, not planned."""
+        same model on these GPUs (measured.py): only where the GPUs were read, not planned. A
+        failure to keep it is said and costs nothing else: vLLM is ready."""
         facts = self._facts
         if facts.gpu_name is None or not facts.gpu_count or not facts.cuda_total_bytes:
             return
         version = self._version() or vllm_version.from_output(head)  # the banner, before it ends
         flags = vllm_config.flags(args, version)
-        memory = measured.memory_flags(flags.seen, version)
-        utilization = float(
-            memory.get("--gpu-memory-utilization") or vllm_profile.default_utilization(version)
-        )
+        redactor = Redactor.for_launch(self._env, self._user_args)
+        memory = measured.memory_flags(redactor.argv(flags.seen), version, self._env)
+        if vllm_profile.extensible_kv_cache(version, memory):
+            return  # 0.34 sizes its cache after warm-up: not what a plan here can reuse
+        given = vllm_args.number(flags.seen, "--gpu-memory-utilization")
+        utilization = given if given is not None else vllm_profile.default_utilization(version)
         start = measured.from_milestones(
             reached,
             measured.Setup(self._model, facts.gpu_name, facts.gpu_count, version),
@@ -474,8 +477,12 @@ class Supervisor:
             utilization=utilization,
             at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
-        if start is not None:
+        if start is None:
+            return
+        try:
             self._world.state.remember_start(start)
+        except (OSError, ValueError, TypeError) as exc:
+            self._print(f"could not keep what vLLM measured at this start: {exc}", level="warning")
 
     async def _stop_on_request(
         self, number: int, proc: VllmProcess, started: float, ready_at: float | None

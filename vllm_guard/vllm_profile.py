@@ -7,6 +7,7 @@ logs; `None` as a version means the newest supported one. Pure: numbers in, numb
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from vllm_guard.vllm_version import at_least
@@ -21,8 +22,19 @@ def is_v1(version: str | None) -> bool:
 
 def default_utilization(version: str | None) -> float:
     """--gpu-memory-utilization when not given: 0.90 until 0.19, 0.92 from 0.20.0
-    (engine/arg_utils.py, config/cache.py)."""
+    (engine/arg_utils.py, config/cache.py). 0.34 resolves it to 1.0 when its extensible KV cache
+    is on (the default on CUDA), and sizes that cache after warm-up: extensible_kv_cache."""
     return 0.92 if version is None or at_least(version, (0, 20)) else 0.9
+
+
+def extensible_kv_cache(version: str | None, flags: Mapping[str, str]) -> bool:
+    """Whether vLLM sizes its KV cache after warm-up and graph capture, from a utilization of
+    1.0 unless given (config/vllm.py _resolve_extensible_kv_cache, 0.34.0): not modelled here."""
+    if version is None or not at_least(version, (0, 34)):
+        return False
+    if flags.get("--enable-extensible-kv-cache") == "false":
+        return False
+    return "--kv-cache-memory-bytes" not in flags and "--num-gpu-blocks-override" not in flags
 
 
 def graphs_in_budget(version: str | None) -> bool:
@@ -60,6 +72,31 @@ def serve_batch_defaults(version: str | None, gpu: Gpu) -> tuple[int, int]:
     if gpu.nvml_total_bytes >= 70 * GiB and not a100 and not gb10:
         return 1024, 8192
     return 256, 2048
+
+
+def serve_batch(
+    version: str | None,
+    gpu: Gpu,
+    *,
+    max_num_seqs: int | None,
+    max_num_batched_tokens: int | None,
+    throughput_mode: bool,
+    chunked_prefill: bool,
+    max_model_len: int,
+) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) of `vllm serve` on the V1 engine with these flags
+    (engine/arg_utils.py _set_default_max_num_seqs_and_batched_tokens_args): the defaults, doubled
+    where --performance-mode throughput leaves them (0.17+); with chunked prefill off a batch
+    holds a whole sequence; never past max_num_seqs sequences of max_model_len."""
+    seqs, tokens = serve_batch_defaults(version, gpu)
+    if throughput_mode:
+        seqs, tokens = 2 * seqs, 2 * tokens
+    seqs = max_num_seqs or seqs
+    if max_num_batched_tokens:
+        return seqs, max_num_batched_tokens
+    if not chunked_prefill:
+        tokens = max(max_model_len, tokens)
+    return seqs, min(seqs * max_model_len, tokens)
 
 
 def v0_batch_defaults(

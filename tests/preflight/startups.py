@@ -84,7 +84,8 @@ def compare(record: dict[str, Any]) -> Compared:
     chosen: int | None = None
     if record.get("engine", "v1") == "v1":
         full = _plan(record, list(vllm_args.remove(args, "--max-model-len")), "adjust")
-        if full.ok:
+        # "auto" leaves the length to vLLM's own fit (0.14+), which never exceeds its cache
+        if full.ok and vllm_args.get(full.start_argv, "--max-model-len") != "auto":
             derived = verdict.estimate.max_model_len or 0
             chosen = int(vllm_args.number(full.start_argv, "--max-model-len") or derived)
     optimistic = bool(tokens and chosen and chosen > int(tokens))
@@ -101,12 +102,12 @@ class Figures:
     optimistic: tuple[str, ...]
 
     def line(self, name: str) -> str:
-        def pct(x: float | None) -> str:
-            return "n/a" if x is None else f"{x:+.1%}"
+        def pct(x: float | None, sign: str = "+") -> str:
+            return "n/a" if x is None else f"{x:{sign}.1%}"
 
         return (
-            f"{name}: {self.starts} starts; weights median |error| {pct(self.weights_median)}, worst "
-            f"{pct(self.weights_worst)}; KV tokens median |error| {pct(self.kv_median)}, mean "
+            f"{name}: {self.starts} starts; weights median |error| {pct(self.weights_median, '')}, worst "
+            f"{pct(self.weights_worst)}; KV tokens median |error| {pct(self.kv_median, '')}, mean "
             f"{pct(self.kv_mean)}; optimistic verdicts {len(self.optimistic)}"
         )
 
