@@ -163,6 +163,10 @@ def test_preflight_plans_with_what_the_last_start_measured() -> None:
     assert "measured at the start of 2026-12-06T10:00:00Z" in kv.message
     weights = next(f for f in verdict.findings if f.check == "weights")
     assert weights.numbers["weights_per_gpu_bytes"] == round(14.2488 * GIB)
+    assert weights.numbers["weights_from"] == "measured"
+    fresh = check(model, args, _a100(), vllm_version="0.10.1.1")
+    assert next(f for f in fresh.findings if f.check == "weights").numbers["weights_from"] == "estimate (config)"
+    assert next(f for f in fresh.findings if f.check == "kv_cache").numbers["kv_budget_from"] == "estimate"
     # another utilization: the measured rest, the new budget
     more = check(
         model, (*args[:2], "--gpu-memory-utilization", "0.5"), _a100(), vllm_version="0.10.1.1", starts=starts

@@ -470,6 +470,7 @@ class _Run:
                 f"{_size(weights)} of weights per GPU fit the {_size(budget)} budget",
                 weights_per_gpu_bytes=weights,
                 budget_bytes=budget,
+                weights_from=f"estimate ({est.weights_source})",
             )
         kv_budget = budget - weights - overhead
         self.kv_cache(est, kv_budget, tp, pp)
@@ -508,6 +509,7 @@ class _Run:
             numbers: dict[str, int | float | str] = {
                 "weights_per_gpu_bytes": stored.weights_bytes,
                 "budget_bytes": int(util * total),
+                "weights_from": "measured",
                 "measured_at": stored.at,
             }
             # the rest of what vLLM accounted for at that start, where it printed its account
