@@ -31,10 +31,14 @@ MiB = 1 << 20
 Status = Literal["ok", "adjusted", "warn", "fail"]
 Mode = Literal["adjust", "warn", "off"]
 
-# The CUDA context and cuBLAS workspace of the engine process: a real H100 torch OOM text reads
-# "this process has 56.39 GiB memory in use ... 55.88 GiB is allocated by PyTorch, and 1.54 MiB is
-# reserved" (shared/vllm/gpu/h100-probe.json), about 0.51 GiB outside PyTorch.
-NON_TORCH_BYTES = 512 * MiB
+# What vLLM counts outside PyTorch against the KV budget: the growth of non-torch memory from its
+# first snapshot to the end of the profiling run (worker/utils memory_profiling; 0.27+: what it
+# consumed since the snapshot), so not the CUDA context (about 0.5 GiB on the H100 probe), which
+# exists before the snapshot and only has to fit beside the budget. cuBLAS's workspace and the like
+# on one GPU: 0.05-0.35 GiB in the startups issue 13 measured (the largest is kept); several GPUs
+# add NCCL's and the custom all-reduce's buffers.
+NON_TORCH_BYTES = {1: 360 * MiB}
+NON_TORCH_BYTES_PARALLEL = 512 * MiB
 # vLLM's own warning before capture: "CUDA graphs can take additional 1~3 GiB memory per GPU"
 # (facts.md); the low half of that range. Since 0.20 vLLM takes its estimate out of the budget.
 GRAPH_BYTES = 3 * GiB // 2
@@ -456,7 +460,8 @@ class _Run:
             self.reuse_measured(self.stored, self.memory, devices, est, config, util, total)
             return
         budget = int(util * total)
-        overhead = NON_TORCH_BYTES + self.peak_bytes(config, est, tp, devices[0]) + self.graph_bytes()
+        non_torch = NON_TORCH_BYTES.get(tp * pp, NON_TORCH_BYTES_PARALLEL)
+        overhead = non_torch + self.peak_bytes(config, est, tp, devices[0]) + self.graph_bytes()
         weights = memory.weights_per_gpu(est, tp, pp)
         if weights + overhead > budget:
             est = self.fp8_weights(est, config, devices, weights, budget - overhead) or est
