@@ -165,7 +165,9 @@ def test_preflight_plans_with_what_the_last_start_measured() -> None:
     assert weights.numbers["weights_per_gpu_bytes"] == round(14.2488 * GIB)
     assert weights.numbers["weights_from"] == "measured"
     fresh = check(model, args, _a100(), vllm_version="0.10.1.1")
-    assert next(f for f in fresh.findings if f.check == "weights").numbers["weights_from"] == "estimate (config)"
+    assert (
+        next(f for f in fresh.findings if f.check == "weights").numbers["weights_from"] == "estimate (config)"
+    )
     assert next(f for f in fresh.findings if f.check == "kv_cache").numbers["kv_budget_from"] == "estimate"
     # another utilization: the measured rest, the new budget
     more = check(

@@ -367,7 +367,10 @@ def test_the_flags_that_reached_ready_are_where_the_next_start_begins(serve: Ser
         [sys.executable, "-m", "vllm_guard", "--state-dir", str(first.state), "forget", MODEL],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
-    assert forgot.returncode == 0 and forgot.stdout.strip() == "forgot 1 remembered flag set"
+    assert (
+        forgot.returncode == 0
+        and forgot.stdout.strip() == "forgot 1 remembered flag set and 0 measured starts"
+    )
     assert json.loads((first.state / "known_good.json").read_text()) == {}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -126,3 +127,12 @@ def test_starts_are_kept_by_key_and_a_start_that_is_none_is_set_aside(tmp_path: 
     (tmp_path / MEASURED).write_text("{torn")
     assert StateDir(tmp_path).starts() == {}
     assert not (tmp_path / MEASURED).exists()
+
+
+def test_forget_drops_what_a_models_starts_measured(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    state.remember_start(_start("2026-12-01T00:00:00Z"))
+    state.remember_start(dataclasses.replace(_start("2026-12-02T00:00:00Z"), model="other"))
+    assert state.forget_starts("m") == 1
+    assert [s.model for s in state.starts().values()] == ["other"]
+    assert state.forget_starts(None) == 1 and state.starts() == {}

@@ -287,6 +287,18 @@ class StateDir:
         _write_atomically(self.path / KNOWN_GOOD, json.dumps(keep, indent=1, ensure_ascii=False))
         return len(data) - len(keep)
 
+    def forget_starts(self, model: str | None) -> int:
+        """Drop what the starts of `model` (all with None) measured; how many went."""
+        starts = self.starts()
+        if not starts:
+            return 0
+        keep = {k: s for k, s in starts.items() if model is not None and s.model != model}
+        _write_atomically(
+            self.path / MEASURED,
+            json.dumps({k: s.as_json() for k, s in keep.items()}, indent=1, ensure_ascii=False),
+        )
+        return len(starts) - len(keep)
+
     def _prune_logs(self) -> None:
         files = sorted(self.logs.glob("*.log*"), key=lambda p: p.stat().st_mtime)
         for old in files[:-KEEP_LOG_FILES]:
