@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Any
 
-from vllm_guard import flag_edits, vllm_args
+from vllm_guard import flag_edits, vllm_args, vllm_profile
 from vllm_guard.milestones import Milestone
 
 GiB = 1 << 30
@@ -61,7 +61,7 @@ class Start:
     gpu: str
     gpus: int
     vllm_version: str | None
-    flags: dict[str, str]  # BASE_FLAGS and KV_FLAGS as given (absent: vLLM's default)
+    flags: dict[str, str]  # memory_flags() of the start (absent: vLLM's default)
     total_bytes: int  # CUDA's total of the smallest GPU: what the utilization multiplied
     utilization: float
     weights_bytes: int | None
@@ -172,15 +172,19 @@ def from_milestones(
     flags: Mapping[str, str],
     *,
     total_bytes: int,
-    utilization: float,
     at: str,
+    utilization: float | None = None,
 ) -> Start | None:
     """The start's figures from the milestones it reached (each rank prints its own: the
     smallest cache and the largest weights and graphs count, as vLLM sizes every rank's cache to
     the smallest), or None when vLLM did not print its KV-cache memory (a CPU build, an old
-    release) or was told the cache's size."""
+    release) or was told the cache's size. `utilization`: what vLLM was given, else read from
+    `flags` or vLLM's default for the release."""
     if "--kv-cache-memory-bytes" in flags or "--num-gpu-blocks-override" in flags:
         return None  # the cache was sized by hand: it says nothing of the budget
+    if utilization is None:
+        given = vllm_args.magnitude(flags.get("--gpu-memory-utilization", ""))
+        utilization = given if given is not None else vllm_profile.default_utilization(setup.vllm_version)
 
     def numbers(name: str, group: str) -> list[float]:
         return [
@@ -194,11 +198,11 @@ def from_milestones(
         x * GiB for x in numbers("weights loaded", "gb")
     ]
     tokens = numbers("kv cache", "tokens")
-    # the account's graph figure is the estimate vLLM budgeted; the capture line what it took
     # vLLM's own account names the utilization it used: a flag vLLM read another way (an
     # abbreviation argparse took, a default of another release) cannot mislead what is kept
     used = numbers("memory breakdown", "util")
     utilization = used[-1] if used else utilization
+    # the account's graph figure is the estimate vLLM budgeted; the capture line what it took
     graphs = numbers("memory breakdown", "graphs") or numbers("graphs captured", "gib")
     peaks = numbers("memory breakdown", "peak")
     non_torch = numbers("memory breakdown", "non_torch")

@@ -536,15 +536,12 @@ class _Run:
         cache held, and its bytes per token for another utilization or length. A start whose
         profiling batch or KV dtype differed says nothing here (that change needs the config)."""
         flags, stored = self.memory, self.stored
-        same_batch = (
-            all(
-                flags.get(flag) == stored.flags.get(flag)
-                for flag in measured.KV_FLAGS - {"--max-model-len", "--gpu-memory-utilization"}
-            )
-            if stored is not None
-            else False
-        )
-        if stored is None or not stored.kv_tokens or not same_batch:
+        if stored is None or not stored.kv_tokens:
+            return
+        if any(
+            flags.get(flag) != stored.flags.get(flag)
+            for flag in measured.KV_FLAGS - {"--max-model-len", "--gpu-memory-utilization"}
+        ):
             return
         total = min(d.cuda_total_bytes for d in devices)
         reuse = measured.reuse(stored, flags, utilization=util, total_bytes=total, peak_change=0)
@@ -584,20 +581,7 @@ class _Run:
             f"one sequence of {int(length)} tokens is more than the {capacity} "
             f"the KV cache holds ({reuse.said()})"
         )
-        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_set("--max-model-len", str(fitted)):
-            self.set("--max-model-len", str(fitted))
-            numbers["fitted"] = fitted
-            self.findings.append(
-                Finding("kv_cache", "adjusted", f"{said}: starting with --max-model-len {fitted}", numbers)
-            )
-            return
-        status: Status = "warn" if self.allowed.mode == "warn" and fitted >= MIN_USEFUL_MODEL_LEN else "fail"
-        fix = (
-            f"--max-model-len {fitted}"
-            if fitted >= MIN_USEFUL_MODEL_LEN
-            else "use more GPUs or fp8 (--kv-cache-dtype fp8)"
-        )
-        self.findings.append(Finding("kv_cache", status, said, numbers, fix))
+        self.shorter_length(said, fitted, numbers)
 
     def batch(self, est: memory.ModelEstimate, device: GpuInfo) -> tuple[int, int]:
         """(max_num_seqs, max_num_batched_tokens) of the profiling run: the flags, else vLLM's
@@ -758,19 +742,24 @@ class _Run:
             f"one sequence of {length} tokens needs {_size(needed)} of KV cache, "
             f"{_size(max(0, kv_budget))} is left" + (f" ({reuse.said()})" if reuse else "")
         )
-        flag = "--max-model-len"
         # vLLM's own fit (0.14+) is exact where this one is an estimate; it fits down from the
         # model's maximum, so it is used only where that is what was asked (never above it).
         exact = derived is not None and length >= derived and at_least(self.version, (0, 14))
-        value = "auto" if exact else str(fitted)
-        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_set(flag, value):
-            self.set(flag, value)
+        if exact:
+            how = f"--max-model-len auto (vLLM's own fit; about {fitted} here)"
+            self.shorter_length(said, fitted, numbers, value="auto", how=how)
+        else:
+            self.shorter_length(said, fitted, numbers)
+
+    def shorter_length(
+        self, said: str, fitted: int, numbers: dict[str, int | float | str], *, value: str = "", how: str = ""
+    ) -> None:
+        """The kv_cache finding for a length that does not fit: start with `fitted` (or `value`,
+        said as `how`) where preflight may, else warn or fail with it as the fix."""
+        if fitted >= MIN_USEFUL_MODEL_LEN and self.may_set("--max-model-len", value or str(fitted)):
+            self.set("--max-model-len", value or str(fitted))
             numbers["fitted"] = fitted
-            how = (
-                f"--max-model-len auto (vLLM's own fit; about {fitted} here)"
-                if exact
-                else f"--max-model-len {fitted}"
-            )
+            how = how or f"--max-model-len {fitted}"
             self.findings.append(Finding("kv_cache", "adjusted", f"{said}: starting with {how}", numbers))
             return
         status: Status = "warn" if self.allowed.mode == "warn" and fitted >= MIN_USEFUL_MODEL_LEN else "fail"
@@ -783,13 +772,13 @@ class _Run:
 
 
 def _argv(flags: Mapping[str, str]) -> tuple[str, ...]:
-    """A stored start's memory flags as a command line (booleans as their bare flag)."""
+    """A stored start's memory flags as a command line (booleans, and a flag given without a
+    value, as the bare flag; its environment variables are not flags)."""
     out: list[str] = []
     for flag, value in flags.items():
-        if value == "true":
-            out.append(flag)
-        elif value != "false":
-            out.extend((flag, value))
+        if flag.startswith("$") or value == "false":
+            continue
+        out.extend((flag,) if value in ("true", "") else (flag, value))
     return tuple(out)
 
 

@@ -11,10 +11,13 @@ import re
 import time
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vllm_guard import journal, measured
+from vllm_guard import journal
 from vllm_guard.errors import ExitCode, GuardError
+
+if TYPE_CHECKING:  # measured.py is read only where starts are: not on the way to vLLM's exec
+    from vllm_guard import measured
 
 KEEP_LOG_FILES = 50
 PROCESSES = "processes.json"
@@ -218,6 +221,8 @@ class StateDir:
     def starts(self, *, set_aside: bool = True) -> dict[str, measured.Start]:
         """The stored starts by key; an entry that is not a start is dropped (and kept beside the
         file when this guard may change the directory), never trusted."""
+        from vllm_guard import measured  # noqa: PLC0415 - see the import above
+
         data = self._read_records(MEASURED, "starts", set_aside=set_aside)
         starts: dict[str, measured.Start] = {}
         bad: dict[str, Any] = {}
@@ -242,6 +247,8 @@ class StateDir:
     def remember_start(self, start: measured.Start) -> None:
         """Keep a start's figures under its key, replacing that key's older start; the newest
         MEASURED_KEEP are kept."""
+        from vllm_guard import measured  # noqa: PLC0415 - see the import above
+
         starts = self.starts()
         starts[measured.key(start.setup, start.flags)] = start
         newest = sorted(starts.items(), key=lambda item: item[1].at)[-MEASURED_KEEP:]

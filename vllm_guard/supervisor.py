@@ -467,14 +467,11 @@ class Supervisor:
         memory = measured.memory_flags(redactor.argv(flags.seen), version, self._env)
         if vllm_profile.extensible_kv_cache(version, memory):
             return  # 0.34 sizes its cache after warm-up: not what a plan here can reuse
-        given = vllm_args.number(flags.seen, "--gpu-memory-utilization")
-        utilization = given if given is not None else vllm_profile.default_utilization(version)
         start = measured.from_milestones(
             reached,
             measured.Setup(self._model, facts.gpu_name, facts.gpu_count, version),
             memory,
             total_bytes=facts.cuda_total_bytes,
-            utilization=utilization,
             at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         if start is None:
