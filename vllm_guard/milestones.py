@@ -43,6 +43,15 @@ _MILESTONES: tuple[tuple[str, tuple[bytes, ...], re.Pattern[bytes]], ...] = tupl
             rb"Directly load the compiled graph",
         ),
         ("kv memory", (b"Available KV cache memory",), rb"Available KV cache memory: (?P<gib>-?[\d.]+) GiB"),
+        # the CPU build's worker (cpu_worker.py, 0.32): the node's total times the utilization,
+        # less what the process holds (RSS) after warm-up; "Explicitly set" when the size was given
+        (
+            "kv memory",
+            (b"GiB for KV cache on node",),
+            rb"Auto set \((?P<gib>[\d.]+)/(?P<total>[\d.]+)\) GiB for KV cache on node (?P<node>\d+),"
+            rb" with (?P<requested>[\d.]+) GiB requested memory for the worker\."
+            rb" (?P<non_kv>[\d.]+) GiB memory was consumed by non-kv usages",
+        ),
         # gpu_worker.py's account after the graphs (0.10.2-0.33): weights (0.32+: with non-torch
         # memory), the profiling peak, non-torch memory (until 0.31) and the graphs
         (

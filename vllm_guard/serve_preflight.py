@@ -21,9 +21,15 @@ if TYPE_CHECKING:
 _MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL"}
 
 
-def gpu_facts(settings: GuardSettings, environ: Mapping[str, str]) -> gpu.GpuFacts:
+def gpu_facts(settings: GuardSettings, environ: Mapping[str, str], *, cpu: bool = False) -> gpu.GpuFacts:
+    """The devices vLLM will use: a snapshot's, the memory node of a CPU build (`cpu`), else
+    NVML's GPUs."""
     if settings.gpu_snapshot is not None:
         return read_snapshot(settings.gpu_snapshot)
+    if cpu:
+        from vllm_guard.gpu import cpu_node  # noqa: PLC0415
+
+        return cpu_node.read_facts()
     return gpu.read_facts(environ)
 
 

@@ -20,6 +20,7 @@ from vllm_guard.processes import create_time as first_create_time
 from vllm_guard.redact import Redactor
 from vllm_guard.settings import ENV_PREFIX, GuardSettings
 from vllm_guard.state import StateDir, known_good_key
+from vllm_guard.vllm_version import cpu_build
 from vllm_guard.vllm_version import detect as detect_vllm_version
 
 if TYPE_CHECKING:
@@ -60,8 +61,11 @@ def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
     return [pid for pid, _ in recorded]
 
 
-def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequence[int]) -> GpuFacts | None:
-    """The GPUs, for preflight and the known-good key; not read at all with preflight off. After
+def _read_gpus(
+    settings: GuardSettings, env: Mapping[str, str], removed: Sequence[int], *, cpu: bool
+) -> GpuFacts | None:
+    """The GPUs (a CPU build's memory node where `cpu`), for preflight and the known-good key;
+    not read at all with preflight off. After
     removing a previous run's processes, their GPU memory is waited for first (a dead process's
     memory comes back a moment later), so that preflight does not fit the flags around it."""
     if settings.preflight == "off":
@@ -69,12 +73,12 @@ def _read_gpus(settings: GuardSettings, env: Mapping[str, str], removed: Sequenc
     from vllm_guard import gpu  # noqa: PLC0415
     from vllm_guard.serve_preflight import gpu_facts  # noqa: PLC0415
 
-    probe = gpu.Nvml.open() if removed and settings.gpu_snapshot is None else None
+    probe = gpu.Nvml.open() if removed and settings.gpu_snapshot is None and not cpu else None
     if probe is not None:
         import asyncio  # noqa: PLC0415 - only after removing leftovers, before vLLM starts
 
         asyncio.run(gpu.wait_for_release(probe, removed, settings.gpu_release_timeout_s))
-    return gpu_facts(settings, env)
+    return gpu_facts(settings, env, cpu=cpu)
 
 
 def _pinned(settings: GuardSettings) -> frozenset[str]:
@@ -177,7 +181,7 @@ def start_serving(
     version = detect_vllm_version(program)
     try:
         removed = _remove_previous(state, settings)
-        gpus = _read_gpus(settings, env, removed)
+        gpus = _read_gpus(settings, env, removed, cpu=cpu_build(program, env))
         pinned = _pinned(settings)
         # The version keys flag spellings apart, the GPU what fits, the policy and pins what
         # the guard was allowed to change; only the user's flags that bear on memory count.

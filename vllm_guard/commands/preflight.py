@@ -51,6 +51,14 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
         raise GuardError("--gpu and --gpu-snapshot are two ways to plan: give one")
     if ns.gpus is not None and not ns.gpu:
         raise GuardError("--gpus N goes with --gpu NAME")
+    from vllm_guard.processes import resolve_command  # noqa: PLC0415
+    from vllm_guard.vllm_version import cpu_build, detect  # noqa: PLC0415
+
+    try:
+        program: list[str] | None = list(resolve_command(settings.vllm_command, environ))
+    except GuardError:
+        program = None  # planning on a machine without vLLM
+    cpu = program is not None and cpu_build(program, environ)
     if ns.gpu:
         try:
             gpus = gpu.planned(ns.gpu, ns.gpus or 1)
@@ -59,21 +67,15 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
     elif ns.gpu_snapshot:
         gpus = read_snapshot(Path(ns.gpu_snapshot))
     else:
-        gpus = gpu_facts(settings, environ)
+        gpus = gpu_facts(settings, environ, cpu=cpu)
     if ns.save_gpu_snapshot:
         Path(ns.save_gpu_snapshot).write_text(
             json.dumps(gpu.facts_to_json(gpus), indent=1) + "\n", encoding="utf-8"
         )
     if ns.kill_leftovers:
         _kill_leftovers(gpus)
-        gpus = gpu_facts(settings, environ) if not (ns.gpu or ns.gpu_snapshot) else gpus
-    from vllm_guard.processes import resolve_command  # noqa: PLC0415
-    from vllm_guard.vllm_version import detect  # noqa: PLC0415
-
-    try:
-        version = detect(resolve_command(settings.vllm_command, environ))
-    except GuardError:
-        version = None  # planning on a machine without vLLM
+        gpus = gpu_facts(settings, environ, cpu=cpu) if not (ns.gpu or ns.gpu_snapshot) else gpus
+    version = detect(program) if program is not None else None
     # what earlier starts measured, read beside a guard that may be running: nothing set aside
     starts = StateDir(settings.state_dir).starts(set_aside=False)
     verdict = judge(settings, ns.model, tuple(ns.vllm_args), environ, gpus, version, starts=starts)

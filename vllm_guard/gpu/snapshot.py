@@ -28,6 +28,7 @@ def facts_to_json(facts: GpuFacts) -> dict[str, Any]:
                 "reserved_bytes": d.reserved_bytes,
                 "used_bytes": d.used_bytes,
                 "compute_capability": list(d.compute_capability) if d.compute_capability else None,
+                **({"cpu_node": d.cpu_node} if d.cpu_node is not None else {}),
                 "processes": [
                     {"pid": p.pid, "bytes": p.bytes, "user": p.user, "command": p.command}
                     for p in d.processes
@@ -75,6 +76,7 @@ def _info_from_json(data: Any, where: str) -> GpuInfo:
         used_bytes=_count(data, "used_bytes", where),
         compute_capability=(capability[0], capability[1]) if capability is not None else None,
         processes=tuple(_process_from_json(p, f"{where}processes[{i}].") for i, p in enumerate(processes)),
+        cpu_node=_count(data, "cpu_node", where) if data.get("cpu_node") is not None else None,
     )
 
 
