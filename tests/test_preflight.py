@@ -191,3 +191,51 @@ def test_a_profiling_batch_of_a_whole_sequence_leaves_less_for_the_kv_cache() ->
         < chunked - 8 * GIB
     )
     assert budget("--performance-mode", "throughput") < chunked
+
+
+# vLLM's CPU build on this machine's memory node (gpu/cpu_node.py): 23.54 GiB, 23.27 available
+CPU = GpuInfo(0, None, "CPU", 25276194816, 24984752128, 0, 291442688, None, (), cpu_node=0)
+
+
+def test_vllms_cpu_build_is_planned_on_its_memory_node() -> None:
+    verdict = check(LLAMA_8B, ("--max-model-len", "8192", "--gpu-memory-utilization", "0.9"), on(CPU))
+    assert verdict.ok and finding(verdict, "gpus")[0] == "ok"
+    assert finding(verdict, "free_memory") == ("ok", "23.27 GiB available, 0.9 x total fits")
+    kv = next(f for f in verdict.findings if f.check == "kv_cache")
+    # no CUDA graphs: the weights, what the process holds after warm-up, and the profiling peak
+    rest = int(0.9 * CPU.total_bytes) - 2 * 8_030_261_248 - 640 * (1 << 20)
+    assert rest - 2 * GIB < int(kv.numbers["kv_budget_bytes"]) < rest
+    # weights past the budget: no fp8 to fall back to on the CPU build
+    small = check(LLAMA_8B, ("--max-model-len", "8192", "--gpu-memory-utilization", "0.5"), on(CPU))
+    assert finding(small, "weights")[0] == "fail" and "--quantization" not in small.start_argv
+    # utilization past what the node has available is vLLM's start-up refusal, fitted as on a GPU
+    full = check(LLAMA_8B, ("--max-model-len", "8192", "--gpu-memory-utilization", "0.995"), on(CPU))
+    status, message = finding(full, "free_memory")
+    assert status == "adjusted" and message.startswith("memory node 0 has 23.27 GiB available of 23.54 GiB")
+
+
+def test_a_kv_cache_size_given_is_the_cache_and_on_the_cpu_must_be_available() -> None:
+    args = ("--max-model-len", "8192", "--kv-cache-memory-bytes", "4G")
+    on_cpu = check(LLAMA_8B, args, on(CPU))
+    kv = next(f for f in on_cpu.findings if f.check == "kv_cache")
+    assert kv.numbers["kv_budget_from"] == "given" and kv.numbers["kv_budget_bytes"] == 4 << 30
+    assert finding(on_cpu, "free_memory")[0] == "ok"  # no utilization check on the CPU build
+    too_big = check(LLAMA_8B, ("--max-model-len", "8192", "--kv-cache-memory-bytes", "10G"), on(CPU))
+    status, message = finding(too_big, "free_memory")
+    assert status == "fail" and "10.00 GiB KV cache given" in message and not too_big.ok
+    # VLLM_CPU_KVCACHE_SPACE (GiB) is read over the flag
+    spaced = Machine(
+        GpuFacts((CPU,), None, None, None, "test"), token=True, vllm_env=(("VLLM_CPU_KVCACHE_SPACE", "2"),)
+    )
+    kv = next(f for f in check(LLAMA_8B, args, spaced).findings if f.check == "kv_cache")
+    assert kv.numbers["kv_budget_bytes"] == 2 << 30
+    # on a GPU the flag's size is the cache's too, exactly, with no estimate's margin
+    tight = check(LLAMA_8B, ("--max-model-len", "32000", "--kv-cache-memory-bytes", "4G"), on(H100))
+    kv = next(f for f in tight.findings if f.check == "kv_cache")
+    assert kv.numbers["kv_budget_from"] == "given" and kv.status == "ok"  # 32016 x 128 KiB: 3.91 GiB
+
+
+def test_tensor_parallel_on_the_cpu_build_skips_the_memory_checks() -> None:
+    verdict = check(LLAMA_8B, ("--tensor-parallel-size", "2"), on(CPU))
+    assert finding(verdict, "gpus")[0] == "warn" and verdict.ok
+    assert not any(f.check == "kv_cache" for f in verdict.findings)

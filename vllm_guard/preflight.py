@@ -52,9 +52,11 @@ MIN_USEFUL_MODEL_LEN = 256  # below this a fitted length serves nobody: say it d
 # The share of an estimated KV budget a verdict leaves unused, by how many GPUs one vLLM spans: at
 # least the largest share by which the estimate exceeded what vLLM found on the development part
 # of tests/preflight/startups.json (tests/preflight/test_startups.py holds it to that, and
-# bench/preflight_accuracy.py prints the errors). One GPU: none exceeded it. Several: up to 9 % on
-# 8 H100s, whose NCCL buffers (not modelled) take gibibytes a single GPU does not need.
-KV_ESTIMATE_MARGIN = {1: 0.03}
+# bench/preflight_accuracy.py prints the errors). One GPU: up to 4.5 %, Qwen2.5-7B on an RTX 5090
+# under 0.29, whose second start with other flags found 1 GiB more (its non-torch memory varies
+# between starts). Several: up to 9 % on 8 H100s, whose NCCL buffers (not modelled) take gibibytes
+# a single GPU does not need.
+KV_ESTIMATE_MARGIN = {1: 0.05}
 KV_ESTIMATE_MARGIN_PARALLEL = 0.10
 
 

@@ -21,6 +21,7 @@ CARDS: dict[str, tuple[int, tuple[int, int]]] = {
     "NVIDIA L4": (23034 * _MIB, (8, 9)),  # modal-labs/modal-client#2797
     "NVIDIA A10G": (23028 * _MIB, (8, 6)),  # NVIDIA/DCGM#232
     "NVIDIA GeForce RTX 4090": (24564 * _MIB, (8, 9)),  # RLinf/RLinf#255
+    "NVIDIA GeForce RTX 5090": (32607 * _MIB, (12, 0)),  # noonghunna/club-3090#617
     "NVIDIA GeForce RTX 3090": (24576 * _MIB, (8, 6)),  # noonghunna/club-3090#390
     "Tesla T4": (15360 * _MIB, (7, 5)),  # modal-labs/modal-client#2797
     # Marketed 32 GiB: a V100-PCIE-32GB shows 32480 MiB, so this may overstate by up to ~1 %.
@@ -41,6 +42,9 @@ CUDA_TOTALS: dict[str, int] = {
     "NVIDIA L40S": int(44.42 * _GIB),
     # 23.52: Soul-AILab/SoulX-FlashTalk#5; 23.64: 3DTopia/Phidias-Diffusion#8; 23.68: zai-org/CogVideo#36
     "NVIDIA GeForce RTX 4090": int(23.52 * _GIB),
+    # 31.36: vLLM's "Free memory on device (30.76/31.36 GiB)" in wrbooth/vllm-serve-bench,
+    # raw/engine-logs/2026-09-27-7b-baseline.log
+    "NVIDIA GeForce RTX 5090": int(31.36 * _GIB),
     # 23.70: sunset1995/DirectVoxGO#57, Lightning-AI/lit-llama#137, GaoLii/DSP#10
     "NVIDIA GeForce RTX 3090": int(23.70 * _GIB),
     # 14.74: a Colab T4 under vLLM (the huggingface cookbook's copy in paulperet/ai-cookbook-dataset);
