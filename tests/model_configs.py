@@ -76,6 +76,34 @@ LLAMA_31_70B: dict[str, Any] = {
     "vocab_size": 128256,
 }
 
+# Qwen/Qwen2.5-7B-Instruct's config.json, as inference-sim/inference-sim keeps it
+# (model_configs/qwen2.5-7b-instruct/config.json at f90a1e3a)
+QWEN25_7B: dict[str, Any] = {
+    "architectures": ["Qwen2ForCausalLM"],
+    "attention_dropout": 0.0,
+    "bos_token_id": 151643,
+    "eos_token_id": 151645,
+    "hidden_act": "silu",
+    "hidden_size": 3584,
+    "initializer_range": 0.02,
+    "intermediate_size": 18944,
+    "max_position_embeddings": 32768,
+    "max_window_layers": 28,
+    "model_type": "qwen2",
+    "num_attention_heads": 28,
+    "num_hidden_layers": 28,
+    "num_key_value_heads": 4,
+    "rms_norm_eps": 1e-06,
+    "rope_theta": 1000000.0,
+    "sliding_window": 131072,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+    "transformers_version": "4.43.1",
+    "use_cache": True,
+    "use_sliding_window": False,
+    "vocab_size": 152064,
+}
+
 # https://huggingface.co/Qwen/Qwen2.5-72B-Instruct/blob/main/config.json
 QWEN25_72B: dict[str, Any] = {
     "architectures": ["Qwen2ForCausalLM"],

@@ -15,6 +15,7 @@ from model_configs import (
     MISTRAL_7B,
     MIXTRAL_8X7B,
     QWEN3_4B_AWQ,
+    QWEN25_7B,
     QWEN25_72B,
 )
 
@@ -111,8 +112,12 @@ def test_llama_31_70b() -> None:
     assert within(est.params, 70.6e9)
     assert est.weights_bytes == LLAMA_70B_PARAMS * 2 == 141_107_412_992
     assert est.kv_cache_bytes_per_token == 2 * 80 * 8 * 128 * 2 == 327680
-    assert memory.weights_per_gpu(est, tensor_parallel=4) == 141_107_412_992 // 4
-    assert memory.weights_per_gpu(est, tensor_parallel=2, pipeline_parallel=2) == 141_107_412_992 // 4
+    # every rank builds the rotary cache whole: 131072 positions x 128 x bf16
+    assert est.rope_cache_bytes == 131072 * 128 * 2
+    assert memory.weights_per_gpu(est, tensor_parallel=4) == 141_107_412_992 // 4 + est.rope_cache_bytes
+    assert memory.weights_per_gpu(est, tensor_parallel=2, pipeline_parallel=2) == 141_107_412_992 // 4 + (
+        est.rope_cache_bytes
+    )
     # TP 8 leaves one KV head per rank; TP 16 replicates it rather than splitting it.
     assert memory.kv_bytes_per_token_per_gpu(est, tensor_parallel=8) == 2 * 80 * 1 * 128 * 2
     assert memory.kv_bytes_per_token_per_gpu(est, tensor_parallel=16) == 2 * 80 * 1 * 128 * 2
@@ -257,3 +262,19 @@ def test_mxfp4_experts_are_counted_per_gpu_padded_as_vllm_pads_them() -> None:
         memory.mxfp4_expert_bytes_per_gpu((24, 32, 2880, 2880), 4)
         > memory.mxfp4_expert_bytes_per_gpu((24, 32, 2880, 2880), 1) / 4
     )
+
+
+def test_vllms_split_cap_while_loading_rounds_each_large_weight_up_to_its_segment() -> None:
+    # vLLM 0.21+ loads under max_split_size_mb=20: a weight of 20 MiB or more keeps its 2 MiB
+    # segment's tail. Qwen2.5-7B in bf16 on one GPU: qkv 31.5 MiB -> 32, o_proj 24.5 -> 26,
+    # gate_up 259 -> 260, down 129.5 -> 130 (3.5 MiB a layer, 28 layers), the embedding and the
+    # untied lm_head 0.5 each; vLLM 0.29 printed 14.29 GiB on an RTX 5090 (wrbooth/vllm-serve-bench)
+    est = memory.estimate(QWEN25_7B)
+    mib = 1 << 20
+    assert memory.load_rounding_per_gpu(est, 1, 1, 20 * mib) == (28 * 3.5 + 2 * 0.5) * mib
+    assert est.rope_cache_bytes == 32768 * 128 * 2
+    loaded = memory.weights_per_gpu(est, split_cap=20 * mib)
+    assert round(loaded / GIB, 2) == 14.29
+    # over two ranks each half is its own request: qkv (15.75 MiB) and o_proj (12.25) fall under
+    # the cap, gate_up 129.5 -> 130, down 64.75 -> 66, the embedding and lm_head 519.75 -> 520
+    assert memory.load_rounding_per_gpu(est, 2, 1, 20 * mib) == (28 * (0.5 + 1.25) + 2 * 0.25) * mib

@@ -92,3 +92,14 @@ def test_vllm_serves_batch_follows_chunked_prefill_and_the_performance_mode() ->
     assert batch(chunked_prefill=False) == (1024, 131072)  # a whole sequence in one batch
     assert batch(max_num_seqs=4, max_model_len=1024) == (4, 4096)  # never past 4 sequences' worth
     assert batch(max_num_batched_tokens=512, chunked_prefill=False) == (1024, 512)  # given: as given
+
+
+def test_the_load_runs_under_a_split_cap_from_021_unless_the_allocator_splits_anyway() -> None:
+    assert vllm_profile.load_split_cap("0.20.2", {}) is None
+    assert vllm_profile.load_split_cap("0.21.0", {}) == 20 << 20
+    assert vllm_profile.load_split_cap(None, {}) == 20 << 20  # the newest
+    expandable = {"$PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    assert vllm_profile.load_split_cap("0.32.0", expandable) is None
+    assert (
+        vllm_profile.load_split_cap("0.32.0", {"$PYTORCH_CUDA_ALLOC_CONF": "backend:cudaMallocAsync"}) is None
+    )

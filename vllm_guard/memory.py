@@ -47,6 +47,13 @@ class ModelEstimate:
     # MXFP4 experts (layers, experts, hidden, intermediate), counted per GPU by weights_per_gpu
     # because vLLM pads each rank's share; not in weights_bytes' even split
     mxfp4_experts: tuple[int, int, int, int] | None = None
+    # The large tensors vLLM allocates while loading, as (parameters of one, how many in the
+    # whole model, bits each, split by tensor parallelism): the caching allocator rounds each one
+    # up while vLLM's load caps its block splits (load_rounding_per_gpu)
+    tensors: tuple[tuple[int, int, int, bool], ...] = ()
+    # the rotary embedding's cos/sin cache, which every rank builds whole while the model is made
+    # (one shared by all layers: max_position_embeddings x rotary dimension at the model's dtype)
+    rope_cache_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,6 +332,12 @@ def estimate(
     method = quantization or (str(qc["quant_method"]) if "quant_method" in qc else None)
     weights, source, weight_dtype = _weights_bytes(counts, index_total_size, config, activation, quantization)
 
+    act_bits = _DTYPE_BITS.get(activation, 16)
+    linear_bits = _DTYPE_BITS.get(weight_dtype, act_bits) if weight_dtype != "mxfp4" else act_bits
+    tensors = _load_tensors(config, linear_bits, act_bits)
+    rope_dim = _int(t.get("qk_rope_head_dim")) or int(head_dim * float(t.get("partial_rotary_factor") or 1))
+    rope_cache = _int(t.get("max_position_embeddings")) * rope_dim * act_bits // 8
+
     kv_bits = _kv_bits(kv_cache_dtype, activation)
     mla = bool(t.get("kv_lora_rank"))
     if mla:
@@ -355,19 +368,100 @@ def estimate(
         num_kv_heads=kv_heads,
         kv_bytes_per_token_per_layer=per_layer,
         mxfp4_experts=_mxfp4_experts(config),
+        tensors=tensors,
+        rope_cache_bytes=rope_cache,
     )
 
 
-def weights_per_gpu(est: ModelEstimate, tensor_parallel: int = 1, pipeline_parallel: int = 1) -> int:
-    """An even split over all ranks: an approximation, since embeddings, norms and layers that do not
-    divide evenly land unequally (and PP's first and last ranks also hold the embedding and lm_head)."""
+def _load_tensors(
+    config: Mapping[str, Any], linear_bits: int, act_bits: int
+) -> tuple[tuple[int, int, int, bool], ...]:
+    """The large tensors vLLM loads, by its fused layouts: qkv_proj and o_proj, gate_up_proj and
+    down_proj (each MoE layer's experts as one w13 and one w2), the embedding and an untied lm_head
+    (the vocabulary padded to 64). MLA's attention and MXFP4's experts are left out."""
+    t = _text(config)
+    hidden, layers, heads = (
+        _int(t.get("hidden_size")),
+        _int(t.get("num_hidden_layers")),
+        _int(t.get("num_attention_heads")),
+    )
+    kv_heads = _int(t.get("num_key_value_heads"), heads)
+    head_dim = _int(t.get("head_dim")) or (hidden // heads if heads else 0)
+    model_type = str(t.get("model_type", ""))
+    found: list[tuple[int, int, int, bool]] = []
+    if not t.get("kv_lora_rank"):
+        found += [((heads + 2 * kv_heads) * head_dim * hidden, layers, linear_bits, True)]
+        found += [(heads * head_dim * hidden, layers, linear_bits, True)]
+    inter = _int(t.get("intermediate_size"))
+    experts = (
+        _int(t.get("num_local_experts")) or _int(t.get("n_routed_experts")) or _int(t.get("num_experts"))
+    )
+    moe_inter = _int(t.get("moe_intermediate_size")) or inter
+    dense_layers = layers
+    if experts and _mxfp4_experts(config) is None:
+        dense_layers = min(layers, _int(t.get("first_k_dense_replace"))) if t.get("n_routed_experts") else 0
+        moe_layers = layers - dense_layers
+        found += [(experts * 2 * moe_inter * hidden, moe_layers, linear_bits, True)]
+        found += [(experts * moe_inter * hidden, moe_layers, linear_bits, True)]
+        shared = _int(t.get("shared_expert_intermediate_size")) or _int(t.get("n_shared_experts")) * moe_inter
+        if shared:
+            found += [
+                (2 * shared * hidden, moe_layers, linear_bits, True),
+                (shared * hidden, moe_layers, linear_bits, True),
+            ]
+    elif experts:
+        dense_layers = 0
+    if dense_layers and inter:
+        found += [
+            (2 * inter * hidden, dense_layers, linear_bits, True),
+            (inter * hidden, dense_layers, linear_bits, True),
+        ]
+    vocab = _round_up(_int(t.get("vocab_size")), 64)
+    tied = t.get("tie_word_embeddings", model_type.startswith(_TIED_BY_DEFAULT))
+    found += [(vocab * hidden, 1 if tied else 2, act_bits, True)]
+    return tuple(found)
+
+
+def weights_per_gpu(
+    est: ModelEstimate,
+    tensor_parallel: int = 1,
+    pipeline_parallel: int = 1,
+    *,
+    split_cap: int | None = None,
+) -> int:
+    """What one rank holds once loaded: the checkpoint split evenly over all ranks (an
+    approximation, since embeddings, norms and layers that do not divide evenly land unequally,
+    and PP's first and last ranks also hold the embedding and lm_head), the rotary cache, and,
+    where vLLM caps the allocator's splits while loading (`split_cap`), its rounding."""
     ranks = max(1, tensor_parallel) * max(1, pipeline_parallel)
     experts = 0
     if est.mxfp4_experts is not None:
         experts = math.ceil(
             mxfp4_expert_bytes_per_gpu(est.mxfp4_experts, tensor_parallel) / max(1, pipeline_parallel)
         )
-    return math.ceil(est.weights_bytes / ranks) + experts
+    rounding = load_rounding_per_gpu(est, tensor_parallel, pipeline_parallel, split_cap) if split_cap else 0
+    return math.ceil(est.weights_bytes / ranks) + experts + est.rope_cache_bytes + rounding
+
+
+# PyTorch's caching allocator gives a request of 10 MiB or more a segment of whole 2 MiB, and
+# splits a block only when the request is under max_split_size: with vLLM's cap (20 MiB while it
+# loads, 0.21+), every tensor at or above the cap keeps its segment's tail, counted as allocated.
+ALLOCATOR_SEGMENT = 2 << 20
+
+
+def load_rounding_per_gpu(
+    est: ModelEstimate, tensor_parallel: int, pipeline_parallel: int, split_cap: int
+) -> int:
+    """The bytes one rank's loaded tensors take beyond their size under a split cap: the tails of
+    the segments of those at or above it (tails of smaller ones are a few MiB, left out)."""
+    tp, pp = max(1, tensor_parallel), max(1, pipeline_parallel)
+    extra = 0
+    for params, count, bits, split in est.tensors:
+        size = math.ceil(params / (tp if split else 1)) * bits // 8
+        if size >= split_cap:
+            per_rank = math.ceil(count / pp)
+            extra += per_rank * (_round_up(size, ALLOCATOR_SEGMENT) - size)
+    return extra
 
 
 def _per_layer_per_gpu(est: ModelEstimate, tensor_parallel: int) -> int:

@@ -487,10 +487,11 @@ class _Run:
         non_torch = CPU_PROCESS_BYTES if cpu else NON_TORCH_BYTES.get(tp * pp, NON_TORCH_BYTES_PARALLEL)
         graphs = 0 if cpu else self.graph_bytes()  # the CPU build captures no CUDA graphs
         overhead = non_torch + self.peak_bytes(config, est, tp, devices[0]) + graphs
-        weights = memory.weights_per_gpu(est, tp, pp)
+        cap = None if cpu else vllm_profile.load_split_cap(self.version, self.memory)
+        weights = memory.weights_per_gpu(est, tp, pp, split_cap=cap)
         if weights + overhead > budget:
             est = self.fp8_weights(est, config, devices, weights, budget - overhead) or est
-            weights = memory.weights_per_gpu(est, tp, pp)
+            weights = memory.weights_per_gpu(est, tp, pp, split_cap=cap)
             if weights + overhead > budget:
                 return
         else:
@@ -739,9 +740,10 @@ class _Run:
                 int(self.number("--tensor-parallel-size", 1)),
                 int(self.number("--pipeline-parallel-size", 1)),
             )
-            if memory.weights_per_gpu(smaller, tp, pp) <= room:
+            cap = vllm_profile.load_split_cap(self.version, self.memory)
+            if memory.weights_per_gpu(smaller, tp, pp, split_cap=cap) <= room:
                 self.set(flag, value)
-                numbers["fp8_weights_per_gpu_bytes"] = memory.weights_per_gpu(smaller, tp, pp)
+                numbers["fp8_weights_per_gpu_bytes"] = memory.weights_per_gpu(smaller, tp, pp, split_cap=cap)
                 self.findings.append(
                     Finding("weights", "adjusted", f"{said}: starting with --quantization {value}", numbers)
                 )

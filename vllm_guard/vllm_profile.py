@@ -139,3 +139,21 @@ def sampler_copies(version: str | None, requests: int) -> float:
 
 def sampler_bytes(version: str | None, requests: int, vocab: int) -> int:
     return int(sampler_copies(version, requests) * requests * vocab * 4)
+
+
+# vLLM caps the caching allocator's block splits at 20 MiB while it loads the weights
+# (gpu_worker.py's load_model, 0.21.0-0.33, vllm-project/vllm#41268), so each weight of 20 MiB or
+# more keeps its 2 MiB segment's tail; 0.32 leaves the cap out for an allocator other than
+# PyTorch's own, and expandable segments split any block anyway
+LOAD_SPLIT_CAP_BYTES = 20 << 20
+
+
+def load_split_cap(version: str | None, flags: Mapping[str, str]) -> int | None:
+    """The split cap vLLM's load runs under, or None; `flags` as measured.memory_flags gives
+    them ("$PYTORCH_CUDA_ALLOC_CONF" among them)."""
+    if version is not None and not at_least(version, (0, 21)):
+        return None
+    conf = flags.get("$PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "")
+    if "expandable_segments:True" in conf or "backend:cudaMallocAsync" in conf:
+        return None
+    return LOAD_SPLIT_CAP_BYTES

@@ -63,7 +63,11 @@ def compare(record: dict[str, Any]) -> Compared:
     # the start as it ran, figures only: nothing adjusted
     verdict = _plan(record, args, "warn")
     assert verdict.estimate is not None, record["source"]
-    weights = memory.weights_per_gpu(verdict.estimate, tp, pp)
+    # what preflight says one GPU holds (its weights finding), else the estimate's even split
+    weights = next(
+        (int(f.numbers["weights_per_gpu_bytes"]) for f in verdict.findings if f.check == "weights"),
+        memory.weights_per_gpu(verdict.estimate, tp, pp),
+    )
     weights_error = None
     if printed.get("weights_gib"):
         weights_error = weights / (float(printed["weights_gib"]) * GIB) - 1
