@@ -278,3 +278,16 @@ def test_vllms_split_cap_while_loading_rounds_each_large_weight_up_to_its_segmen
     # over two ranks each half is its own request: qkv (15.75 MiB) and o_proj (12.25) fall under
     # the cap, gate_up 129.5 -> 130, down 64.75 -> 66, the embedding and lm_head 519.75 -> 520
     assert memory.load_rounding_per_gpu(est, 2, 1, 20 * mib) == (28 * (0.5 + 1.25) + 2 * 0.25) * mib
+
+
+def test_yarns_rotary_cache_holds_the_original_length_times_its_factor() -> None:
+    # Qwen3 served past its 40960 with YaRN (factor 4 over 32768): vLLM's cache holds 131072
+    yarn = {
+        **LLAMA_31_8B,
+        "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+    }
+    assert memory.estimate(yarn).rope_cache_bytes == 131072 * 128 * 2
+    partial = {**LLAMA_31_8B, "rope_scaling": None, "partial_rotary_factor": 0.5}
+    assert memory.estimate(partial).rope_cache_bytes == 131072 * 64 * 2
+    odd = {**LLAMA_31_8B, "rope_scaling": None, "partial_rotary_factor": "half"}
+    assert memory.estimate(odd).rope_cache_bytes == 131072 * 128 * 2

@@ -239,3 +239,14 @@ def test_tensor_parallel_on_the_cpu_build_skips_the_memory_checks() -> None:
     verdict = check(LLAMA_8B, ("--tensor-parallel-size", "2"), on(CPU))
     assert finding(verdict, "gpus")[0] == "warn" and verdict.ok
     assert not any(f.check == "kv_cache" for f in verdict.findings)
+
+
+def test_a_kv_cache_size_given_on_a_gpu_must_fit_beside_the_weights_and_0_is_unset() -> None:
+    # the GPU worker reserves the size without the budget: too much runs out when it is allocated
+    verdict = check(LLAMA_8B, ("--max-model-len", "8192", "--kv-cache-memory-bytes", "200G"), on(H100))
+    status, message = finding(verdict, "kv_cache")
+    assert status == "fail" and not verdict.ok and "200.00 GiB KV cache given" in message
+    # `if kv_cache_memory_bytes := ...`: 0 leaves the cache to the budget
+    unset = check(LLAMA_8B, ("--max-model-len", "8192", "--kv-cache-memory-bytes", "0"), on(H100))
+    kv = next(f for f in unset.findings if f.check == "kv_cache")
+    assert kv.numbers["kv_budget_from"] == "estimate" and unset.ok

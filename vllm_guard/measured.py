@@ -49,6 +49,7 @@ MEMORY_ENV = (
     "VLLM_ATTENTION_BACKEND",
     "VLLM_MXFP4_USE_MARLIN",
     "PYTORCH_CUDA_ALLOC_CONF",
+    "PYTORCH_ALLOC_CONF",
     "VLLM_ALLOW_LONG_MAX_MODEL_LEN",
     "VLLM_CPU_KVCACHE_SPACE",  # the CPU build's cache size in GiB, over --kv-cache-memory-bytes
 )
@@ -178,8 +179,8 @@ def from_milestones(
 ) -> Start | None:
     """The start's figures from the milestones it reached (each rank prints its own: the
     smallest cache and the largest weights and graphs count, as vLLM sizes every rank's cache to
-    the smallest), or None when vLLM did not print its KV-cache memory (a CPU build, an old
-    release) or was told the cache's size. `utilization`: what vLLM was given, else read from
+    the smallest), or None when vLLM did not print its KV-cache memory (an old release) or was told
+    the cache's size. `utilization`: what vLLM was given, else read from
     `flags` or vLLM's default for the release."""
     if any(flag in flags for flag in ("--kv-cache-memory-bytes", "--num-gpu-blocks-override")) or flags.get(
         "$VLLM_CPU_KVCACHE_SPACE", ""

@@ -335,8 +335,11 @@ def estimate(
     act_bits = _DTYPE_BITS.get(activation, 16)
     linear_bits = _DTYPE_BITS.get(weight_dtype, act_bits) if weight_dtype != "mxfp4" else act_bits
     tensors = _load_tensors(config, linear_bits, act_bits)
-    rope_dim = _int(t.get("qk_rope_head_dim")) or int(head_dim * float(t.get("partial_rotary_factor") or 1))
-    rope_cache = _int(t.get("max_position_embeddings")) * rope_dim * act_bits // 8
+    partial = t.get("partial_rotary_factor")
+    rope_dim = _int(t.get("qk_rope_head_dim")) or int(
+        head_dim * (partial if isinstance(partial, int | float) else 1)
+    )
+    rope_cache = _rope_positions(t) * rope_dim * act_bits // 8
 
     kv_bits = _kv_bits(kv_cache_dtype, activation)
     mla = bool(t.get("kv_lora_rank"))
@@ -371,6 +374,21 @@ def estimate(
         tensors=tensors,
         rope_cache_bytes=rope_cache,
     )
+
+
+def _rope_positions(t: Mapping[str, Any]) -> int:
+    """How many positions vLLM's rotary cache holds: max_position_embeddings, or for YaRN and
+    dynamic NTK scaling the original maximum times the factor (rotary_embedding/, 0.10-0.32)."""
+    positions = _int(t.get("max_position_embeddings"))
+    rope = t.get("rope_scaling") or t.get("rope_parameters")
+    if not isinstance(rope, Mapping):
+        return positions
+    kind = str(rope.get("rope_type", rope.get("type", "")))
+    factor = rope.get("factor")
+    if kind in ("yarn", "dynamic") and isinstance(factor, int | float) and factor > 0:
+        original = _int(rope.get("original_max_position_embeddings")) or positions
+        return int(original * factor)
+    return positions
 
 
 def _load_tensors(

@@ -504,7 +504,7 @@ class _Run:
                 weights_from=f"estimate ({est.weights_source})",
             )
         if given is not None:  # vLLM takes the flag's size as the cache's, whatever the budget
-            self.kv_cache(est, given, tp, pp, given=True)
+            self.gpu_given_kv(devices, est, given, weights + overhead, tp, pp)
             return
         kv_budget = budget - weights - overhead
         self.kv_cache(est, kv_budget, tp, pp)
@@ -517,7 +517,37 @@ class _Run:
             return int(space) * GiB
         text = vllm_args.get(self.seen(), "--kv-cache-memory-bytes")
         value = vllm_args.magnitude(text) if text else None
-        return int(value) if value is not None else None
+        if value is None or (not value and not cpu):
+            return None  # the GPU worker tests the size for truth: 0 sizes the cache as unset
+        return int(value)
+
+    def gpu_given_kv(  # noqa: PLR0917 - fit_memory's figures, handed on
+        self,
+        devices: tuple[GpuInfo, ...],
+        est: memory.ModelEstimate,
+        given: int,
+        rest: int,
+        tp: int,
+        pp: int,
+    ) -> None:
+        """The GPU worker reserves a given size for the cache without the budget (gpu_worker.py,
+        0.10.2+): it must fit the GPU's free memory beside the weights, the peak and the graphs,
+        or the cache's allocation runs out of memory."""
+        tightest = min(devices, key=lambda d: d.free_bytes)
+        need = given + rest
+        if need > tightest.free_bytes:
+            self.add(
+                "kv_cache",
+                "fail",
+                f"the {_size(given)} KV cache given, with the weights and what vLLM needs beside them, "
+                f"takes about {_size(need)}; {tightest.label} has {_size(tightest.free_bytes)} free",
+                "lower --kv-cache-memory-bytes",
+                kv_given_bytes=given,
+                needed_bytes=need,
+                free_bytes=tightest.free_bytes,
+            )
+            return
+        self.kv_cache(est, given, tp, pp, given=True)
 
     def cpu_given_kv(self, device: GpuInfo, est: memory.ModelEstimate, given: int, tp: int, pp: int) -> None:
         """vLLM's CPU build with the cache's size given: no utilization check, but after loading
@@ -665,7 +695,9 @@ class _Run:
         )
         chunked = vllm_args.is_on(seen, "--enable-chunked-prefill", self.version) if given else None
         if vllm_profile.is_v1(self.version):
-            gpu = vllm_profile.Gpu(device.total_bytes, device.name, device.compute_capability)
+            gpu = vllm_profile.Gpu(
+                device.total_bytes, device.name, device.compute_capability, cpu=device.cpu_node is not None
+            )
             seqs = vllm_args.number(seen, "--max-num-seqs")
             tokens = vllm_args.number(seen, "--max-num-batched-tokens")
             return vllm_profile.serve_batch(

@@ -29,7 +29,7 @@ def gpu_facts(settings: GuardSettings, environ: Mapping[str, str], *, cpu: bool 
     if cpu:
         from vllm_guard.gpu import cpu_node  # noqa: PLC0415
 
-        return cpu_node.read_facts()
+        return cpu_node.read_facts(environ)
     return gpu.read_facts(environ)
 
 

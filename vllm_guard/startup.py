@@ -62,14 +62,15 @@ def _remove_previous(state: StateDir, settings: GuardSettings) -> list[int]:
 
 
 def _read_gpus(
-    settings: GuardSettings, env: Mapping[str, str], removed: Sequence[int], *, cpu: bool
+    settings: GuardSettings, env: Mapping[str, str], removed: Sequence[int], program: Sequence[str]
 ) -> GpuFacts | None:
-    """The GPUs (a CPU build's memory node where `cpu`), for preflight and the known-good key;
-    not read at all with preflight off. After
+    """The GPUs (a CPU build's memory node where `program` is one), for preflight and the
+    known-good key; not read at all with preflight off. After
     removing a previous run's processes, their GPU memory is waited for first (a dead process's
     memory comes back a moment later), so that preflight does not fit the flags around it."""
     if settings.preflight == "off":
         return None
+    cpu = cpu_build(program, env)
     from vllm_guard import gpu  # noqa: PLC0415
     from vllm_guard.serve_preflight import gpu_facts  # noqa: PLC0415
 
@@ -181,7 +182,7 @@ def start_serving(
     version = detect_vllm_version(program)
     try:
         removed = _remove_previous(state, settings)
-        gpus = _read_gpus(settings, env, removed, cpu=cpu_build(program, env))
+        gpus = _read_gpus(settings, env, removed, program)
         pinned = _pinned(settings)
         # The version keys flag spellings apart, the GPU what fits, the policy and pins what
         # the guard was allowed to change; only the user's flags that bear on memory count.

