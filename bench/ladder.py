@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from vllm_guard import vllm_args
+from vllm_guard.state import endpoint_dir
 
 SIM = f"{sys.executable} -m vllm_guard.sim"
 GIB = 1 << 30
@@ -175,11 +176,12 @@ def run(
         ]
     else:
         options = ["--preflight", "off"]
+    port = free_port()
     guard = subprocess.Popen(
         [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(state), "--policy", policy,
          "--max-restarts", str(max_attempts - 1), "--backoff-initial-s", "0.01", "--backoff-jitter-s", "0",
          "--health-interval-s", "0.05", *options,
-         "serve", model, "--host", "127.0.0.1", "--port", str(free_port()), *flags],
+         "serve", model, "--host", "127.0.0.1", "--port", str(port), *flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     assert guard.stderr is not None
@@ -190,7 +192,7 @@ def run(
             outcome = str(attempt - 1)
             guard.terminate()
     guard.wait(60)
-    journal = state / "journal.jsonl"
+    journal = endpoint_dir(state, f"port {port}") / "journal.jsonl"
     events = [json.loads(x) for x in journal.read_text().splitlines()] if journal.exists() else []
     started = [e for e in events if e.get("event") == "started"]
     last_flags = started[-1]["argv"][started[-1]["argv"].index(model) + 1 :] if started else []

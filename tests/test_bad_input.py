@@ -19,8 +19,9 @@ from typing import IO
 
 import httpx
 import pytest
+from state_files import endpoint_file
 
-from vllm_guard.state import attempts
+from vllm_guard.state import attempts, endpoint_dir
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,7 +57,7 @@ def the_error(result: subprocess.CompletedProcess[str]) -> str:
 
 def nothing_started(result: subprocess.CompletedProcess[str], state: Path) -> None:
     assert "starting vLLM" not in result.stderr
-    assert not any(a.get("argv") for a in attempts(state / "journal.jsonl"))
+    assert not any(a.get("argv") for a in attempts(endpoint_file(state, "journal.jsonl")))
 
 
 def serve_argv(state: Path, port: int, *options: str, command: str = SIM) -> list[str]:
@@ -216,12 +217,16 @@ CORRUPT = {
 }
 
 
-def corrupt_state(case: str, tmp_path: Path) -> tuple[Path, Path, bytes]:
+def corrupt_state(case: str, tmp_path: Path, port: int = 8000) -> tuple[Path, Path, bytes]:
+    """A state directory with one file broken: a shared one at its root, a guard's own in the
+    folder of the endpoint it serves on (state.py)."""
     state = tmp_path / "state"
     state.mkdir()
     name, content = CORRUPT[case]
-    (state / name).write_bytes(content)
-    return state, state / name, content
+    folder = state if name == "known_good.json" else endpoint_dir(state, f"port {port}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(content)
+    return state, folder / name, content
 
 
 def kept(path: Path, content: bytes) -> bool:
@@ -244,7 +249,9 @@ def test_status_shows_what_it_can_of_a_corrupt_state_dir(case: str, tmp_path: Pa
     report = json.loads(as_json.stdout)
     assert report["known_good"] == []
     if case.startswith("journal"):  # the whole line before the tear is still an attempt
-        assert [a["argv"] for a in report["attempts"]] == [STARTED["argv"]]
+        (endpoint,) = report["guards"]
+        assert endpoint["endpoint"] == "port 8000" and not endpoint["running"]
+        assert [a["argv"] for a in endpoint["attempts"]] == [STARTED["argv"]]
         assert "attempt 1 (T): running or ready" in text.stdout
     assert kept(path, content)
 
@@ -294,7 +301,7 @@ def serving(tmp_path: Path, args: list[str], env: dict[str, str] | None = None) 
     list(CORRUPT),
 )
 def test_serve_sets_a_corrupt_state_file_aside_and_starts(case: str, tmp_path: Path, port: int) -> None:
-    state, path, content = corrupt_state(case, tmp_path)
+    state, path, content = corrupt_state(case, tmp_path, port)
     with serving(tmp_path, serve_argv(state, port, "--preflight", "off")) as guard_run:
         guard_run.wait_for("vLLM is ready (attempt 1)")
         assert guard_run.stop() == 0
@@ -302,7 +309,7 @@ def test_serve_sets_a_corrupt_state_file_aside_and_starts(case: str, tmp_path: P
     assert "Traceback" not in stderr
     if case.startswith("journal"):
         assert kept(path, content)
-        (this_run,) = attempts(state / "journal.jsonl")
+        (this_run,) = attempts(endpoint_file(state, "journal.jsonl"))
         assert this_run["kind"] == "stopped"
         assert MODEL in (this_run.get("argv") or []), this_run
         return
@@ -329,7 +336,7 @@ def test_an_unknown_vllm_flag_reaches_vllm_and_ends_at_once_with_exit_5(tmp_path
         "configuration: change what the evidence names (a flag's value, two flags that conflict, a VLLM_* "
         "variable, or a model architecture this vLLM does not support); flags change between vLLM versions."
     ]
-    (only,) = attempts(state / "journal.jsonl")
+    (only,) = attempts(endpoint_file(state, "journal.jsonl"))
     assert only["kind"] == "invalid_args" and only["decision"]["exit_code"] == 5
     assert only["argv"][-2:] == ["--no-such-flag", "1"]  # passed on untouched
 
@@ -428,7 +435,7 @@ def test_model_and_flag_values_reach_vllm_as_one_argument_each(model: str, tmp_p
         "serve", model, "--port", str(port), "--served-model-name", flag_value,
     )  # fmt: skip
     assert result.returncode == 5, result.stderr  # the simulator, like vLLM, finds no such model
-    (only,) = attempts(state / "journal.jsonl")
+    (only,) = attempts(endpoint_file(state, "journal.jsonl"))
     assert only["kind"] == "model_not_found"
     argv = only["argv"]
     assert argv[argv.index("serve") + 1 :] == [model, "--port", str(port), "--served-model-name", flag_value]

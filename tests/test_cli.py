@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from vllm_guard import __version__
+from vllm_guard.state import endpoint_dir
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -74,15 +75,26 @@ def test_an_unusable_state_dir_is_exit_2(tmp_path: Path) -> None:
     assert "not writable" in result.stderr
 
 
-def test_a_state_dir_held_by_another_guard_is_exit_3(tmp_path: Path) -> None:
-    tmp_path.mkdir(exist_ok=True)
-    with open(tmp_path / "lock", "w") as lock:
+def test_an_endpoint_held_by_another_guard_is_exit_3(tmp_path: Path) -> None:
+    # one guard per endpoint: vLLM's default port 8000 here (a lock written before 2026-12: a pid)
+    folder = endpoint_dir(tmp_path, "port 8000")
+    folder.mkdir(parents=True)
+    with open(folder / "lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         lock.write("12345")
         lock.flush()
         result = guard("--vllm-command", "true", "serve", "m", state=tmp_path)
-    assert result.returncode == 3
-    assert "another vllm-guard (pid 12345)" in result.stderr
+        assert result.returncode == 3
+        assert (
+            f"another vllm-guard (pid 12345) holds port 8000 in the state directory {tmp_path}"
+            in result.stderr
+        )
+        assert "hint: stop it first, or serve on another --port" in result.stderr
+        # the same state directory, another port: not held
+        other = guard(
+            "--vllm-command", "true", "--max-restarts", "0", "serve", "m", "--port", "8123", state=tmp_path
+        )
+        assert other.returncode != 3 and "holds" not in other.stderr, other.stderr
 
 
 def test_a_crash_loop_gives_up_with_exit_4_and_one_table(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from state_files import endpoint_file
 
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
 
@@ -395,7 +396,7 @@ def test_a_clean_stop_leaves_no_shm_segment_and_is_no_escalation(guard: Guard, t
     # vLLM stops in well under its grace (real-cpu f1: 0.3 s): no "did not stop in time", and
     # its resource tracker had the moment it needs to remove vLLM's segments itself
     assert "did not stop in time" not in out, out[-4000:]
-    assert '"escalated": false' in (tmp_path / "state" / "journal.jsonl").read_text()
+    assert '"escalated": false' in endpoint_file(tmp_path / "state", "journal.jsonl").read_text()
     assert shm_segments() - before == set()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from model_configs import LLAMA_31_8B
+from state_files import endpoint_file
 
 from vllm_guard import gpu, vllm_args
 
@@ -111,6 +112,6 @@ def test_a_taken_port_ends_serve_with_exit_3_before_anything_launches(tmp_path: 
     assert "preflight: port: port" in err and "is already in use by" in err
     assert "starting vLLM" not in err
     assert (
-        not (tmp_path / "state" / "journal.jsonl").exists()
-        or "started" not in (tmp_path / "state" / "journal.jsonl").read_text()
+        not endpoint_file(tmp_path / "state", "journal.jsonl").exists()
+        or "started" not in endpoint_file(tmp_path / "state", "journal.jsonl").read_text()
     )

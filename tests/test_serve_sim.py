@@ -21,6 +21,7 @@ from typing import IO, Any, Protocol
 import httpx
 import psutil
 import pytest
+from state_files import endpoint_file
 
 from vllm_guard.state import attempts
 
@@ -54,7 +55,7 @@ class Guard:
         return psutil.Process(self.proc.pid).children()[0]
 
     def journal(self) -> list[dict[str, object]]:
-        return attempts(self.state / "journal.jsonl")
+        return attempts(endpoint_file(self.state, "journal.jsonl"))
 
     def complete(self) -> int:
         reply = httpx.post(
@@ -465,7 +466,13 @@ def test_status_shows_each_attempt_and_what_was_decided(serve: Serve) -> None:
     )  # fmt: skip
     assert guard.stop() == 0
     report = json.loads(running.stdout)
-    first, second = report["attempts"]
+    (endpoint,) = report["guards"]
+    assert (endpoint["endpoint"], endpoint["model"], endpoint["running"]) == (
+        f"port {guard.port}",
+        MODEL,
+        True,
+    )
+    first, second = endpoint["attempts"]
     assert first["kind"] == "max_model_len_too_large"
     assert first["decision"] == {
         "action": "relaunch",
@@ -743,7 +750,7 @@ def late_worker_guard(
 
 def recorded_pids(state: Path) -> list[int]:
     with contextlib.suppress(OSError, ValueError):
-        return [pid for pid, _ in json.loads((state / "processes.json").read_text())["processes"]]
+        return [pid for pid, _ in json.loads(endpoint_file(state, "processes.json").read_text())["processes"]]
     return []
 
 
@@ -814,3 +821,70 @@ def test_the_next_preflight_plans_with_what_the_last_start_measured(serve: Serve
     (printed,) = [s for s in measured_starts(second).values() if s["flags"] != start["flags"]]
     planned = near["numbers"]["kv_capacity_tokens"]
     assert abs(planned / printed["kv_tokens"] - 1) <= 0.01, (planned, printed["kv_tokens"])
+
+
+def test_two_guards_serve_two_models_from_one_default_state_directory(tmp_path: Path, port: int) -> None:
+    # two models on two ports of one machine, neither given a --state-dir: one guard per
+    # endpoint, what they remember shared, and `status` says which is which
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        other_port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "XDG_STATE_HOME": str(tmp_path / "xdg"),
+        "VLLM_GUARD_SIM_LOAD_S": "0.05",
+        "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim-launches"),
+    }
+    env.pop("STATE_DIRECTORY", None)
+    env.pop("VLLM_GUARD_STATE_DIR", None)
+    guards = []
+    for number, (model, serving_port) in enumerate(
+        (("Qwen/Qwen2.5-7B-Instruct", port), ("mistralai/Mistral-7B-Instruct-v0.3", other_port))
+    ):
+        err = tmp_path / f"guard-{number}.err"
+        with err.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--health-interval-s", "0.1",
+                 "serve", model, "--host", "127.0.0.1", "--port", str(serving_port), "--max-model-len", "4096"],
+                stdout=subprocess.DEVNULL, stderr=sink, env=env,
+            )  # fmt: skip
+        guards.append(Guard(proc, err, tmp_path / "xdg" / "vllm-guard", serving_port))
+    try:
+        for guard in guards:
+            guard.wait_for("vLLM is ready (attempt 1)")
+        status = subprocess.run(
+            [sys.executable, "-m", "vllm_guard", "status", "--json"],
+            capture_output=True, text=True, timeout=30, check=False, env=env,
+        )  # fmt: skip
+        assert status.returncode == 0, status.stderr
+        report = json.loads(status.stdout)
+        assert report["state_dir"] == str(tmp_path / "xdg" / "vllm-guard")
+        seen = {(g["endpoint"], g["model"], g["running"], g["pid"]) for g in report["guards"]}
+        assert seen == {
+            (f"port {port}", "Qwen/Qwen2.5-7B-Instruct", True, guards[0].proc.pid),
+            (f"port {other_port}", "mistralai/Mistral-7B-Instruct-v0.3", True, guards[1].proc.pid),
+        }
+        text = subprocess.run(
+            [sys.executable, "-m", "vllm_guard", "status"], capture_output=True, text=True, timeout=30, env=env,
+            check=False,
+        ).stdout  # fmt: skip
+        assert (
+            f"guard on port {port}: pid {guards[0].proc.pid} serving Qwen/Qwen2.5-7B-Instruct, running"
+            in text
+        )
+        # a third guard on a port already served is refused, naming who holds it
+        third = subprocess.run(
+            [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "serve", "meta-llama/Llama-3.1-8B-Instruct",
+             "--port", str(port)],
+            capture_output=True, text=True, timeout=30, env=env, check=False,
+        )  # fmt: skip
+        assert third.returncode == 3
+        assert (
+            f"another vllm-guard (pid {guards[0].proc.pid}, serving Qwen/Qwen2.5-7B-Instruct) holds port {port}"
+            in third.stderr
+        )
+    finally:
+        for guard in guards:
+            if guard.proc.poll() is None:
+                guard.stop()
+    assert [guard.proc.returncode for guard in guards] == [0, 0]

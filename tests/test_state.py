@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from vllm_guard import journal, measured
-from vllm_guard.state import KNOWN_GOOD, MEASURED, PROCESSES, StateDir, known_good_key
+from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.state import KNOWN_GOOD, MEASURED, PROCESSES, StateDir, endpoint_dir, known_good_key, serving
 
 
 def test_remember_and_forget(tmp_path: Path) -> None:
@@ -136,3 +137,39 @@ def test_forget_drops_what_a_models_starts_measured(tmp_path: Path) -> None:
     assert state.forget_starts("m") == 1
     assert [s.model for s in state.starts().values()] == ["other"]
     assert state.forget_starts(None) == 1 and state.starts() == {}
+
+
+def test_each_endpoint_has_its_lock_and_journal_and_all_share_what_they_remember(tmp_path: Path) -> None:
+    first, second = StateDir(tmp_path, "port 8000"), StateDir(tmp_path, "port 8001")
+    first.open("model-a")
+    second.open("model-b")  # another endpoint: not held
+    try:
+        with pytest.raises(GuardError) as held:
+            StateDir(tmp_path, "port 8000").open("model-c")
+        assert held.value.exit_code == ExitCode.CANNOT_START
+        assert f"(pid {os.getpid()}, serving model-a) holds port 8000" in held.value.message
+        assert first.journal_path == tmp_path / "serving" / "port-8000" / "journal.jsonl"
+        first.remember("key-a", {"model": "model-a", "argv": []})
+        second.remember("key-b", {"model": "model-b", "argv": []})
+        assert set(StateDir(tmp_path).known_good()) == {"key-a", "key-b"}
+        found = {s.endpoint: s for s in serving(tmp_path)}
+        assert found["port 8000"].running and found["port 8000"].model == "model-a"
+        assert found["port 8001"].pid == os.getpid()
+    finally:
+        first.close()
+        second.close()
+    assert not any(s.running for s in serving(tmp_path))
+
+
+def test_a_record_left_by_a_guard_before_endpoint_folders_is_taken_over(tmp_path: Path) -> None:
+    # a guard that kept its files at the root was killed: the next one removes what it recorded
+    (tmp_path / "processes.json").write_text(json.dumps({"guard": 1, "processes": [[4242, 1.5]], "shm": []}))
+    state = StateDir(tmp_path, "port 8000")
+    state.open("m")
+    try:
+        assert state.recorded_processes() == [(4242, 1.5)]
+        assert not (tmp_path / "processes.json").exists()
+    finally:
+        state.close()
+    # a socket's folder is named by a hash of its path
+    assert endpoint_dir(tmp_path, "socket /run/vllm.sock").name.startswith("socket-")

@@ -177,8 +177,9 @@ def start_serving(
     # (it is in a session of its own): note it, and the supervisor acts on it when it starts.
     for signum in stop_signals():  # SIGHUP only where it was not ignored (nohup)
         signal.signal(signum, lambda received, _frame: early.append(received))
-    state = StateDir(settings.state_dir)
-    state.open()
+    # one guard per endpoint: two models on two ports share a state directory
+    state = StateDir(settings.state_dir, vllm_config.endpoint(user_args))
+    state.open(model)
     version = detect_vllm_version(program)
     try:
         removed = _remove_previous(state, settings)

@@ -1,4 +1,12 @@
-"""The state directory: its lock, each attempt's log file, and the attempt journal (JSON lines)."""
+"""The state directory: each attempt's log file; per serving endpoint (a port, a socket) its
+guard's lock, its attempt journal (JSON lines) and its record of vLLM's processes; shared by all,
+the flag sets that reached ready and what starts measured.
+
+    STATE/known_good.json, STATE/measured.json, STATE/logs/
+    STATE/serving/port-8000/{lock, journal.jsonl, processes.json}
+
+Several guards share one state directory (two models on two ports is ordinary); one endpoint has
+one guard."""
 
 from __future__ import annotations
 
@@ -9,7 +17,8 @@ import json
 import os
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +29,9 @@ if TYPE_CHECKING:  # measured.py is read only where starts are: not on the way t
     from vllm_guard import measured
 
 KEEP_LOG_FILES = 50
+SERVING = "serving"
+LOCK = "lock"
+JOURNAL = "journal.jsonl"
 PROCESSES = "processes.json"
 KNOWN_GOOD = "known_good.json"
 MEASURED = "measured.json"
@@ -65,19 +77,135 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class StateDir:
-    """Owns one state directory for the life of a `serve`; only one guard may hold it."""
+def endpoint_dir(path: Path, endpoint: str) -> Path:
+    """The folder of the guard serving on `endpoint` ("port 8000": serving/port-8000; a socket's
+    path is hashed)."""
+    kind, _, where = endpoint.partition(" ")
+    if kind == "port" and where.isdigit():
+        return path / SERVING / f"port-{where}"
+    return path / SERVING / f"{kind}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
-    def __init__(self, path: Path) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Serving:
+    """One endpoint's guard as the state directory knows it: its lock's record, and whether a
+    guard holds that lock now."""
+
+    folder: Path
+    endpoint: str
+    pid: int | None
+    model: str | None
+    since: str | None
+    running: bool
+
+
+def serving(path: Path) -> list[Serving]:
+    """Every endpoint a guard has served from this state directory, the most recent first (a
+    state directory written by a guard before per-endpoint folders is one more, its root)."""
+    folders = sorted((path / SERVING).glob("*/"), key=lambda f: _mtime(f / JOURNAL), reverse=True)
+    if (path / JOURNAL).is_file() or (path / PROCESSES).is_file():
+        folders.append(path)
+    found = []
+    for folder in folders:
+        record = _lock_record(folder / LOCK)
+        found.append(
+            Serving(
+                folder,
+                str(record.get("endpoint") or _endpoint_of(folder, path)),
+                record.get("pid") if isinstance(record.get("pid"), int) else None,
+                record.get("model") if isinstance(record.get("model"), str) else None,
+                record.get("since") if isinstance(record.get("since"), str) else None,
+                _held(folder / LOCK),
+            )
+        )
+    return found
+
+
+def _endpoint_of(folder: Path, path: Path) -> str:
+    """An endpoint's name where its lock says none: "port 8000" from serving/port-8000."""
+    if folder == path:
+        return "an endpoint of an earlier vllm-guard"
+    kind, _, where = folder.name.partition("-")
+    return f"{kind} {where}" if kind == "port" else folder.name
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _lock_record(path: Path) -> dict[str, Any]:
+    """What the guard holding a lock wrote in it: JSON, or (before 2026-12) its pid alone."""
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        return {}
+    if text.isdigit():
+        return {"pid": int(text)}
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _held(path: Path) -> bool:
+    """Whether a guard holds the lock at `path` now (flock is released when its holder dies)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+class StateDir:
+    """One state directory, for the life of a `serve` on one endpoint, or for a command that
+    reads what all endpoints share (`endpoint` None). One guard holds an endpoint at a time."""
+
+    def __init__(self, path: Path, endpoint: str | None = None, *, own: Path | None = None) -> None:
         self.path = path
+        self.endpoint = endpoint
+        # the endpoint's own files (`own`: a reader's choice of one, as `serving` lists them); the
+        # root's for a reader of the shared files, and a guard's from before per-endpoint folders
+        self.own = own or (endpoint_dir(path, endpoint) if endpoint else path)
         self.logs = path / "logs"
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._lock_fd = -1
         self.warnings: list[str] = []  # what the state had wrong, for the guard to say
 
-    def open(self) -> None:
+    @property
+    def journal_path(self) -> Path:
+        return self.own / JOURNAL
+
+    @contextlib.contextmanager
+    def _shared(self) -> Iterator[None]:
+        """Held across a read-modify-write of a file every endpoint's guard shares, so that two
+        guards remembering at once lose neither's record."""
+        try:
+            fd = os.open(self.path / "shared.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:  # a reader's directory that is not there, or not ours to write
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def open(self, model: str | None = None) -> None:
         try:
             self.logs.mkdir(parents=True, exist_ok=True)
+            self.own.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
             probe.write_bytes(b"")
             probe.unlink()
@@ -87,27 +215,46 @@ class StateDir:
                 ExitCode.USAGE,
                 hint="pass --state-dir DIR (or VLLM_GUARD_STATE_DIR) pointing at a writable folder",
             ) from None
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(self.own / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
             os.close(fd)
+            holder = _lock_record(self.own / LOCK)
+            who = f"pid {holder['pid']}" if "pid" in holder else "another process"
+            serving_what = f", serving {holder['model']}" if holder.get("model") else ""
+            where = f"{self.endpoint} in " if self.endpoint else ""
             raise GuardError(
-                f"another vllm-guard (pid {holder}) holds the state directory {self.path}",
+                f"another vllm-guard ({who}{serving_what}) holds {where}the state directory {self.path}",
                 ExitCode.CANNOT_START,
-                hint="stop it first, or give this one its own --state-dir",
+                hint="stop it first, or serve on another --port"
+                if self.endpoint
+                else "stop it first, or give this one its own --state-dir",
             ) from None
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        record = {"pid": os.getpid(), "endpoint": self.endpoint, "model": model}
+        record["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        os.write(fd, json.dumps(record, ensure_ascii=False).encode())
         self._lock_fd = fd
+        if self.endpoint:
+            self._adopt_unversioned()
         self._prune_logs()
         self._end_torn_journal()
+
+    def _adopt_unversioned(self) -> None:
+        """A guard from before per-endpoint folders kept its record of vLLM's processes at the
+        root: one killed outright left it there. Where no such guard runs now (its lock at the
+        root is free), the first guard to start takes that record over and removes what it names."""
+        legacy = self.path / PROCESSES
+        if not legacy.is_file() or (self.own / PROCESSES).exists() or _held(self.path / LOCK):
+            return
+        with contextlib.suppress(OSError):
+            os.replace(legacy, self.own / PROCESSES)
 
     def _end_torn_journal(self) -> None:
         """A guard killed mid-write can leave the journal's last line torn; this run's events
         must not be glued onto it (the torn line itself is kept, and skipped when read)."""
-        with contextlib.suppress(OSError), open(self.path / "journal.jsonl", "rb+") as journal:
+        with contextlib.suppress(OSError), open(self.journal_path, "rb+") as journal:
             journal.seek(0, os.SEEK_END)
             if journal.tell() > 0:
                 journal.seek(-1, os.SEEK_END)
@@ -125,7 +272,7 @@ class StateDir:
     def record(self, event: journal.Event) -> None:
         """Append one event to the journal; the caller passes values already masked."""
         line = json.dumps({"run": self.run_id, **journal.as_json(event)}, ensure_ascii=False) + "\n"
-        fd = os.open(self.path / "journal.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())  # one write with O_APPEND: a line is never torn
         finally:
@@ -143,17 +290,17 @@ class StateDir:
             "processes": sorted(processes.items()),
             "shm": sorted(shm),
         }
-        _write_atomically(self.path / PROCESSES, json.dumps(body))
+        _write_atomically(self.own / PROCESSES, json.dumps(body))
 
     def clear_processes(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            (self.path / PROCESSES).unlink()
+            (self.own / PROCESSES).unlink()
 
     def recorded_processes(self, *, set_aside: bool = True) -> list[tuple[int, float]]:
         """What the previous guard recorded and did not clear (it was killed, or its machine
         went down); a record that cannot be read is set aside (by who may change the
         directory: `status` reads beside a running guard), not trusted."""
-        path = self.path / PROCESSES
+        path = self.own / PROCESSES
         try:
             data = json.loads(path.read_text())
             entries = [(int(pid), float(started)) for pid, started in data["processes"]]
@@ -172,7 +319,7 @@ class StateDir:
     def recorded_shm(self) -> list[str]:
         """The /dev/shm segments the previous guard recorded as its vLLM's (plain names only)."""
         try:
-            names = json.loads((self.path / PROCESSES).read_text()).get("shm", [])
+            names = json.loads((self.own / PROCESSES).read_text()).get("shm", [])
         except (OSError, ValueError, AttributeError):
             return []
         if not isinstance(names, list):
@@ -181,7 +328,7 @@ class StateDir:
 
     def recorded_guard(self) -> tuple[int, float] | None:
         """The pid of the guard that wrote the process record, and when it last wrote it."""
-        path = self.path / PROCESSES
+        path = self.own / PROCESSES
         try:
             guard = json.loads(path.read_text()).get("guard")
             written = path.stat().st_mtime
@@ -249,13 +396,14 @@ class StateDir:
         MEASURED_KEEP are kept."""
         from vllm_guard import measured  # noqa: PLC0415 - see the import above
 
-        starts = self.starts()
-        starts[measured.key(start.setup, start.flags)] = start
-        newest = sorted(starts.items(), key=lambda item: item[1].at)[-MEASURED_KEEP:]
-        _write_atomically(
-            self.path / MEASURED,
-            json.dumps({k: s.as_json() for k, s in newest}, indent=1, ensure_ascii=False),
-        )
+        with self._shared():
+            starts = self.starts()
+            starts[measured.key(start.setup, start.flags)] = start
+            newest = sorted(starts.items(), key=lambda item: item[1].at)[-MEASURED_KEEP:]
+            _write_atomically(
+                self.path / MEASURED,
+                json.dumps({k: s.as_json() for k, s in newest}, indent=1, ensure_ascii=False),
+            )
 
     def known_good_edits(self, key: str) -> list[Edit] | None:
         """The edits remembered for `key`, or None. An entry that cannot be read is set aside
@@ -277,34 +425,37 @@ class StateDir:
 
     def remember(self, key: str, record: dict[str, Any] | None) -> None:
         """Keep (or with None drop) the flag set for `key`; the file is replaced atomically."""
-        data = self.known_good()
-        if record is None:
-            if data.pop(key, None) is None:
-                return
-        else:
-            data[key] = record
-        _write_atomically(self.path / KNOWN_GOOD, json.dumps(data, indent=1, ensure_ascii=False))
+        with self._shared():
+            data = self.known_good()
+            if record is None:
+                if data.pop(key, None) is None:
+                    return
+            else:
+                data[key] = record
+            _write_atomically(self.path / KNOWN_GOOD, json.dumps(data, indent=1, ensure_ascii=False))
 
     def forget(self, model: str | None) -> int:
         """Drop the remembered flag sets of `model` (all of them with None); how many went."""
-        data = self.known_good()
-        if not data:
-            return 0
-        keep = {k: v for k, v in data.items() if model is not None and v.get("model") != model}
-        _write_atomically(self.path / KNOWN_GOOD, json.dumps(keep, indent=1, ensure_ascii=False))
-        return len(data) - len(keep)
+        with self._shared():
+            data = self.known_good()
+            if not data:
+                return 0
+            keep = {k: v for k, v in data.items() if model is not None and v.get("model") != model}
+            _write_atomically(self.path / KNOWN_GOOD, json.dumps(keep, indent=1, ensure_ascii=False))
+            return len(data) - len(keep)
 
     def forget_starts(self, model: str | None) -> int:
         """Drop what the starts of `model` (all with None) measured; how many went."""
-        starts = self.starts()
-        if not starts:
-            return 0
-        keep = {k: s for k, s in starts.items() if model is not None and s.model != model}
-        _write_atomically(
-            self.path / MEASURED,
-            json.dumps({k: s.as_json() for k, s in keep.items()}, indent=1, ensure_ascii=False),
-        )
-        return len(starts) - len(keep)
+        with self._shared():
+            starts = self.starts()
+            if not starts:
+                return 0
+            keep = {k: s for k, s in starts.items() if model is not None and s.model != model}
+            _write_atomically(
+                self.path / MEASURED,
+                json.dumps({k: s.as_json() for k, s in keep.items()}, indent=1, ensure_ascii=False),
+            )
+            return len(starts) - len(keep)
 
     def _prune_logs(self) -> None:
         files = sorted(self.logs.glob("*.log*"), key=lambda p: p.stat().st_mtime)

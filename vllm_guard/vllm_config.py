@@ -3,6 +3,7 @@ before the command line's own."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from vllm_guard import vllm_args
@@ -32,3 +33,13 @@ def flags(args: Sequence[str], version: str | None = None) -> vllm_args.Effectiv
 def effective(args: Sequence[str]) -> tuple[str, ...]:
     """The flags as vLLM sees them: the config file's, then the command line's (the last wins)."""
     return vllm_args.with_config(args, read(args))
+
+
+def endpoint(args: Sequence[str]) -> str:
+    """Where vLLM will serve, as a guard names it: "socket PATH" (--uds) or "port N" (--port, 8000
+    by default). Two vLLMs cannot serve on one, so each has its guard."""
+    seen = effective(args)
+    uds = vllm_args.get(seen, "--uds")
+    if uds:
+        return f"socket {os.path.abspath(uds)}"
+    return f"port {vllm_args.get(seen, '--port') or '8000'}"

@@ -67,8 +67,8 @@ async def _demo(tmp: Path, cli_values: dict[str, Any]) -> ExitCode:
     )
     program = resolve_command(settings.vllm_command, env)
     began = time.monotonic()
-    state = StateDir(settings.state_dir)
-    state.open()
+    state = StateDir(settings.state_dir, f"port {port}")
+    state.open(MODEL)
     try:
         return await _story(
             settings, state=state, program=program, env=env, port=port, began=began, policy=policy

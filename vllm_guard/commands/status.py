@@ -1,59 +1,98 @@
-"""`vllm-guard status [--json]`: the attempts of the current or last run, and the flag sets that
-reached ready, from the state directory."""
+"""`vllm-guard status [--json]`: each endpoint's guard and the attempts of its current or last
+run, and the flag sets that reached ready, from the state directory."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.errors import ExitCode
 from vllm_guard.journal import SHOWN
 from vllm_guard.settings import GuardSettings
-from vllm_guard.state import StateDir, attempts
+from vllm_guard.state import StateDir, attempts, serving
 
 
 def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
-    if list(argv) not in ([], ["--json"]):
-        raise GuardError("usage: vllm-guard status [--json]")
-    state = StateDir(settings.state_dir)
-    orphaned = _orphaned(state)
+    parser = argparse.ArgumentParser(
+        prog="vllm-guard status",
+        description="What each guard of this state directory did: one per endpoint (a port or a "
+        "socket), running or not, the attempts of its current or last run; and the flag sets "
+        "remembered as reaching ready.",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    try:
+        ns = parser.parse_args(list(argv))
+    except SystemExit as exc:
+        return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
+    shared = StateDir(settings.state_dir)
+    guards = []
+    for found in serving(settings.state_dir):
+        state = StateDir(settings.state_dir, own=found.folder)
+        guards.append(
+            {
+                "endpoint": found.endpoint,
+                "running": found.running,
+                "pid": found.pid,
+                "model": found.model,
+                "since": found.since,
+                "attempts": [{k: a.get(k) for k in SHOWN} for a in attempts(state.journal_path)],
+                "orphaned": None if found.running else _orphaned(state),
+            }
+        )
     report: dict[str, Any] = {
         "state_dir": str(settings.state_dir),
-        "attempts": [{k: a.get(k) for k in SHOWN} for a in attempts(settings.state_dir / "journal.jsonl")],
-        "known_good": list(state.known_good(set_aside=False).values()) if settings.state_dir.is_dir() else [],
-        "orphaned": orphaned,
+        "guards": guards,
+        "known_good": list(shared.known_good(set_aside=False).values())
+        if settings.state_dir.is_dir()
+        else [],
     }
-    for warning in state.warnings:
+    for warning in shared.warnings:
         print(f"vllm-guard: {warning}", file=sys.stderr)
-    if argv:
+    if ns.json:
         print(json.dumps(report, ensure_ascii=False))
         return ExitCode.STOPPED
     print(f"state directory: {report['state_dir']}")
-    if not report["attempts"]:
+    if not guards:
         print("no attempts recorded")
-    for a in report["attempts"]:
-        kind = a["kind"] or ("unknown: its guard was killed" if orphaned else "running or ready")
-        line = f"attempt {a['attempt']} ({a['started_at']}): {kind}"
-        if a["evidence"]:
-            line += f": {str(a['evidence'])[:160]}"
-        print(line)
-        print(f"    {' '.join(a['argv'] or [])}")
-        decision = a["decision"]
-        if isinstance(decision, dict):
-            print(
-                f"    then: {decision.get('action')} {decision.get('step') or decision.get('message') or ''}"
-            )
+    for guard in guards:
+        _print_guard(guard, str(settings.state_dir))
     for good in report["known_good"]:
         print(
             f"known good for {good.get('model')}: {' '.join(good.get('argv', []))} (since {good.get('at')})"
         )
-    if orphaned is not None:
-        print(_orphan_text(orphaned, str(settings.state_dir)))
-    for warning in state.warnings:
+    for warning in shared.warnings:
         print(f"warning: {warning}")
     return ExitCode.STOPPED
+
+
+def _print_guard(guard: dict[str, Any], state_dir: str) -> None:
+    who = f"pid {guard['pid']}" if guard["pid"] else "a guard"
+    model = f" serving {guard['model']}" if guard["model"] else ""
+    now = "running" if guard["running"] else "not running"
+    print(
+        f"guard on {guard['endpoint']}: {who}{model}, {now}"
+        + (f" (since {guard['since']})" if guard["since"] else "")
+    )
+    if not guard["attempts"]:
+        print("  no attempts recorded")
+    orphaned = guard["orphaned"]
+    for a in guard["attempts"]:
+        kind = a["kind"] or ("unknown: its guard was killed" if orphaned else "running or ready")
+        line = f"  attempt {a['attempt']} ({a['started_at']}): {kind}"
+        if a["evidence"]:
+            line += f": {str(a['evidence'])[:160]}"
+        print(line)
+        print(f"      {' '.join(a['argv'] or [])}")
+        decision = a["decision"]
+        if isinstance(decision, dict):
+            then = decision.get("step") or decision.get("message") or ""
+            print(f"      then: {decision.get('action')} {then}")
+    if orphaned is not None:
+        print("  " + _orphan_text(orphaned, state_dir))
 
 
 def _orphaned(state: StateDir) -> dict[str, object] | None:
