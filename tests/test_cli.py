@@ -392,3 +392,53 @@ def test_a_vllm_command_whose_python_lacks_vllm_is_a_broken_install_after_one_at
     assert result.stderr.count("vllm-guard: starting vLLM (attempt") == 1
     assert "broken_install is a permanent failure" in result.stderr
     assert "No module named 'vllm'" in result.stderr  # the import, in the table's evidence
+
+
+@pytest.mark.parametrize("command", ["forget", "status", "demo", "policy", "diagnose", "preflight", "serve"])
+def test_each_sub_commands_help_says_what_it_does_and_does_nothing_else(tmp_path: Path, command: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    remembered = state / "known_good.json"
+    remembered.write_text(json.dumps({"k": {"model": "m", "argv": []}}))
+    result = guard("--vllm-command", str(tmp_path / "no-vllm-here"), command, "--help", state=state)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: vllm-guard {command}") or result.stdout.startswith(
+        f"usage: vllm-guard [GUARD OPTIONS] {command}"
+    ), result.stdout
+    assert "Traceback" not in result.stderr
+    assert json.loads(remembered.read_text()) == {"k": {"model": "m", "argv": []}}  # forget did not run
+    assert sorted(p.name for p in state.iterdir()) == ["known_good.json"]  # nothing served, nothing written
+
+
+def test_serve_help_without_vllm_explains_serve_and_where_vllms_flags_are() -> None:
+    result = guard("--vllm-command", "/nonexistent/vllm", "serve", "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]\n")
+    assert "vLLM's own flags are not shown here: the vLLM command '/nonexistent/vllm'" in result.stdout
+
+
+def test_the_guards_help_shows_each_options_default_and_allowed_values() -> None:
+    text = " ".join(guard("--help").stdout.split())  # argparse wraps lines at the terminal's width
+    assert "--log-format text|json format of the guard's lines (default text)" in text
+    assert "--preflight adjust|warn|off" in text and "(default adjust)" in text
+    assert "giving up (default 5)" in text  # --max-restarts
+    assert (
+        "--metrics-port VALUE the port of the guard's own endpoints; unset: not served (default: unset)"
+        in text
+    )
+
+
+@pytest.mark.parametrize("command", [["policy", "show"], ["status"], ["diagnose", "-"], ["--help"]])
+def test_a_reader_that_stops_reading_ends_a_report_quietly(tmp_path: Path, command: list[str]) -> None:
+    # `vllm-guard policy show | head -1`: the reader is gone before the report is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "vllm_guard", "--state-dir", str(tmp_path), *command],
+            stdout=write_end, stderr=subprocess.PIPE, input=b"RuntimeError: it broke\n", timeout=30, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode in (0, -signal.SIGPIPE), done.returncode  # as `yes | head` ends: never 1

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import importlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
@@ -41,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"vllm-guard {__version__}")
     for flag, (name, help_text) in settings.option_help().items():
-        parser.add_argument(flag, dest=name, default=None, metavar="VALUE", help=help_text)
+        choices = settings.option_choices(name)
+        metavar = "|".join(choices) if choices else "VALUE"
+        parser.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
     parser.add_argument(
         "command",
         choices=["serve", "preflight", "diagnose", "policy", "status", "forget", "demo"],
@@ -126,14 +129,41 @@ def _dispatch(argv: list[str]) -> ExitCode | int:
     if ns.command == "demo":
         from vllm_guard.commands import demo  # noqa: PLC0415
 
+        if ns.rest in (["-h"], ["--help"]):
+            print(DEMO_HELP)
+            return ExitCode.STOPPED
         if ns.rest:
             raise GuardError(f"demo takes no arguments, got {' '.join(ns.rest)}")
         return run_async(lambda: demo.run(cli_values))
+    # A report piped into `head` that stops reading ends the command as it ends any Unix tool
+    # (SIGPIPE), without a traceback; serve and demo supervise, and keep Python's EPIPE instead.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     # Every other sub-command is commands/<name>.py, run(argv, settings) -> ExitCode, imported
     # only when asked for: serve's path loads none of them.
     command = importlib.import_module(f"vllm_guard.commands.{ns.command}")
     code: ExitCode = command.run(ns.rest, settings.load(cli_values))
     return code
+
+
+SERVE_HELP = """\
+usage: vllm-guard [GUARD OPTIONS] serve MODEL [VLLM ARGS...]
+
+Run `vllm serve MODEL [VLLM ARGS...]` and keep it serving: check the machine first (preflight),
+read vLLM's output, /health and /metrics, relaunch with degraded flags when another flag set
+avoids the failure (the policy's ladders: `vllm-guard policy show`), and stop with one sentence
+and an exit code when nothing can help (0 stopped, 2 usage, 3 cannot start here, 4 gave up, 5
+permanent). Guard options go before `serve` (`vllm-guard --help` lists them, with their
+VLLM_GUARD_* variables); MODEL and everything after it are vLLM's, passed on untouched.
+"""
+
+
+DEMO_HELP = """\
+usage: vllm-guard [GUARD OPTIONS] demo
+
+Supervise a simulated vLLM (python -m vllm_guard.sim, no GPU needed) on a simulated 24 GiB GPU
+whose first launch runs out of memory on its first request: watch the guard read the failure,
+relaunch with degraded flags, and serve. A few seconds; exit 0 when the story ran as told."""
 
 
 def asks_for_help(serve_args: Sequence[str]) -> bool:
@@ -143,14 +173,20 @@ def asks_for_help(serve_args: Sequence[str]) -> bool:
 
 
 def vllm_help(guard_settings: settings.GuardSettings, serve_args: Sequence[str]) -> int:
-    """vLLM's own help, shown once: nothing to check, supervise or restart (a help that exits 0 would
-    otherwise read as vLLM exiting before it was ready). Its exit status is the guard's."""
+    """What serve does, then vLLM's own help, shown once: nothing to check, supervise or restart
+    (a help that exits 0 would otherwise read as vLLM exiting before it was ready). Its exit
+    status is the guard's."""
     import subprocess  # noqa: PLC0415 - serve's own path starts vLLM through processes.py
 
     from vllm_guard.notify import scrubbed  # noqa: PLC0415
     from vllm_guard.processes import resolve_command  # noqa: PLC0415
 
-    program = resolve_command(guard_settings.vllm_command, os.environ)
+    print(SERVE_HELP, flush=True)
+    try:
+        program = resolve_command(guard_settings.vllm_command, os.environ)
+    except GuardError as exc:
+        print(f"vLLM's own flags are not shown here: {exc.message} ({exc.hint})" if exc.hint else exc.message)
+        return ExitCode.STOPPED
     # The environment vLLM gets under serve: without systemd's notify socket or the guard's options.
     options = {settings.ENV_PREFIX + name.upper() for name in settings.GuardSettings.model_fields}
     env = {k: v for k, v in scrubbed(os.environ).items() if k not in options}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -176,9 +176,28 @@ def load(cli_values: dict[str, Any]) -> GuardSettings:
         raise GuardError("invalid setting: " + "; ".join(problems), ExitCode.USAGE) from None
 
 
+def option_choices(name: str) -> tuple[str, ...]:
+    """The values an option takes, where it names them (`--log-format text|json`); else ()."""
+    annotation = GuardSettings.model_fields[name].annotation
+    return tuple(str(value) for value in get_args(annotation)) if get_origin(annotation) is Literal else ()
+
+
 def option_help() -> dict[str, tuple[str, str]]:
-    """Each option's flag → (field name, help), for the command-line parser."""
-    return {
-        "--" + name.replace("_", "-"): (name, field.description or "")
-        for name, field in GuardSettings.model_fields.items()
-    }
+    """Each option's flag → (field name, help), for the command-line parser: the help ends with
+    the values it takes where they are a few words, and its default."""
+    out: dict[str, tuple[str, str]] = {}
+    for name, field in GuardSettings.model_fields.items():
+        notes = []
+        if field.default_factory is not None:
+            notes.append(f"default {default_state_dir()} here" if name == "state_dir" else "")
+        elif field.default is None:
+            notes.append("default: unset")
+        elif field.default != "":
+            value = field.default
+            notes.append(f"default {value:g}" if isinstance(value, float) else f"default {value}")
+        said = "; ".join(note for note in notes if note)
+        out["--" + name.replace("_", "-")] = (
+            name,
+            f"{field.description or ''} ({said})" if said else field.description or "",
+        )
+    return out

@@ -31,7 +31,10 @@ HEAD_LINES = 200  # where vLLM's version banner is
 def run(argv: Sequence[str], settings: GuardSettings | None = None) -> ExitCode:
     parser = argparse.ArgumentParser(
         prog="vllm-guard diagnose",
-        description="Name why vLLM failed, from its log (stdout and stderr together).",
+        usage="vllm-guard diagnose [-h] [--json] [LOGFILE|-] [-- VLLM ARGS...]",
+        description="Name why vLLM failed, from its log (stdout and stderr together). After --, "
+        "the flags vLLM ran with: then also what the policy would do next, as those flags changed.",
+        allow_abbrev=False,
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("logfile", nargs="?", default="-", help="the log; - or nothing: stdin")

@@ -10,10 +10,19 @@ from vllm_guard.failures import PERMANENT_KINDS, FailureKind
 from vllm_guard.settings import GuardSettings
 
 USAGE = "vllm-guard policy check FILE | vllm-guard policy show [FILE|NAME]"
+HELP = f"""usage: {USAGE}
+
+check FILE   validate a policy file: exit 0, or exit 2 naming its file, line and field
+show [FILE|NAME]
+             the ladders a policy takes for each failure kind, and its restart settings:
+             a file, a shipped policy's name (default, keep-quality), or --policy's"""
 
 
 def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
     default = settings.policy
+    if list(argv[:1]) in (["-h"], ["--help"]) or list(argv[1:]) in (["-h"], ["--help"]):
+        print(HELP)
+        return ExitCode.STOPPED
     if not argv or argv[0] not in ("check", "show"):
         raise GuardError(f"usage: {USAGE}")
     action, rest = argv[0], list(argv[1:])
