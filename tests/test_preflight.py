@@ -250,3 +250,17 @@ def test_a_kv_cache_size_given_on_a_gpu_must_fit_beside_the_weights_and_0_is_uns
     unset = check(LLAMA_8B, ("--max-model-len", "8192", "--kv-cache-memory-bytes", "0"), on(H100))
     kv = next(f for f in unset.findings if f.check == "kv_cache")
     assert kv.numbers["kv_budget_from"] == "estimate" and unset.ok
+
+
+def test_the_cpu_builds_blocks_are_128_tokens() -> None:
+    # platforms/cpu.py (0.32): block_size 128 unless given. 2,000,000 bytes at 2048 a token hold
+    # 7 blocks of 128, one kept spare: 768 tokens, what vLLM 0.32's CPU build said for them
+    tiny = ModelFacts("tiny", {**LLAMA_31_8B, "num_hidden_layers": 2, "num_key_value_heads": 2,
+                               "head_dim": 64, "torch_dtype": "float32", "max_position_embeddings": 4096}, cached=True)  # fmt: skip
+    args = ("--max-model-len", "2048", "--kv-cache-memory-bytes", "2000000", "--dtype", "float32")
+    kv = next(f for f in check(tiny, args, on(CPU), vllm_version="0.13.0").findings if f.check == "kv_cache")
+    assert kv.numbers["kv_bytes_per_token"] == 2048 and kv.numbers["fitted"] == 768
+    given = next(
+        f for f in check(tiny, (*args, "--block-size", "16"), on(CPU)).findings if f.check == "kv_cache"
+    )
+    assert given.numbers["fitted"] == 960  # 61 blocks of 16, one spare

@@ -172,25 +172,46 @@ def test_sigkill_of_the_api_server_kills_its_orphans_and_relaunches(guard: Guard
     assert vllm_processes_started_since(began) == []
 
 
+# By hand (shared/vllm/README.md): vLLM says 768 for these flags, and 768 is healthy in ~22 s.
+TOO_LONG = [
+    "--max-model-len",
+    "4096",
+    "--kv-cache-memory-bytes",
+    "2000000",
+    "--enforce-eager",
+    "--dtype",
+    "float32",
+]
+
+
 def test_a_max_model_len_too_large_is_fitted_from_vllms_estimate_and_ready_in_one_relaunch(
     real_vllm: RealVllm, tmp_path: Path, port: int
 ) -> None:
-    # By hand (shared/vllm/README.md): vLLM says 768 for these flags, and 768 is healthy in ~22 s.
-    args = [
-        "--max-model-len",
-        "4096",
-        "--kv-cache-memory-bytes",
-        "2000000",
-        "--enforce-eager",
-        "--dtype",
-        "float32",
-    ]
-    guard = start_guard(real_vllm, tmp_path, port, args)
+    # the ladder's own path: no preflight to fit it first
+    guard = start_guard(real_vllm, tmp_path, port, TOO_LONG, options=("--preflight", "off"))
     try:
         guard.wait_for("vLLM is ready (attempt 2)", timeout_s=2 * READY_TIMEOUT_S)
         out = guard.output()
         assert "attempt 1 failed: max_model_len_too_large" in out
         assert "step: fit --max-model-len; --max-model-len 4096 → 768" in out
+        guard.proc.send_signal(signal.SIGTERM)
+        assert guard.proc.wait(120) == 0
+    finally:
+        finish(guard)
+
+
+def test_preflight_fits_the_length_on_the_cpu_build_and_vllm_is_ready_at_once(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    # the same start with preflight: the cache given (2,000,000 bytes) in the CPU build's blocks
+    # of 128 holds 768 tokens, and vLLM's own fit (--max-model-len auto, 0.14+) finds them
+    guard = start_guard(real_vllm, tmp_path, port, TOO_LONG)
+    try:
+        guard.wait_for("vLLM is ready (attempt 1)")
+        out = guard.output()
+        assert "preflight: adj  kv_cache: one sequence of 4096 tokens needs 8 MiB of KV cache" in out
+        assert "--max-model-len auto (vLLM's own fit; about 768 here)" in out
+        assert "attempt 1 failed" not in out
         guard.proc.send_signal(signal.SIGTERM)
         assert guard.proc.wait(120) == 0
     finally:

