@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from vllm_guard import cli, policy_file, settings, vllm_args, vllm_config
+from vllm_guard import cli, flag_edits, policy_file, settings, vllm_args, vllm_config
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.flag_edits import Change, Refused, Rules, apply, changes_between, rebuild
 from vllm_guard.policy import Attempt, Discipline, GiveUp, Policy, Relaunch, Step, decide
@@ -257,3 +257,26 @@ def test_a_boolean_still_on_in_the_config_file_is_no_removal(tmp_path: Path) -> 
         args, Change("remove", "--enable-prefix-caching"), Rules(args, config=vllm_config.read(args))
     )
     assert isinstance(refused, Refused) and "--config" in refused.reason
+
+
+def test_the_guards_polls_are_left_out_of_vllms_access_log_where_the_user_said_nothing_of_it() -> None:
+    quiet = flag_edits.quiet_access_log
+    args = ("--max-model-len", "8192")
+    assert quiet(args, "0.32.0", frozenset()) == (*args, "--disable-access-log-for-endpoints", "/health,/metrics")
+    assert quiet(args, "0.15.1", frozenset()) is None  # the flag came in 0.16.0
+    assert quiet(args, None, frozenset()) is None  # a vLLM of unknown age may not take it
+    for own in (
+        ("--disable-access-log-for-endpoints", "/ping"),
+        ("--disable-uvicorn-access-log",),
+        ("--log-config-file", "log.json"),
+    ):
+        assert quiet((*args, *own), "0.32.0", frozenset()) is None, own
+    assert quiet(args, "0.33.0", frozenset({"--enable-uvicorn-access-log"})) is not None
+    assert quiet((*args, "--enable-uvicorn-access-log"), "0.33.0", frozenset()) is None
+    assert quiet(args, "0.32.0", frozenset({"--disable-access-log-for-endpoints"})) is None  # pinned
+    # the --config file's values count as the flags they are
+    assert quiet(args, "0.32.0", frozenset(), {"disable-uvicorn-access-log": True}) is None
+    # not a flag that bears on memory: neither the known-good key nor a measured start changes
+    assert "--disable-access-log-for-endpoints" not in flag_edits.memory_relevant(
+        quiet(args, "0.32.0", frozenset()) or ()
+    )

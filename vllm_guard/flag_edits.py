@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vllm_guard import fits, vllm_args
+from vllm_guard import fits, vllm_args, vllm_flags
 
 Action = Literal["set", "remove", "on"]
 
@@ -98,7 +98,8 @@ NOT_MEMORY = frozenset(
         "--host", "--port", "--uds", "--api-key", "--ssl-keyfile", "--ssl-certfile", "--ssl-ca-certs",
         "--ssl-cert-reqs", "--enable-ssl-refresh", "--root-path", "--middleware", "--allowed-origins",
         "--allow-credentials", "--allowed-methods", "--allowed-headers", "--served-model-name",
-        "--uvicorn-log-level", "--disable-uvicorn-access-log", "--disable-log-requests",
+        "--uvicorn-log-level", "--disable-uvicorn-access-log", "--disable-access-log-for-endpoints",
+        "--disable-log-requests",
         "--enable-log-requests", "--disable-log-stats", "--max-log-len", "--log-config-file",
         "--disable-fastapi-docs", "--enable-request-id-headers", "--response-role", "--chat-template",
         "--chat-template-content-format", "--return-tokens-as-token-ids", "--enable-prompt-tokens-details",
@@ -305,3 +306,31 @@ def _same(change: Change) -> Refused:
 
 def _as_vllm_reads(args: tuple[str, ...], rules: Rules) -> tuple[str, ...]:
     return vllm_args.with_config(args, rules.config) if rules.config else args
+
+
+# vLLM's own flags over its access log; a user who gave any of them has a view of it to keep
+ACCESS_LOG_FLAGS = (
+    "--disable-access-log-for-endpoints",
+    "--disable-uvicorn-access-log",
+    "--enable-uvicorn-access-log",
+    "--log-config-file",
+)
+QUIET_FLAG = "--disable-access-log-for-endpoints"
+GUARD_POLLED = "/health,/metrics"  # what the guard asks of vLLM about once a second
+
+
+def quiet_access_log(
+    args: Sequence[str],
+    version: str | None,
+    pinned: frozenset[str],
+    config: Mapping[str, object] | None = None,
+) -> tuple[str, ...] | None:
+    """The user's flags with the guard's own polls left out of vLLM's access log, where this
+    vLLM takes --disable-access-log-for-endpoints (0.16+) and the flags (the --config file's
+    too) say nothing of that log and do not pin the flag; None where they are left as they are."""
+    if version is None or not vllm_flags.exists(QUIET_FLAG, version):
+        return None
+    seen = vllm_args.with_config(args, config) if config else tuple(args)
+    if QUIET_FLAG in pinned or any(vllm_args.has(seen, flag, version) for flag in ACCESS_LOG_FLAGS):
+        return None
+    return (*args, QUIET_FLAG, GUARD_POLLED)

@@ -185,6 +185,17 @@ def start_serving(
         removed = _remove_previous(state, settings)
         gpus = _read_gpus(settings, env, removed, program)
         pinned = _pinned(settings)
+        quiet = flag_edits.quiet_access_log(user_args, version, pinned, vllm_config.read(user_args))
+        if quiet is not None:
+            # the guard's own polls, once a second, would fill vLLM's access log
+            print(
+                "vllm-guard: leaving the guard's /health and /metrics polls out of vLLM's access log "
+                f"({flag_edits.QUIET_FLAG} {flag_edits.GUARD_POLLED}; an access-log flag of your own, "
+                f"or --pin {flag_edits.QUIET_FLAG}, keeps them)",
+                file=sys.stderr,
+                flush=True,
+            )
+            user_args = quiet
         # The version keys flag spellings apart, the GPU what fits, the policy and pins what
         # the guard was allowed to change; only the user's flags that bear on memory count.
         # the --config file's values count as the flags they are (a changed file, another key)

@@ -352,6 +352,11 @@ def _resolve(flag: str, at: int) -> tuple[str, bool] | None:
     return None
 
 
+def exists(flag: str, version: str) -> bool:
+    """Whether `version` of vLLM takes `flag` (in any of its spellings)."""
+    return _resolve(flag, _at(version)) is not None
+
+
 def is_boolean(flag: str, version: str | None) -> bool | None:
     """True if `flag` (or its `--no-`/`--disable-` form, or an alias) takes no value in
     `version`; False if it takes a value (optional values included); None if unknown then."""
