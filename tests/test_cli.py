@@ -442,3 +442,27 @@ def test_a_reader_that_stops_reading_ends_a_report_quietly(tmp_path: Path, comma
         os.close(write_end)
     assert b"Traceback" not in done.stderr and b"BrokenPipeError" not in done.stderr, done.stderr
     assert done.returncode in (0, -signal.SIGPIPE), done.returncode  # as `yes | head` ends: never 1
+
+
+def test_a_mistyped_guard_option_is_named_with_the_closest_one(tmp_path: Path) -> None:
+    result = guard("--max-restart", "3", "serve", "m", state=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == (
+        "vllm-guard: --max-restart is not a vllm-guard option; did you mean --max-restarts?"
+    )
+
+
+@pytest.mark.parametrize("command", ["serve", "preflight"])
+def test_a_guard_option_after_model_stops_before_anything_launches(tmp_path: Path, command: str) -> None:
+    # it would reach vLLM, which knows no --max-restarts and says so in words of its own
+    marker = tmp_path / "launched"
+    result = guard(
+        "--vllm-command", f"touch {marker}", command, "m", "--max-model-len", "8192", "--max-restarts", "3",
+        state=tmp_path / "state",
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"vllm-guard: --max-restarts is a vllm-guard option, not vLLM's: put it before `{command}`",
+        f"vllm-guard: hint: vllm-guard --max-restarts VALUE {command} MODEL [VLLM ARGS...]",
+    ]
+    assert not marker.exists()

@@ -262,7 +262,11 @@ def test_a_boolean_still_on_in_the_config_file_is_no_removal(tmp_path: Path) -> 
 def test_the_guards_polls_are_left_out_of_vllms_access_log_where_the_user_said_nothing_of_it() -> None:
     quiet = flag_edits.quiet_access_log
     args = ("--max-model-len", "8192")
-    assert quiet(args, "0.32.0", frozenset()) == (*args, "--disable-access-log-for-endpoints", "/health,/metrics")
+    assert quiet(args, "0.32.0", frozenset()) == (
+        *args,
+        "--disable-access-log-for-endpoints",
+        "/health,/metrics",
+    )
     assert quiet(args, "0.15.1", frozenset()) is None  # the flag came in 0.16.0
     assert quiet(args, None, frozenset()) is None  # a vLLM of unknown age may not take it
     for own in (

@@ -96,7 +96,30 @@ def _pin_values_joined(argv: list[str]) -> list[str]:
     return out
 
 
+def _unknown_guard_option(argv: Sequence[str]) -> None:
+    """A mistyped guard option before the sub-command is named, with the closest one (argparse
+    would say the option's value is not a sub-command)."""
+    known = {*settings.option_help(), "--help", "--version", "-h"}
+    commands = {"serve", "preflight", "diagnose", "policy", "status", "forget", "demo"}
+    args = iter(argv)
+    for arg in args:
+        if arg in commands or not arg.startswith("-"):
+            return
+        name = arg.split("=", 1)[0]
+        if name in known and "=" not in arg and name not in ("--help", "--version", "-h"):
+            next(args, None)  # every guard option takes a value
+        elif name not in known:
+            import difflib  # noqa: PLC0415
+
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise GuardError(
+                f"{name} is not a vllm-guard option" + (f"; did you mean {close[0]}?" if close else ""),
+                hint="vllm-guard --help lists the guard's options; vLLM's go after MODEL",
+            )
+
+
 def _dispatch(argv: list[str]) -> ExitCode | int:
+    _unknown_guard_option(argv)
     parser = _parser()
     try:
         ns = parser.parse_args(_pin_values_joined(argv))
@@ -113,6 +136,7 @@ def _dispatch(argv: list[str]) -> ExitCode | int:
         if not ns.rest or not ns.rest[0].strip() or ns.rest[0].startswith("-"):
             # An empty MODEL is what a unit's ${MODEL} gives when its environment file lacks it.
             raise GuardError("serve needs MODEL first: vllm-guard serve MODEL [VLLM ARGS...]")
+        settings.misplaced_option(ns.rest[1:], "serve")
         from vllm_guard.startup import start_serving  # noqa: PLC0415
 
         guard_settings = settings.load(cli_values)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
@@ -201,3 +202,18 @@ def option_help() -> dict[str, tuple[str, str]]:
             f"{field.description or ''} ({said})" if said else field.description or "",
         )
     return out
+
+
+def misplaced_option(vllm_argv: Sequence[str], where: str) -> None:
+    """A guard option among vLLM's flags would reach vLLM, which does not know it and says so in
+    words of its own: stop before launching, and say where it goes."""
+    from vllm_guard import vllm_flags  # noqa: PLC0415
+
+    options = option_help()
+    for arg in vllm_argv:
+        name = arg.split("=", 1)[0]
+        if name in options and not vllm_flags.exists(name, None):
+            raise GuardError(
+                f"{name} is a vllm-guard option, not vLLM's: put it before `{where}`",
+                hint=f"vllm-guard {name} VALUE {where} MODEL [VLLM ARGS...]",
+            )

@@ -352,8 +352,8 @@ def _resolve(flag: str, at: int) -> tuple[str, bool] | None:
     return None
 
 
-def exists(flag: str, version: str) -> bool:
-    """Whether `version` of vLLM takes `flag` (in any of its spellings)."""
+def exists(flag: str, version: str | None) -> bool:
+    """Whether `version` of vLLM (None: the newest mined) takes `flag`, in any of its spellings."""
     return _resolve(flag, _at(version)) is not None
 
 

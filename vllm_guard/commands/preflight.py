@@ -16,7 +16,7 @@ from pathlib import Path
 from vllm_guard import gpu, machine
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.serve_preflight import gpu_facts, judge, line, read_snapshot
-from vllm_guard.settings import GuardSettings
+from vllm_guard.settings import GuardSettings, misplaced_option
 from vllm_guard.state import StateDir
 
 # How long `--kill-leftovers` lets a leftover vLLM process act on SIGTERM before SIGKILL.
@@ -47,6 +47,7 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
         ns = parser.parse_args(list(argv))
     except SystemExit as exc:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
+    misplaced_option(ns.vllm_args, "preflight")
     if ns.gpu and ns.gpu_snapshot:
         raise GuardError("--gpu and --gpu-snapshot are two ways to plan: give one")
     if ns.gpus is not None and not ns.gpu:
@@ -59,15 +60,7 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
     except GuardError:
         program = None  # planning on a machine without vLLM
     cpu = program is not None and cpu_build(program, environ)
-    if ns.gpu:
-        try:
-            gpus = gpu.planned(ns.gpu, ns.gpus or 1)
-        except ValueError as exc:
-            raise GuardError(str(exc)) from None
-    elif ns.gpu_snapshot:
-        gpus = read_snapshot(Path(ns.gpu_snapshot))
-    else:
-        gpus = gpu_facts(settings, environ, cpu=cpu)
+    gpus = _devices(ns, settings, environ, cpu=cpu)
     if ns.save_gpu_snapshot:
         Path(ns.save_gpu_snapshot).write_text(
             json.dumps(gpu.facts_to_json(gpus), indent=1) + "\n", encoding="utf-8"
@@ -89,6 +82,20 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
         else:
             print("cannot start here: fix what FAIL says")
     return ExitCode.STOPPED if verdict.ok else ExitCode.CANNOT_START
+
+
+def _devices(
+    ns: argparse.Namespace, settings: GuardSettings, environ: Mapping[str, str], *, cpu: bool
+) -> gpu.GpuFacts:
+    """The devices to plan for: a card named (--gpu), a snapshot, or this machine's."""
+    if ns.gpu:
+        try:
+            return gpu.planned(ns.gpu, ns.gpus or 1)
+        except ValueError as exc:
+            raise GuardError(str(exc)) from None
+    if ns.gpu_snapshot:
+        return read_snapshot(Path(ns.gpu_snapshot))
+    return gpu_facts(settings, environ, cpu=cpu)
 
 
 def _kill_leftovers(gpus: gpu.GpuFacts, grace_s: float = LEFTOVER_GRACE_S) -> None:
