@@ -167,14 +167,20 @@ def test_as_pid_1_the_guard_relaunches_reaps_every_orphan_and_stops_on_sigterm(p
     # parent exits at once. It is re-parented to the namespace's init and, when it exits, only
     # PID 1 can reap it; unreaped, each such exit would keep a zombie for the container's lifetime.
     subprocess.run(
-        ["nsenter", "--target", str(guard.pid), "--pid", "--", "sh", "-c", "sleep 1 & exit 0"],
+        ["nsenter", "--target", str(guard.pid), "--pid", "--", "sh", "-c", "sleep 4 & exit 0"],
         check=True,
         timeout=10,
     )
-    (adopted,) = [p for p in guard.children() if p.name() == "sleep"]
+    # long enough to be seen adopted on a loaded machine (CI runs the suite three times over)
+    deadline = time.monotonic() + 3
+    adopted_ones = [p for p in guard.children() if p.name() == "sleep"]
+    while not adopted_ones and time.monotonic() < deadline:
+        time.sleep(0.05)
+        adopted_ones = [p for p in guard.children() if p.name() == "sleep"]
+    (adopted,) = adopted_ones
     assert ns_pid(adopted) != 1
-    # It exits after 1 s; reaped, it is gone (a zombie would still count as running).
-    deadline = time.monotonic() + 10
+    # It exits after 4 s; reaped, it is gone (a zombie would still count as running).
+    deadline = time.monotonic() + 15
     while adopted.is_running() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not adopted.is_running(), f"not reaped by PID 1: {adopted}"

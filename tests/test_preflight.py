@@ -124,16 +124,18 @@ def test_a_taken_port_fails_naming_the_holder() -> None:
     assert not verdict.ok and status == "fail" and "pid 77" in message
 
 
-def test_no_gpu_fails_preflight_but_only_warns_serve_and_the_model_is_still_reported() -> None:
+def test_no_gpu_is_a_warning_and_leaves_the_memory_unjudged_and_the_model_still_reported() -> None:
+    # one verdict for preflight and serve: vLLM may be built for another accelerator
     nothing = Machine(
         GpuFacts((), None, None, "no NVIDIA driver (nvidia-ml-py: NVML Shared Library Not Found)", "nvml")
     )
     verdict = check(LLAMA_8B, (), nothing)
     status, message = finding(verdict, "gpu")
-    assert not verdict.ok and status == "fail" and "NVML Shared Library Not Found" in message
+    assert verdict.ok and status == "warn" and "NVML Shared Library Not Found" in message
     assert finding(verdict, "model")[0] == "ok" and verdict.estimate is not None
-    for_serve = check(LLAMA_8B, (), nothing, require_gpu=False)
-    assert for_serve.ok and finding(for_serve, "gpu")[0] == "warn"
+    assert (
+        finding(verdict, "memory") == ("unknown", "not judged: no GPU to judge it on") and not verdict.judged
+    )
 
 
 def test_an_unknown_model_and_a_missing_token_are_warnings_not_guesses() -> None:
@@ -264,3 +266,31 @@ def test_the_cpu_builds_blocks_are_128_tokens() -> None:
         f for f in check(tiny, (*args, "--block-size", "16"), on(CPU)).findings if f.check == "kv_cache"
     )
     assert given.numbers["fitted"] == 960  # 61 blocks of 16, one spare
+
+
+def test_without_the_models_config_its_memory_is_said_to_be_unjudged_not_fine() -> None:
+    # Llama-3.1-70B on one H100, its files not here: no "fits" from knowing nothing
+    blind = ModelFacts("meta-llama/Llama-3.1-70B-Instruct", None)
+    verdict = check(blind, (), on(H100))
+    status, message = finding(verdict, "memory")
+    assert status == "unknown" and message.startswith(
+        "not judged: the model's config.json is not on this machine"
+    )
+    assert verdict.ok and not verdict.judged and verdict.as_json()["memory_judged"] is False
+    fix = next(f.fix for f in verdict.findings if f.check == "memory")
+    assert (
+        "--config-json FILE" in fix
+        and "huggingface-cli download meta-llama/Llama-3.1-70B-Instruct config.json" in fix
+    )
+    # its config.json alone judges it
+    given = ModelFacts(blind.name, LLAMA_31_70B, config_from="--config-json /tmp/config.json")
+    judged = check(given, (), on(H100))
+    assert judged.judged and finding(judged, "weights")[0] == "adjusted"
+
+
+def test_a_local_path_with_nothing_there_is_a_permanent_failure() -> None:
+    verdict = check(ModelFacts("/models/llama-typo", None, hub_id=False, missing=True), (), on(H100))
+    status, message = finding(verdict, "model")
+    assert status == "fail" and "/models/llama-typo does not exist" in message
+    assert not verdict.ok and verdict.permanent
+    assert not any(f.check == "memory" for f in verdict.findings)  # nothing to judge: it is not there

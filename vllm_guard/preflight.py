@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 GiB = 1 << 30
 MiB = 1 << 20
-Status = Literal["ok", "adjusted", "warn", "fail"]
+# "unknown": a check that could not be made (the model's memory without its config.json)
+Status = Literal["ok", "adjusted", "warn", "fail", "unknown"]
 Mode = Literal["adjust", "warn", "off"]
 
 # What vLLM counts outside PyTorch against the KV budget: the growth of non-torch memory from its
@@ -72,6 +73,7 @@ class Finding:
     message: str
     numbers: dict[str, int | float | str] = field(default_factory=dict)
     fix: str = ""
+    permanent: bool = False  # a failure no flag and no restart fixes: serve's exit 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ class ModelFacts:
     cached: bool = False
     bytes_on_disk: int = 0
     hub_id: bool = True  # not a local folder: downloaded, and possibly gated
+    missing: bool = False  # a local path (/…, ./…, ~/…) with nothing there
+    config_from: str = ""  # where the config came from when not the model's own files
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +122,15 @@ class Verdict:
     start_argv: tuple[str, ...]
     estimate: memory.ModelEstimate | None
 
+    @property
+    def judged(self) -> bool:
+        """Whether the model's memory was judged at all."""
+        return not any(f.status == "unknown" for f in self.findings)
+
+    @property
+    def permanent(self) -> bool:
+        return any(f.status == "fail" and f.permanent for f in self.findings)
+
     def as_json(self) -> dict[str, object]:
         model: dict[str, object] | None = None
         if self.estimate is not None:
@@ -131,6 +144,7 @@ class Verdict:
             }
         return {
             "ok": self.ok,
+            "memory_judged": self.judged,
             "findings": [
                 {
                     "check": f.check,
@@ -138,6 +152,7 @@ class Verdict:
                     "message": f.message,
                     "numbers": f.numbers,
                     "fix": f.fix,
+                    **({"permanent": True} if f.permanent else {}),
                 }
                 for f in self.findings
             ],
@@ -154,20 +169,19 @@ def check(
     allowed: Allowed | None = None,
     vllm_version: str | None = None,
     config: Mapping[str, object] | None = None,
-    require_gpu: bool = True,
     starts: Mapping[str, measured.Start] | None = None,
 ) -> Verdict:
     """All checks, in the order vLLM would meet the problems; `args` are the flags after MODEL,
-    `config` the values of their `--config` file. Without `require_gpu` no visible GPU is a
-    warning (a vLLM built for the CPU or another accelerator), and the GPU checks are skipped.
-    `starts`: what earlier starts measured (the state directory's), used where one matches."""
+    `config` the values of their `--config` file. No visible NVIDIA GPU is a warning (vLLM may be
+    built for another accelerator) and leaves the memory unjudged. `starts`: what earlier starts
+    measured (the state directory's), used where one matches."""
     run = _Run(tuple(args), allowed or Allowed(), vllm_version, config)
     run.starts = starts or {}
     run.host(machine)
     est = run.model(model, machine)
     if est is not None:  # vLLM's own fit (auto) is bounded by it
         run.rules = replace(run.rules, model_max_len=est.max_model_len)
-    devices = run.gpus(machine.gpus, require_gpu)
+    devices = run.gpus(machine.gpus)
     run.cpu = bool(devices) and devices[0].cpu_node is not None
     run.mla = est is not None and est.mla
     if devices:
@@ -181,6 +195,23 @@ def check(
         util = run.free_memory(devices)
         if util is not None and run.stored is not None:
             run.fit_measured(devices, util)
+    if not devices and not model.missing:
+        run.add(
+            "memory",
+            "unknown",
+            "not judged: no GPU to judge it on",
+            "plan for the card it will run on: vllm-guard preflight --gpu NAME [--gpus N], or "
+            "--gpu-snapshot FILE written there by preflight --save-gpu-snapshot",
+        )
+    elif est is None and not model.missing and not any(f.check == "kv_cache" for f in run.findings):
+        run.add(
+            "memory",
+            "unknown",
+            "not judged: the model's config.json is not on this machine, and no start of it here "
+            "was measured, so whether its weights and KV cache fit is not known before vLLM tries",
+            "--config-json FILE (the model's config.json alone is enough; huggingface-cli download "
+            f"{model.name} config.json fetches only that)",
+        )
     ok = not any(f.status == "fail" for f in run.findings)
     return Verdict(ok, tuple(run.findings), run.args, est)
 
@@ -295,14 +326,25 @@ class _Run:
                 "no Hugging Face token is set: a gated model will fail to download",
                 "export HF_TOKEN=... (and request access on the model's page)",
             )
-        if model.config is None:
-            where = "in the Hugging Face cache" if model.hub_id else "there (no config.json)"
-            self.add(
-                "model",
-                "warn",
-                f"{model.name} is not found {where}: its memory cannot be estimated before vLLM downloads it",
-                "download it first (huggingface-cli download) to have it checked",
+        if model.missing:
+            self.findings.append(
+                Finding(
+                    "model",
+                    "fail",
+                    f"{model.name} does not exist: there is no such folder, and a path is not a Hugging "
+                    "Face id",
+                    fix="check the path (a Hugging Face id is ORG/NAME, without a leading / . or ~)",
+                    permanent=True,
+                )
             )
+            return None
+        if model.config is None:
+            if model.hub_id:
+                said = f"{model.name} is not in the Hugging Face cache: vLLM downloads it when it starts"
+                fix = f"huggingface-cli download {model.name} first, to have its download checked too"
+            else:  # a Mistral-format folder has params.json instead; vLLM may still read it
+                said, fix = f"{model.name} has no config.json", ""
+            self.add("model", "warn", said, fix)
             if machine.disk_free_bytes is not None:
                 self.add(
                     "disk",
@@ -312,6 +354,8 @@ class _Run:
                 )
             return None
         seen = self.seen()
+        if model.config_from:
+            self.add("config_json", "ok", f"planning with {model.config_from}")
         est = memory.estimate(
             model.config,
             model.index_total_size,
@@ -343,13 +387,12 @@ class _Run:
             )
         return est
 
-    def gpus(self, facts: GpuFacts, required: bool) -> tuple[GpuInfo, ...]:
+    def gpus(self, facts: GpuFacts) -> tuple[GpuInfo, ...]:
         if not facts.devices:
             self.add(
                 "gpu",
-                "fail" if required else "warn",
-                f"no GPU is visible: {facts.problem or 'NVML lists none'}"
-                + ("" if required else "; the GPU memory checks are skipped"),
+                "warn",
+                f"no GPU is visible: {facts.problem or 'NVML lists none'}; the GPU memory checks are skipped",
                 "check the driver (nvidia-smi), CUDA_VISIBLE_DEVICES and the container's GPU access",
             )
             return ()

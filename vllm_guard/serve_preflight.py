@@ -18,7 +18,7 @@ from vllm_guard.settings import GuardSettings, shipped_policy
 if TYPE_CHECKING:
     from vllm_guard.policy import Policy
 
-_MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL"}
+_MARK = {"ok": "ok  ", "adjusted": "adj ", "warn": "warn", "fail": "FAIL", "unknown": "??  "}
 
 
 def gpu_facts(settings: GuardSettings, environ: Mapping[str, str], *, cpu: bool = False) -> gpu.GpuFacts:
@@ -68,20 +68,32 @@ def allowed(settings: GuardSettings) -> Allowed:
     return Allowed(settings.preflight, fp8, settings.pinned if shipped else policy().pinned)
 
 
-def gather(
-    model: str, args: Sequence[str], environ: Mapping[str, str], gpus: gpu.GpuFacts, ours: Sequence[int] = ()
+def gather(  # noqa: PLR0917 - the facts serve and preflight both have at hand
+    model: str,
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    gpus: gpu.GpuFacts,
+    ours: Sequence[int] = (),
+    config_json: Path | None = None,
 ) -> tuple[ModelFacts, Machine]:
     seen = vllm_config.effective(args)
     download_dir = vllm_args.get(seen, "--download-dir")
     files = model_files.locate(model, download_dir=download_dir, environ=environ)
-    local = Path(model).expanduser().is_dir() or model.startswith(("/", "./", "../", "~"))
+    path = Path(model).expanduser()
+    local = path.is_dir() or model.startswith(("/", "./", "../", "~"))
+    config = files.config if files else None
+    config_from = ""
+    if config is None and config_json is not None:
+        config, config_from = read_config_json(config_json), f"--config-json {config_json}"
     facts = ModelFacts(
         name=model,
-        config=files.config if files else None,
+        config=config,
         index_total_size=files.index_total_size if files else None,
         cached=files.cached if files else False,
         bytes_on_disk=files.bytes_on_disk if files else 0,
         hub_id=not local,
+        missing=local and not path.exists(),
+        config_from=config_from,
     )
     free, where = machine.disk_free(hf_hub.hub_cache(environ, download_dir))
     host = vllm_args.get(seen, "--host") or "0.0.0.0"
@@ -103,6 +115,19 @@ def gather(
     )
 
 
+def read_config_json(path: Path) -> dict[str, object]:
+    """--config-json's file: a model's config.json; exit 2 naming the file when it is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GuardError(f"cannot read --config-json {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(
+        data.get("hidden_size", data.get("text_config")), int | dict
+    ):
+        raise GuardError(f"--config-json {path} is not a model's config.json (it has no hidden_size)")
+    return data
+
+
 def judge(  # noqa: PLR0917 - the facts serve and preflight both have at hand
     settings: GuardSettings,
     model: str,
@@ -111,10 +136,9 @@ def judge(  # noqa: PLR0917 - the facts serve and preflight both have at hand
     gpus: gpu.GpuFacts,
     vllm_version: str | None,
     *,
-    require_gpu: bool = True,
     starts: Mapping[str, Start] | None = None,
 ) -> Verdict:
-    facts, host = gather(model, args, environ, gpus)
+    facts, host = gather(model, args, environ, gpus, config_json=settings.config_json)
     return check(
         facts,
         args,
@@ -122,7 +146,6 @@ def judge(  # noqa: PLR0917 - the facts serve and preflight both have at hand
         allowed=allowed(settings),
         vllm_version=vllm_version,
         config=vllm_config.read(args),
-        require_gpu=require_gpu,
         starts=starts,
     )
 
@@ -138,7 +161,7 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
 ) -> tuple[str, ...]:
     """Serve's preflight: the flags to start with, after saying what was found; a failed check
     ends serve with exit 3 before anything launches."""
-    verdict = judge(settings, model, args, environ, gpus, vllm_version, require_gpu=False, starts=starts)
+    verdict = judge(settings, model, args, environ, gpus, vllm_version, starts=starts)
     for finding in verdict.findings:
         if finding.status != "ok":
             print(f"vllm-guard: preflight: {line(finding)}", file=sys.stderr, flush=True)
@@ -146,12 +169,12 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
     if failed:
         raise GuardError(
             f"preflight: {failed[0].check}: {failed[0].message}",
-            ExitCode.CANNOT_START,
+            ExitCode.PERMANENT if verdict.permanent else ExitCode.CANNOT_START,
             hint=failed[0].fix or "vllm-guard preflight MODEL [VLLM ARGS] shows every check",
         )
     return verdict.start_argv
 
 
 def line(finding: Finding) -> str:
-    fix = f" (fix: {finding.fix})" if finding.fix and finding.status in ("warn", "fail") else ""
+    fix = f" (fix: {finding.fix})" if finding.fix and finding.status in ("warn", "fail", "unknown") else ""
     return f"{_MARK[finding.status]} {finding.check}: {finding.message}{fix}"

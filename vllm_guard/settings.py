@@ -130,6 +130,11 @@ class GuardSettings(BaseSettings):
         description="before serve launches vLLM: check the GPU, memory, shm, disk, token and port, and "
         "start from flags that fit (adjust), only say what does not fit (warn), or skip it (off)",
     )
+    config_json: Path | None = Field(
+        None,
+        description="a config.json for preflight to judge the model's memory by, where the model's own "
+        "files are not on this machine yet (a config.json alone is enough)",
+    )
     gpu_snapshot: Path | None = Field(
         None,
         description="read the GPUs from this file (written by preflight --save-gpu-snapshot) instead "

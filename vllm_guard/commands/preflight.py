@@ -78,10 +78,13 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
         for finding in verdict.findings:
             print(line(finding))
         if verdict.ok:
-            print(f"start: {' '.join(['vllm', 'serve', ns.model, *verdict.start_argv])}")
+            how = "start" if verdict.judged else "start (its memory not judged: see ??)"
+            print(f"{how}: {' '.join(['vllm', 'serve', ns.model, *verdict.start_argv])}")
         else:
             print("cannot start here: fix what FAIL says")
-    return ExitCode.STOPPED if verdict.ok else ExitCode.CANNOT_START
+    if verdict.ok:
+        return ExitCode.STOPPED
+    return ExitCode.PERMANENT if verdict.permanent else ExitCode.CANNOT_START
 
 
 def _devices(
