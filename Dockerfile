@@ -9,9 +9,10 @@
 # The base image's ENTRYPOINT is ["vllm", "serve"]; this one replaces it, so arguments after
 # the image name are the same as for the official image. Pinned to a published release: the
 # guard reads the vLLM version from the package metadata, but a moving `latest` would change the
-# vLLM under a deployment without a rebuild. CUDA 12.9 drivers: --build-arg
-# VLLM_IMAGE=vllm/vllm-openai:v0.30.0-cu129.
-ARG VLLM_IMAGE=vllm/vllm-openai:v0.30.0
+# vLLM under a deployment without a rebuild. The newest vLLM the guard supports
+# (vllm_guard/vllm_version.py, NEWEST_SUPPORTED; tests/test_dockerfile.py holds them equal).
+# CUDA 12.9 drivers: --build-arg VLLM_IMAGE=vllm/vllm-openai:v0.33.0-cu129.
+ARG VLLM_IMAGE=vllm/vllm-openai:v0.33.0
 FROM ${VLLM_IMAGE}
 
 COPY pyproject.toml README.md /tmp/vllm-guard/

@@ -39,12 +39,6 @@ def guard(
     )
 
 
-def test_version() -> None:
-    result = guard("--version")
-    assert result.returncode == 0
-    assert result.stdout.strip() == f"vllm-guard {__version__}"
-
-
 def test_no_command_is_a_usage_error() -> None:
     assert guard().returncode == 2
 
@@ -508,3 +502,12 @@ def test_a_config_json_alone_lets_preflight_judge_a_model_not_on_this_machine(tm
     assert report["memory_judged"] is True and report["model"]["architecture"] == "LlamaForCausalLM"
     not_a_config = guard("--config-json", str(tmp_path), "preflight", "m", env=env)
     assert not_a_config.returncode == 2 and f"cannot read --config-json {tmp_path}" in not_a_config.stderr
+
+
+def test_version_names_the_vllms_the_guard_knows() -> None:
+    result = guard("--version")
+    assert result.returncode == 0
+    assert (
+        result.stdout.strip()
+        == f"vllm-guard {__version__} (vLLM 0.4.1 to 0.33.0; its flag tables read 0.34.0 too)"
+    )

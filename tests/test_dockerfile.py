@@ -117,3 +117,16 @@ def test_dockerignore_keeps_the_context_to_what_is_copied() -> None:
     for sources in copied:
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+
+
+def test_the_image_is_built_on_the_newest_vllm_the_guard_supports() -> None:
+    from vllm_guard import vllm_flags, vllm_version  # noqa: PLC0415
+    from vllm_guard.sim import scenario  # noqa: PLC0415
+
+    (image,) = [
+        args for keyword, args in instructions() if keyword == "ARG" and args.startswith("VLLM_IMAGE=")
+    ]
+    assert image == f"VLLM_IMAGE=vllm/vllm-openai:v{vllm_version.NEWEST_SUPPORTED}"
+    assert scenario.DEFAULT_VERSION == vllm_version.NEWEST_SUPPORTED  # the simulator speaks it
+    assert vllm_flags.MINED_VERSIONS[-1] == vllm_version.TABLES_UP_TO
+    assert vllm_version.at_least(vllm_version.TABLES_UP_TO, (0, 33))

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, NoReturn
 
-from vllm_guard import __version__, settings
+from vllm_guard import __version__, settings, vllm_version
 from vllm_guard.errors import ExitCode, GuardError
 
 USAGE = (
@@ -40,7 +40,11 @@ def _parser() -> argparse.ArgumentParser:
         "the sub-command (or in VLLM_GUARD_* variables); everything after MODEL is vLLM's.",
         allow_abbrev=False,
     )
-    parser.add_argument("--version", action="version", version=f"vllm-guard {__version__}")
+    known = (
+        f"vLLM {vllm_version.OLDEST_KNOWN} to {vllm_version.NEWEST_SUPPORTED}; "
+        f"its flag tables read {vllm_version.TABLES_UP_TO} too"
+    )
+    parser.add_argument("--version", action="version", version=f"vllm-guard {__version__} ({known})")
     for flag, (name, help_text) in settings.option_help().items():
         choices = settings.option_choices(name)
         metavar = "|".join(choices) if choices else "VALUE"

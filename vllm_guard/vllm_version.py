@@ -8,6 +8,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+# The vLLMs the guard knows: its catalogue of failures and refusals was mined from every release
+# from OLDEST_KNOWN on; NEWEST_SUPPORTED is the newest it is checked against end to end (the
+# simulator speaks it, the Dockerfile builds on its image); its flag tables read TABLES_UP_TO too.
+OLDEST_KNOWN = "0.4.1"
+NEWEST_SUPPORTED = "0.33.0"
+TABLES_UP_TO = "0.34.0"
+
 # What vLLM prints first: the API server's banner (`█  version 0.32.0`, 0.11+) or the engine's
 # `Initializing a V1 LLM engine (v0.32.0) with config` (reference.md §6.2).
 _PRINTED = re.compile(

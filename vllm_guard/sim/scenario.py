@@ -26,7 +26,7 @@ import psutil
 
 from vllm_guard.sim.memory import GiB, Gpu
 
-DEFAULT_VERSION = "0.33.0"
+DEFAULT_VERSION = "0.33.0"  # vllm_version.NEWEST_SUPPORTED (the simulator imports nothing of the guard)
 SUPPORTED_VERSIONS = ("0.32", "0.33")
 
 
