@@ -102,6 +102,17 @@ def test_a_crash_loop_gives_up_with_exit_4_and_one_table(tmp_path: Path) -> None
     assert lines.count("RuntimeError: it broke") == 3  # vLLM's own line, relayed unchanged
     table = [line for line in lines if "status 1" in line and line.endswith("RuntimeError: it broke")]
     assert len(table) == 3
+    # its columns line up: each heading starts where its column does, in every row
+    (head,) = [line for line in lines if line.endswith("  evidence") and "  #  " in line]
+    for row in table:
+        for heading, cell in (("kind", "unknown"), ("evidence", "RuntimeError"), ("ended", "status 1")):
+            assert row.index(cell) == head.index(heading), (head, row)
+
+
+def test_a_preflight_failure_is_said_once(tmp_path: Path) -> None:
+    result = guard("--vllm-command", "true", "serve", str(tmp_path / "missing-model"), state=tmp_path / "s")
+    assert result.returncode == 5
+    assert result.stderr.count("does not exist: there is no such folder") == 1, result.stderr
 
 
 def test_a_vllm_that_exits_before_the_guard_is_watching_is_still_seen(tmp_path: Path) -> None:
@@ -511,3 +522,24 @@ def test_version_names_the_vllms_the_guard_knows() -> None:
         result.stdout.strip()
         == f"vllm-guard {__version__} (vLLM 0.4.1 to 0.33.0; its flag tables read 0.34.0 too)"
     )
+
+
+def test_policy_check_warns_of_a_flag_vllm_does_not_take_naming_its_line(tmp_path: Path) -> None:
+    policy = tmp_path / "mine.yaml"
+    policy.write_text(
+        "name: mine\nladders:\n  oom_runtime:\n    - flag: --enforce-eager\n"
+        "    - scale: {flag: --max-num-seq, factor: 0.5}\n"
+    )
+    result = guard("--vllm-command", str(tmp_path / "no-vllm"), "policy", "check", str(policy))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{policy}: a valid policy (mine, 1 ladder)\n"
+    assert result.stderr.splitlines() == [
+        f"vllm-guard: warning: {policy}:5: ladders.oom_runtime.1.scale.flag: --max-num-seq is not a flag of "
+        "vLLM 0.34.0 (the newest the guard knows); did you mean --max-num-seqs?"
+    ]
+
+
+@pytest.mark.parametrize("name", ["default", "keep-quality"])
+def test_the_shipped_policies_name_only_flags_vllm_takes(name: str) -> None:
+    result = guard("policy", "check", name)
+    assert result.returncode == 0 and result.stderr == "", result.stderr

@@ -204,6 +204,49 @@ def _line_of(node: yaml.Node | None, loc: list[Any]) -> int:
     return line
 
 
+def unknown_flags(name_or_path: str, spec: PolicySpec, version: str | None) -> list[str]:
+    """A warning for each flag the policy names that `version` of vLLM (None: the newest in the
+    guard's tables) does not take, with its file and line and the closest flag it does take:
+    a misspelt flag validates, and would only ever be refused at the moment its step is taken."""
+    import difflib  # noqa: PLC0415
+
+    from vllm_guard import vllm_flags  # noqa: PLC0415
+
+    path = resolve(name_or_path)
+    try:
+        root = yaml.compose(
+            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        root = None
+    named: list[tuple[str, list[Any]]] = [(flag, ["pinned", i]) for i, flag in enumerate(spec.pinned)]
+    for kind, steps in spec.ladders.items():
+        for i, step in enumerate(steps):
+            where: list[Any] = ["ladders", kind.value, i]
+            for key in ("remove", "flag", "fit", "when"):
+                if getattr(step, key) is not None:
+                    named.append((getattr(step, key), [*where, key]))
+            if step.set is not None:
+                named.extend((flag, [*where, "set", flag, "[key]"]) for flag in step.set)
+            if step.scale is not None:
+                named.append((step.scale.flag, [*where, "scale", "flag"]))
+    known = vllm_flags.known_flags(version)
+    which = (
+        f"vLLM {version}" if version else f"vLLM {vllm_flags.MINED_VERSIONS[-1]} (the newest the guard knows)"
+    )
+    warnings = []
+    for flag, loc in named:
+        if vllm_flags.exists(flag, version):
+            continue
+        close = difflib.get_close_matches(flag, known, n=1)
+        field = ".".join(str(p) for p in loc if p != "[key]")
+        warnings.append(
+            f"{path}:{_line_of(root, loc)}: {field}: {flag} is not a flag of {which}"
+            + (f"; did you mean {close[0]}?" if close else "")
+        )
+    return warnings
+
+
 def effective(settings: GuardSettings) -> tuple[GuardSettings, Policy]:
     """The settings with the policy's restart discipline under them (command line > environment >
     policy file > defaults), and the policy with `--pin` added to its pinned flags."""

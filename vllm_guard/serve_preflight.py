@@ -162,10 +162,11 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
     """Serve's preflight: the flags to start with, after saying what was found; a failed check
     ends serve with exit 3 before anything launches."""
     verdict = judge(settings, model, args, environ, gpus, vllm_version, starts=starts)
-    for finding in verdict.findings:
-        if finding.status != "ok":
-            print(f"vllm-guard: preflight: {line(finding)}", file=sys.stderr, flush=True)
     failed = [f for f in verdict.findings if f.status == "fail"]
+    for finding in verdict.findings:
+        # the first failure is the sentence serve ends with: said once, there
+        if finding.status != "ok" and not (failed and finding is failed[0]):
+            print(f"vllm-guard: preflight: {line(finding)}", file=sys.stderr, flush=True)
     if failed:
         raise GuardError(
             f"preflight: {failed[0].check}: {failed[0].message}",

@@ -610,14 +610,23 @@ class Supervisor:
     def _report(self, decision: GiveUp) -> None:
         """One table of attempts, so nobody has to dig through scrollback to learn why."""
         self._print(f"gave up: {decision.reason}", level="error")
-        self._print(f"  {'#':>3}  {'lasted':>8}  {'ready':>5}  {'ended':<16}  {'kind':<10}  evidence")
-        for a in self.history:
-            ended = "killed (hung)" if a.exit_status is None else f"status {_status_text(a.exit_status)}"
-            self._print(
-                f"  {a.number:>3}  {a.ended_at - a.started_at:>7.1f}s  "
-                f"{'yes' if a.ready_at is not None else 'no':>5}  {ended:<16}  "
-                f"{a.failure.kind.value:<10}  {(a.failure.evidence or a.last_line)[:160]}"
+        rows = [
+            (
+                str(a.number),
+                f"{a.ended_at - a.started_at:.1f}s",
+                "yes" if a.ready_at is not None else "no",
+                "killed (hung)" if a.exit_status is None else f"status {_status_text(a.exit_status)}",
+                a.failure.kind.value,
+                (a.failure.evidence or a.last_line)[:160],
             )
+            for a in self.history
+        ]
+        # each column as wide as its widest cell, so that the columns line up whatever the kinds
+        head = ("#", "lasted", "ready", "ended", "kind", "evidence")
+        widths = [max(len(row[i]) for row in [head, *rows]) for i in range(5)]
+        for row in [head, *rows]:
+            cells = [row[i].rjust(widths[i]) if i < 3 else row[i].ljust(widths[i]) for i in range(5)]
+            self._print("  " + "  ".join([*cells, row[5]]).rstrip())
 
 
 def _status_text(status: int | None) -> str:

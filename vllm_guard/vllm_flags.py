@@ -352,6 +352,14 @@ def _resolve(flag: str, at: int) -> tuple[str, bool] | None:
     return None
 
 
+def known_flags(version: str | None) -> list[str]:
+    """Every long option `version` of vLLM (None: the newest mined) takes, canonical spellings."""
+    at = _at(version)
+    return sorted(
+        flag for flag, runs in _TABLE.items() if any(first <= at <= last for _, first, last in runs)
+    )
+
+
 def exists(flag: str, version: str | None) -> bool:
     """Whether `version` of vLLM (None: the newest mined) takes `flag`, in any of its spellings."""
     return _resolve(flag, _at(version)) is not None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 
 from vllm_guard import policy_file
@@ -30,10 +32,24 @@ def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
         raise GuardError(f"usage: {USAGE}")
     spec = policy_file.load(rest[0] if rest else default)  # a bad file raises with file:line
     if action == "check":
-        print(f"{policy_file.resolve(rest[0])}: a valid policy ({spec.name}, {len(spec.ladders)} ladders)")
+        for warning in policy_file.unknown_flags(rest[0], spec, _vllm_version(settings)):
+            print(f"vllm-guard: warning: {warning}", file=sys.stderr)
+        ladders = f"{len(spec.ladders)} ladder{'s' if len(spec.ladders) != 1 else ''}"
+        print(f"{policy_file.resolve(rest[0])}: a valid policy ({spec.name}, {ladders})")
         return ExitCode.STOPPED
     print(show(spec))
     return ExitCode.STOPPED
+
+
+def _vllm_version(settings: GuardSettings) -> str | None:
+    """The version of the vLLM --vllm-command runs, where it can be read."""
+    from vllm_guard.processes import resolve_command  # noqa: PLC0415
+    from vllm_guard.vllm_version import detect  # noqa: PLC0415
+
+    try:
+        return detect(resolve_command(settings.vllm_command, os.environ))
+    except GuardError:
+        return None
 
 
 def show(spec: policy_file.PolicySpec) -> str:

@@ -127,7 +127,26 @@ def version_at_least(version: str, wanted: tuple[int, int]) -> bool:
 
 def build_parser(version: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     """The `vllm` parser and its `serve` sub-parser (allow_abbrev on, as in vLLM)."""
-    top = argparse.ArgumentParser(prog="vllm", description="vLLM CLI")
+    import textwrap  # noqa: PLC0415
+
+    from vllm_guard.sim import scenario  # noqa: PLC0415 - the settings' own description
+
+    about = textwrap.fill(
+        f"vllm-guard's simulator of vLLM {version}: a stand-in for `vllm serve MODEL [flags]` that "
+        "needs no GPU, for the guard's tests, its demo and benchmarks. It prints what vLLM prints "
+        "and fails as vLLM fails (out of memory, a gated model, a hang, ...), as its VLLM_GUARD_SIM_* "
+        "settings below make it (docs/simulator.md). Under the guard:",
+        width=96,
+    )
+    faults = "        known faults: " + ", ".join(
+        name + ("" if kind is None else "=N") for name, kind in scenario.FAULTS.items()
+    )
+    top = argparse.ArgumentParser(
+        prog="vllm",
+        description=about + '\n\n  vllm-guard --vllm-command "python -m vllm_guard.sim" serve MODEL [flags]',
+        epilog=(scenario.__doc__ or "").split("\n", 1)[1].rstrip() + "\n" + faults,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("-v", "--version", action="version", version=version)
     subparsers = top.add_subparsers(required=False, dest="subparser")
     serve = argparse.ArgumentParser()
