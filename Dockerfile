@@ -20,7 +20,7 @@ COPY vllm_guard /tmp/vllm-guard/vllm_guard
 
 # Into the image's own Python, beside vLLM, so that `vllm` is on PATH for the guard and its
 # version is in the same package metadata. Every package already installed is a constraint:
-# pip may add what the guard lacks (pydantic-settings, tenacity) but may never move one of
+# pip may add what the guard lacks (pydantic-settings, for one) but may never move one of
 # vLLM's pinned dependencies; a conflict fails the build instead of breaking vLLM at run time.
 # PIP_BREAK_SYSTEM_PACKAGES: the image's Python is the system one (no venv), by design.
 RUN python3 -m pip list --format=freeze > /tmp/vllm-image-constraints.txt \

