@@ -300,25 +300,25 @@ def _snapshot() -> dict[str, Any]:
         (lambda d: d["devices"][0].pop("total_bytes"), "devices[0].total_bytes: missing"),
         (
             lambda d: d["devices"][0].update(total_bytes="80GB"),
-            "devices[0].total_bytes: expected int, got '80GB'",
+            "devices[0].total_bytes: Input should be a valid integer, got '80GB'",
         ),
         (
             lambda d: d["devices"][0].update(free_bytes=-1),
-            "devices[0].free_bytes: expected a whole number >= 0",
+            "devices[0].free_bytes: Input should be greater than or equal to 0, got -1",
         ),
         (
             lambda d: d["devices"][0].update(used_bytes=True),
-            "devices[0].used_bytes: expected a whole number >= 0",
+            "devices[0].used_bytes: Input should be a valid integer, got True",
         ),
         (
             lambda d: d["devices"][0].update(compute_capability=[9]),
-            "devices[0].compute_capability: expected [major, minor]",
+            "devices[0].compute_capability[1]: missing",
         ),
         (
             lambda d: d["devices"][0]["processes"][0].update(user=7),
-            "devices[0].processes[0].user: expected str | None",
+            "devices[0].processes[0].user: Input should be a valid string, got 7",
         ),
-        (lambda d: d["devices"].append("H100"), "devices[1]: expected an object"),
+        (lambda d: d["devices"].append("H100"), "devices[1]: Input should be an object, got 'H100'"),
         (lambda d: d.update(format=2), "format: this vllm-guard reads GPU snapshot format 1, not 2"),
         (lambda d: d.update(devices=[]), "devices: empty, and no problem says why"),
     ],

@@ -3,8 +3,11 @@ and read back with `--gpu-snapshot`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, ValidationError
 
 from vllm_guard.facts import GpuFacts, GpuInfo, GpuProcess
 
@@ -39,6 +42,40 @@ def facts_to_json(facts: GpuFacts) -> dict[str, Any]:
     }
 
 
+class _Strict(BaseModel):
+    # strict: JSON's true is no count of bytes, "80GB" no number; unknown keys are a newer
+    # guard's and are left alone
+    model_config = ConfigDict(strict=True, frozen=True)
+
+
+class _Process(_Strict):
+    pid: NonNegativeInt
+    bytes: NonNegativeInt
+    user: str | None
+    command: str | None
+
+
+class _Device(_Strict):
+    index: NonNegativeInt
+    uuid: str | None
+    name: str
+    total_bytes: NonNegativeInt
+    free_bytes: NonNegativeInt
+    reserved_bytes: NonNegativeInt
+    used_bytes: NonNegativeInt
+    compute_capability: tuple[NonNegativeInt, NonNegativeInt] | None
+    processes: list[_Process]
+    cpu_node: NonNegativeInt | None = None
+
+
+class _Snapshot(_Strict):
+    format: int = _SNAPSHOT_FORMAT
+    driver_version: str | None
+    cuda_version: str | None
+    problem: str | None
+    devices: list[_Device]
+
+
 def facts_from_json(data: Mapping[str, Any], source: str) -> GpuFacts:
     """Read a snapshot back; ValueError names the first field that is missing or wrong."""
     if not isinstance(data, Mapping):
@@ -46,12 +83,32 @@ def facts_from_json(data: Mapping[str, Any], source: str) -> GpuFacts:
     fmt = data.get("format", _SNAPSHOT_FORMAT)
     if fmt != _SNAPSHOT_FORMAT:
         raise ValueError(f"format: this vllm-guard reads GPU snapshot format {_SNAPSHOT_FORMAT}, not {fmt!r}")
-    devices = _field(data, "devices", list, "")
+    try:
+        # validated as the JSON it was read from: strict, and a [major, minor] array is a pair
+        snapshot = _Snapshot.model_validate_json(json.dumps(dict(data)))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        said = "missing" if error["type"] == "missing" else f"{error['msg']}, got {error['input']!r}"
+        raise ValueError(f"{_path(error['loc'])}: {said}") from None
     facts = GpuFacts(
-        devices=tuple(_info_from_json(d, f"devices[{i}].") for i, d in enumerate(devices)),
-        driver_version=_field(data, "driver_version", str | None, ""),
-        cuda_version=_field(data, "cuda_version", str | None, ""),
-        problem=_field(data, "problem", str | None, ""),
+        devices=tuple(
+            GpuInfo(
+                index=d.index,
+                uuid=d.uuid,
+                name=d.name,
+                total_bytes=d.total_bytes,
+                free_bytes=d.free_bytes,
+                reserved_bytes=d.reserved_bytes,
+                used_bytes=d.used_bytes,
+                compute_capability=d.compute_capability,
+                processes=tuple(GpuProcess(p.pid, p.bytes, p.user, p.command) for p in d.processes),
+                cpu_node=d.cpu_node,
+            )
+            for d in snapshot.devices
+        ),
+        driver_version=snapshot.driver_version,
+        cuda_version=snapshot.cuda_version,
+        problem=snapshot.problem,
         source=source,
     )
     if not facts.devices and facts.problem is None:
@@ -59,55 +116,9 @@ def facts_from_json(data: Mapping[str, Any], source: str) -> GpuFacts:
     return facts
 
 
-def _info_from_json(data: Any, where: str) -> GpuInfo:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where.rstrip('.')}: expected an object, got {data!r}")
-    capability = _field(data, "compute_capability", list | None, where)
-    if capability is not None and (len(capability) != 2 or not all(_is_count(v) for v in capability)):
-        raise ValueError(f"{where}compute_capability: expected [major, minor], got {capability!r}")
-    processes = _field(data, "processes", list, where)
-    return GpuInfo(
-        index=_count(data, "index", where),
-        uuid=_field(data, "uuid", str | None, where),
-        name=_field(data, "name", str, where),
-        total_bytes=_count(data, "total_bytes", where),
-        free_bytes=_count(data, "free_bytes", where),
-        reserved_bytes=_count(data, "reserved_bytes", where),
-        used_bytes=_count(data, "used_bytes", where),
-        compute_capability=(capability[0], capability[1]) if capability is not None else None,
-        processes=tuple(_process_from_json(p, f"{where}processes[{i}].") for i, p in enumerate(processes)),
-        cpu_node=_count(data, "cpu_node", where) if data.get("cpu_node") is not None else None,
-    )
-
-
-def _process_from_json(data: Any, where: str) -> GpuProcess:
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{where.rstrip('.')}: expected an object, got {data!r}")
-    return GpuProcess(
-        pid=_count(data, "pid", where),
-        bytes=_count(data, "bytes", where),
-        user=_field(data, "user", str | None, where),
-        command=_field(data, "command", str | None, where),
-    )
-
-
-def _field(data: Mapping[str, Any], key: str, kind: Any, where: str) -> Any:
-    if key not in data:
-        raise ValueError(f"{where}{key}: missing")
-    value = data[key]
-    if not isinstance(value, kind):
-        expected = kind.__name__ if isinstance(kind, type) else str(kind)
-        raise ValueError(f"{where}{key}: expected {expected}, got {value!r}")
-    return value
-
-
-def _is_count(value: Any) -> bool:
-    # JSON true/false load as bool, which Python counts as int.
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
-def _count(data: Mapping[str, Any], key: str, where: str) -> int:
-    value = _field(data, key, int, where)
-    if not _is_count(value):
-        raise ValueError(f"{where}{key}: expected a whole number >= 0, got {value!r}")
-    return int(value)
+def _path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's location as the snapshot's own path: devices[0].total_bytes."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
