@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -543,3 +544,21 @@ def test_policy_check_warns_of_a_flag_vllm_does_not_take_naming_its_line(tmp_pat
 def test_the_shipped_policies_name_only_flags_vllm_takes(name: str) -> None:
     result = guard("policy", "check", name)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_warn_mode_is_one_verdict_in_preflight_and_serve(tmp_path: Path) -> None:
+    # --preflight warn only stops adjusting: a check no flag passes still stops both, with exit 3
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(LLAMA_31_8B))
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        common = ("--preflight", "warn", "--config-json", str(config))
+        model = "meta-llama/Llama-3.1-8B-Instruct"
+        planned = guard(*common, "preflight", "--gpu", "L4", model, "--host", "127.0.0.1", "--port", port)
+        served = guard(*common, "--vllm-command", "true", "serve", model, "--host", "127.0.0.1", "--port", port,
+                       state=tmp_path / "s")  # fmt: skip
+    assert (planned.returncode, served.returncode) == (3, 3), served.stderr
+    assert "cannot start here: fix what FAIL says" in planned.stdout
+    assert "preflight: port:" in served.stderr
