@@ -151,15 +151,21 @@ def _mlp_params(t: Mapping[str, Any], hidden: int, layers: int) -> tuple[int, in
     return layers * dense, 0
 
 
-def _param_counts(config: Mapping[str, Any]) -> _Counts:
-    t = _text(config)
+def _shape(t: Mapping[str, Any]) -> tuple[int, int, int, int, int]:
+    """(hidden size, layers, attention heads, KV heads, head dimension) of a text config."""
     hidden, layers, heads = (
         _int(t.get("hidden_size")),
         _int(t.get("num_hidden_layers")),
         _int(t.get("num_attention_heads")),
     )
-    kv_heads = _int(t.get("num_key_value_heads"), heads)
+    kv_heads = _int(t.get("num_key_value_heads"), heads) or heads
     head_dim = _int(t.get("head_dim")) or (hidden // heads if heads else 0)
+    return hidden, layers, heads, kv_heads, head_dim
+
+
+def _param_counts(config: Mapping[str, Any]) -> _Counts:
+    t = _text(config)
+    hidden, layers, heads, kv_heads, head_dim = _shape(t)
     vocab, model_type = _int(t.get("vocab_size")), str(t.get("model_type", ""))
     attention = layers * _attention_params(t, hidden, heads, kv_heads, head_dim)
     # Qwen2 has q/k/v biases without saying so in its config.
@@ -322,10 +328,7 @@ def estimate(
 ) -> ModelEstimate:
     """The estimate for `config` as vLLM would load it with these flags."""
     t = _text(config)
-    layers, heads = _int(t.get("num_hidden_layers")), _int(t.get("num_attention_heads"))
-    hidden = _int(t.get("hidden_size"))
-    kv_heads = _int(t.get("num_key_value_heads"), heads) or heads
-    head_dim = _int(t.get("head_dim")) or (hidden // heads if heads else 0)
+    _, layers, _, kv_heads, head_dim = _shape(t)
     activation = load_dtype(config, dtype)
     counts = _param_counts(config)
     qc = _quant_config(config)
@@ -398,13 +401,7 @@ def _load_tensors(
     down_proj (each MoE layer's experts as one w13 and one w2), the embedding and an untied lm_head
     (the vocabulary padded to 64). MLA's attention and MXFP4's experts are left out."""
     t = _text(config)
-    hidden, layers, heads = (
-        _int(t.get("hidden_size")),
-        _int(t.get("num_hidden_layers")),
-        _int(t.get("num_attention_heads")),
-    )
-    kv_heads = _int(t.get("num_key_value_heads"), heads)
-    head_dim = _int(t.get("head_dim")) or (hidden // heads if heads else 0)
+    hidden, layers, heads, kv_heads, head_dim = _shape(t)
     model_type = str(t.get("model_type", ""))
     found: list[tuple[int, int, int, bool]] = []
     if not t.get("kv_lora_rank"):
