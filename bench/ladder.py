@@ -213,7 +213,7 @@ def run(
 
 def _auto_fitted(state: Path) -> str | None:
     """What vLLM's own `--max-model-len auto` chose, from its log line in the last attempt."""
-    logs = sorted((state / "logs").glob("*-attempt-*.log"), key=lambda p: p.stat().st_mtime)
+    logs = sorted(state.glob("serving/*/logs/*-attempt-*.log"), key=lambda p: p.stat().st_mtime)
     if not logs:
         return None
     found = re.search(

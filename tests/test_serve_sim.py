@@ -243,7 +243,9 @@ FLOOD_LINES = 120_000  # 24 MB: more than the relay's 16 MiB queue holds
 
 def logged_lines(guard: Guard) -> int:
     """Lines in attempt 1's log files (the current one and the one it rotated to)."""
-    return sum(p.read_bytes().count(b"\n") for p in (guard.state / "logs").glob("*-attempt-1.log*"))
+    return sum(
+        p.read_bytes().count(b"\n") for p in endpoint_file(guard.state, "logs").glob("*-attempt-1.log*")
+    )
 
 
 def test_a_log_flood_never_blocks_vllm_and_the_log_file_keeps_every_line(serve: Serve) -> None:

@@ -173,3 +173,21 @@ def test_a_record_left_by_a_guard_before_endpoint_folders_is_taken_over(tmp_path
         state.close()
     # a socket's folder is named by a hash of its path
     assert endpoint_dir(tmp_path, "socket /run/vllm.sock").name.startswith("socket-")
+
+
+def test_two_guards_opening_at_once_never_take_each_other_for_an_unwritable_directory(tmp_path: Path) -> None:
+    # each probes with a file of its own, and prunes only its own endpoint's attempt logs
+    def open_and_close(endpoint: str) -> None:
+        for _ in range(200):
+            state = StateDir(tmp_path, endpoint)
+            state.open("m")
+            state.attempt_log(1).write_text("x")
+            state.close()
+
+    threads = [threading.Thread(target=open_and_close, args=(f"port {8000 + n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert StateDir(tmp_path, "port 8000").logs != StateDir(tmp_path, "port 8001").logs
+    assert endpoint_dir(tmp_path, "port 08001") == endpoint_dir(tmp_path, "port 8001")

@@ -107,7 +107,7 @@ def _unknown_guard_option(argv: Sequence[str]) -> None:
     commands = {"serve", "preflight", "diagnose", "policy", "status", "forget", "demo"}
     args = iter(argv)
     for arg in args:
-        if arg in commands or not arg.startswith("-"):
+        if arg in commands or arg == "--" or not arg.startswith("-"):
             return
         name = arg.split("=", 1)[0]
         if name in known and "=" not in arg and name not in ("--help", "--version", "-h"):

@@ -162,7 +162,8 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
     """Serve's preflight: the flags to start with, after saying what was found; a failed check
     ends serve with exit 3 before anything launches."""
     verdict = judge(settings, model, args, environ, gpus, vllm_version, starts=starts)
-    failed = [f for f in verdict.findings if f.status == "fail"]
+    # a permanent failure leads: it is what the exit status says
+    failed = sorted((f for f in verdict.findings if f.status == "fail"), key=lambda f: not f.permanent)
     for finding in verdict.findings:
         # the first failure is the sentence serve ends with: said once, there
         if finding.status != "ok" and not (failed and finding is failed[0]):

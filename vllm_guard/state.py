@@ -82,7 +82,7 @@ def endpoint_dir(path: Path, endpoint: str) -> Path:
     path is hashed)."""
     kind, _, where = endpoint.partition(" ")
     if kind == "port" and where.isdigit():
-        return path / SERVING / f"port-{where}"
+        return path / SERVING / f"port-{int(where)}"  # 08001 and 8001 are one port
     return path / SERVING / f"{kind}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
 
 
@@ -151,6 +151,18 @@ def _lock_record(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _lock_soon(fd: int, tries: int = 10, pause_s: float = 0.02) -> None:
+    """Take the lock exclusively, or raise BlockingIOError: a `status` that looks at it (a
+    shared lock for a moment) must not make a starting guard think it is held."""
+    for _ in range(tries - 1):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(pause_s)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 def _held(path: Path) -> bool:
     """Whether a guard holds the lock at `path` now (flock is released when its holder dies)."""
     try:
@@ -178,7 +190,9 @@ class StateDir:
         # the endpoint's own files (`own`: a reader's choice of one, as `serving` lists them); the
         # root's for a reader of the shared files, and a guard's from before per-endpoint folders
         self.own = own or (endpoint_dir(path, endpoint) if endpoint else path)
-        self.logs = path / "logs"
+        # each endpoint prunes its own attempt logs: a guard in a crash loop never deletes the
+        # live log of another endpoint's guard
+        self.logs = self.own / "logs"
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._lock_fd = -1
         self.warnings: list[str] = []  # what the state had wrong, for the guard to say
@@ -206,9 +220,10 @@ class StateDir:
         try:
             self.logs.mkdir(parents=True, exist_ok=True)
             self.own.mkdir(parents=True, exist_ok=True)
-            probe = self.path / ".write-test"
+            # a name of its own: two guards starting at once must not delete each other's probe
+            probe = self.path / f".write-test.{os.getpid()}"
             probe.write_bytes(b"")
-            probe.unlink()
+            probe.unlink(missing_ok=True)
         except OSError as exc:
             raise GuardError(
                 f"the state directory {self.path} is not writable: {exc.strerror}",
@@ -217,7 +232,7 @@ class StateDir:
             ) from None
         fd = os.open(self.own / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_soon(fd)
         except BlockingIOError:
             os.close(fd)
             holder = _lock_record(self.own / LOCK)
@@ -458,7 +473,7 @@ class StateDir:
             return len(starts) - len(keep)
 
     def _prune_logs(self) -> None:
-        files = sorted(self.logs.glob("*.log*"), key=lambda p: p.stat().st_mtime)
+        files = sorted(self.logs.glob("*.log*"), key=_mtime)  # a file gone meanwhile sorts first
         for old in files[:-KEEP_LOG_FILES]:
             with contextlib.suppress(OSError):
                 old.unlink()
