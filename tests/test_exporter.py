@@ -128,6 +128,7 @@ def test_status_is_json_able_state() -> None:
         "last_failure": "oom_kv_cache",
         "time_to_ready_s": 12.5,
         "restarts_by_kind": {"oom_kv_cache": 1},
+        "engine_retries": {"recovered": 0, "failed": 0},
     }
 
 
@@ -326,3 +327,17 @@ def test_ipv6_loopback(client: httpx.Client) -> None:
         assert client.get(f"http://[::1]:{exporter.port}/livez").status_code == 200
     finally:
         exporter.close()
+
+
+def test_retries_in_place_are_counted_by_outcome() -> None:
+    metrics = a_degraded_ready_guard()
+    metrics.set_phase("retrying")
+    assert value(exposition(metrics), "vllm_guard_ready") == 0
+    metrics.engine_retried(True)
+    metrics.engine_retried(False)
+    metrics.engine_retried(True)
+    metrics.set_phase("ready")  # serving again after the retry, as the supervisor says it
+    text = exposition(metrics)
+    assert labelled(text, "vllm_guard_engine_retries_total", "outcome") == {"recovered": 2.0, "failed": 1.0}
+    assert value(text, "vllm_guard_ready") == 1
+    assert metrics.status()["engine_retries"] == {"recovered": 2, "failed": 1}

@@ -284,3 +284,15 @@ def test_the_guards_polls_are_left_out_of_vllms_access_log_where_the_user_said_n
     assert "--disable-access-log-for-endpoints" not in flag_edits.memory_relevant(
         quiet(args, "0.32.0", frozenset()) or ()
     )
+
+
+def test_with_fault_tolerance_the_engine_status_polls_are_left_out_of_the_access_log_too() -> None:
+    quiet = flag_edits.quiet_access_log
+    args = ("--enable-fault-tolerance",)
+    assert quiet(args, "0.32.0", frozenset()) == (
+        *args,
+        "--disable-access-log-for-endpoints",
+        "/health,/metrics,/fault_tolerance/status",
+    )
+    assert quiet(args, "0.34.0", frozenset())[-1] == "/health,/metrics,/v1/fault_tolerance/status"  # type: ignore[index]
+    assert quiet((*args, "--no-enable-fault-tolerance"), "0.32.0", frozenset())[-1] == "/health,/metrics"  # type: ignore[index]

@@ -154,6 +154,12 @@ class BarProbe:
     async def metrics(self) -> Snapshot | None:
         return None
 
+    async def engine_status(self) -> None:
+        return None
+
+    async def retry(self, request_id: str) -> tuple[str, str | None]:
+        return request_id, "no fault tolerance here"
+
     async def aclose(self) -> None:
         pass
 

@@ -890,3 +890,47 @@ def test_two_guards_serve_two_models_from_one_default_state_directory(tmp_path: 
             if guard.proc.poll() is None:
                 guard.stop()
     assert [guard.proc.returncode for guard in guards] == [0, 0]
+
+
+def test_a_paused_engine_is_retried_in_place_and_serves_on(serve: Serve) -> None:
+    """--enable-fault-tolerance: a CUDA error pauses vLLM's engine (/health stays 200); the guard
+    reads the status, asks vLLM's own retry once, counts it, and vLLM serves on: no relaunch."""
+    guard = serve(
+        "--max-model-len", "8192", "--enable-fault-tolerance", faults="engine_error_every=2", metrics_port="0"
+    )
+    guard.wait_for("vLLM is ready (attempt 1)")
+    url = exporter_url(guard)
+    assert guard.complete() == 200
+    assert guard.complete() == 200  # aborted by the pause: finish_reason "abort"
+    guard.wait_for("vLLM's engine paused on worker_died")
+    guard.wait_for("vLLM's engine is serving again")
+    assert guard.complete() == 200
+    metrics = httpx.get(url + "/metrics", trust_env=False).text
+    assert 'vllm_guard_engine_retries_total{outcome="recovered"} 1.0' in metrics
+    assert 'vllm_guard_restarts_total{kind="worker_died"} 1.0' in metrics
+    assert "vllm_guard_ready 1.0" in metrics
+    assert guard.stop() == 0
+    [attempt] = guard.journal()
+    retries = attempt["retries"]
+    assert isinstance(retries, list) and len(retries) == 1
+    assert retries[0]["recovered"] is True and retries[0]["kind"] == "worker_died"
+    assert "asked it to retry in place (restart 1 of at most" in guard.stderr()
+    status = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(guard.state), "status"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "retried in place: worker_died" in status.stdout
+
+
+def test_a_retry_that_fails_is_followed_by_a_relaunch(serve: Serve) -> None:
+    guard = serve(
+        "--max-model-len", "8192", "--enable-fault-tolerance", faults="once:engine_error_every=1,once:retry_fails"
+    )  # fmt: skip
+    guard.wait_for("vLLM is ready (attempt 1)")
+    guard.complete()
+    guard.wait_for("the retry did not bring vLLM's engine back: CUDA error: an illegal memory access")
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    first, second = guard.journal()
+    assert first["kind"] == "worker_died" and first["retries"][0]["recovered"] is False  # type: ignore[index]
+    assert second["kind"] == "stopped"

@@ -9,17 +9,20 @@ import os
 import random
 import signal
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from vllm_guard.errors import ExitCode
+from vllm_guard.fault_tolerance import Engine, EngineStatus
 from vllm_guard.gpu import DeviceMemory
 from vllm_guard.health import HealthResult
 from vllm_guard.notify import Notifier
 from vllm_guard.output import AttemptOutput
+from vllm_guard.policy import Policy
 from vllm_guard.printer import Printer
 from vllm_guard.processes import StopReport, VllmProcess
 from vllm_guard.reporter import Reporter
@@ -45,6 +48,14 @@ class Script:
     hang_s: float = 0.0
     leftovers: tuple[str, ...] = ()  # what SIGKILL finds after the API server exited on SIGTERM
     clear_survivors: tuple[str, ...] = ()  # processes that survive SIGKILL when the tree is cleared
+    # Fault tolerance: the polls at which the engine pauses (printing `pause_lines`), what a retry
+    # does ("recovers", "fails": vLLM says why in ft_error, "ignored": it stays unhealthy), and
+    # whether the status route exists at all.
+    pauses_at_polls: tuple[int, ...] = ()
+    pause_lines: tuple[str, ...] = ()
+    retry: str = "recovers"
+    dead_worker: bool = False
+    status_route: bool = True
 
 
 @dataclass
@@ -55,6 +66,7 @@ class FakeLauncher:
     procs: list[VllmProcess] = field(default_factory=list)
     in_flight: int = 0  # /health polls waiting for an answer now
     most_in_flight: int = 0
+    retries: list[str] = field(default_factory=list)  # the request ids of the retries asked for
 
     async def launch(self, argv: Sequence[str], env: Mapping[str, str], output: AttemptOutput) -> VllmProcess:
         self.launched.append(list(argv))
@@ -92,6 +104,34 @@ class FakeProbe:
     launcher: FakeLauncher
     proc: VllmProcess
     polls: int = 0
+    paused: bool = False
+    pauses: int = 0
+    failed_retry: str = ""
+
+    async def engine_status(self) -> EngineStatus | None:
+        script = self.launcher.script(self.proc)
+        if not script.status_route:
+            return None
+        due = script.pauses_at_polls[self.pauses :]
+        if not self.paused and due and self.polls >= due[0]:
+            self.pauses += 1
+            self.paused = True
+            self.proc.output.feed(1, "".join(f"{line}\n" for line in script.pause_lines).encode())
+        status = "healthy" if not self.paused else "dead" if script.dead_worker else "unhealthy"
+        error = "CUDA error: an illegal memory access was encountered" if self.failed_retry else ""
+        return EngineStatus((Engine(0, status, ft_error=error, last_request_id=self.failed_retry),))
+
+    async def retry(self, request_id: str) -> tuple[str, str | None]:
+        request_id = f"{request_id}-as-vllm-names-it"  # vLLM before 0.34 names it itself
+        self.launcher.retries.append(request_id)
+        outcome = self.launcher.script(self.proc).retry
+        if outcome == "recovers":
+            self.paused = False
+            line = "(EngineCore pid=1) INFO 12-06 23:13:09 [engine_core_sentinel.py:132] [FT] Engine 0 status -> HEALTHY"
+            self.proc.output.feed(1, f"{line}\n".encode())
+        elif outcome == "fails":
+            self.failed_retry = request_id
+        return request_id, None
 
     async def check(self) -> HealthResult:
         self.polls += 1
@@ -142,7 +182,13 @@ class Harness:
     delays: list[float]
     state: StateDir
 
-    def supervisor(self, args: Sequence[str] = ("--port", "8000"), **overrides: object) -> Supervisor:
+    def supervisor(
+        self,
+        args: Sequence[str] = ("--port", "8000"),
+        clock: Callable[[], float] = time.monotonic,
+        policy: Policy | None = None,
+        **overrides: object,
+    ) -> Supervisor:
         values: dict[str, object] = {
             "state_dir": self.state.path,
             "health_interval_s": 0.001,
@@ -165,8 +211,11 @@ class Harness:
             printer=self.printer,
             sleep=sleep,
             rng=random.Random(0),
+            clock=clock,
         )
-        return Supervisor(settings, program=["vllm"], model="m", user_args=args, env={}, world=world)
+        return Supervisor(
+            settings, program=["vllm"], model="m", user_args=args, env={}, world=world, policy=policy
+        )
 
 
 @pytest.fixture

@@ -99,6 +99,11 @@ class AttemptWatch:
             return Hung(f"/health failed {self._failed} times in a row ({detail})")
         return None
 
+    def resumed(self) -> None:
+        """vLLM's engine retried in place (fault tolerance): the requests it held were aborted,
+        so what the stall check saw before says nothing now."""
+        self._stall.reset()
+
     def metrics(self, now: float, snapshot: Snapshot | None) -> Hung | None:
         """vLLM's /metrics, as asked for by ReadMetrics (None when they could not be read)."""
         stalled = self._stall.observe(now, snapshot) if snapshot is not None else None

@@ -23,7 +23,7 @@ from prometheus_client.exposition import choose_encoder
 if TYPE_CHECKING:
     from vllm_guard.redact import Redactor
 
-PHASES = ("preflight", "starting", "ready", "backoff", "stopping", "stopped", "gave_up")
+PHASES = ("preflight", "starting", "ready", "retrying", "backoff", "stopping", "stopped", "gave_up")
 
 
 class GuardMetrics:
@@ -39,6 +39,12 @@ class GuardMetrics:
         self._attempts = Counter("vllm_guard_attempts", "vLLM launches started by the guard.", registry=r)
         self._restarts = Counter(
             "vllm_guard_restarts", "vLLM failures, by failure kind.", ["kind"], registry=r
+        )
+        self._retries = Counter(
+            "vllm_guard_engine_retries",
+            "Retries in place asked of vLLM's paused engine (fault tolerance), by outcome.",
+            ["outcome"],
+            registry=r,
         )
         self._phase_g = Gauge("vllm_guard_phase", "1 for the guard's current phase.", ["phase"], registry=r)
         self._ready_g = Gauge("vllm_guard_ready", "1 while vLLM answers /health 200.", registry=r)
@@ -68,6 +74,7 @@ class GuardMetrics:
         self._last_failure: str | None = None
         self._time_to_ready_s: float | None = None
         self._restarts_by_kind: dict[str, int] = {}
+        self._retried = {"recovered": 0, "failed": 0}
         for phase in PHASES:
             self._phase_g.labels(phase=phase).set(1 if phase == self._phase else 0)
         self._step_g.labels(step="").set(1)
@@ -103,13 +110,18 @@ class GuardMetrics:
             self._failure_g.labels(kind=kind).set(1)
             self._set_ready(False)
 
+    def engine_retried(self, recovered: bool) -> None:
+        outcome = "recovered" if recovered else "failed"
+        with self._lock:
+            self._retries.labels(outcome=outcome).inc()
+            self._retried[outcome] += 1
+
     def set_phase(self, phase: str) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
         with self._lock:
             self._set_phase(phase)
-            if phase != "ready":
-                self._set_ready(False)
+            self._set_ready(phase == "ready")  # ready again: an engine that recovered in place
 
     @property
     def is_ready(self) -> bool:
@@ -127,6 +139,7 @@ class GuardMetrics:
                 "last_failure": self._last_failure,
                 "time_to_ready_s": self._time_to_ready_s,
                 "restarts_by_kind": dict(self._restarts_by_kind),
+                "engine_retries": dict(self._retried),
             }
         if extra:
             state.update({key: self._redact_value(value) for key, value in extra.items()})

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from vllm_guard import fits, vllm_args, vllm_flags
+from vllm_guard import fault_tolerance, fits, vllm_args, vllm_flags
 
 Action = Literal["set", "remove", "on"]
 
@@ -333,4 +333,7 @@ def quiet_access_log(
     seen = vllm_args.with_config(args, config) if config else tuple(args)
     if QUIET_FLAG in pinned or any(vllm_args.has(seen, flag, version) for flag in ACCESS_LOG_FLAGS):
         return None
-    return (*args, QUIET_FLAG, GUARD_POLLED)
+    polled = GUARD_POLLED
+    if vllm_args.is_on(seen, fault_tolerance.FLAG, version):  # its engine status, at every poll
+        polled += "," + fault_tolerance.routes(version)[0].status
+    return (*args, QUIET_FLAG, polled)

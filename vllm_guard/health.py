@@ -13,6 +13,7 @@ from vllm_guard import vllm_args, vllm_config
 if TYPE_CHECKING:
     import httpx
 
+    from vllm_guard.fault_tolerance import EngineStatus
     from vllm_guard.vllm_metrics import Snapshot
 
 VLLM_DEFAULT_PORT = "8000"
@@ -54,15 +55,27 @@ class HealthProbe(Protocol):
         """vLLM's /metrics, read; None when it has none to give (or `--disable-log-stats`)."""
         ...
 
+    async def engine_status(self) -> EngineStatus | None:
+        """vLLM's fault-tolerance status of its engines; None when it has no such route."""
+        ...
+
+    async def retry(self, request_id: str) -> tuple[str, str | None]:
+        """Ask vLLM's paused engines to retry: the id its status will name the request by
+        (vLLM before 0.34 picks its own), and None when vLLM accepted, else why not."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 class HttpHealthProbe:
-    def __init__(self, where: Endpoint, timeout_s: float) -> None:
+    def __init__(self, where: Endpoint, timeout_s: float, version: str | None = None) -> None:
         import httpx  # noqa: PLC0415 - imported once vLLM is already starting, not before
+
+        from vllm_guard import fault_tolerance  # noqa: PLC0415
 
         self._errors: tuple[type[Exception], ...] = (httpx.HTTPError,)
         self._timeout_s = timeout_s
+        self._ft_routes = fault_tolerance.routes(version)
         transport = httpx.AsyncHTTPTransport(uds=where.uds, verify=False) if where.uds else None
         # vLLM with TLS usually has a certificate for a public name, not for loopback.
         self._client: httpx.AsyncClient = httpx.AsyncClient(
@@ -84,6 +97,40 @@ class HttpHealthProbe:
         from vllm_guard import vllm_metrics  # noqa: PLC0415 - prometheus-client, once vLLM is ready
 
         return await vllm_metrics.scrape(self._client, self._timeout_s)
+
+    async def engine_status(self) -> EngineStatus | None:
+        from vllm_guard import fault_tolerance  # noqa: PLC0415
+
+        for routes in self._ft_routes:
+            try:
+                response = await self._client.get(routes.status)
+            except self._errors:
+                return None
+            if response.status_code == 404:
+                continue  # not this version's route (or fault tolerance is off)
+            self._ft_routes = (routes,)  # the one that answered, from now on
+            try:
+                return fault_tolerance.parse_status(response.json()) if response.status_code == 200 else None
+            except ValueError:
+                return None
+        return None
+
+    async def retry(self, request_id: str) -> tuple[str, str | None]:
+        from vllm_guard import fault_tolerance  # noqa: PLC0415
+
+        routes = self._ft_routes[0]
+        try:
+            # the route takes application/json only (vLLM's validate_json_request)
+            response = await self._client.post(routes.apply, json=fault_tolerance.retry_body(request_id))
+        except self._errors as exc:
+            return request_id, type(exc).__name__
+        if response.status_code != 202:
+            return request_id, f"{routes.apply} answered {response.status_code}: {response.text[:300]}"
+        try:
+            named = response.json().get("request_id")
+        except (ValueError, AttributeError):
+            named = None
+        return (named if isinstance(named, str) and named else request_id), None
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -50,7 +50,23 @@ class AttemptStopped:
     killed: list[str]
 
 
-Event = AttemptStarted | AttemptEnded | AttemptStopped
+@dataclass(frozen=True, slots=True)
+class EngineRetried:
+    """vLLM's engine paused on an error (fault tolerance) and the guard asked it to retry in
+    place: a restart without relaunching, counted like one."""
+
+    event: ClassVar[str] = "retried"
+    attempt: int
+    after_s: float  # since the attempt's launch
+    kind: str
+    evidence: str
+    numbers: dict[str, Any]
+    request_id: str
+    recovered: bool
+    outcome: str  # how long it took, or why it did not work
+
+
+Event = AttemptStarted | AttemptEnded | AttemptStopped | EngineRetried
 
 
 def as_json(event: Event) -> dict[str, Any]:
@@ -59,10 +75,13 @@ def as_json(event: Event) -> dict[str, Any]:
 
 # What `status` shows of each attempt, merged over its events (tests/test_state.py checks that
 # each is a key some event writes).
-SHOWN = ("attempt", "argv", "started_at", "kind", "evidence", "decision", "step", "exit_status", "log")
+SHOWN = (
+    "attempt", "argv", "started_at", "kind", "evidence", "decision", "step", "exit_status", "log", "retries"
+)  # fmt: skip
 
 
 def written_keys() -> frozenset[str]:
+    # "retries" is what `status` gathers from the EngineRetried events, each shown whole
     return frozenset(
         f.name for event in (AttemptStarted, AttemptEnded, AttemptStopped) for f in fields(event)
-    )
+    ) | {"retries"}

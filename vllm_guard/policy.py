@@ -34,6 +34,9 @@ class Attempt:
     failure: Failure
     last_line: str = ""  # what vLLM printed last: context when the failure has no evidence
     step: str | None = None  # the ladder step that gave this attempt its flags
+    # vLLM's engine paused on this failure (fault tolerance) and was asked to retry in place: the
+    # launch went on, and what followed the retry is an entry of its own (a restart, counted)
+    retried: bool = False
 
     @property
     def healthy_for_s(self) -> float:

@@ -43,6 +43,10 @@ class Reporter:
         if self._metrics is not None:
             self._metrics.failed(kind)
 
+    def engine_retried(self, *, recovered: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.engine_retried(recovered)
+
     def phase_is(
         self, phase: str, status: str, *, progress: bool = False, ready_after_s: float | None = None
     ) -> None:

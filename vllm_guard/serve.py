@@ -36,7 +36,9 @@ async def real_world(
     try:
         yield World(
             launcher=ProcessLauncher(reaper, kill_timeout_s=settings.kill_timeout_s, started=started),
-            probe_for=lambda args: HttpHealthProbe(endpoint(args), settings.health_timeout_s),
+            probe_for=lambda flags: HttpHealthProbe(
+                endpoint(flags), settings.health_timeout_s, flags.version
+            ),
             state=state,
             printer=printer,
             gpu_probe=gpu.Nvml.open,

@@ -12,11 +12,21 @@ import random
 import shlex
 import signal
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from vllm_guard import gpu, journal, measured, vllm_args, vllm_config, vllm_profile, vllm_version
+from vllm_guard import (
+    fault_tolerance,
+    gpu,
+    journal,
+    measured,
+    vllm_args,
+    vllm_config,
+    vllm_profile,
+    vllm_version,
+)
 from vllm_guard.attempt_watch import AttemptWatch, Hung, ReadMetrics, Ready
 from vllm_guard.errors import ExitCode
 from vllm_guard.exporter import GuardMetrics
@@ -25,7 +35,16 @@ from vllm_guard.health import HealthProbe, Polls
 from vllm_guard.milestones import Milestone
 from vllm_guard.notify import Notifier
 from vllm_guard.output import SCAN_BUDGET_BYTES, AttemptOutput, CappedLog
-from vllm_guard.policy import Attempt, Decision, Facts, GiveUp, Policy, decide, restarts_in_window
+from vllm_guard.policy import (
+    Attempt,
+    Decision,
+    Facts,
+    GiveUp,
+    Policy,
+    Relaunch,
+    decide,
+    restarts_in_window,
+)
 from vllm_guard.policy import as_json as decision_json
 from vllm_guard.printer import Printer
 from vllm_guard.processes import Launcher, VllmProcess, stop_signals
@@ -47,6 +66,15 @@ HEARTBEAT_S = 5.0
 NOTIFY_RETRY_S = 0.5
 # Added to vLLM's own --shutdown-timeout (it drains requests that long) before SIGKILL.
 SHUTDOWN_MARGIN_S = 10.0
+# How long an engine asked to retry (fault tolerance) may take to say it is healthy again: the
+# retry only synchronises the device and drops the requests' state (0.34's data-parallel rounds
+# give each rank 10 s to check in), so one that has not within this will not.
+RETRY_WAIT_S = 30.0
+# How often the engine's status is read while a retry is under way.
+RETRY_POLL_S = 0.5
+# Status reads that fail in a row, with vLLM otherwise healthy, before the guard stops asking
+# (a vLLM with the flag but without the route): the stall check still covers a paused engine.
+STATUS_MISSES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +102,38 @@ Outcome = Stopped | Failed | Fatal
 
 @dataclass(frozen=True, slots=True)
 class Watched:
-    """How watching an attempt ended: when it became ready, and why it counts as hung."""
+    """How watching an attempt ended: when it became ready, why it counts as hung, and the
+    failure its paused engine (fault tolerance) was stopped on."""
 
     ready_at: float | None
     hung: str | None = None
+    paused: Failure | None = None
+
+
+@dataclass(slots=True)
+class Launch:
+    """One launch of vLLM being watched. `since`, `ready_at` and `step` are those of its
+    current stretch: from the launch, or from its engine's last retry in place (a restart, so
+    the stretch after it has no step, as a same-flags restart has none)."""
+
+    number: int
+    proc: VllmProcess
+    flags: vllm_args.EffectiveFlags
+    since: float
+    step: str | None
+    ready_at: float | None = None
+    launched: float = 0.0
+    resumed: bool = False  # the engine retried in place at least once
+    # failed reads of the engine's status in a row; None: fault tolerance is off, or it has
+    # no status to read
+    status_misses: int | None = None
+
+    def attempt(self, ended_at: float, exit_status: int | None, failure: Failure, last_line: str) -> Attempt:
+        """The current stretch as the policy sees it."""
+        args = tuple(self.flags.args)
+        return Attempt(
+            self.number, args, self.since, ended_at, self.ready_at, exit_status, failure, last_line, self.step
+        )
 
 
 @dataclass(slots=True)
@@ -222,16 +278,7 @@ class Supervisor:
             ended = outcome.attempt
             self.history.append(ended)
             self.reporter.failed(ended.failure.kind.value)
-            decision = decide(
-                self.history,
-                self._settings.discipline(),
-                self._world.clock(),
-                self._world.rng,
-                policy=self._policy,
-                facts=replace(self._facts, vllm_version=self._version()),
-                config=outcome.flags.config,
-                user_args=self._user_args,
-            )
+            decision = self._decide(self.history, outcome.flags)
             self._record_end(ended, decision)
             if isinstance(decision, GiveUp):
                 self.reporter.phase_is("gave_up", f"gave up: {decision.reason}")
@@ -297,25 +344,18 @@ class Supervisor:
         self._record_tree(proc)
         recording = asyncio.ensure_future(self._keep_recording(number, proc))
         probe = world.probe_for(flags)
+        launch = Launch(number, proc, flags, started, step, launched=started)
+        launch.status_misses = 0 if fault_tolerance.enabled(flags) else None
         try:
-            watched = await self._watch(number, proc, probe, started)
+            watched = await self._watch(launch, probe)
         finally:
             recording.cancel()
             await probe.aclose()
-        ready_at, hung = watched.ready_at, watched.hung
-        if self._stop.is_set() and not hung and proc.running:
+        ready_at, hung, paused = watched.ready_at, watched.hung, watched.paused
+        if self._stop.is_set() and not hung and not paused and proc.running:
             return await self._stop_on_request(number, proc, started, ready_at)
-        if hung:
-            # A vLLM that cannot answer /health will hardly shut down in order: a short grace,
-            # not the full one, before its tree is killed (a merely slow one still gets to go).
-            grace = min(self._grace_s(flags), HUNG_GRACE_S)
-            self._print(
-                f"vLLM hung ({hung}); stopping its process tree (SIGKILL after {grace:g} s)", level="warning"
-            )
-            self._record_tree(proc)
-            report = await world.launcher.stop(proc, grace, self._skip_grace)
-            if report.frozen:
-                self._print("vLLM's API server was stopped (state T): killed its tree at once, no grace")
+        if hung or paused:
+            await self._stop_stuck(proc, flags, hung)
         else:
             await proc.exit_status
         self._exited_wall[number] = time.time()
@@ -326,6 +366,8 @@ class Supervisor:
         status = proc.exit_status.result()
         if hung:
             failure = Failure(FailureKind.HUNG, hung)
+        elif paused is not None:
+            failure = paused
         else:
             failure = classify(
                 output.tail(),
@@ -342,20 +384,34 @@ class Supervisor:
         last_line = next((line.strip() for line in reversed(output.tail(20)) if line.strip()), "")
         if self._vllm_version is None and self._printed_version is None:
             self._printed_version = vllm_version.from_output(output.head())
-        attempt = Attempt(
-            number, args, started, ended_at, ready_at, None if hung else status, failure, last_line, step
-        )
+        attempt = launch.attempt(ended_at, None if hung or paused else status, failure, last_line)
         if self._stop.is_set():
             self._record_end(attempt, None)
             return Stopped()
         return Failed(attempt, flags)
 
-    async def _watch(self, number: int, proc: VllmProcess, probe: HealthProbe, started: float) -> Watched:
+    async def _stop_stuck(self, proc: VllmProcess, flags: vllm_args.EffectiveFlags, hung: str | None) -> None:
+        """Stop a hung vLLM, or one whose paused engine no retry will help. One that cannot
+        answer /health will hardly shut down in order, and a paused engine has aborted every
+        request: a short grace, not the full one, before its tree is killed (a merely slow one
+        still gets to go)."""
+        grace = min(self._grace_s(flags), HUNG_GRACE_S)
+        if hung:
+            self._print(
+                f"vLLM hung ({hung}); stopping its process tree (SIGKILL after {grace:g} s)", level="warning"
+            )
+        self._record_tree(proc)
+        report = await self._world.launcher.stop(proc, grace, self._skip_grace)
+        if report.frozen:
+            self._print("vLLM's API server was stopped (state T): killed its tree at once, no grace")
+
+    async def _watch(self, launch: Launch, probe: HealthProbe) -> Watched:
         """Poll /health until vLLM exits, a stop is requested, or it hangs (the AttemptWatch
-        judges)."""
+        judges); with fault tolerance on, read the engine's status at each healthy poll too."""
         clock = self._world.clock
+        proc = launch.proc
         watch = AttemptWatch(
-            started,
+            launch.since,
             startup_timeout_s=self._settings.startup_timeout_s,
             health_failures=self._settings.health_failures,
             stall_s=self._settings.stall_s,
@@ -377,7 +433,7 @@ class Supervisor:
                         watch.progressed(clock())
                         if output.milestone is not None and watch.ready_at is None:
                             self.reporter.phase_is(
-                                "starting", f"attempt {number}: {output.milestone.text}", progress=True
+                                "starting", f"attempt {launch.number}: {output.milestone.text}", progress=True
                             )
                 if (result := polls.answer()) is None:
                     continue
@@ -387,12 +443,149 @@ class Supervisor:
                 if isinstance(verdict, ReadMetrics):
                     verdict = watch.metrics(clock(), await probe.metrics())
                 if isinstance(verdict, Ready):
-                    self._became_ready(number, proc, verdict.after_s)
+                    launch.ready_at = clock()
+                    self._became_ready(launch.number, proc, verdict.after_s)
                 elif isinstance(verdict, Hung):
-                    return Watched(watch.ready_at, verdict.reason)
+                    return Watched(watch.ready_at, hung=verdict.reason)
+                if result.ok and watch.ready_at is not None and launch.status_misses is not None:
+                    resumed = launch.resumed
+                    paused = await self._read_engines(launch, probe)
+                    if paused is not None:
+                        return Watched(watch.ready_at, paused=paused)
+                    if launch.resumed and (not resumed or launch.ready_at == clock()):
+                        watch.resumed()
         finally:
             stop.cancel()
             await polls.aclose()
+
+    async def _read_engines(self, launch: Launch, probe: HealthProbe) -> Failure | None:
+        """/health says 200 while a paused engine waits for an instruction: only its status
+        tells (fault_tolerance.py). The failure to stop the tree on, or None to go on."""
+        engines = await probe.engine_status()
+        if engines is None:
+            misses = (launch.status_misses or 0) + 1
+            launch.status_misses = misses if misses < STATUS_MISSES else None
+            if launch.status_misses is None:
+                self._print(
+                    f"vLLM runs with {fault_tolerance.FLAG} but its engine status could not be read "
+                    f"{STATUS_MISSES} times in a row; a paused engine is left to the stall check and "
+                    "to vLLM's own recovery timeout",
+                    level="warning",
+                )
+            return None
+        launch.status_misses = 0
+        if not engines.paused and not engines.dead:
+            return None
+        return await self._engine_paused(launch, probe, engines)
+
+    async def _engine_paused(
+        self, launch: Launch, probe: HealthProbe, engines: fault_tolerance.EngineStatus
+    ) -> Failure | None:
+        """vLLM's engine paused on an error and waits for an instruction. Where the policy would
+        restart with the same flags, vLLM's own retry is that restart without a relaunch: ask
+        once, and count it against the restart budget like any restart. Otherwise (a ladder step
+        changes the flags, the budget is spent, a worker died) there is no point in waiting out
+        vLLM's recovery timeout: the failure is returned, and the tree is stopped on it."""
+        clock, proc, number = self._world.clock, launch.proc, launch.number
+        failure = classify(fault_tolerance.since_recovery(proc.output.tail()), ready=True)
+        what = failure.kind.value + (f" ({failure.evidence})" if failure.evidence else "")
+        if engines.dead:
+            self._print(
+                f"vLLM's engine stopped on {what} and a worker process of it is dead: vLLM cannot "
+                "retry that; stopping its process tree",
+                level="warning",
+            )
+            return failure
+        last_line = next((line.strip() for line in reversed(proc.output.tail(20)) if line.strip()), "")
+        ended = replace(launch.attempt(clock(), None, failure, last_line), retried=True)
+        decision = self._decide([*self.history, ended], launch.flags)
+        if not (isinstance(decision, Relaunch) and decision.how == "same"):
+            why = (
+                decision.reason
+                if isinstance(decision, GiveUp)
+                else f"the policy's next step: {decision.reason}"
+            )
+            self._print(
+                f"vLLM's engine paused on {what}; not asking it to retry ({why}); stopping its process tree",
+                level="warning",
+            )
+            return failure
+        restart = restarts_in_window(self.history, self._settings.discipline(), clock()) + 1
+        self.history.append(ended)
+        self.reporter.failed(failure.kind.value)
+        self.reporter.phase_is("retrying", f"attempt {number}: vLLM's engine paused; asked it to retry")
+        self._print(
+            f"vLLM's engine paused on {what} and waits for an instruction ({fault_tolerance.FLAG}): "
+            f"asked it to retry in place (restart {restart} of at most {self._settings.max_restarts})",
+            level="warning",
+        )
+        request_id = f"vllm-guard-{uuid.uuid4()}"
+        asked = clock()
+        request_id, why_not = await self._retry(launch, probe, request_id)
+        took = clock() - asked
+        self.reporter.engine_retried(recovered=why_not is None)
+        redactor = self._world.printer.redactor
+        self._world.state.record(
+            journal.EngineRetried(
+                attempt=number,
+                after_s=round(asked - launch.launched, 3),
+                kind=failure.kind.value,
+                evidence=redactor.text(failure.evidence or last_line),
+                numbers=dict(failure.numbers),
+                request_id=request_id,
+                recovered=why_not is None,
+                outcome=f"serving again after {took:.1f} s" if why_not is None else redactor.text(why_not),
+            )
+        )
+        launch.since, launch.ready_at, launch.step, launch.resumed = asked, None, None, True
+        if why_not is None:
+            launch.ready_at = clock()
+            self._print(f"vLLM's engine is serving again {took:.1f} s after the retry (attempt {number})")
+            self.reporter.phase_is("ready", f"ready (attempt {number}, after a retry in place)")
+            return None
+        if self._stop.is_set():
+            return None  # the watch ends on the stop: vLLM is stopped as asked, not as failed
+        self._print(
+            f"the retry did not bring vLLM's engine back: {why_not}; stopping its process tree",
+            level="warning",
+        )
+        return failure
+
+    async def _retry(self, launch: Launch, probe: HealthProbe, request_id: str) -> tuple[str, str | None]:
+        """Ask for the retry and wait for its outcome: the request's id as vLLM names it, and
+        None when the engine is healthy again, else why it is not. vLLM answers 202 at once and
+        retries in the background."""
+        clock = self._world.clock
+        asked = clock()
+        # within vLLM's own wait (a pause seen a poll late leaves a little less of it)
+        deadline = asked + min(RETRY_WAIT_S, fault_tolerance.recovery_timeout_s(launch.flags))
+        request_id, why_not = await probe.retry(request_id)
+        while why_not is None:
+            status = await probe.engine_status()
+            if status is not None and status.healthy:
+                return request_id, None
+            if status is not None and (status.dead or status.refused(request_id)):
+                why_not = status.refused(request_id) or "a worker process of it died"
+            elif not launch.proc.running:
+                why_not = "vLLM exited meanwhile"
+            elif clock() >= deadline:
+                why_not = f"its status did not say healthy within {deadline - asked:.0f} s"
+            elif await self._sleep_unless_stopped(RETRY_POLL_S):
+                why_not = "a stop was asked for meanwhile"
+        return request_id, why_not
+
+    def _decide(self, history: Sequence[Attempt], flags: vllm_args.EffectiveFlags) -> Decision:
+        """The policy's decision after the last attempt in `history`, with this guard's facts."""
+        return decide(
+            history,
+            self._settings.discipline(),
+            self._world.clock(),
+            self._world.rng,
+            policy=self._policy,
+            facts=replace(self._facts, vllm_version=self._version()),
+            config=flags.config,
+            user_args=self._user_args,
+        )
 
     def _became_ready(self, number: int, proc: VllmProcess, after_s: float) -> None:
         proc.output.watching = False
@@ -615,7 +808,11 @@ class Supervisor:
                 str(a.number),
                 f"{a.ended_at - a.started_at:.1f}s",
                 "yes" if a.ready_at is not None else "no",
-                "killed (hung)" if a.exit_status is None else f"status {_status_text(a.exit_status)}",
+                "paused, retried"
+                if a.retried
+                else ("killed (hung)" if a.failure.kind is FailureKind.HUNG else "killed")
+                if a.exit_status is None
+                else f"status {_status_text(a.exit_status)}",
                 a.failure.kind.value,
                 (a.failure.evidence or a.last_line)[:160],
             )

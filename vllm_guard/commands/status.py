@@ -87,6 +87,9 @@ def _print_guard(guard: dict[str, Any], state_dir: str) -> None:
             line += f": {str(a['evidence'])[:160]}"
         print(line)
         print(f"      {' '.join(a['argv'] or [])}")
+        for retry in a.get("retries") or []:
+            when = f"after {retry.get('after_s')} s"
+            print(f"      retried in place: {retry.get('kind')} {when}: {retry.get('outcome')}")
         decision = a["decision"]
         if isinstance(decision, dict):
             then = decision.get("step") or decision.get("message") or ""

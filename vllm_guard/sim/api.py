@@ -25,6 +25,7 @@ from vllm_guard.sim import bodies
 from vllm_guard.sim import messages as m
 from vllm_guard.sim.console import Console
 from vllm_guard.sim.metrics import Metrics
+from vllm_guard.sim.sentinel import Sentinel
 
 
 class App:
@@ -42,7 +43,8 @@ class App:
         version: str,
         access_log: bool,
         quiet_paths: set[str],
-        on_request: Callable[[], bool],
+        on_request: Callable[[], str],
+        sentinel: Sentinel | None = None,
     ) -> None:
         self.console = console
         self.metrics = metrics
@@ -53,7 +55,9 @@ class App:
         self.version = version
         self.access_log = access_log
         self.quiet_paths = quiet_paths
-        self.on_request = on_request  # True: this request's forward pass runs out of memory
+        # "ok", "dead": this request's forward pass killed the engine, "abort": it paused it
+        self.on_request = on_request
+        self.sentinel = sentinel  # the engine's fault tolerance, when vLLM runs with it
         self.dead = threading.Event()  # the engine is dead: /health 503, requests 500
         self.hung = threading.Event()  # the server is wedged: connections accepted, never answered
         self.stalled = threading.Event()  # the engine is stuck: requests never finish
@@ -113,6 +117,13 @@ class Handler(BaseHTTPRequestHandler):
             ("POST", "/v1/completions"): lambda b: self._complete(b, chat=False),
             ("POST", "/v1/chat/completions"): lambda b: self._complete(b, chat=True),
         }
+        if self.app.sentinel is not None:  # the routes exist only with the flag on
+            routes[("GET", m.FT_STATUS_PATH)] = lambda _: self._json(
+                HTTPStatus.OK, self._sentinel().status_body()
+            )
+            routes[("POST", m.FT_APPLY_PATH)] = lambda b: self._json(
+                *self._sentinel().apply(b, self.headers.get("Content-Type"))
+            )
         handler = routes.get((method, path))
         if handler is not None:
             handler(body)
@@ -156,6 +167,18 @@ class Handler(BaseHTTPRequestHandler):
     def _health(self, _: bytes) -> None:
         self._send(HTTPStatus.SERVICE_UNAVAILABLE if self.app.dead.is_set() else HTTPStatus.OK, b"", None)
 
+    def _sentinel(self) -> Sentinel:
+        assert self.app.sentinel is not None
+        return self.app.sentinel
+
+    def _engine_serves(self) -> bool:
+        """False once the engine is dead; a request sent to a paused engine waits for it."""
+        sentinel = self.app.sentinel
+        while sentinel is not None and not sentinel.resumed.wait(0.1):
+            if self.app.dead.is_set():
+                return False
+        return not self.app.dead.is_set()
+
     def _metrics(self, _: bytes) -> None:
         text = self.app.metrics.render().encode()
         self._send(HTTPStatus.OK, text, "text/plain; version=0.0.4; charset=utf-8")
@@ -177,12 +200,23 @@ class Handler(BaseHTTPRequestHandler):
             message = m.MODEL_NOT_FOUND_MESSAGE.format(model=model)
             self._json(HTTPStatus.NOT_FOUND, bodies.error(404, "NotFoundError", message, "model"))
             return
-        if self.app.dead.is_set() or self.app.on_request():
-            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, m.ENGINE_DEAD_BODY)
-            return
         prompt = bodies.prompt_of(request, chat)
         max_tokens = bodies.max_tokens_of(request)
         prompt_tokens = bodies.prompt_tokens(prompt)
+        if not self._engine_serves():
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, m.ENGINE_DEAD_BODY)
+            return
+        action = self.app.on_request()
+        if action == "dead":
+            self._json(HTTPStatus.INTERNAL_SERVER_ERROR, m.ENGINE_DEAD_BODY)
+            return
+        if action == "abort":  # the engine paused and aborted the requests it had
+            answer = bodies.completion(
+                chat=chat, model=model, text="", prompt=prompt_tokens, completion=0,
+                version=self.app.version, finish="abort",
+            )  # fmt: skip
+            self._json(HTTPStatus.OK, answer)
+            return
         started = time.monotonic()
         self.app.metrics.begin(prompt_tokens)
         if self.app.stalled.is_set():

@@ -74,7 +74,7 @@ def max_tokens_of(request: dict[str, Any]) -> int:
 
 
 def completion(
-    *, chat: bool, model: str, text: str, prompt: int, completion: int, version: str
+    *, chat: bool, model: str, text: str, prompt: int, completion: int, version: str, finish: str = "length"
 ) -> dict[str, Any]:
     if chat:
         message = {
@@ -90,7 +90,7 @@ def completion(
     else:
         choice = {"index": 0, "text": text, "logprobs": None}
         choice.update({"token_ids": None, "prompt_logprobs": None, "prompt_token_ids": None})
-    choice.update({"finish_reason": "length", "stop_reason": None})
+    choice.update({"finish_reason": finish, "stop_reason": None})
     ident = hashlib.sha1(str(time.monotonic_ns()).encode()).hexdigest()[:16]
     return {
         "id": f"{'chatcmpl' if chat else 'cmpl'}-{ident}",

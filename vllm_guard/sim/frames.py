@@ -370,6 +370,49 @@ RUNTIME_FORWARD: tuple[Frame, ...] = (
     ("{site}/vllm/v1/worker/gpu_model_runner.py", 3997, "execute_model", "model_output = self.model("),
     ("{site}/torch/nn/modules/module.py", 1786, "_call_impl", "return forward_call(*args, **kwargs)"),
 )
+# [cpu:tests/data/vllm_0.32.0_cpu_fault_tolerance.log] the busy loop under fault tolerance, then the
+# forward pass as above.
+FT_FORWARD: tuple[Frame, ...] = (
+    (
+        "{site}/vllm/v1/fault_tolerance/engine_core_sentinel.py",
+        178,
+        "run_with_fault_tolerance",
+        "busy_loop_func(self)",
+    ),
+    (_CORE, 1555, "run_busy_loop", "self._process_engine_step()"),
+    (_CORE, 1606, "_process_engine_step", "outputs, model_executed = self.step_fn()"),
+    *RUNTIME_FORWARD[3:],
+)
+# [cpu:tests/data/vllm_0.32.0_cpu_fault_tolerance.log] what raises once a paused engine's wait ends
+FT_TIMED_OUT: tuple[Frame, ...] = (
+    (_CORE, 1496, "run_engine_core", "engine_core.run_busy_loop()"),
+    *FT_FORWARD,
+)
+# [src: vLLM 0.32's engine_core_sentinel.py, serial_utils.py, uniproc_executor.py, gpu_worker.py and
+# worker/sentinel/gpu_worker_sentinel.py] a retry whose device synchronisation raises again.
+_SENTINEL = "{site}/vllm/v1/fault_tolerance/engine_core_sentinel.py"
+_RUN_METHOD: Frame = ("{site}/vllm/v1/serial_utils.py", 508, "run_method", "return func(*args, **kwargs)")
+FT_RETRY: tuple[Frame, ...] = (
+    (_SENTINEL, 66, "handle_command", "result = run_method(self, ft_request.instruction, (ft_request,), {})"),
+    _RUN_METHOD,
+    (_SENTINEL, 129, "retry", 'executor.collective_rpc("handle_ft_command", args=(ft_request,))'),
+    (
+        "{site}/vllm/v1/executor/uniproc_executor.py",
+        103,
+        "collective_rpc",
+        "result = run_method(self.driver_worker, method, args, kwargs)",
+    ),
+    _RUN_METHOD,
+    (_GPU_WORKER, 583, "handle_ft_command", "return self.worker_sentinel.handle_command(ft_request)"),
+    (
+        "{site}/vllm/v1/worker/sentinel/gpu_worker_sentinel.py",
+        50,
+        "handle_command",
+        "return run_method(self, ft_request.instruction, (ft_request,), {})",
+    ),
+    _RUN_METHOD,
+    ("{site}/vllm/v1/worker/sentinel/gpu_worker_sentinel.py", 53, "retry", "torch.accelerator.synchronize()"),
+)
 OUTPUT_HANDLER: tuple[Frame, ...] = (
     (
         "{site}/vllm/v1/engine/async_llm.py",

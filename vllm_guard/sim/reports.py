@@ -260,10 +260,11 @@ class Bar:
         return "\r" + state + padding
 
 
-def runtime_death(oom: mem.Oom) -> list[Output]:
-    """A CUDA OOM in a forward pass while serving: the EngineCore's fatal error, the monitor's
-    warning, then the API server's output handler failing with EngineDeadError (all on stdout)."""
-    fatal = "\n".join([m.ENGINE_FATAL[1], *f.render(f.RUNTIME_FORWARD), torch_oom(oom)])
+def runtime_death(error: str, stack: tuple[f.Frame, ...] = f.RUNTIME_FORWARD) -> list[Output]:
+    """An error in a forward pass while serving (a CUDA OOM, a kernel's fault): the EngineCore's
+    fatal error, the monitor's warning, then the API server's output handler failing with
+    EngineDeadError (all on stdout). `error`: the exception's lines, as torch words them."""
+    fatal = "\n".join([m.ENGINE_FATAL[1], *f.render(stack), error.rstrip("\n")])
     handler = "\n".join([m.OUTPUT_HANDLER_FAILED[1], *f.render(f.OUTPUT_HANDLER), m.ENGINE_DEAD])
     return [
         Log("EngineCore", "ERROR", m.ENGINE_FATAL[0], fatal),

@@ -45,6 +45,8 @@ class Faults:
     flood_line_bytes: int = 200
     orphan_engine: bool = False
     graph_overshoot_gib: float = 0.0  # the real graph pool outgrows the profiled estimate by this
+    engine_error_every: int | None = None  # every Nth completion's forward pass hits a CUDA error
+    retry_fails: bool = False  # fault tolerance's retry raises the error again
 
 
 # name -> value type (None: a switch that takes no value)
@@ -52,6 +54,8 @@ FAULTS: dict[str, type | None] = {
     "hang_after": float,
     "stall_after": float,
     "oom_after_requests": int,
+    "engine_error_every": int,
+    "retry_fails": None,
     "ignore_sigterm": None,
     "exit0_on_death": None,
     "flood_lines": int,

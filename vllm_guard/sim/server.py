@@ -17,13 +17,14 @@ import threading
 import time
 from types import FrameType
 
-from vllm_guard.sim import api, flags, reports
+from vllm_guard.sim import api, flags, frames, reports
 from vllm_guard.sim import memory as mem
 from vllm_guard.sim import messages as m
 from vllm_guard.sim import scenario as sc
 from vllm_guard.sim.console import Console
 from vllm_guard.sim.engine import EngineProcess
 from vllm_guard.sim.metrics import Metrics
+from vllm_guard.sim.sentinel import Sentinel, recovery_timeout_s
 from vllm_guard.sim.startup import Interrupted, Startup, served_names
 
 DEATH_LINGER_S = 0.5  # /health answers 503 this long after engine death before the server exits
@@ -55,6 +56,7 @@ class Serve:
         self.server: socketserver.BaseServer | None = None
         self.thread: threading.Thread | None = None
         self.app: api.App | None = None
+        self.sentinel: Sentinel | None = None
         self.requests = 0
         self.requests_lock = threading.Lock()
         self.spec: mem.EngineSpec | None = None
@@ -145,6 +147,14 @@ class Serve:
         quiet = {
             p.strip() for p in str(a.get("disable_access_log_for_endpoints") or "").split(",") if p.strip()
         }
+        sentinel = None
+        if a.get("enable_fault_tolerance"):
+            sentinel = Sentinel(
+                self.console.emit,
+                timeout_s=recovery_timeout_s(a.get("fault_tolerance_config")),
+                retry_fails=self.faults.retry_fails,
+            )
+        self.sentinel = sentinel
         self.app = api.App(
             console=c,
             metrics=metrics,
@@ -156,6 +166,7 @@ class Serve:
             access_log=not a.get("disable_uvicorn_access_log"),
             quiet_paths=quiet,
             on_request=self._on_request,
+            sentinel=sentinel,
         )
         c.raw("err", m.UVICORN_STARTED.format(pid=os.getpid()))
         c.raw("err", m.UVICORN_WAITING)
@@ -163,21 +174,36 @@ class Serve:
         self.thread = api.listen(self.server, self.app)
         return self._serving_loop()
 
-    def _on_request(self) -> bool:
-        """Called by each completion request; True when its forward pass runs out of memory."""
-        limit = self.faults.oom_after_requests
+    def _on_request(self) -> str:
+        """Called by each completion request: "ok", "dead" when its forward pass killed the
+        engine, "abort" when it paused it (fault tolerance)."""
+        f = self.faults
         with self.requests_lock:
+            if self.dying.is_set():
+                return "dead"
             self.requests += 1
-            if limit is None or self.requests != limit or self.dying.is_set():
-                return False
-        self._die_of_oom()
-        return True
+            count = self.requests
+        oom = f.oom_after_requests is not None and count == f.oom_after_requests
+        fault = f.engine_error_every is not None and count % f.engine_error_every == 0
+        if not oom and not fault:
+            return "ok"
+        assert self.spec is not None and self.ready is not None
+        error = (
+            reports.torch_oom(mem.runtime_oom(self.spec, self.scenario.gpu, self.ready))
+            if oom
+            else m.CUDA_ILLEGAL_ADDRESS
+        )
+        if self.sentinel is not None:
+            self.sentinel.pause(error)
+            return "abort"
+        self._die(error)
+        return "dead"
 
-    def _die_of_oom(self) -> None:
-        assert self.spec is not None and self.ready is not None and self.app is not None
+    def _die(self, error: str, stack: tuple[frames.Frame, ...] = frames.RUNTIME_FORWARD) -> None:
+        """The engine raised `error` while serving and dies; the server follows (_after_death)."""
+        assert self.app is not None
         self.dying.set()
-        oom = mem.runtime_oom(self.spec, self.scenario.gpu, self.ready)
-        self.console.emit(reports.runtime_death(oom))
+        self.console.emit(reports.runtime_death(error, stack))
         if self.engine is not None:
             self.engine.kill(force=True)
         self.app.dead.set()
@@ -195,7 +221,8 @@ class Serve:
         if f.flood_lines:
             threading.Thread(target=self._flood, daemon=True).start()
         if f.oom_after_requests == 0:
-            self._die_of_oom()
+            assert self.spec is not None and self.ready is not None
+            self._die(reports.torch_oom(mem.runtime_oom(self.spec, self.scenario.gpu, self.ready)))
         while True:
             now = time.monotonic()
             for at, event in timers:
@@ -204,6 +231,12 @@ class Serve:
             pending = [at - now for at, event in timers if not event.is_set()]
             self.wake.wait(min([0.1, *pending]))
             self.wake.clear()
+            if self.sentinel is not None and self.sentinel.expired():
+                self.sentinel.give_up()  # vLLM raises the error that paused it, and dies of it
+                self.dying.set()
+                if self.engine is not None:
+                    self.engine.kill(force=True)
+                app.dead.set()
             if self.dying.is_set():
                 return self._after_death()
             if self.stop_signal is not None:
