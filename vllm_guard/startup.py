@@ -189,8 +189,8 @@ def start_serving(
         if quiet is not None:
             # the guard's own polls, once a second, would fill vLLM's access log
             print(
-                "vllm-guard: leaving the guard's /health and /metrics polls out of vLLM's access log "
-                f"({flag_edits.QUIET_FLAG} {flag_edits.GUARD_POLLED}; an access-log flag of your own, "
+                "vllm-guard: leaving the guard's own polls out of vLLM's access log "
+                f"({flag_edits.QUIET_FLAG} {quiet[-1]}; an access-log flag of your own, "
                 f"or --pin {flag_edits.QUIET_FLAG}, keeps them)",
                 file=sys.stderr,
                 flush=True,
