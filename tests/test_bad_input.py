@@ -217,13 +217,13 @@ CORRUPT = {
 }
 
 
-def corrupt_state(case: str, tmp_path: Path, port: int = 8000) -> tuple[Path, Path, bytes]:
+def corrupt_state(case: str, tmp_path: Path, endpoint: str = "port 8000") -> tuple[Path, Path, bytes]:
     """A state directory with one file broken: a shared one at its root, a guard's own in the
     folder of the endpoint it serves on (state.py)."""
     state = tmp_path / "state"
     state.mkdir()
     name, content = CORRUPT[case]
-    folder = state if name == "known_good.json" else endpoint_dir(state, f"port {port}")
+    folder = state if name == "known_good.json" else endpoint_dir(state, endpoint)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_bytes(content)
     return state, folder / name, content
@@ -301,7 +301,7 @@ def serving(tmp_path: Path, args: list[str], env: dict[str, str] | None = None) 
     list(CORRUPT),
 )
 def test_serve_sets_a_corrupt_state_file_aside_and_starts(case: str, tmp_path: Path, port: int) -> None:
-    state, path, content = corrupt_state(case, tmp_path, port)
+    state, path, content = corrupt_state(case, tmp_path, f"port {port} on 127.0.0.1")
     with serving(tmp_path, serve_argv(state, port, "--preflight", "off")) as guard_run:
         guard_run.wait_for("vLLM is ready (attempt 1)")
         assert guard_run.stop() == 0

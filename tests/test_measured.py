@@ -315,3 +315,26 @@ def test_the_cpu_builds_worker_line_is_its_kv_memory_and_what_it_kept_besides() 
     assert measured.memory_flags([], "0.32.0", {"VLLM_CPU_KVCACHE_SPACE": "4"}) == {
         "$VLLM_CPU_KVCACHE_SPACE": "4"
     }
+
+
+def test_without_the_config_a_start_with_other_memory_flags_is_named_not_denied() -> None:
+    llama = measured.Setup("meta-llama/Llama-3.1-8B-Instruct", A100, 1, "0.10.1.1")
+    reached, _ = scan(QWEN2_7B.encode())
+    old = measured.from_milestones(
+        reached, llama, {"--quantization": "fp8"}, total_bytes=A100_CUDA, utilization=0.9, at="x"
+    )
+    assert old is not None
+    starts = {measured.key(old.setup, old.flags): old}
+    blind = ModelFacts(llama.model, None)
+    verdict = check(blind, (), _a100(), vllm_version="0.10.1.1", starts=starts)
+    memory = next(f for f in verdict.findings if f.check == "memory")
+    assert memory.status == "unknown"
+    assert "the start of it measured here ran with other memory flags (--quantization fp8)" in memory.message
+    # with the start's own flags, its figures are the plan's
+    reused = check(blind, ("--quantization", "fp8"), _a100(), vllm_version="0.10.1.1", starts=starts)
+    assert not any(f.check == "memory" and f.status == "unknown" for f in reused.findings)
+    # no start of it at all
+    alone = check(blind, (), _a100(), vllm_version="0.10.1.1")
+    assert "no start of it here was measured" in next(
+        f.message for f in alone.findings if f.check == "memory"
+    )

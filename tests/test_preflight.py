@@ -294,3 +294,14 @@ def test_a_local_path_with_nothing_there_is_a_permanent_failure() -> None:
     assert status == "fail" and "/models/llama-typo does not exist" in message
     assert not verdict.ok and verdict.permanent
     assert not any(f.check == "memory" for f in verdict.findings)  # nothing to judge: it is not there
+
+
+def test_a_local_folder_without_a_config_is_said_to_lack_one_not_to_need_a_download() -> None:
+    folder = ModelFacts("/models/my-llama", None, hub_id=False)
+    status, message = finding(check(folder, (), on(H100)), "memory")
+    assert status == "unknown"
+    assert message.startswith(
+        "not judged: /models/my-llama has no config.json to read the model's shape from"
+    )
+    fix = next(f.fix for f in check(folder, (), on(H100)).findings if f.check == "memory")
+    assert "huggingface-cli" not in fix and "--config-json FILE" in fix

@@ -470,7 +470,7 @@ def test_status_shows_each_attempt_and_what_was_decided(serve: Serve) -> None:
     report = json.loads(running.stdout)
     (endpoint,) = report["guards"]
     assert (endpoint["endpoint"], endpoint["model"], endpoint["running"]) == (
-        f"port {guard.port}",
+        f"port {guard.port} on 127.0.0.1",
         MODEL,
         True,
     )
@@ -863,18 +863,26 @@ def test_two_guards_serve_two_models_from_one_default_state_directory(tmp_path: 
         assert report["state_dir"] == str(tmp_path / "xdg" / "vllm-guard")
         seen = {(g["endpoint"], g["model"], g["running"], g["pid"]) for g in report["guards"]}
         assert seen == {
-            (f"port {port}", "Qwen/Qwen2.5-7B-Instruct", True, guards[0].proc.pid),
-            (f"port {other_port}", "mistralai/Mistral-7B-Instruct-v0.3", True, guards[1].proc.pid),
+            (f"port {port} on 127.0.0.1", "Qwen/Qwen2.5-7B-Instruct", True, guards[0].proc.pid),
+            (
+                f"port {other_port} on 127.0.0.1",
+                "mistralai/Mistral-7B-Instruct-v0.3",
+                True,
+                guards[1].proc.pid,
+            ),
         }
+        # the shape from before one guard per endpoint: the most recent guard's attempts
+        assert report["attempts"] == report["guards"][0]["attempts"] and report["orphaned"] is None
         text = subprocess.run(
             [sys.executable, "-m", "vllm_guard", "status"], capture_output=True, text=True, timeout=30, env=env,
             check=False,
         ).stdout  # fmt: skip
         assert (
-            f"guard on port {port}: pid {guards[0].proc.pid} serving Qwen/Qwen2.5-7B-Instruct, running"
-            in text
+            f"guard on port {port} on 127.0.0.1: pid {guards[0].proc.pid} serving Qwen/Qwen2.5-7B-Instruct, "
+            "running" in text
         )
-        # a third guard on a port already served is refused, naming who holds it
+        # a third guard on a port already served (on every address: 127.0.0.1 too) is refused,
+        # naming who holds it
         third = subprocess.run(
             [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "serve", "meta-llama/Llama-3.1-8B-Instruct",
              "--port", str(port)],
@@ -885,6 +893,33 @@ def test_two_guards_serve_two_models_from_one_default_state_directory(tmp_path: 
             f"another vllm-guard (pid {guards[0].proc.pid}, serving Qwen/Qwen2.5-7B-Instruct) holds port {port}"
             in third.stderr
         )
+    finally:
+        for guard in guards:
+            if guard.proc.poll() is None:
+                guard.stop()
+    assert [guard.proc.returncode for guard in guards] == [0, 0]
+
+
+def test_one_port_on_two_addresses_is_two_endpoints_with_a_guard_each(tmp_path: Path, port: int) -> None:
+    env = {**os.environ, "VLLM_GUARD_SIM_LOAD_S": "0.05"}
+    guards = []
+    for number, host in enumerate(("127.0.0.1", "127.0.0.2")):
+        err = tmp_path / f"guard-{number}.err"
+        with err.open("wb") as sink:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vllm_guard", "--vllm-command", SIM, "--state-dir", str(tmp_path / "state"),
+                 "--health-interval-s", "0.1", "serve", MODEL, "--host", host, "--port", str(port),
+                 "--max-model-len", "4096"],
+                stdout=subprocess.DEVNULL, stderr=sink, env=env,
+            )  # fmt: skip
+        guards.append(Guard(proc, err, tmp_path / "state", port))
+    try:
+        for guard in guards:
+            guard.wait_for("vLLM is ready (attempt 1)")
+        assert sorted(p.name for p in (tmp_path / "state" / "serving").iterdir()) == [
+            f"port-{port}-on-127.0.0.1",
+            f"port-{port}-on-127.0.0.2",
+        ]
     finally:
         for guard in guards:
             if guard.proc.poll() is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vllm_guard import journal, measured
+from vllm_guard import journal, measured, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.state import KNOWN_GOOD, MEASURED, PROCESSES, StateDir, endpoint_dir, known_good_key, serving
 
@@ -191,3 +191,84 @@ def test_two_guards_opening_at_once_never_take_each_other_for_an_unwritable_dire
         thread.join()
     assert StateDir(tmp_path, "port 8000").logs != StateDir(tmp_path, "port 8001").logs
     assert endpoint_dir(tmp_path, "port 08001") == endpoint_dir(tmp_path, "port 8001")
+
+
+def test_a_port_on_one_address_is_an_endpoint_of_its_own(tmp_path: Path) -> None:
+    assert vllm_config.endpoint(["--port", "8001"]) == "port 8001"
+    assert vllm_config.endpoint(["--host", "0.0.0.0", "--port", "8001"]) == "port 8001"  # every address
+    assert vllm_config.endpoint(["--host", "::"]) == "port 8000"
+    assert vllm_config.endpoint(["--host", "10.0.0.5", "--port", "8001"]) == "port 8001 on 10.0.0.5"
+    assert endpoint_dir(tmp_path, "port 8001 on 10.0.0.5").name == "port-8001-on-10.0.0.5"
+    ipv6 = endpoint_dir(tmp_path, "port 8001 on ::1").name
+    assert ipv6.startswith("port-8001-on-__1-") and ipv6 != endpoint_dir(tmp_path, "port 8001 on __1").name
+    first, second = StateDir(tmp_path, "port 8001 on 127.0.0.1"), StateDir(tmp_path, "port 8001 on 127.0.0.2")
+    first.open("model-a")
+    second.open("model-b")  # the same port on another address: another endpoint
+    try:
+        assert {s.endpoint for s in serving(tmp_path)} == {"port 8001 on 127.0.0.1", "port 8001 on 127.0.0.2"}
+    finally:
+        first.close()
+        second.close()
+    # a lock that names no endpoint (an older guard's) is named from its folder
+    (tmp_path / "serving" / "port-8001-on-127.0.0.1" / "lock").write_text("1234")
+    assert "port 8001 on 127.0.0.1" in {s.endpoint for s in serving(tmp_path)}
+
+
+def test_a_guard_on_one_address_takes_over_what_the_ports_own_folder_recorded(tmp_path: Path) -> None:
+    # an older guard on --host 10.0.0.5 --port 8001 kept its record under serving/port-8001 and was
+    # killed: the guard of the same endpoint now has a folder of its own, and removes it all the same
+    old = endpoint_dir(tmp_path, "port 8001")
+    old.mkdir(parents=True)
+    (old / "processes.json").write_text(json.dumps({"guard": 1, "processes": [[4242, 1.5]], "shm": []}))
+    state = StateDir(tmp_path, "port 8001 on 10.0.0.5")
+    state.open("m")
+    try:
+        assert state.recorded_processes() == [(4242, 1.5)]
+        assert not (old / "processes.json").exists()
+    finally:
+        state.close()
+
+
+def test_a_port_on_every_address_and_on_one_exclude_each_other(tmp_path: Path) -> None:
+    everywhere = StateDir(tmp_path, "port 8001")
+    everywhere.open("model-a")
+    everywhere.record_processes({4242: 1.5}, frozenset())
+    try:
+        with pytest.raises(GuardError) as refused:
+            StateDir(tmp_path, "port 8001 on 10.0.0.5").open("model-b")
+        assert f"(pid {os.getpid()}, serving model-a) holds port 8001 in" in refused.value.message
+        assert everywhere.recorded_processes() == [(4242, 1.5)]  # nothing taken over from a live guard
+    finally:
+        everywhere.close()
+    one = StateDir(tmp_path, "port 8001 on 10.0.0.5")
+    one.open("model-b")
+    try:
+        with pytest.raises(GuardError) as refused:
+            StateDir(tmp_path, "port 8001").open("model-a")
+        assert "holds port 8001 on 10.0.0.5 in" in refused.value.message
+        StateDir(tmp_path, "port 8002").open("model-c")  # another port is another matter
+    finally:
+        one.close()
+
+
+def test_setting_aside_a_bad_start_keeps_a_start_another_guard_kept_meanwhile(tmp_path: Path) -> None:
+    state = StateDir(tmp_path)
+    state.remember_start(_start("2026-12-01T00:00:00Z"))
+    data = json.loads((tmp_path / MEASURED).read_text())
+    data["broken"] = {"model": "m"}
+    (tmp_path / MEASURED).write_text(json.dumps(data))
+    reader = StateDir(tmp_path)
+    original = reader._read_records
+
+    def meanwhile(name: str, what: str, *, set_aside: bool) -> dict[str, object]:
+        read = original(name, what, set_aside=set_aside)
+        if set_aside:  # the first read: another guard keeps a start before the bad one is set aside
+            StateDir(tmp_path).remember_start(
+                dataclasses.replace(_start("2026-12-02T00:00:00Z"), model="other")
+            )
+        return read
+
+    reader._read_records = meanwhile  # type: ignore[method-assign]
+    assert len(reader.starts()) == 1
+    assert {s.model for s in StateDir(tmp_path).starts().values()} == {"m", "other"}
+    assert any("set aside" in w for w in reader.warnings)

@@ -244,6 +244,20 @@ def choose(starts: Mapping[str, Start], setup: Setup, flags: Mapping[str, str]) 
     return max(near, key=lambda s: (not s.cold, s.at), default=None)
 
 
+def other_flags(starts: Mapping[str, Start], setup: Setup, flags: Mapping[str, str]) -> str | None:
+    """Where `choose` found nothing but a start of the same model on the same GPUs ran with
+    other memory flags: how the newest of them differs, as `--flag value` changes; else None."""
+    same = [s for s in starts.values() if (s.model, s.gpu, s.gpus) == (setup.model, setup.gpu, setup.gpus)]
+    if not same:
+        return None
+    newest = max(same, key=lambda s: s.at)
+    changed = sorted(set(newest.flags.items()) ^ set(flags.items()))
+    names = sorted({flag for flag, _ in changed})
+    if not names:  # the same flags on another version of vLLM
+        return f"vLLM {newest.vllm_version or 'of another version'}"
+    return ", ".join(f"{name} {newest.flags.get(name, '(default)')}" for name in names)
+
+
 @dataclass(frozen=True, slots=True)
 class Reuse:
     """How a stored start answers a new plan: the KV budget it gives, and how much of it was

@@ -204,16 +204,32 @@ def check(
             "--gpu-snapshot FILE written there by preflight --save-gpu-snapshot",
         )
     elif est is None and not model.missing and not any(f.check == "kv_cache" for f in run.findings):
-        run.add(
-            "memory",
-            "unknown",
-            "not judged: the model's config.json is not on this machine, and no start of it here "
-            "was measured, so whether its weights and KV cache fit is not known before vLLM tries",
-            "--config-json FILE (the model's config.json alone is enough; huggingface-cli download "
-            f"{model.name} config.json fetches only that)",
-        )
+        run.add("memory", "unknown", *_unjudged(model, run.measured_elsewhere))
     ok = not any(f.status == "fail" for f in run.findings)
     return Verdict(ok, tuple(run.findings), run.args, est)
+
+
+def _unjudged(model: ModelFacts, measured_elsewhere: str | None) -> tuple[str, str]:
+    """Why the memory of a model whose shape is not known was not judged, and the fix."""
+    if model.hub_id:
+        where = "the model's config.json is not on this machine"
+        fix = (
+            "--config-json FILE (the model's config.json alone is enough; huggingface-cli download "
+            f"{model.name} config.json fetches only that)"
+        )
+    else:
+        where = f"{model.name} has no config.json to read the model's shape from"
+        fix = "--config-json FILE (the model's config.json), or the model's files in that folder"
+    measured = (
+        f"the start of it measured here ran with other memory flags ({measured_elsewhere})"
+        if measured_elsewhere
+        else "no start of it here was measured"
+    )
+    return (
+        f"not judged: {where}, and {measured}, so whether its weights and KV cache fit is not known "
+        "before vLLM tries",
+        fix,
+    )
 
 
 class _Run:
@@ -232,6 +248,7 @@ class _Run:
         self.rules = flag_edits.Rules(args, allowed.pinned, version, config)
         self.starts: Mapping[str, measured.Start] = {}
         self.stored: measured.Start | None = None  # the earlier start this plan reuses
+        self.measured_elsewhere: str | None = None  # how the starts that were not reused differ
         self.memory: dict[str, str] = {}  # the plan's memory flags, as measured.py keys them
         self.cpu = False  # planning for vLLM's CPU build
         self.mla = False
@@ -644,6 +661,8 @@ class _Run:
             return
         setup = measured.Setup(model, devices[0].name, len(devices), self.version)
         self.stored = measured.choose(self.starts, setup, self.memory)
+        if self.stored is None:  # why none fits, for a plan that has nothing else to go on
+            self.measured_elsewhere = measured.other_flags(self.starts, setup, self.memory)
         if self.stored is not None and self.version is None:
             self.version = self.stored.vllm_version
             self.rules = replace(self.rules, version=self.version)

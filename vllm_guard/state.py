@@ -78,12 +78,22 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def endpoint_dir(path: Path, endpoint: str) -> Path:
-    """The folder of the guard serving on `endpoint` ("port 8000": serving/port-8000; a socket's
-    path is hashed)."""
+    """The folder of the guard serving on `endpoint` ("port 8000": serving/port-8000; "port 8000
+    on 10.0.0.5": serving/port-8000-on-10.0.0.5; a socket's path is hashed)."""
     kind, _, where = endpoint.partition(" ")
-    if kind == "port" and where.isdigit():
-        return path / SERVING / f"port-{int(where)}"  # 08001 and 8001 are one port
-    return path / SERVING / f"{kind}-{hashlib.sha256(where.encode()).hexdigest()[:12]}"
+    port, _, host = where.partition(" on ")
+    if kind == "port" and port.isdigit():
+        folder = f"port-{int(port)}"  # 08001 and 8001 are one port
+        if host:
+            # a name that is a host's where it can be (an IPv6 address's colons are not portable)
+            safe = re.sub(r"[^A-Za-z0-9._-]", "_", host)
+            folder += f"-on-{safe}" if safe == host else f"-on-{safe}-{_digest(host)}"
+        return path / SERVING / folder
+    return path / SERVING / f"{kind}-{_digest(where)}"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +136,10 @@ def _endpoint_of(folder: Path, path: Path) -> str:
     if folder == path:
         return "an endpoint of an earlier vllm-guard"
     kind, _, where = folder.name.partition("-")
-    return f"{kind} {where}" if kind == "port" else folder.name
+    if kind != "port":
+        return folder.name
+    port, _, host = where.partition("-on-")
+    return f"port {port} on {host}" if host else f"port {port}"
 
 
 def _mtime(path: Path) -> float:
@@ -196,6 +209,7 @@ class StateDir:
         self.run_id = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid()}"
         self._lock_fd = -1
         self.warnings: list[str] = []  # what the state had wrong, for the guard to say
+        self._shared_held = False
 
     @property
     def journal_path(self) -> Path:
@@ -205,6 +219,9 @@ class StateDir:
     def _shared(self) -> Iterator[None]:
         """Held across a read-modify-write of a file every endpoint's guard shares, so that two
         guards remembering at once lose neither's record."""
+        if self._shared_held:  # taken already, further up this call (flock is per open file)
+            yield
+            return
         try:
             fd = os.open(self.path / "shared.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError:  # a reader's directory that is not there, or not ours to write
@@ -212,8 +229,10 @@ class StateDir:
             return
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            self._shared_held = True
             yield
         finally:
+            self._shared_held = False
             os.close(fd)
 
     def open(self, model: str | None = None) -> None:
@@ -235,17 +254,14 @@ class StateDir:
             _lock_soon(fd)
         except BlockingIOError:
             os.close(fd)
-            holder = _lock_record(self.own / LOCK)
-            who = f"pid {holder['pid']}" if "pid" in holder else "another process"
-            serving_what = f", serving {holder['model']}" if holder.get("model") else ""
-            where = f"{self.endpoint} in " if self.endpoint else ""
-            raise GuardError(
-                f"another vllm-guard ({who}{serving_what}) holds {where}the state directory {self.path}",
-                ExitCode.CANNOT_START,
-                hint="stop it first, or serve on another --port"
-                if self.endpoint
-                else "stop it first, or give this one its own --state-dir",
-            ) from None
+            raise self._held_by(self.own, self.endpoint) from None
+        # a port on every address and the same port on one address cannot both be served
+        for folder in self._overlapping():
+            if _held(folder / LOCK):
+                os.close(fd)
+                raise self._held_by(
+                    folder, _lock_record(folder / LOCK).get("endpoint") or _endpoint_of(folder, self.path)
+                )
         os.ftruncate(fd, 0)
         record = {"pid": os.getpid(), "endpoint": self.endpoint, "model": model}
         record["since"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -256,15 +272,44 @@ class StateDir:
         self._prune_logs()
         self._end_torn_journal()
 
+    def _held_by(self, folder: Path, endpoint: str | None) -> GuardError:
+        holder = _lock_record(folder / LOCK)
+        who = f"pid {holder['pid']}" if "pid" in holder else "another process"
+        serving_what = f", serving {holder['model']}" if holder.get("model") else ""
+        where = f"{endpoint} in " if endpoint else ""
+        return GuardError(
+            f"another vllm-guard ({who}{serving_what}) holds {where}the state directory {self.path}",
+            ExitCode.CANNOT_START,
+            hint="stop it first, or serve on another --port"
+            if endpoint
+            else "stop it first, or give this one its own --state-dir",
+        )
+
+    def _overlapping(self) -> list[Path]:
+        """The folders of the endpoints this one's vLLM could not serve beside: for a port on
+        every address, that port on any one address, and the other way round."""
+        if not self.endpoint or not self.endpoint.startswith("port "):
+            return []
+        port, on, _ = self.endpoint.partition(" on ")
+        if on:
+            return [endpoint_dir(self.path, port)]
+        return sorted((self.path / SERVING).glob(f"{endpoint_dir(self.path, port).name}-on-*"))
+
     def _adopt_unversioned(self) -> None:
-        """A guard from before per-endpoint folders kept its record of vLLM's processes at the
-        root: one killed outright left it there. Where no such guard runs now (its lock at the
-        root is free), the first guard to start takes that record over and removes what it names."""
-        legacy = self.path / PROCESSES
-        if not legacy.is_file() or (self.own / PROCESSES).exists() or _held(self.path / LOCK):
-            return
-        with contextlib.suppress(OSError):
-            os.replace(legacy, self.own / PROCESSES)
+        """A record of vLLM's processes this guard's endpoint may have left under an older name:
+        at the root (a guard from before per-endpoint folders), or, for a port on one host, the
+        port's own folder (a guard from before hosts were told apart). One killed outright left
+        it there. Where no guard holds that folder now, this one takes the record over and
+        removes what it names."""
+        folders = [self.path]
+        if self.endpoint and " on " in self.endpoint:
+            folders.append(endpoint_dir(self.path, self.endpoint.partition(" on ")[0]))
+        for folder in folders:
+            legacy = folder / PROCESSES
+            if not legacy.is_file() or (self.own / PROCESSES).exists() or _held(folder / LOCK):
+                continue
+            with contextlib.suppress(OSError):
+                os.replace(legacy, self.own / PROCESSES)
 
     def _end_torn_journal(self) -> None:
         """A guard killed mid-write can leave the journal's last line torn; this run's events
@@ -397,10 +442,11 @@ class StateDir:
             aside = self.path / f"{MEASURED}.corrupt-{int(time.time())}"
             with contextlib.suppress(OSError):
                 aside.write_text(json.dumps(bad, indent=1, ensure_ascii=False))
-            _write_atomically(
-                self.path / MEASURED,
-                json.dumps({k: s.as_json() for k, s in starts.items()}, indent=1, ensure_ascii=False),
-            )
+            with self._shared():
+                # read again under the lock: a start another guard kept meanwhile stays
+                now = self._read_records(MEASURED, "starts", set_aside=False)
+                keep = {k: v for k, v in now.items() if k not in bad}
+                _write_atomically(self.path / MEASURED, json.dumps(keep, indent=1, ensure_ascii=False))
             self.warnings.append(
                 f"{len(bad)} stored start(s) in {self.path / MEASURED} set aside as {aside.name}"
             )

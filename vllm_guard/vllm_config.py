@@ -35,11 +35,18 @@ def effective(args: Sequence[str]) -> tuple[str, ...]:
     return vllm_args.with_config(args, read(args))
 
 
+# Hosts that bind every address: a vLLM on one of them holds the port on all of them.
+WILDCARD_HOSTS = ("", "0.0.0.0", "::")
+
+
 def endpoint(args: Sequence[str]) -> str:
-    """Where vLLM will serve, as a guard names it: "socket PATH" (--uds) or "port N" (--port, 8000
-    by default). Two vLLMs cannot serve on one, so each has its guard."""
+    """Where vLLM will serve, as a guard names it: "socket PATH" (--uds), "port N" (--port, 8000
+    by default, on every address) or "port N on HOST" (--host naming one address: two vLLMs
+    can serve one port on two addresses). Two vLLMs cannot serve on one, so each has its guard."""
     seen = effective(args)
     uds = vllm_args.get(seen, "--uds")
     if uds:
         return f"socket {os.path.abspath(uds)}"
-    return f"port {vllm_args.get(seen, '--port') or '8000'}"
+    port = f"port {vllm_args.get(seen, '--port') or '8000'}"
+    host = (vllm_args.get(seen, "--host") or "").strip()
+    return port if host in WILDCARD_HOSTS else f"{port} on {host}"

@@ -50,6 +50,9 @@ def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
         if settings.state_dir.is_dir()
         else [],
     }
+    # the shape from before one guard per endpoint, kept for what reads it: the most recent guard's
+    report["attempts"] = guards[0]["attempts"] if guards else []
+    report["orphaned"] = guards[0]["orphaned"] if guards else None
     for warning in shared.warnings:
         print(f"vllm-guard: {warning}", file=sys.stderr)
     if ns.json:
