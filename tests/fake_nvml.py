@@ -44,6 +44,7 @@ class FakeGpu:
     capability: tuple[int, int] | None = (9, 0)  # None: NVML answers Not Supported
     processes: list[tuple[int, int | None]] | None = field(default_factory=list)  # None: Not Supported
     mig_parent: int | None = None  # set on a MIG instance: its parent's NVML index
+    utilization: int | None = 0  # percent of the last sample period a kernel ran; None: Not Supported
 
 
 def h100(index: int = 0, **changes: object) -> FakeGpu:
@@ -140,6 +141,11 @@ class FakePynvml(ModuleType):
         if handle.capability is None:
             raise NVMLError("Not Supported")
         return handle.capability
+
+    def nvmlDeviceGetUtilizationRates(self, handle: FakeGpu) -> SimpleNamespace:
+        if handle.utilization is None:
+            raise NVMLError("Not Supported")
+        return SimpleNamespace(gpu=handle.utilization, memory=0)
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
         if handle.processes is None:

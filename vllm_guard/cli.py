@@ -26,10 +26,11 @@ from vllm_guard import __version__, settings, vllm_version
 from vllm_guard.errors import ExitCode, GuardError
 
 # the sub-commands, as the parser offers them and as a mistyped option before one is told from them
-COMMANDS = ("serve", "preflight", "diagnose", "policy", "status", "forget", "demo")
+COMMANDS = ("serve", "preflight", "diagnose", "doctor", "policy", "status", "forget", "demo")
 USAGE = (
     "vllm-guard [GUARD OPTIONS] {serve MODEL [VLLM ARGS...] | preflight [OPTIONS] MODEL [VLLM ARGS...] | "
-    "diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...] | policy check FILE | policy show [FILE] | "
+    "diagnose [--json] [LOGFILE|-] [-- VLLM ARGS...] | doctor [--json] [--duration S] [URL] | "
+    "policy check FILE | policy show [FILE] | "
     "status [--json] | forget [MODEL] | demo}"
 )
 

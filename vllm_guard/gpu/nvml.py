@@ -52,6 +52,17 @@ class Nvml:
         except Exception:  # NVMLError and ImportError alike: no usable GPU here
             return None
 
+    def utilization(self) -> list[float]:
+        """Each device's busy fraction over NVML's last sample period (nvmlDeviceGetUtilizationRates:
+        the share of time a kernel ran); a device that cannot say is left out."""
+        found = []
+        for handle in self._handles:
+            try:
+                found.append(self._nvml.nvmlDeviceGetUtilizationRates(handle).gpu / 100.0)
+            except Exception:  # NVMLError: Not Supported (a MIG instance, a vGPU)
+                continue
+        return found
+
     def memory(self) -> list[DeviceMemory]:
         nvml = self._nvml
         found = []
