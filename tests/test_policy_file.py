@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from vllm_guard import policy_file, settings
+from vllm_guard.advice import Thresholds
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import PERMANENT_KINDS, FailureKind
 
@@ -92,3 +93,21 @@ def test_a_policy_may_say_what_preflight_does_under_the_command_line(tmp_path: P
     with pytest.raises(GuardError) as refused:
         policy_file.load(str(path))
     assert f"{path}:2: preflight" in refused.value.message
+
+
+def test_the_default_policys_advice_is_the_advisors_own_defaults() -> None:
+    # written out in default.yaml for whoever reads it; the two must not drift apart
+    assert policy_file.load("default").advice.thresholds() == Thresholds()
+
+
+def test_an_advice_threshold_out_of_range_names_its_line() -> None:
+    text = "name: mine\nadvice:\n  requests_waiting: 10\n  kv_cache_usage: 1.5\n"
+    with pytest.raises(GuardError) as bad:
+        policy_file.parse(text, "mine.yaml")
+    assert "mine.yaml:4: advice.kv_cache_usage: Input should be less than or equal to 1" in bad.value.message
+    with pytest.raises(GuardError) as unknown:
+        policy_file.parse("name: mine\nadvice:\n  queue_length: 10\n", "mine.yaml")
+    assert "mine.yaml:3: advice.queue_length: Extra inputs are not permitted" in unknown.value.message
+    assert (
+        policy_file.parse(text.replace("1.5", "0.9"), "mine.yaml").advice.thresholds().requests_waiting == 10
+    )

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from vllm_guard.advice import Thresholds
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import FailureKind
 from vllm_guard.policy import Policy, Step
@@ -92,6 +93,25 @@ class RestartSpec(_Strict):
     grace_period_s: float | None = Field(None, gt=0)
 
 
+class AdviceSpec(_Strict):
+    """When the advisor's conditions hold (advice.Thresholds; unset: the troubleshooting
+    guide's values)."""
+
+    requests_waiting: float | None = Field(None, gt=0)
+    kv_cache_usage: float | None = Field(None, gt=0, le=1)
+    ttft_p99_s: float | None = Field(None, gt=0)
+    tpot_p99_s: float | None = Field(None, gt=0)
+    gpu_utilization: float | None = Field(None, gt=0, le=1)
+    prefill_ratio: float | None = Field(None, gt=0)
+    prefix_hit_rate: float | None = Field(None, gt=0, le=1)
+    spec_acceptance: float | None = Field(None, gt=0, le=1)
+    min_requests: float | None = Field(None, ge=1)
+
+    def thresholds(self) -> Thresholds:
+        given = {k: v for k, v in self.model_dump().items() if v is not None and k in Thresholds.names()}
+        return Thresholds(**given)
+
+
 class PolicySpec(_Strict):
     name: str
     description: str = ""
@@ -100,6 +120,7 @@ class PolicySpec(_Strict):
     # Whether serve's preflight findings adjust the flags, only warn, or are not looked for.
     preflight: Literal["adjust", "warn", "off"] | None = None
     ladders: dict[FailureKind, list[StepSpec]] = {}
+    advice: AdviceSpec = Field(default_factory=lambda: AdviceSpec.model_validate({}))
 
     def policy(self) -> Policy:
         return Policy(

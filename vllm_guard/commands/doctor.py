@@ -14,7 +14,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from vllm_guard import advice, metric_window
+from vllm_guard import advice, metric_window, policy_file
 from vllm_guard.errors import ExitCode
 from vllm_guard.settings import GuardSettings
 
@@ -56,6 +56,8 @@ def run(argv: list[str], settings: GuardSettings) -> ExitCode:
         print("vllm-guard doctor: --duration must be more than 0")
         return ExitCode.USAGE
     url = ns.url.rstrip("/")
+    # the thresholds of --policy's advice: section (a bad file stops here, naming its line)
+    thresholds = policy_file.load(settings.policy).advice.thresholds()
     import httpx  # noqa: PLC0415 - the sub-command that needs it, not the others
 
     # /v1 routes may need vLLM's API key (the same variable vLLM reads); /metrics never does
@@ -79,6 +81,7 @@ def run(argv: list[str], settings: GuardSettings) -> ExitCode:
         short,
         history.window(LONG_S, now) if seconds >= LONG_S else None,
         serving,
+        thresholds,
         gpu_utilization=utilization,
     )
     findings = advice.advise(situation)

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from vllm_guard import policy_file
+from vllm_guard import advice, policy_file
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import PERMANENT_KINDS, FailureKind
 from vllm_guard.settings import GuardSettings
@@ -68,4 +68,8 @@ def show(spec: policy_file.PolicySpec) -> str:
             lines.append(f"{kind.value}: stop at once (exit 5)")
         else:
             lines.append(f"{kind.value}: restart with the same flags, with backoff")
+    thresholds = spec.advice.thresholds()
+    lines.append(
+        "advice: " + ", ".join(f"{name} {getattr(thresholds, name):g}" for name in advice.Thresholds.names())
+    )
     return "\n".join(lines)
