@@ -55,6 +55,7 @@ GUARD_METRICS = {
     "vllm_guard_last_failure_info",
     "vllm_guard_attempt",
     "vllm_guard_engine_retries_total",
+    "vllm_guard_advice",
 }
 KNOWN_METRICS = VLLM_METRICS | GUARD_METRICS
 _METRIC = re.compile(r"(?<![\w:])(vllm:[a-z_:]+|vllm_guard_[a-z_]+)")

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from vllm_guard.advice import CONDITIONS
 from vllm_guard.exporter import PHASES, Exporter, GuardMetrics
 from vllm_guard.redact import Redactor
 
@@ -129,6 +130,7 @@ def test_status_is_json_able_state() -> None:
         "time_to_ready_s": 12.5,
         "restarts_by_kind": {"oom_kv_cache": 1},
         "engine_retries": {"recovered": 0, "failed": 0},
+        "advice": [],
     }
 
 
@@ -341,3 +343,15 @@ def test_retries_in_place_are_counted_by_outcome() -> None:
     assert labelled(text, "vllm_guard_engine_retries_total", "outcome") == {"recovered": 2.0, "failed": 1.0}
     assert value(text, "vllm_guard_ready") == 1
     assert metrics.status()["engine_retries"] == {"recovered": 2, "failed": 1}
+
+
+def test_the_advice_gauge_has_every_condition_and_says_which_hold() -> None:
+    metrics = GuardMetrics()
+    held = {"condition": "kv_cache_full", "evidence": "e", "fix": "f"}
+    metrics.advice([held])
+    gauges = labelled(exposition(metrics), "vllm_guard_advice", "condition")
+    assert gauges["kv_cache_full"] == 1.0 and sum(gauges.values()) == 1.0
+    assert set(gauges) == {c.name for c in CONDITIONS}
+    assert metrics.status()["advice"] == [held]
+    metrics.advice([])
+    assert sum(labelled(exposition(metrics), "vllm_guard_advice", "condition").values()) == 0

@@ -18,6 +18,9 @@ class FakeNvml:
     calls: int = 0
     seen: list[int] = field(default_factory=list)
 
+    def utilization(self) -> list[float]:
+        return []
+
     def memory(self) -> list[DeviceMemory]:
         used, procs = self.readings[min(self.calls, len(self.readings) - 1)]
         self.calls += 1

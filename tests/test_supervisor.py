@@ -359,6 +359,9 @@ class BusyGpu:
         self.reads = 0
         self._settles = settles
 
+    def utilization(self) -> list[float]:
+        return []
+
     def memory(self) -> list[DeviceMemory]:
         self.read.set()
         self.reads += 1

@@ -10,10 +10,14 @@ flag's value now where it is known. docs/advice.md is written from CONDITIONS.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
+from vllm_guard import vllm_args
 from vllm_guard.metric_window import Reading, Window
+from vllm_guard.vllm_args import EffectiveFlags
+from vllm_guard.vllm_profile import default_utilization
 from vllm_guard.vllm_version import at_least
 
 # Metric names, newest spelling first (reference.md §5.3; docs/advice.md lists the versions).
@@ -32,6 +36,9 @@ PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total
 DRAFT_TOKENS = ("vllm:spec_decode_num_draft_tokens_total",)
 ACCEPTED_TOKENS = ("vllm:spec_decode_num_accepted_tokens_total",)
 CACHE_CONFIG = "vllm:cache_config_info"
+# The windows the conditions judge: the last minute, and the last five.
+SHORT_S = 60.0
+LONG_S = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -485,6 +492,44 @@ def defaults_on(version: str | None) -> dict[str, bool]:
     by default on the V1 engine (`vllm serve`'s from 0.8.0), off on V0 before it."""
     v1 = version is None or at_least(version, (0, 8))
     return {"chunked_prefill": v1, "prefix_caching": v1}
+
+
+def serving_from_flags(flags: EffectiveFlags, batch: tuple[int, int] | None) -> Serving:
+    """How vLLM serves, from the flags the guard launched it with and vLLM's defaults for those
+    not given; `batch`: its (max_num_seqs, max_num_batched_tokens) defaults on this GPU
+    (vllm_profile.serve_batch_defaults), None where the GPU is not known."""
+    version = flags.version
+    on = defaults_on(version)
+
+    def count(flag: str, default: int | None) -> int | None:
+        value = vllm_args.number(flags.seen, flag)
+        return int(value) if value is not None else default
+
+    def toggle(flag: str, default: bool) -> bool:
+        return flags.is_on(flag) if flags.has(flag) else default
+
+    utilization = vllm_args.number(flags.seen, "--gpu-memory-utilization")
+    return Serving(
+        version=version,
+        max_num_seqs=count("--max-num-seqs", batch[0] if batch else None),
+        max_num_batched_tokens=count("--max-num-batched-tokens", batch[1] if batch else None),
+        max_model_len=count("--max-model-len", None),
+        gpu_memory_utilization=utilization if utilization is not None else default_utilization(version),
+        prefix_caching=toggle("--enable-prefix-caching", on["prefix_caching"]),
+        chunked_prefill=toggle("--enable-chunked-prefill", on["chunked_prefill"]),
+        speculative_tokens=_speculative_tokens(flags.get("--speculative-config")),
+    )
+
+
+def _speculative_tokens(config: str | None) -> int | None:
+    """num_speculative_tokens of a --speculative-config JSON, where it says."""
+    if not config:
+        return None
+    try:
+        value = json.loads(config).get("num_speculative_tokens")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def serving_from_reading(reading: Reading, version: str | None, max_model_len: int | None) -> Serving:

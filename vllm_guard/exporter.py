@@ -12,7 +12,7 @@ import json
 import socket
 import socketserver
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
@@ -20,9 +20,12 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.exposition import choose_encoder
 
+from vllm_guard.advice import CONDITIONS
+
 if TYPE_CHECKING:
     from vllm_guard.redact import Redactor
 
+CONDITION_NAMES = tuple(c.name for c in CONDITIONS)
 PHASES = ("preflight", "starting", "ready", "retrying", "backoff", "stopping", "stopped", "gave_up")
 
 
@@ -44,6 +47,12 @@ class GuardMetrics:
             "vllm_guard_engine_retries",
             "Retries in place asked of vLLM's paused engine (fault tolerance), by outcome.",
             ["outcome"],
+            registry=r,
+        )
+        self._advice_g = Gauge(
+            "vllm_guard_advice",
+            "1 while the advisor's condition holds (vllm-guard doctor --help, docs/advice.md).",
+            ["condition"],
             registry=r,
         )
         self._phase_g = Gauge("vllm_guard_phase", "1 for the guard's current phase.", ["phase"], registry=r)
@@ -75,6 +84,9 @@ class GuardMetrics:
         self._time_to_ready_s: float | None = None
         self._restarts_by_kind: dict[str, int] = {}
         self._retried = {"recovered": 0, "failed": 0}
+        self._advice: list[dict[str, object]] = []
+        for condition in CONDITION_NAMES:
+            self._advice_g.labels(condition=condition).set(0)
         for phase in PHASES:
             self._phase_g.labels(phase=phase).set(1 if phase == self._phase else 0)
         self._step_g.labels(step="").set(1)
@@ -116,6 +128,14 @@ class GuardMetrics:
             self._retries.labels(outcome=outcome).inc()
             self._retried[outcome] += 1
 
+    def advice(self, findings: Sequence[Mapping[str, object]]) -> None:
+        """The advisor's findings that hold now (each its condition, evidence and fix)."""
+        holding = {str(f["condition"]) for f in findings}
+        with self._lock:
+            self._advice = [dict(f) for f in findings]
+            for condition in CONDITION_NAMES:
+                self._advice_g.labels(condition=condition).set(1 if condition in holding else 0)
+
     def set_phase(self, phase: str) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown phase {phase!r} (known: {', '.join(PHASES)})")
@@ -140,6 +160,7 @@ class GuardMetrics:
                 "time_to_ready_s": self._time_to_ready_s,
                 "restarts_by_kind": dict(self._restarts_by_kind),
                 "engine_retries": dict(self._retried),
+                "advice": [dict(f) for f in self._advice],
             }
         if extra:
             state.update({key: self._redact_value(value) for key, value in extra.items()})

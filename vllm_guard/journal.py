@@ -66,7 +66,19 @@ class EngineRetried:
     outcome: str  # how long it took, or why it did not work
 
 
-Event = AttemptStarted | AttemptEnded | AttemptStopped | EngineRetried
+@dataclass(frozen=True, slots=True)
+class AdviceChanged:
+    """A condition of the advisor started to hold while vLLM served, or cleared."""
+
+    event: ClassVar[str] = "advice"
+    attempt: int
+    condition: str
+    holds: bool
+    evidence: str
+    fix: str
+
+
+Event = AttemptStarted | AttemptEnded | AttemptStopped | EngineRetried | AdviceChanged
 
 
 def as_json(event: Event) -> dict[str, Any]:
@@ -76,12 +88,14 @@ def as_json(event: Event) -> dict[str, Any]:
 # What `status` shows of each attempt, merged over its events (tests/test_state.py checks that
 # each is a key some event writes).
 SHOWN = (
-    "attempt", "argv", "started_at", "kind", "evidence", "decision", "step", "exit_status", "log", "retries"
+    "attempt", "argv", "started_at", "kind", "evidence", "decision", "step", "exit_status", "log", "retries",
+    "advice",
 )  # fmt: skip
 
 
 def written_keys() -> frozenset[str]:
-    # "retries" is what `status` gathers from the EngineRetried events, each shown whole
+    # "retries" and "advice" are what `status` gathers from the EngineRetried and AdviceChanged
+    # events: each retry, and the conditions that hold now
     return frozenset(
         f.name for event in (AttemptStarted, AttemptEnded, AttemptStopped) for f in fields(event)
-    ) | {"retries"}
+    ) | {"retries", "advice"}

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from vllm_guard import fits, flag_edits, vllm_args
+from vllm_guard.advice import Thresholds
 from vllm_guard.errors import ExitCode
 from vllm_guard.failures import ADVICE, Failure, FailureKind
 
@@ -134,6 +135,8 @@ class Policy:
     name: str = "same-flags"
     ladders: tuple[tuple[FailureKind, tuple[Step, ...]], ...] = ()
     pinned: frozenset[str] = frozenset()
+    # when the advisor's conditions hold while vLLM serves
+    advice: Thresholds = field(default_factory=Thresholds)
 
     def ladder(self, kind: FailureKind) -> tuple[Step, ...]:
         return next((steps for k, steps in self.ladders if k == kind), ())

@@ -3,6 +3,7 @@ line and the field. `vllm-guard policy check FILE` runs exactly this."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -127,6 +128,7 @@ class PolicySpec(_Strict):
             name=self.name,
             ladders=tuple((kind, tuple(s.step() for s in steps)) for kind, steps in self.ladders.items()),
             pinned=frozenset(canonical(f) for f in self.pinned),
+            advice=self.advice.thresholds(),
         )
 
     def restart_settings(self) -> dict[str, Any]:
@@ -275,4 +277,4 @@ def effective(settings: GuardSettings) -> tuple[GuardSettings, Policy]:
     under = {k: v for k, v in spec.restart_settings().items() if k not in settings.model_fields_set}
     policy = spec.policy()
     pinned = policy.pinned | settings.pinned
-    return settings.model_copy(update=under), Policy(policy.name, policy.ladders, pinned)
+    return settings.model_copy(update=under), replace(policy, pinned=pinned)

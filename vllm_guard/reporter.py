@@ -4,7 +4,7 @@ happened; only this talks to the notifier and the metrics."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from vllm_guard.exporter import GuardMetrics
 from vllm_guard.notify import Notifier
@@ -42,6 +42,11 @@ class Reporter:
     def failed(self, kind: str) -> None:
         if self._metrics is not None:
             self._metrics.failed(kind)
+
+    def advice(self, findings: Sequence[Mapping[str, object]]) -> None:
+        """The advisor's findings that hold now, for the exporter's gauge and /status."""
+        if self._metrics is not None:
+            self._metrics.advice(findings)
 
     def engine_retried(self, *, recovered: bool) -> None:
         if self._metrics is not None:

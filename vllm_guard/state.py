@@ -528,8 +528,9 @@ class StateDir:
 def attempts(journal: Path) -> list[dict[str, Any]]:
     """The attempts of the last run in a journal, each its events merged: `argv`, `started_at`,
     `kind` (None while running or ready, "stopped" when stopped on request), `evidence`,
-    `decision`, `retries` (its engine's retries in place, fault tolerance). Lines that do not
-    parse are skipped: a torn journal still shows what it can."""
+    `decision`, `retries` (its engine's retries in place, fault tolerance), `advice` (the
+    advisor's conditions that hold). Lines that do not parse are skipped: a torn journal still
+    shows what it can."""
     events: list[dict[str, Any]] = []
     try:
         text = journal.read_text(errors="replace")
@@ -547,11 +548,23 @@ def attempts(journal: Path) -> list[dict[str, Any]]:
     for event in (e for e in events if e.get("run") == run):
         entry = merged.setdefault(
             int(event["attempt"]),
-            {"attempt": event["attempt"], "kind": None, "evidence": None, "decision": None, "retries": []},
+            {
+                "attempt": event["attempt"],
+                "kind": None,
+                "evidence": None,
+                "decision": None,
+                "retries": [],
+                "advice": [],
+            },
         )
         if event.get("event") == "retried":
             # the attempt went on: its retries are a list of their own, not its end
             entry["retries"].append({k: v for k, v in event.items() if k not in ("event", "run", "attempt")})
+            continue
+        if event.get("event") == "advice":  # what holds now: started and not cleared since
+            entry["advice"] = [a for a in entry["advice"] if a.get("condition") != event.get("condition")]
+            if event.get("holds"):
+                entry["advice"].append({k: event.get(k) for k in ("condition", "evidence", "fix")})
             continue
         kind = "stopped" if event.get("event") == "stopped" else event.get("kind", entry["kind"])
         entry.update({k: v for k, v in event.items() if k not in ("event", "run")})

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from vllm_guard import (
+    advice,
     fault_tolerance,
     gpu,
     journal,
@@ -50,6 +51,7 @@ from vllm_guard.printer import Printer
 from vllm_guard.processes import Launcher, VllmProcess, stop_signals
 from vllm_guard.redact import Redactor
 from vllm_guard.reporter import Reporter
+from vllm_guard.serve_advice import LiveAdvice
 from vllm_guard.settings import GuardSettings
 from vllm_guard.state import StateDir
 from vllm_guard.vllm_args import changes
@@ -198,6 +200,13 @@ class Supervisor:
         )
         self.beat_at = world.clock()
         self.history: list[Attempt] = []
+        self.advice = LiveAdvice(
+            self._policy.advice,
+            say=self._print,
+            record=world.state.record,
+            reporter=self.reporter,
+            gpu=world.gpu_probe,
+        )
 
     # -- control from outside (signals, the demo, tests) --
 
@@ -344,6 +353,7 @@ class Supervisor:
         self._record_tree(proc)
         recording = asyncio.ensure_future(self._keep_recording(number, proc))
         probe = world.probe_for(flags)
+        self.advice.attempt(number, advice.serving_from_flags(flags, self._batch_defaults()))
         launch = Launch(number, proc, flags, started, step, launched=started)
         launch.status_misses = 0 if fault_tolerance.enabled(flags) else None
         try:
@@ -441,7 +451,10 @@ class Supervisor:
                     return Watched(watch.ready_at)
                 verdict = watch.answered(clock(), result.ok, result.detail)
                 if isinstance(verdict, ReadMetrics):
-                    verdict = watch.metrics(clock(), await probe.metrics())
+                    snapshot = await probe.metrics()
+                    verdict = watch.metrics(clock(), snapshot)
+                    if snapshot is not None and snapshot.reading is not None:
+                        self.advice.observe(clock(), snapshot.reading)
                 if isinstance(verdict, Ready):
                     launch.ready_at = clock()
                     self._became_ready(launch.number, proc, verdict.after_s)
@@ -573,6 +586,14 @@ class Supervisor:
             elif await self._sleep_unless_stopped(RETRY_POLL_S):
                 why_not = "a stop was asked for meanwhile"
         return request_id, why_not
+
+    def _batch_defaults(self) -> tuple[int, int] | None:
+        """vLLM's (max_num_seqs, max_num_batched_tokens) defaults on these GPUs, where known."""
+        facts = self._facts
+        if facts.gpu_name is None or not facts.cuda_total_bytes:
+            return None
+        gpu = vllm_profile.Gpu(facts.cuda_total_bytes, facts.gpu_name, facts.compute_capability)
+        return vllm_profile.serve_batch_defaults(self._version(), gpu)
 
     def _decide(self, history: Sequence[Attempt], flags: vllm_args.EffectiveFlags) -> Decision:
         """The policy's decision after the last attempt in `history`, with this guard's facts."""

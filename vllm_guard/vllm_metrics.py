@@ -8,11 +8,11 @@ coroutine that talks HTTP, and imports httpx only when it runs.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from prometheus_client.parser import text_string_to_metric_families
+from vllm_guard import metric_window
+from vllm_guard.metric_window import Reading
 
 if TYPE_CHECKING:
     import httpx
@@ -26,19 +26,6 @@ PREEMPTIONS = "vllm:num_preemptions_total"
 # per-token latency by 0.16.0; 0.9.1-0.11.x emit both, and the new one wins).
 KV_CACHE_USAGE = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 INTER_TOKEN_LATENCY = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
-
-_WANTED = frozenset(
-    {
-        RUNNING,
-        WAITING,
-        GENERATION_TOKENS,
-        PROMPT_TOKENS,
-        PREEMPTIONS,
-        *KV_CACHE_USAGE,
-        *(f"{name}_sum" for name in INTER_TOKEN_LATENCY),
-        *(f"{name}_count" for name in INTER_TOKEN_LATENCY),
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +42,7 @@ class Snapshot:
     # give the mean gap over the time between them.
     itl_sum_s: float | None = None
     itl_count: float | None = None
+    reading: Reading | None = field(default=None, compare=False)  # the whole body, for the advisor
 
 
 def parse(text: str) -> Snapshot:
@@ -62,40 +50,20 @@ def parse(text: str) -> Snapshot:
 
     A body with samples but no `vllm:` ones (vLLM run with --disable-log-stats) parses to all None.
     """
-    sums: dict[str, float] = {}
-    peaks: dict[str, float] = {}
-    seen = 0
-    try:
-        for family in text_string_to_metric_families(text):
-            # Matched on each sample's full name: the parser strips `_total` from a counter family's
-            # name (`vllm:generation_tokens`) but keeps it on the samples.
-            for sample in family.samples:
-                seen += 1
-                if sample.name not in _WANTED or math.isnan(sample.value):
-                    continue
-                sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
-                peaks[sample.name] = max(peaks.get(sample.name, -math.inf), sample.value)
-    except (ValueError, IndexError, KeyError, TypeError) as error:
-        raise ValueError(f"not Prometheus text: {_short(str(error))}") from None
-    if not seen:
-        raise ValueError("no samples in the body")
-    itl = next((name for name in INTER_TOKEN_LATENCY if f"{name}_count" in sums), None)
+    reading = metric_window.parse(text)
+    itl = next((name for name in INTER_TOKEN_LATENCY if reading.has(f"{name}_count")), None)
     return Snapshot(
-        running=sums.get(RUNNING),
-        waiting=sums.get(WAITING),
-        generation_tokens=sums.get(GENERATION_TOKENS),
-        prompt_tokens=sums.get(PROMPT_TOKENS),
+        running=reading.total(RUNNING),
+        waiting=reading.total(WAITING),
+        generation_tokens=reading.total(GENERATION_TOKENS),
+        prompt_tokens=reading.total(PROMPT_TOKENS),
         # A fraction per engine: a sum over data-parallel engines could pass 1, the fullest one cannot.
-        kv_cache_usage=next((peaks[name] for name in KV_CACHE_USAGE if name in peaks), None),
-        preemptions=sums.get(PREEMPTIONS),
-        itl_sum_s=sums.get(f"{itl}_sum") if itl else None,
-        itl_count=sums.get(f"{itl}_count") if itl else None,
+        kv_cache_usage=next((p for name in KV_CACHE_USAGE if (p := reading.peak(name)) is not None), None),
+        preemptions=reading.total(PREEMPTIONS),
+        itl_sum_s=reading.total(f"{itl}_sum") if itl else None,
+        itl_count=reading.total(f"{itl}_count") if itl else None,
+        reading=reading,
     )
-
-
-def _short(reason: str, limit: int = 80) -> str:
-    reason = " ".join(reason.split())
-    return reason if len(reason) <= limit else reason[: limit - 3] + "..."
 
 
 async def scrape(client: httpx.AsyncClient, timeout_s: float) -> Snapshot | None:

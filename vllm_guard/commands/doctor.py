@@ -22,8 +22,6 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_DURATION_S = 30.0
 # How often /metrics is read: vLLM's own stats logger updates them every few seconds.
 INTERVAL_S = 5.0
-SHORT_S = 60.0
-LONG_S = 300.0
 
 
 def run(argv: list[str], settings: GuardSettings) -> ExitCode:
@@ -72,14 +70,14 @@ def run(argv: list[str], settings: GuardSettings) -> ExitCode:
         version = _version(client)
         max_len = _max_model_len(client)
     now = seconds
-    short = history.window(min(SHORT_S, seconds), now)
+    short = history.window(min(advice.SHORT_S, seconds), now)
     if short is None:  # one reading: nothing to compare it with
         print(f"vllm-guard doctor: {url}/metrics answered once; sample for longer (--duration)")
         return ExitCode.USAGE
     serving = advice.serving_from_reading(short.last, version, max_len)
     situation = advice.Situation(
         short,
-        history.window(LONG_S, now) if seconds >= LONG_S else None,
+        history.window(advice.LONG_S, now) if seconds >= advice.LONG_S else None,
         serving,
         thresholds,
         gpu_utilization=utilization,
@@ -114,7 +112,7 @@ def _sample(
     from vllm_guard.gpu import Nvml  # noqa: PLC0415
 
     nvml = Nvml.open() if _on_this_machine(str(client.base_url)) else None
-    history = metric_window.History(keep_s=duration_s + LONG_S)
+    history = metric_window.History(keep_s=duration_s + advice.LONG_S)
     busy: list[float] = []
     read = 0
     started = time.monotonic()

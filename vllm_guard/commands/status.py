@@ -90,6 +90,9 @@ def _print_guard(guard: dict[str, Any], state_dir: str) -> None:
             line += f": {str(a['evidence'])[:160]}"
         print(line)
         print(f"      {' '.join(a['argv'] or [])}")
+        for finding in a.get("advice") or []:
+            said = f"{finding.get('condition')}: {finding.get('evidence')}"
+            print(f"      advice: {said}; fix: {finding.get('fix')}")
         for retry in a.get("retries") or []:
             when = f"after {retry.get('after_s')} s"
             print(f"      retried in place: {retry.get('kind')} {when}: {retry.get('outcome')}")

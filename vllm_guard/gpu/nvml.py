@@ -33,6 +33,8 @@ _JITTER_BYTES = 64 * 1024 * 1024
 class GpuProbe(Protocol):
     def memory(self) -> list[DeviceMemory]: ...
 
+    def utilization(self) -> list[float]: ...
+
 
 class Nvml:
     """A GpuProbe over NVML. `open()` returns None where NVML cannot initialise (no driver, no GPU)."""
