@@ -25,6 +25,7 @@ from vllm_guard.sim import bodies
 from vllm_guard.sim import messages as m
 from vllm_guard.sim.console import Console
 from vllm_guard.sim.metrics import Metrics
+from vllm_guard.sim.scheduler import Scheduler
 from vllm_guard.sim.sentinel import Sentinel
 
 
@@ -58,6 +59,7 @@ class App:
         # "ok", "dead": this request's forward pass killed the engine, "abort": it paused it
         self.on_request = on_request
         self.sentinel = sentinel  # the engine's fault tolerance, when vLLM runs with it
+        self.scheduler: Scheduler | None = None  # set once the engine is ready
         self.dead = threading.Event()  # the engine is dead: /health 503, requests 500
         self.hung = threading.Event()  # the server is wedged: connections accepted, never answered
         self.stalled = threading.Event()  # the engine is stuck: requests never finish
@@ -167,6 +169,10 @@ class Handler(BaseHTTPRequestHandler):
     def _health(self, _: bytes) -> None:
         self._send(HTTPStatus.SERVICE_UNAVAILABLE if self.app.dead.is_set() else HTTPStatus.OK, b"", None)
 
+    def _scheduler(self) -> Scheduler:
+        assert self.app.scheduler is not None
+        return self.app.scheduler
+
     def _sentinel(self) -> Sentinel:
         assert self.app.sentinel is not None
         return self.app.sentinel
@@ -217,19 +223,14 @@ class Handler(BaseHTTPRequestHandler):
             )  # fmt: skip
             self._json(HTTPStatus.OK, answer)
             return
-        started = time.monotonic()
-        self.app.metrics.begin(prompt_tokens)
-        if self.app.stalled.is_set():
-            self.app.never.wait()  # the engine is stuck: the request never finishes (vllm#39863)
-        text = bodies.generate(prompt, max_tokens)
-        elapsed = time.monotonic() - started
-        self.app.metrics.finish(prompt_tokens, max_tokens, "length", elapsed, elapsed)
+        # batched with the others (scheduler.py); a stuck engine never finishes it (vllm#39863)
+        done = self._scheduler().run(prompt, prompt_tokens, max_tokens)
         answer = bodies.completion(
             chat=chat,
             model=model,
-            text=text,
+            text=bodies.generate(prompt, done.generated),
             prompt=prompt_tokens,
-            completion=max_tokens,
+            completion=done.generated,
             version=self.app.version,
         )
         self._json(HTTPStatus.OK, answer)

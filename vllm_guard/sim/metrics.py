@@ -60,6 +60,27 @@ E2E_BUCKETS = (
     1920.0,
     7680.0,
 )
+ITL_BUCKETS = (
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+)
 FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
 HELP = {
     "num_requests_running": "Number of requests in model execution batches.",
@@ -70,6 +91,14 @@ HELP = {
     "generation_tokens": "Number of generation tokens processed.",
     "request_success": "Count of successfully processed requests.",
     "time_to_first_token_seconds": "Histogram of time to first token in seconds.",
+    "inter_token_latency_seconds": "Histogram of inter-token latency in seconds.",
+    "request_queue_time_seconds": "Histogram of time spent in WAITING phase for request.",
+    "request_prompt_tokens": "Number of prefill tokens processed.",
+    "prefix_cache_queries": "Prefix cache queries, in terms of number of queried tokens.",
+    "prefix_cache_hits": "Prefix cache hits, in terms of number of cached tokens.",
+    "spec_decode_num_drafts": "Number of spec decoding drafts.",
+    "spec_decode_num_draft_tokens": "Number of draft tokens.",
+    "spec_decode_num_accepted_tokens": "Number of accepted tokens.",
     "e2e_request_latency_seconds": "Histogram of e2e request latency in seconds.",
     "cache_config_info": "Information of the LLMEngine CacheConfig",
 }
@@ -106,6 +135,18 @@ class Histogram:
                 self.counts[index] += 1
 
 
+def one_two_five(largest: int) -> tuple[float, ...]:
+    """vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to `largest`."""
+    out: list[float] = []
+    scale = 1
+    while True:
+        for step in (1, 2, 5):
+            if step * scale > largest:
+                return tuple(out)
+            out.append(float(step * scale))
+        scale *= 10
+
+
 class Metrics:
     def __init__(
         self,
@@ -114,6 +155,9 @@ class Metrics:
         cache_info: dict[str, str],
         enabled: bool,
         clock: Callable[[], float] = time.time,
+        *,
+        max_model_len: int = 1024,
+        speculative: bool = False,
     ) -> None:
         self._lock = threading.Lock()
         self._clock = clock
@@ -122,28 +166,64 @@ class Metrics:
         self.kv_tokens = max(1, kv_tokens)
         self.cache_info = cache_info
         self.enabled = enabled
+        self.speculative = speculative  # vLLM has its spec-decode counters only when it drafts
         self.running = 0
         self.waiting = 0
         self.kv_in_use = 0
+        self.preemptions = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.prefix_queries = 0
+        self.prefix_hits = 0
+        self.drafts = 0
+        self.draft_tokens = 0
+        self.accepted_tokens = 0
         self.success = dict.fromkeys(FINISHED_REASONS, 0)
+        self.prompt_lengths = Histogram(one_two_five(max_model_len))
         self.ttft = Histogram(TTFT_BUCKETS)
+        self.itl = Histogram(ITL_BUCKETS)
         self.e2e = Histogram(E2E_BUCKETS)
+        self.queue = Histogram(E2E_BUCKETS)
 
-    def begin(self, tokens: int) -> None:
-        with self._lock:
-            self.running += 1
-            self.kv_in_use += tokens
+    # what the scheduler tells, as it happens (scheduler.py)
 
-    def finish(self, prompt: int, generated: int, reason: str, ttft_s: float, e2e_s: float) -> None:
+    def set_load(self, *, running: int, waiting: int, kv_in_use: int) -> None:
         with self._lock:
-            self.running -= 1
-            self.kv_in_use = max(0, self.kv_in_use - prompt - generated)
+            self.running, self.waiting, self.kv_in_use = running, waiting, kv_in_use
+
+    def queued(self, seconds: float) -> None:
+        with self._lock:
+            self.queue.observe(seconds)
+
+    def prefix(self, queried: int, hit: int) -> None:
+        with self._lock:
+            self.prefix_queries += queried
+            self.prefix_hits += hit
+
+    def preempted(self) -> None:
+        with self._lock:
+            self.preemptions += 1
+
+    def drafted(self, tokens: int, accepted: int) -> None:
+        with self._lock:
+            self.drafts += 1
+            self.draft_tokens += tokens
+            self.accepted_tokens += accepted
+
+    def first_token(self, seconds: float) -> None:
+        with self._lock:
+            self.ttft.observe(seconds)
+
+    def token_gap(self, seconds: float) -> None:
+        with self._lock:
+            self.itl.observe(seconds)
+
+    def finished(self, prompt: int, generated: int, e2e_s: float, reason: str = "length") -> None:
+        with self._lock:
             self.prompt_tokens += prompt
             self.generation_tokens += generated
             self.success[reason] += 1
-            self.ttft.observe(ttft_s)
+            self.prompt_lengths.observe(prompt)
             self.e2e.observe(e2e_s)
 
     def render(self) -> str:
@@ -193,15 +273,24 @@ class Metrics:
         self._gauge(lines, "num_requests_running", self.running)
         self._gauge(lines, "num_requests_waiting", self.waiting)
         self._gauge(lines, "kv_cache_usage_perc", min(1.0, self.kv_in_use / self.kv_tokens))
-        self._counter(lines, "num_preemptions", {"": 0})
+        self._counter(lines, "prefix_cache_queries", {"": self.prefix_queries})
+        self._counter(lines, "prefix_cache_hits", {"": self.prefix_hits})
+        self._counter(lines, "num_preemptions", {"": self.preemptions})
         self._counter(lines, "prompt_tokens", {"": self.prompt_tokens})
         self._counter(lines, "generation_tokens", {"": self.generation_tokens})
         self._counter(lines, "request_success", dict(self.success), label="finished_reason")
+        self._histogram(lines, "request_prompt_tokens", self.prompt_lengths)
         self._histogram(lines, "time_to_first_token_seconds", self.ttft)
+        self._histogram(lines, "inter_token_latency_seconds", self.itl)
         self._histogram(lines, "e2e_request_latency_seconds", self.e2e)
+        self._histogram(lines, "request_queue_time_seconds", self.queue)
         info = {**self.cache_info, "engine": "0"}
         lines += [
             f"# HELP vllm:cache_config_info {HELP['cache_config_info']}",
             "# TYPE vllm:cache_config_info gauge",
             f"vllm:cache_config_info{_labels(info)} 1.0",
         ]
+        if self.speculative:
+            self._counter(lines, "spec_decode_num_drafts", {"": self.drafts})
+            self._counter(lines, "spec_decode_num_draft_tokens", {"": self.draft_tokens})
+            self._counter(lines, "spec_decode_num_accepted_tokens", {"": self.accepted_tokens})

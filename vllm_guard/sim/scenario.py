@@ -129,6 +129,7 @@ class Scenario:
     hub_reachable: bool
     ledger: Path | None = None
     profile_graphs: bool = True
+    spec_acceptance: float = 0.7  # the chance a drafted token is accepted (--speculative-config)
 
 
 def _number(environ: dict[str, str], name: str, default: float) -> float:
@@ -188,6 +189,7 @@ def load(environ: dict[str, str], hf_token_flag: bool = False) -> Scenario:
         hub_reachable=environ.get("VLLM_GUARD_SIM_HUB_UNREACHABLE", "") != "1",
         ledger=ledger,
         profile_graphs=environ.get("VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS", "1").strip() != "0",
+        spec_acceptance=min(1.0, _number(environ, "VLLM_GUARD_SIM_SPEC_ACCEPTANCE", 0.7)),
     )
 
 

@@ -9,6 +9,7 @@ server with status 1 (0 with the fault `exit0_on_death`, vllm#48966) after /heal
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socketserver
@@ -24,6 +25,7 @@ from vllm_guard.sim import scenario as sc
 from vllm_guard.sim.console import Console
 from vllm_guard.sim.engine import EngineProcess
 from vllm_guard.sim.metrics import Metrics
+from vllm_guard.sim.scheduler import Scheduler
 from vllm_guard.sim.sentinel import Sentinel, recovery_timeout_s
 from vllm_guard.sim.startup import Interrupted, Startup, served_names
 
@@ -143,7 +145,15 @@ class Serve:
             "num_gpu_blocks_override": "None",
         }
         names = served_names(a)
-        metrics = Metrics(names[0], ready.kv_tokens, cache_info, enabled=not a.get("disable_log_stats"))
+        drafts = _speculative_tokens(a.get("speculative_config"))
+        metrics = Metrics(
+            names[0],
+            ready.kv_tokens,
+            cache_info,
+            enabled=not a.get("disable_log_stats"),
+            max_model_len=ready.max_model_len,
+            speculative=drafts > 0,
+        )
         quiet = {
             p.strip() for p in str(a.get("disable_access_log_for_endpoints") or "").split(",") if p.strip()
         }
@@ -167,6 +177,17 @@ class Serve:
             quiet_paths=quiet,
             on_request=self._on_request,
             sentinel=sentinel,
+        )
+        self.app.scheduler = Scheduler(
+            metrics,
+            max_num_seqs=spec.max_num_seqs,
+            max_num_batched_tokens=spec.max_num_batched_tokens,
+            kv_tokens=ready.kv_tokens,
+            chunked_prefill=a.get("enable_chunked_prefill") is not False,
+            prefix_caching=a.get("enable_prefix_caching") is not False,
+            speculative_tokens=drafts,
+            acceptance=self.scenario.spec_acceptance,
+            stalled=self.app.stalled,
         )
         c.raw("err", m.UVICORN_STARTED.format(pid=os.getpid()))
         c.raw("err", m.UVICORN_WAITING)
@@ -302,3 +323,14 @@ class Serve:
                 text = f"{head}vllm_guard.sim flood line {index + 1}/{f.flood_lines} "
                 lines.append(text + "x" * max(0, f.flood_line_bytes - len(text) - 1) + "\n")
             c.write_block("out", "".join(lines))
+
+
+def _speculative_tokens(config: object) -> int:
+    """num_speculative_tokens of --speculative-config (parsed JSON, or its text); 0 without one."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except ValueError:
+            return 0
+    value = config.get("num_speculative_tokens") if isinstance(config, dict) else None
+    return value if isinstance(value, int) and value > 0 else 0
