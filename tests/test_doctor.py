@@ -3,15 +3,22 @@ between reads), and against nothing: the exact exit codes, text and JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 from vllm_exposition import body
+
+from vllm_guard.sim import load
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -70,9 +77,9 @@ def vllm() -> Iterator[Vllm]:
     server.server.server_close()
 
 
-def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+def doctor(*args: str, policy: str = "default") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "vllm_guard", "doctor", "--interval", "0.2", *args],
+        [sys.executable, "-m", "vllm_guard", "--policy", policy, "doctor", "--interval", "0.2", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -128,3 +135,37 @@ def test_a_bad_duration_is_a_usage_error() -> None:
     assert help_text.returncode == 0 and "Exit 0 when the server could be read" in " ".join(
         help_text.stdout.split()
     )
+
+
+def test_doctor_over_the_simulator_under_load_says_raise_max_num_seqs(tmp_path: Path, port: int) -> None:
+    """The simulator with --max-num-seqs 2 and 16 requests at a time: doctor, which does not know
+    the flags, reads a batch that stands at 2 while requests wait, and says which flag."""
+    policy = tmp_path / "quick.yaml"
+    policy.write_text("name: quick\nadvice:\n  requests_waiting: 5\n")
+    env = {**os.environ, "VLLM_GUARD_SIM_LOAD_S": "0.05"}
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "vllm_guard.sim", "serve", "Qwen/Qwen2.5-0.5B-Instruct", "--host", "127.0.0.1",
+         "--port", str(port), "--max-num-seqs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(url + "/health", trust_env=False).status_code == 200:
+                    break
+            time.sleep(0.1)
+        worker = threading.Thread(
+            target=load.run, args=(url,), kwargs={"requests": 64, "concurrency": 16, "max_tokens": 64}
+        )
+        worker.start()
+        done = doctor("--duration", "1.5", "--json", url, policy=str(policy))
+        worker.join()
+        assert done.returncode == 0, done.stderr
+        found = {f["condition"]: f for f in json.loads(done.stdout)["findings"]}
+        assert found["requests_queueing"]["fix"].startswith("raise --max-num-seqs:")
+        assert "batch is full (2 running at most)" in found["requests_queueing"]["cause"]
+    finally:
+        sim.terminate()
+        sim.wait(15)

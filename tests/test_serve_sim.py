@@ -23,6 +23,7 @@ import psutil
 import pytest
 from state_files import endpoint_file
 
+from vllm_guard.sim import load
 from vllm_guard.state import attempts
 
 pytestmark = pytest.mark.timeout(90)
@@ -969,3 +970,37 @@ def test_a_retry_that_fails_is_followed_by_a_relaunch(serve: Serve) -> None:
     first, second = guard.journal()
     assert first["kind"] == "worker_died" and first["retries"][0]["recovered"] is False  # type: ignore[index]
     assert second["kind"] == "stopped"
+
+
+def test_while_it_serves_the_guard_says_which_flag_to_change_once_and_when_it_clears(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """--max-num-seqs 2 under 16 requests at a time: the guard says requests_queueing once, with
+    the fix in the user's flags, exports and journals it, and says when it clears; vLLM is never
+    restarted for it."""
+    policy = tmp_path / "quick.yaml"
+    policy.write_text("name: quick\nadvice:\n  requests_waiting: 5\n")
+    guard = serve(
+        "--max-num-seqs", "2", policy=str(policy), advice_window_s="1", stall_s="0.6", metrics_port="0"
+    )  # fmt: skip
+    guard.wait_for("vLLM is ready (attempt 1)")
+    url = exporter_url(guard)
+    worker = threading.Thread(
+        target=load.run,
+        args=(f"http://127.0.0.1:{guard.port}",),
+        kwargs={"requests": 96, "concurrency": 16, "max_tokens": 64, "model": MODEL},
+    )
+    worker.start()
+    guard.wait_for("advice: requests_queueing: ")
+    status = httpx.get(url + "/status", trust_env=False).json()
+    assert [a["condition"] for a in status["advice"]] == ["requests_queueing"]
+    metrics = httpx.get(url + "/metrics", trust_env=False).text
+    assert 'vllm_guard_advice{condition="requests_queueing"} 1.0' in metrics
+    worker.join()
+    guard.wait_for("advice: requests_queueing no longer holds")
+    assert guard.stop() == 0
+    said = [line for line in guard.stderr().splitlines() if "advice: requests_queueing" in line]
+    assert len(said) == 2  # once when it started, once when it cleared
+    assert "fix: raise --max-num-seqs (now 2)" in said[0]
+    [attempt] = guard.journal()  # never restarted for advice
+    assert attempt["kind"] == "stopped"

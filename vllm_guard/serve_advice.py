@@ -20,6 +20,7 @@ class LiveAdvice:
         self,
         thresholds: Thresholds,
         *,
+        window_s: float = advice.SHORT_S,
         say: Callable[[str], None],
         record: Callable[[journal.Event], None],
         reporter: Reporter,
@@ -30,16 +31,17 @@ class LiveAdvice:
         self._record = record
         self._reporter = reporter
         self._gpu = gpu
+        self._short_s, self._long_s = window_s, window_s * advice.LONG_S / advice.SHORT_S
         self._attempt = 0
         self._serving = Serving()
-        self._history = History(keep_s=advice.LONG_S + 60)
+        self._history = History(keep_s=self._long_s * 1.2)
         self._tracker = Tracker()
         self._busy: list[tuple[float, float]] = []  # (when, the GPUs' mean utilization)
 
     def attempt(self, number: int, serving: Serving) -> None:
         """A new launch: its windows start empty, and nothing holds yet."""
         self._attempt, self._serving = number, serving
-        self._history = History(keep_s=advice.LONG_S + 60)
+        self._history = History(keep_s=self._long_s * 1.2)
         self._tracker = Tracker()
         self._busy = []
         self._reporter.advice([])
@@ -51,14 +53,14 @@ class LiveAdvice:
     def observe(self, now: float, reading: Reading) -> None:
         self._history.add(now, reading)
         self._read_gpu(now)
-        short = self._history.window(advice.SHORT_S, now)
+        short = self._history.window(self._short_s, now)
         if short is None:
             return
-        long = self._history.window(advice.LONG_S, now)
-        recent = [u for at, u in self._busy if at >= now - advice.SHORT_S]
+        long = self._history.window(self._long_s, now)
+        recent = [u for at, u in self._busy if at >= now - self._short_s]
         situation = advice.Situation(
             short,
-            long if long is not None and long.seconds >= advice.LONG_S * 0.9 else None,
+            long if long is not None and long.seconds >= self._long_s * 0.9 else None,
             self._serving,
             self._thresholds,
             gpu_utilization=sum(recent) / len(recent) if recent else None,
@@ -82,4 +84,4 @@ class LiveAdvice:
         values = probe.utilization()
         if values:
             self._busy.append((now, sum(values) / len(values)))
-            self._busy = [(at, u) for at, u in self._busy if at >= now - advice.LONG_S]
+            self._busy = [(at, u) for at, u in self._busy if at >= now - self._long_s]

@@ -125,6 +125,12 @@ class GuardSettings(BaseSettings):
         description="requests running or waiting while vllm:generation_tokens_total stands still this "
         "long mean vLLM hung (a wedged engine may still answer /health)",
     )
+    advice_window_s: float = Field(
+        60.0,
+        gt=0,
+        description="the advisor's short window while vLLM serves (its long one is five times it): "
+        "a condition holds on the metrics of that last stretch",
+    )
     preflight: Literal["adjust", "warn", "off"] = Field(
         "adjust",
         description="before serve launches vLLM: check the GPU, memory, shm, disk, token and port, and "

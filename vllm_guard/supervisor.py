@@ -202,6 +202,7 @@ class Supervisor:
         self.history: list[Attempt] = []
         self.advice = LiveAdvice(
             self._policy.advice,
+            window_s=settings.advice_window_s,
             say=self._print,
             record=world.state.record,
             reporter=self.reporter,
