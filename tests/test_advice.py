@@ -3,7 +3,9 @@ fixes name the user's own flags and never advise what is already on."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import pytest
 from vllm_exposition import body
@@ -287,3 +289,14 @@ def test_what_vllms_own_metrics_say_of_its_flags() -> None:
     assert serving.prefix_caching is False and serving.gpu_memory_utilization == 0.8
     assert serving.max_model_len == 4096 and serving.chunked_prefill is True
     assert advice.defaults_on("0.7.3") == {"chunked_prefill": False, "prefix_caching": False}
+
+
+def test_docs_advice_md_is_written_from_the_conditions() -> None:
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_advice_doc.py"
+    spec = importlib.util.spec_from_file_location("make_advice_doc", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.DOC.read_text() == module.render(), "run scripts/make_advice_doc.py"
+    for condition in advice.CONDITIONS:
+        assert f"| `{condition.name}` |" in module.render()

@@ -336,3 +336,32 @@ def test_promtool_parses_every_panel_query(tmp_path: Path) -> None:
         [binary, "check", "rules", str(rules_file)], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- scaling out ------------------------------------------------------------------------------
+
+
+def test_the_autoscaler_scales_the_deployment_on_the_adapters_name_for_vllms_waiting_requests() -> None:
+    hpa = resource("HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    target = hpa["spec"]["scaleTargetRef"]
+    assert (target["kind"], target["name"]) == ("Deployment", resource("Deployment")["metadata"]["name"])
+    [metric] = hpa["spec"]["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["target"]["type"] == "AverageValue"
+    with (DEPLOY / "prometheus" / "adapter-rules.yaml").open() as f:
+        [rule] = yaml.safe_load(f)["rules"]
+    series = metrics_in(rule["seriesQuery"])
+    assert series == {"vllm:num_requests_waiting"} and series <= KNOWN_METRICS
+    renamed = re.sub(
+        rule["name"]["matches"], rule["name"]["as"].replace("${1}", r"\1"), "vllm:num_requests_waiting"
+    )
+    assert renamed == metric["pods"]["metric"]["name"] == "vllm_num_requests_waiting"
+    assert ":" not in renamed  # the custom metrics API's names cannot hold one
+    assert "<<.Series>>" in rule["metricsQuery"] and "by (<<.GroupBy>>)" in rule["metricsQuery"]
+
+
+def test_scaling_out_waits_for_sustained_queueing_and_one_slow_loading_pod_at_a_time() -> None:
+    behavior = resource("HorizontalPodAutoscaler")["spec"]["behavior"]
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] >= 60
+    assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600

@@ -109,6 +109,7 @@ class Condition:
     reads: tuple[str, ...]  # the metrics it reads, each spelling
     threshold: str  # when it holds, in words (docs/advice.md)
     judge: Callable[[Situation], Finding | None]
+    advises: str = ""  # the fixes it chooses from, and when (docs/advice.md)
 
 
 def advise(situation: Situation) -> list[Finding]:
@@ -436,24 +437,41 @@ CONDITIONS: tuple[Condition, ...] = (
         (*WAITING, *RUNNING, *KV_USAGE),
         "the mean of vllm:num_requests_waiting over the last minute > requests_waiting (50)",
         _requests_queueing,
+        advises=(
+            "a full KV cache: a higher --gpu-memory-utilization, a shorter --max-model-len or --kv-"
+            "cache-dtype fp8; a full batch with KV room: a higher --max-num-seqs; neither: more "
+            "replicas (deploy/k8s/hpa.yaml)"
+        ),
     ),
     Condition(
         "kv_cache_full",
         (*KV_USAGE, *PREEMPTIONS),
         "the KV cache's mean usage over the last minute > kv_cache_usage (0.95); preemptions in it say more",
         _kv_cache_full,
+        advises=(
+            "a higher --gpu-memory-utilization, a shorter --max-model-len, fewer --max-num-seqs, or "
+            "--kv-cache-dtype fp8"
+        ),
     ),
     Condition(
         "slow_ttft",
         (*TTFT, *QUEUE_TIME, *PROMPT_LENGTH),
         "p99 time to first token > ttft_p99_s (5 s), over at least min_requests (20) requests",
         _slow_ttft,
+        advises=(
+            "time spent queueing: a higher --max-num-seqs or replicas; chunked prefill off: --enable-"
+            "chunked-prefill; --max-num-batched-tokens above 8192: a lower one; else: shorter prompts, "
+            "prefix caching, more GPUs"
+        ),
     ),
     Condition(
         "slow_decode",
         (*INTER_TOKEN, *RUNNING),
         "p99 time between output tokens > tpot_p99_s (0.1 s), over at least min_requests (20) tokens",
         _slow_decode,
+        advises=(
+            "fewer --max-num-seqs, a lower --max-num-batched-tokens, or more GPUs (--tensor-parallel-size)"
+        ),
     ),
     Condition(
         "gpu_underutilized",
@@ -461,12 +479,17 @@ CONDITIONS: tuple[Condition, ...] = (
         "NVML's GPU utilization < gpu_utilization (0.5) while requests wait or the batch is under a "
         "quarter of --max-num-seqs",
         _gpu_underutilized,
+        advises="a higher --max-num-seqs and --max-num-batched-tokens, or more concurrent clients",
     ),
     Condition(
         "prefill_heavy",
         (*PROMPT_TOKENS, *GENERATION_TOKENS),
         "prompt tokens per generated token over the last five minutes > prefill_ratio (10)",
         _prefill_heavy,
+        advises=(
+            "prefix caching off: --enable-prefix-caching; else a higher --max-num-batched-tokens, or "
+            "disaggregated prefill"
+        ),
     ),
     Condition(
         "low_prefix_cache_hits",
@@ -474,12 +497,20 @@ CONDITIONS: tuple[Condition, ...] = (
         "prefix caching off while prefill_heavy holds; or hits per query < prefix_hit_rate (0.1) with "
         "the KV cache within 10 points of kv_cache_usage",
         _low_prefix_cache_hits,
+        advises=(
+            "caching off: --enable-prefix-caching; evictions: a higher --gpu-memory-utilization or "
+            "fewer --max-num-seqs"
+        ),
     ),
     Condition(
         "spec_decode_low_acceptance",
         (*DRAFT_TOKENS, *ACCEPTED_TOKENS),
         "accepted per drafted token over the last five minutes < spec_acceptance (0.5)",
         _spec_decode_low_acceptance,
+        advises=(
+            "fewer num_speculative_tokens in --speculative-config (3 to 5), or a draft model of the "
+            "served model's family"
+        ),
     ),
 )
 
