@@ -365,3 +365,10 @@ def test_scaling_out_waits_for_sustained_queueing_and_one_slow_loading_pod_at_a_
     assert behavior["scaleUp"]["stabilizationWindowSeconds"] >= 60
     assert behavior["scaleUp"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": 300}]
     assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= 600
+
+
+def test_the_dashboard_shows_which_advice_holds() -> None:
+    with (DEPLOY / "grafana" / "vllm-guard.json").open() as f:
+        panels = json.load(f)["panels"]
+    [advice] = [p for p in panels if "vllm_guard_advice" in json.dumps(p.get("targets", []))]
+    assert "by (condition)" in advice["targets"][0]["expr"]
