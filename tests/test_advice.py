@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 from vllm_exposition import body
 
-from vllm_guard import advice
+from vllm_guard import advice, flag_edits, vllm_args
 from vllm_guard.advice import Finding, Serving, Situation, Thresholds, Tracker, advise
+from vllm_guard.flag_edits import Change
 from vllm_guard.metric_window import Window, parse, readings
+from vllm_guard.vllm_args import EffectiveFlags
 
 SERVING = Serving(
     version="0.32.0",
@@ -300,3 +302,49 @@ def test_docs_advice_md_is_written_from_the_conditions() -> None:
     assert module.DOC.read_text() == module.render(), "run scripts/make_advice_doc.py"
     for condition in advice.CONDITIONS:
         assert f"| `{condition.name}` |" in module.render()
+
+
+# -- carrying a fix into a relaunch -----------------------------------------------------------
+
+
+def test_the_fixes_that_are_one_edit_carry_it_and_the_json_shape_does_not() -> None:
+    off = findings(ttft(9.0), Serving(version="0.32.0", chunked_prefill=False))["slow_ttft"]
+    assert off.edit == Change("on", "--enable-chunked-prefill")
+    assert set(off.as_json()) == {"condition", "evidence", "numbers", "cause", "fix"}
+    big = findings(ttft(9.0), Serving(version="0.32.0", max_num_batched_tokens=32768, chunked_prefill=True))
+    assert big["slow_ttft"].edit == Change("set", "--max-num-batched-tokens", "8192")
+    caching = findings(tokens(50_000, 1_000), Serving(version="0.32.0", prefix_caching=False))
+    assert caching["prefill_heavy"].edit == Change("on", "--enable-prefix-caching")
+    assert findings(queue(80, 256, 0.4))["requests_queueing"].edit is None  # raising is no edit of ours
+
+
+def test_fewer_draft_tokens_is_an_edit_of_the_speculative_config() -> None:
+    low = tokens(1, 1, spec_decode_num_draft_tokens=(0, 1000), spec_decode_num_accepted_tokens=(0, 100))
+    serving = Serving(
+        version="0.32.0",
+        speculative_tokens=8,
+        speculative_config='{"method": "ngram", "num_speculative_tokens": 8}',
+    )
+    edit = findings(low, serving)["spec_decode_low_acceptance"].edit
+    assert edit == Change("set", "--speculative-config", '{"method":"ngram","num_speculative_tokens":3}')
+
+
+def test_carried_edits_go_through_the_one_door() -> None:
+    off = findings(ttft(9.0), Serving(version="0.32.0", chunked_prefill=False))["slow_ttft"]
+    user = ("--no-enable-chunked-prefill", "--max-model-len", "2048")
+    args, said = advice.carried([off], user, flag_edits.Rules(user, version="0.32.0"))
+    assert vllm_args.is_on(args, "--enable-chunked-prefill", "0.32.0")
+    assert said == ["carrying the advice slow_ttft into the relaunch: +--enable-chunked-prefill"]
+    pinned = flag_edits.Rules(user, pinned=frozenset({"--enable-chunked-prefill"}), version="0.32.0")
+    args, said = advice.carried([off], user, pinned)
+    assert args == user and said == ["not carrying the advice slow_ttft (+--enable-chunked-prefill: pinned)"]
+
+
+def test_serving_from_the_users_flags_and_vllms_defaults() -> None:
+    flags = EffectiveFlags(("--max-num-seqs", "64", "--no-enable-prefix-caching"), {}, "0.32.0")
+    serving = advice.serving_from_flags(flags, (1024, 8192))
+    assert (serving.max_num_seqs, serving.max_num_batched_tokens) == (64, 8192)
+    assert serving.prefix_caching is False and serving.chunked_prefill is True
+    assert serving.gpu_memory_utilization == 0.92 and serving.max_model_len is None
+    none = advice.serving_from_flags(EffectiveFlags((), {}, "0.32.0"), None)
+    assert none.max_num_seqs is None

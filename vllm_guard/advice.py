@@ -14,7 +14,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
-from vllm_guard import vllm_args
+from vllm_guard import flag_edits, vllm_args
+from vllm_guard.flag_edits import Change
 from vllm_guard.metric_window import Reading, Window
 from vllm_guard.vllm_args import EffectiveFlags
 from vllm_guard.vllm_profile import default_utilization
@@ -36,6 +37,9 @@ PREFIX_HITS = ("vllm:prefix_cache_hits_total", "vllm:gpu_prefix_cache_hits_total
 DRAFT_TOKENS = ("vllm:spec_decode_num_draft_tokens_total",)
 ACCEPTED_TOKENS = ("vllm:spec_decode_num_accepted_tokens_total",)
 CACHE_CONFIG = "vllm:cache_config_info"
+# The prefill budget a slow first token is advised down to: vLLM's own default where the GPU is
+# large (vllm_profile.serve_batch_defaults), a step short enough to interleave decoding.
+BATCHED_TOKENS_FOR_TTFT = 8192
 # The windows the conditions judge: the last minute, and the last five.
 SHORT_S = 60.0
 LONG_S = 300.0
@@ -73,6 +77,7 @@ class Serving:
     prefix_caching: bool | None = None
     chunked_prefill: bool | None = None
     speculative_tokens: int | None = None
+    speculative_config: str | None = None  # --speculative-config as given, to edit its count
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +87,12 @@ class Finding:
     numbers: dict[str, float]
     cause: str
     fix: str
+    # the fix as one flag edit, where it is one and costs no quality (a policy with
+    # `advice: {apply_on_relaunch: true}` carries it into the next relaunch, through flag_edits)
+    edit: Change | None = None
 
     def as_json(self) -> dict[str, object]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "edit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +264,7 @@ def _slow_ttft(s: Situation) -> Finding | None:
     if prompt is not None:
         numbers["prompt_tokens_p99"] = prompt
     batched = s.serving.max_num_batched_tokens
+    edit: Change | None = None
     if queue is not None and mean_ttft and queue >= mean_ttft / 2:
         cause = "requests wait in the queue before their prefill starts"
         fix = (
@@ -265,15 +274,17 @@ def _slow_ttft(s: Situation) -> Finding | None:
     elif s.serving.chunked_prefill is False:
         cause = "long prompts are prefilled whole, holding the batch up, without chunked prefill"
         fix = "turn chunked prefill on (--enable-chunked-prefill)"
-    elif batched is not None and batched > 8192:
+        edit = Change("on", "--enable-chunked-prefill")
+    elif batched is not None and batched > BATCHED_TOKENS_FOR_TTFT:
         cause = f"each step prefills up to {batched} tokens: long steps delay the first token of others"
-        fix = f"a lower --max-num-batched-tokens{_now(batched)}, such as 8192"
+        fix = f"a lower --max-num-batched-tokens{_now(batched)}, such as {BATCHED_TOKENS_FOR_TTFT}"
+        edit = Change("set", "--max-num-batched-tokens", str(BATCHED_TOKENS_FOR_TTFT))
     else:
         cause = "long prompts: the prefill itself takes this long"
         if prompt is not None:
             cause = f"long prompts (p99 {_n(prompt)} tokens): the prefill itself takes this long"
         fix = "shorter prompts, prefix caching for a shared prefix, or more GPUs (--tensor-parallel-size)"
-    return Finding("slow_ttft", evidence, numbers, cause, fix)
+    return Finding("slow_ttft", evidence, numbers, cause, fix, edit)
 
 
 def _slow_decode(s: Situation) -> Finding | None:
@@ -349,8 +360,10 @@ def _prefill_heavy(s: Situation) -> Finding | None:
         f"{_n(prompt)} prompt tokens for {_n(generated)} generated over the last {window.seconds:.0f} s: "
         f"{ratio:.0f} to 1 (threshold {_n(s.thresholds.prefill_ratio)})"
     )
+    edit: Change | None = None
     if s.serving.prefix_caching is False:
         fix = "turn prefix caching on (--enable-prefix-caching): prompts that share a prefix skip its prefill"
+        edit = Change("on", "--enable-prefix-caching")
     else:
         fix = (
             f"a higher --max-num-batched-tokens{_now(s.serving.max_num_batched_tokens)} to prefill in "
@@ -362,6 +375,7 @@ def _prefill_heavy(s: Situation) -> Finding | None:
         {"prompt_tokens": prompt, "generation_tokens": generated, "ratio": ratio},
         "the work is mostly prefill: prompts are long against what is generated",
         fix,
+        edit,
     )
 
 
@@ -377,6 +391,7 @@ def _low_prefix_cache_hits(s: Situation) -> Finding | None:
             heavy.numbers,
             "every prompt is prefilled from its first token, a shared prefix too",
             "turn prefix caching on (--enable-prefix-caching)",
+            Change("on", "--enable-prefix-caching"),
         )
     queries = _increase(window, PREFIX_QUERIES)
     hits = _increase(window, PREFIX_HITS)
@@ -416,6 +431,11 @@ def _spec_decode_low_acceptance(s: Situation) -> Finding | None:
     fewer = "fewer num_speculative_tokens in --speculative-config" + (
         f" (now {k}; 3 to 5)" if k else " (3 to 5)"
     )
+    edit = None
+    if k and k > 1 and s.serving.speculative_config:
+        config = json.loads(s.serving.speculative_config)
+        config["num_speculative_tokens"] = 3 if k > 3 else k - 1
+        edit = Change("set", "--speculative-config", json.dumps(config, separators=(",", ":")))
     return Finding(
         "spec_decode_low_acceptance",
         f"{_pct(rate)} of {_n(drafted)} drafted tokens were accepted over the last {window.seconds:.0f} s "
@@ -428,6 +448,7 @@ def _spec_decode_low_acceptance(s: Situation) -> Finding | None:
         },
         "most drafted tokens are rejected: drafting costs more than it saves",
         f"{fewer}, or a draft model of the same family as the served one",
+        edit,
     )
 
 
@@ -537,9 +558,11 @@ def serving_from_flags(flags: EffectiveFlags, batch: tuple[int, int] | None) -> 
         return int(value) if value is not None else default
 
     def toggle(flag: str, default: bool) -> bool:
-        return flags.is_on(flag) if flags.has(flag) else default
+        given = flags.has(flag) or flags.has("--no-" + vllm_args.canonical(flag, version)[2:])
+        return flags.is_on(flag) if given else default
 
     utilization = vllm_args.number(flags.seen, "--gpu-memory-utilization")
+    tokens = _speculative_tokens(flags.get("--speculative-config"))
     return Serving(
         version=version,
         max_num_seqs=count("--max-num-seqs", batch[0] if batch else None),
@@ -548,7 +571,8 @@ def serving_from_flags(flags: EffectiveFlags, batch: tuple[int, int] | None) -> 
         gpu_memory_utilization=utilization if utilization is not None else default_utilization(version),
         prefix_caching=toggle("--enable-prefix-caching", on["prefix_caching"]),
         chunked_prefill=toggle("--enable-chunked-prefill", on["chunked_prefill"]),
-        speculative_tokens=_speculative_tokens(flags.get("--speculative-config")),
+        speculative_tokens=tokens,
+        speculative_config=flags.get("--speculative-config") if tokens else None,
     )
 
 
@@ -581,6 +605,26 @@ def serving_from_reading(reading: Reading, version: str | None, max_model_len: i
         prefix_caching=None if caching is None else caching == "True",
         chunked_prefill=defaults_on(version)["chunked_prefill"] if version else None,
     )
+
+
+def carried(
+    findings: Sequence[Finding], args: tuple[str, ...], rules: flag_edits.Rules
+) -> tuple[tuple[str, ...], list[str]]:
+    """The flags of a relaunch with the findings' edits made, each through the one door
+    (flag_edits.apply: pins, the user's bounds, each flag's safe direction); and what was said of
+    each: carried, or refused and why."""
+    said = []
+    for finding in findings:
+        if finding.edit is None:
+            continue
+        result = flag_edits.apply(args, finding.edit, rules)
+        if isinstance(result, flag_edits.Refused):
+            if result.reason != "nothing would change":
+                said.append(f"not carrying the advice {finding.condition} ({result})")
+            continue
+        args = result
+        said.append(f"carrying the advice {finding.condition} into the relaunch: {finding.edit.text}")
+    return args, said
 
 
 class Tracker:

@@ -137,6 +137,7 @@ class Policy:
     pinned: frozenset[str] = frozenset()
     # when the advisor's conditions hold while vLLM serves
     advice: Thresholds = field(default_factory=Thresholds)
+    carry_advice: bool = False  # a relaunch takes the edits of the findings that held
 
     def ladder(self, kind: FailureKind) -> tuple[Step, ...]:
         return next((steps for k, steps in self.ladders if k == kind), ())

@@ -96,7 +96,7 @@ class RestartSpec(_Strict):
 
 class AdviceSpec(_Strict):
     """When the advisor's conditions hold (advice.Thresholds; unset: the troubleshooting
-    guide's values)."""
+    guide's values), and whether a relaunch carries the fixes of what held when vLLM ended."""
 
     requests_waiting: float | None = Field(None, gt=0)
     kv_cache_usage: float | None = Field(None, gt=0, le=1)
@@ -107,6 +107,9 @@ class AdviceSpec(_Strict):
     prefix_hit_rate: float | None = Field(None, gt=0, le=1)
     spec_acceptance: float | None = Field(None, gt=0, le=1)
     min_requests: float | None = Field(None, ge=1)
+    # a relaunch that happens anyway (vLLM failed) takes the edits of the findings that held,
+    # through the same door as every step; advice never restarts a vLLM that serves
+    apply_on_relaunch: bool = False
 
     def thresholds(self) -> Thresholds:
         given = {k: v for k, v in self.model_dump().items() if v is not None and k in Thresholds.names()}
@@ -129,6 +132,7 @@ class PolicySpec(_Strict):
             ladders=tuple((kind, tuple(s.step() for s in steps)) for kind, steps in self.ladders.items()),
             pinned=frozenset(canonical(f) for f in self.pinned),
             advice=self.advice.thresholds(),
+            carry_advice=self.advice.apply_on_relaunch,
         )
 
     def restart_settings(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 from vllm_guard import (
     advice,
     fault_tolerance,
+    flag_edits,
     gpu,
     journal,
     measured,
@@ -324,7 +325,7 @@ class Supervisor:
                     self._print("stopped during the restart delay; vLLM is not running")
                     self.reporter.phase_is("stopped", "stopped during the restart delay")
                     return ExitCode.STOPPED
-            args = decision.vllm_args
+            args = self._carry_advice(decision.vllm_args, outcome.flags)
             step = decision.step
 
     async def _attempt(self, number: int, args: tuple[str, ...], step: str | None = None) -> Outcome:
@@ -587,6 +588,23 @@ class Supervisor:
             elif await self._sleep_unless_stopped(RETRY_POLL_S):
                 why_not = "a stop was asked for meanwhile"
         return request_id, why_not
+
+    def _carry_advice(self, args: tuple[str, ...], flags: vllm_args.EffectiveFlags) -> tuple[str, ...]:
+        """The relaunch's flags with the edits of the advice that held when vLLM ended, where
+        the policy says so (advice: apply_on_relaunch), each through the one door."""
+        if not self._policy.carry_advice or not self.advice.current:
+            return args
+        rules = flag_edits.Rules(
+            self._user_args,
+            self._policy.pinned,
+            self._version(),
+            flags.config,
+            self._facts.compute_capability,
+        )
+        carried, said = advice.carried(self.advice.current, args, rules)
+        for line in said:
+            self._print(line)
+        return carried
 
     def _batch_defaults(self) -> tuple[int, int] | None:
         """vLLM's (max_num_seqs, max_num_batched_tokens) defaults on these GPUs, where known."""

@@ -72,4 +72,6 @@ def show(spec: policy_file.PolicySpec) -> str:
     lines.append(
         "advice: " + ", ".join(f"{name} {getattr(thresholds, name):g}" for name in advice.Thresholds.names())
     )
+    if spec.advice.apply_on_relaunch:
+        lines.append("advice: a relaunch carries the fixes of what held when vLLM ended (apply_on_relaunch)")
     return "\n".join(lines)
