@@ -190,7 +190,10 @@ def _requests_queueing(s: Situation) -> Finding | None:
         numbers["kv_cache_usage"] = kv
         evidence += f", KV cache {_pct(kv)} used"
     seqs = s.serving.max_num_seqs
-    batch_full = (seqs is not None and most_running >= seqs) or (seqs is None and running >= most_running > 0)
+    # without the flags (doctor), a running count that stood at its highest is the batch's limit
+    batch_full = (seqs is not None and most_running >= seqs) or (
+        seqs is None and most_running > 0 and running >= 0.9 * most_running
+    )
     if kv is not None and kv >= s.thresholds.kv_cache_usage:
         cause = "the KV cache is full: requests wait for room in it, not for a free batch slot"
         fix = (
