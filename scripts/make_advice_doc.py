@@ -34,7 +34,9 @@ Under `serve`, a condition is said when it starts (after two readings in a row) 
 (after three without it): once each, never at every reading. It is also a journal event (shown by
 `status`), `vllm_guard_advice{condition}` on the exporter, and `advice` in `/status`. Advice never
 restarts vLLM. `vllm-guard doctor [--json] [--duration S] [URL]` runs the same conditions against
-any vLLM.
+any vLLM, but for those that read vLLM's log (the requests it refused): only `serve` reads that.
+Which refusals vLLM logs at all depends on its release (some only answer the client): the table
+says so where it matters.
 """
 
 
@@ -43,7 +45,10 @@ def render() -> str:
     lines.append("| condition | reads | holds when | fixes |")
     lines.append("|---|---|---|---|")
     for c in advice.CONDITIONS:
-        reads = ", ".join(f"`{name}`" for name in c.reads)
+        if c.source == "log":  # its lines hold backticks of their own
+            reads = "vLLM's log: " + "; ".join(f"`` {line} ``" for line in c.reads)
+        else:
+            reads = ", ".join(f"`{name}`" for name in c.reads)
         lines.append(f"| `{c.name}` | {reads} | {c.threshold} | {c.advises} |")
     lines += [
         "",

@@ -260,10 +260,14 @@ def test_thresholds_move_the_line() -> None:
 
 def test_every_condition_has_a_threshold_in_words_and_reads_vllms_metrics() -> None:
     names = [c.name for c in advice.CONDITIONS]
-    assert len(names) == len(set(names)) == 8
+    assert len(names) == len(set(names)) == 11
     for condition in advice.CONDITIONS:
-        assert condition.reads and all(n.startswith("vllm:") for n in condition.reads)
-        assert any(t in condition.threshold for t in Thresholds.names())
+        assert condition.reads and condition.advises
+        if condition.source == "metrics":
+            assert all(n.startswith("vllm:") for n in condition.reads)
+            assert any(t in condition.threshold for t in Thresholds.names())
+        else:
+            assert condition.source == "log" and "log" in condition.threshold
 
 
 def f(name: str) -> Finding:
@@ -348,3 +352,41 @@ def test_serving_from_the_users_flags_and_vllms_defaults() -> None:
     assert serving.gpu_memory_utilization == 0.92 and serving.max_model_len is None
     none = advice.serving_from_flags(EffectiveFlags((), {}, "0.32.0"), None)
     assert none.max_num_seqs is None
+
+
+# -- what vLLM's log says it refused (serve only) ---------------------------------------------
+
+
+def refused(serving: Serving = SERVING, **counts: int) -> dict[str, Finding]:
+    last = {
+        "unknown_model": ("my-lora",),
+        "lora_not_found": ("sql-lora", "/adapters/sql"),
+        "mm_limit": ("1", "image"),
+        "grammar_failed": ("cmpl-1-0",),
+    }
+    situation = Situation(queue(0, 0, 0.0), None, serving, refused=counts, refused_last=last)
+    return {f.condition: f for f in advise(situation)}
+
+
+def test_an_unknown_model_is_an_adapter_to_serve_or_a_name_to_correct() -> None:
+    assert refused() == {}
+    found = refused(unknown_model=3)["lora_adapter_not_found"]
+    assert found.evidence.startswith("3 requests named the model `my-lora`")
+    assert "--enable-lora --lora-modules my-lora=PATH" in found.fix
+    with_lora = refused(Serving(version="0.32.0", lora=True), unknown_model=1)["lora_adapter_not_found"]
+    assert with_lora.fix.startswith("add the adapter: --lora-modules my-lora=PATH")
+    missing = refused(lora_not_found=1, unknown_model=1)["lora_adapter_not_found"]
+    assert (
+        "no adapter found at /adapters/sql" in missing.evidence
+        and "--lora-modules sql-lora=PATH" in missing.fix
+    )
+
+
+def test_too_many_images_and_a_failing_grammar_backend() -> None:
+    mm = refused(mm_limit=2)["mm_limit_exceeded"]
+    assert "more than 1 image item(s)" in mm.evidence
+    assert """--limit-mm-per-prompt '{"image": 2}'""" in mm.fix
+    grammar = refused(grammar_failed=1)["structured_output_backend_error"]
+    assert """--structured-outputs-config '{"backend": "guidance"}'""" in grammar.fix
+    old = refused(Serving(version="0.10.0"), grammar_failed=1)["structured_output_backend_error"]
+    assert "--guided-decoding-backend guidance" in old.fix

@@ -36,6 +36,10 @@ PURE = [
     "vllm_guard.attempt_watch",
     "vllm_guard.journal",
     "vllm_guard.facts",
+    "vllm_guard.fault_tolerance",
+    "vllm_guard.metric_window",
+    "vllm_guard.advice",
+    "vllm_guard.request_log",
 ]
 # settings.py is pure in what it does, but pydantic-settings itself imports asyncio. vllm_version.py is
 # not in the core: detect() reads vLLM's script and site-packages (only at_least() is pure).

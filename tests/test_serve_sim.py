@@ -1036,3 +1036,24 @@ def test_a_relaunch_carries_the_advice_that_held_where_the_policy_says_so(
     first, second = guard.journal()
     assert first["kind"] == "oom_runtime"
     assert "--enable-chunked-prefill" in second["argv"] and "--max-num-seqs" in second["argv"]  # type: ignore[operator]
+
+
+def test_requests_for_a_model_it_does_not_serve_are_read_from_vllms_log(serve: Serve) -> None:
+    """Chat requests naming an adapter that is not loaded: vLLM logs `Error with model ...` (the
+    simulator as vLLM 0.33 does); the guard reads it from the output and says which flags."""
+    # a window of 3 s, read every 0.3 s: the refusals stand in it for several readings
+    guard = serve("--max-model-len", "4096", advice_window_s="3", stall_s="0.6")
+    guard.wait_for("vLLM is ready (attempt 1)")
+    for _ in range(3):
+        reply = httpx.post(
+            f"http://127.0.0.1:{guard.port}/v1/chat/completions",
+            json={"model": "my-lora", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+            trust_env=False,
+        )
+        assert reply.status_code == 404
+    guard.wait_for("advice: lora_adapter_not_found: ")
+    assert guard.stop() == 0
+    said = next(line for line in guard.stderr().splitlines() if "advice: lora_adapter_not_found" in line)
+    assert "3 requests named the model `my-lora`" in said
+    assert "--enable-lora --lora-modules my-lora=PATH" in said

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
-from vllm_guard import flag_edits, vllm_args
+from vllm_guard import flag_edits, vllm_args, vllm_flags
 from vllm_guard.flag_edits import Change
 from vllm_guard.metric_window import Reading, Window
 from vllm_guard.vllm_args import EffectiveFlags
@@ -78,6 +78,7 @@ class Serving:
     chunked_prefill: bool | None = None
     speculative_tokens: int | None = None
     speculative_config: str | None = None  # --speculative-config as given, to edit its count
+    lora: bool | None = None  # --enable-lora
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +106,10 @@ class Situation:
     serving: Serving
     thresholds: Thresholds = field(default_factory=Thresholds)
     gpu_utilization: float | None = None
+    # requests vLLM's log says it refused within the short window, by kind (request_log.py), and
+    # the last of each: serve reads its output; doctor has none
+    refused: Mapping[str, int] = field(default_factory=dict)
+    refused_last: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def longest(self) -> Window:
@@ -114,10 +119,11 @@ class Situation:
 @dataclass(frozen=True, slots=True)
 class Condition:
     name: str
-    reads: tuple[str, ...]  # the metrics it reads, each spelling
+    reads: tuple[str, ...]  # the metrics it reads, each spelling (or the log lines, for "log")
     threshold: str  # when it holds, in words (docs/advice.md)
     judge: Callable[[Situation], Finding | None]
     advises: str = ""  # the fixes it chooses from, and when (docs/advice.md)
+    source: str = "metrics"  # "log": vLLM's output while it serves (serve only, not doctor)
 
 
 def advise(situation: Situation) -> list[Finding]:
@@ -455,6 +461,72 @@ def _spec_decode_low_acceptance(s: Situation) -> Finding | None:
     )
 
 
+def _refused_model(s: Situation) -> Finding | None:
+    missing, unknown = s.refused.get("lora_not_found", 0), s.refused.get("unknown_model", 0)
+    if missing:
+        name, path = (s.refused_last.get("lora_not_found") or ("?", "?"))[:2]
+        return Finding(
+            "lora_adapter_not_found",
+            f"vLLM could not load the LoRA adapter {name}: no adapter found at {path} "
+            f"({_n(missing)} times in the last {s.short.seconds:.0f} s)",
+            {"failures": missing},
+            "the adapter's path holds no adapter (adapter_config.json and its weights)",
+            f"point --lora-modules {name}=PATH at the adapter's folder",
+        )
+    if not unknown:
+        return None
+    name = (s.refused_last.get("unknown_model") or ("?",))[0]
+    evidence = (
+        f"{_n(unknown)} requests named the model `{name}`, which this vLLM does not serve, in the last "
+        f"{s.short.seconds:.0f} s"
+    )
+    if s.serving.lora is True:
+        fix = f"add the adapter: --lora-modules {name}=PATH (or correct the clients' model name: /v1/models)"
+    else:
+        fix = (
+            f"if `{name}` is a LoRA adapter, serve it: --enable-lora --lora-modules {name}=PATH; else "
+            "correct the clients' model name (/v1/models lists the served ones)"
+        )
+    cause = "clients ask for a name that is neither the served model nor a loaded LoRA adapter"
+    return Finding("lora_adapter_not_found", evidence, {"requests": unknown}, cause, fix)
+
+
+def _mm_limit_exceeded(s: Situation) -> Finding | None:
+    count = s.refused.get("mm_limit", 0)
+    if not count:
+        return None
+    limit, modality = (s.refused_last.get("mm_limit") or ("1", "image"))[:2]
+    more = int(limit) * 2 if limit.isdigit() else 2
+    return Finding(
+        "mm_limit_exceeded",
+        f"{_n(count)} prompts had more than {limit} {modality} item(s) in the last {s.short.seconds:.0f} s, "
+        "and were refused",
+        {"requests": count, "limit": float(limit) if limit.isdigit() else 0.0},
+        f"--limit-mm-per-prompt allows {limit} {modality} item(s) a prompt",
+        f"--limit-mm-per-prompt '{{\"{modality}\": {more}}}' if the model takes that many (the limit "
+        "sizes the memory vLLM sets aside for them at startup)",
+    )
+
+
+def _structured_output_error(s: Situation) -> Finding | None:
+    count = s.refused.get("grammar_failed", 0)
+    if not count:
+        return None
+    last = " ".join(s.refused_last.get("grammar_failed") or ())
+    if vllm_flags.exists("--structured-outputs-config", s.serving.version):
+        switch = '--structured-outputs-config \'{"backend": "guidance"}\' (or xgrammar, outlines)'
+    else:
+        switch = "--guided-decoding-backend guidance (or xgrammar, outlines)"
+    return Finding(
+        "structured_output_backend_error",
+        f"vLLM's structured-output backend failed {_n(count)} times in the last {s.short.seconds:.0f} s"
+        + (f" (last: {last[:120]})" if last else ""),
+        {"failures": count},
+        "the backend cannot compile or follow these requests' schemas or grammars",
+        f"another backend: {switch}",
+    )
+
+
 CONDITIONS: tuple[Condition, ...] = (
     Condition(
         "requests_queueing",
@@ -536,6 +608,37 @@ CONDITIONS: tuple[Condition, ...] = (
             "served model's family"
         ),
     ),
+    Condition(
+        "lora_adapter_not_found",
+        (
+            "Error with model ... The model `X` does not exist.",
+            "Loading lora X failed: No adapter found for P",
+        ),
+        "vLLM's log shows a request for a model it does not serve, or an adapter it could not load",
+        _refused_model,
+        advises=(
+            "an unknown name: --enable-lora --lora-modules NAME=PATH if it is an adapter, else the "
+            "clients' model name; an adapter that did not load: its --lora-modules path"
+        ),
+        source="log",
+    ),
+    Condition(
+        "mm_limit_exceeded",
+        ("At most N MODALITY(s) may be provided in one prompt",),
+        "vLLM's log shows prompts refused for more multimodal items than --limit-mm-per-prompt (logged "
+        "by vLLM 0.8-0.22 only; later ones answer the client alone)",
+        _mm_limit_exceeded,
+        advises="a higher --limit-mm-per-prompt where the model takes that many items",
+        source="log",
+    ),
+    Condition(
+        "structured_output_backend_error",
+        ("Failed to compile grammar for request", "Failed to advance FSM for request", "LLMatcher error"),
+        "vLLM's log shows its structured-output backend failing on requests",
+        _structured_output_error,
+        advises="another backend: --structured-outputs-config's (--guided-decoding-backend before 0.12)",
+        source="log",
+    ),
 )
 
 
@@ -576,6 +679,7 @@ def serving_from_flags(flags: EffectiveFlags, batch: tuple[int, int] | None) -> 
         chunked_prefill=toggle("--enable-chunked-prefill", on["chunked_prefill"]),
         speculative_tokens=tokens,
         speculative_config=flags.get("--speculative-config") if tokens else None,
+        lora=flags.is_on("--enable-lora"),
     )
 
 

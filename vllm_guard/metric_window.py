@@ -1,6 +1,6 @@
 """vLLM's /metrics over time: one reading parsed whole, and the windows the advisor judges (the
 counters' and histograms' increase between two readings, the gauges' mean over the readings in
-between). Pure: text and times in, numbers out; prometheus_client's parser reads the text.
+between). Pure: text and times in, numbers out.
 
 Label sets are folded as the advisor needs them: over `engine` (data-parallel ranks) and
 `model_name` (one vLLM serves one model), a counter or a histogram bucket is summed, a gauge is
@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-
-from prometheus_client.parser import text_string_to_metric_families
 
 # Labels that only say which engine or model a sample belongs to.
 FOLDED = frozenset({"engine", "model_name"})
@@ -58,29 +57,60 @@ class Reading:
         return sorted(out.items())
 
 
+# One sample line of the text exposition format: a name, optional {labels}, a value, an optional
+# timestamp (https://prometheus.io/docs/instrumenting/exposition_formats/).
+_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+-?\d+)?\s*$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(,|$)')
+_ESCAPES = {"\\\\": "\\", '\\"': '"', "\\n": "\n"}
+
+
 def parse(text: str) -> Reading:
-    """A /metrics body; ValueError (a short reason) for one that is not Prometheus text."""
+    """A /metrics body (Prometheus' text format, as vLLM's prometheus_client writes it); ValueError
+    (a short reason) for one that is not. Read here, not with prometheus_client's parser: that
+    package's import brings in its HTTP server, and this module is the pure core's."""
     sums: dict[tuple[str, Labels], float] = {}
     peaks: dict[tuple[str, Labels], float] = {}
     info: dict[str, list[dict[str, str]]] = {}
     seen = 0
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                seen += 1
-                if math.isnan(sample.value):
-                    continue
-                if sample.name.endswith("_info"):
-                    info.setdefault(sample.name, []).append(dict(sample.labels))
-                kept = tuple(sorted((k, v) for k, v in sample.labels.items() if k not in FOLDED))
-                key = (sample.name, kept)
-                sums[key] = sums.get(key, 0.0) + sample.value
-                peaks[key] = max(peaks.get(key, -math.inf), sample.value)
-    except (ValueError, IndexError, KeyError, TypeError) as error:
-        raise ValueError(f"not Prometheus text: {' '.join(str(error).split())[:80]}") from None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if match is None:
+            raise ValueError(f"not Prometheus text: line {number}: {line[:60]}")
+        name, label_text, value_text = match.groups()
+        labels = _labels(label_text or "", number)
+        try:
+            value = float(value_text)
+        except ValueError:
+            raise ValueError(f"not Prometheus text: line {number}: value {value_text[:20]!r}") from None
+        seen += 1
+        if math.isnan(value):
+            continue
+        if name.endswith("_info"):
+            info.setdefault(name, []).append(labels)
+        kept = tuple(sorted((k, v) for k, v in labels.items() if k not in FOLDED))
+        key = (name, kept)
+        sums[key] = sums.get(key, 0.0) + value
+        peaks[key] = max(peaks.get(key, -math.inf), value)
     if not seen:
         raise ValueError("no samples in the body")
     return Reading(sums, peaks, {name: tuple(sets) for name, sets in info.items()})
+
+
+def _labels(text: str, number: int) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = _LABEL.match(text, position)
+        if match is None:
+            raise ValueError(f"not Prometheus text: line {number}: labels {text[:60]}")
+        value = re.sub(r"\\[\\\"n]", lambda m: _ESCAPES[m.group(0)], match.group(2))
+        labels[match.group(1)] = value
+        position = match.end()
+    return labels
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import os
 import threading
 from pathlib import Path
 
-from vllm_guard import milestones
+from vllm_guard import milestones, request_log
 from vllm_guard.printer import STDERR, STDOUT, Printer
 from vllm_guard.redact import Redactor
 
@@ -133,6 +133,10 @@ class AttemptOutput:
         self.milestone: milestones.Milestone | None = None
         # every milestone of this attempt until ready, each rank's line (measured.py reads them)
         self.reached: list[milestones.Milestone] = []
+        # Once vLLM serves: the requests it refused, as its log tells (request_log.py), by kind,
+        # and the last of each (the advisor names the model, the limit, ...).
+        self.refused: collections.Counter[str] = collections.Counter()
+        self.refused_last: dict[str, tuple[str, ...]] = {}
         self._told_log_error = False
 
     def feed(self, stream: int, data: bytes) -> None:
@@ -197,6 +201,10 @@ class AttemptOutput:
                 if len(self.reached) < MAX_REACHED:
                     self.reached.extend(found[: MAX_REACHED - len(self.reached)])
             self.progress += progressed
+        elif not self.watching:
+            for event in request_log.scan(clean):
+                self.refused[event.kind] += 1
+                self.refused_last[event.kind] = event.detail
         self.log.write(clean)
         self._tell_log_error()
         self._printer.relay(stream, clean)

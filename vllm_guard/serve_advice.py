@@ -6,7 +6,7 @@ start and its clear are each said once: a guard line, a journal event, the expor
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from vllm_guard import advice, journal
 from vllm_guard.advice import Finding, Serving, Thresholds, Tracker
@@ -37,6 +37,7 @@ class LiveAdvice:
         self._history = History(keep_s=self._long_s * 1.2)
         self._tracker = Tracker()
         self._busy: list[tuple[float, float]] = []  # (when, the GPUs' mean utilization)
+        self._refused: list[tuple[float, dict[str, int]]] = []  # (when, the refusals so far)
 
     def attempt(self, number: int, serving: Serving) -> None:
         """A new launch: its windows start empty, and nothing holds yet."""
@@ -44,14 +45,26 @@ class LiveAdvice:
         self._history = History(keep_s=self._long_s * 1.2)
         self._tracker = Tracker()
         self._busy = []
+        self._refused = []
         self._reporter.advice([])
 
     @property
     def current(self) -> list[Finding]:
         return list(self._tracker.current.values())
 
-    def observe(self, now: float, reading: Reading) -> None:
+    def observe(
+        self,
+        now: float,
+        reading: Reading,
+        refused: Mapping[str, int] | None = None,
+        refused_last: Mapping[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """One reading of vLLM's /metrics; `refused`: the requests its log said it refused so far,
+        by kind (AttemptOutput.refused), and the last of each."""
         self._history.add(now, reading)
+        self._refused.append((now, dict(refused or {})))
+        older = [entry for entry in self._refused if entry[0] < now - self._long_s][-1:]
+        self._refused = older + [(at, counts) for at, counts in self._refused if at >= now - self._long_s]
         self._read_gpu(now)
         short = self._history.window(self._short_s, now)
         if short is None:
@@ -64,6 +77,8 @@ class LiveAdvice:
             self._serving,
             self._thresholds,
             gpu_utilization=sum(recent) / len(recent) if recent else None,
+            refused=self._refused_within(now - self._short_s),
+            refused_last=dict(refused_last or {}),
         )
         started, cleared = self._tracker.update(advice.advise(situation))
         for finding in started:
@@ -76,6 +91,13 @@ class LiveAdvice:
             self._record(journal.AdviceChanged(self._attempt, condition, False, "", ""))
         if started or cleared:
             self._reporter.advice([f.as_json() for f in self.current])
+
+    def _refused_within(self, since: float) -> dict[str, int]:
+        """How many requests of each kind were refused since `since`: from the newest count no
+        later than it (none yet: from the attempt's start; the counts only grow)."""
+        start = next((counts for at, counts in reversed(self._refused) if at <= since), {})
+        end = self._refused[-1][1] if self._refused else {}
+        return {kind: n - start.get(kind, 0) for kind, n in end.items() if n > start.get(kind, 0)}
 
     def _read_gpu(self, now: float) -> None:
         probe = self._gpu()

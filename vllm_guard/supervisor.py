@@ -456,7 +456,7 @@ class Supervisor:
                     snapshot = await probe.metrics()
                     verdict = watch.metrics(clock(), snapshot)
                     if snapshot is not None and snapshot.reading is not None:
-                        self.advice.observe(clock(), snapshot.reading)
+                        self.advice.observe(clock(), snapshot.reading, output.refused, output.refused_last)
                 if isinstance(verdict, Ready):
                     launch.ready_at = clock()
                     self._became_ready(launch.number, proc, verdict.after_s)

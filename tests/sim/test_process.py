@@ -58,7 +58,16 @@ def test_a_healthy_server_answers_like_vllm_and_stops_on_sigterm(sim: Launcher) 
     assert chat["choices"][0]["message"]["role"] == "assistant"
     status, body = server.post("/v1/completions", {"model": "other", "prompt": "x"})
     assert status == 404
-    assert json.loads(body)["error"]["message"] == "The model `other` does not exist."
+    assert (
+        json.loads(body)["error"]["message"] == f"The model `other` does not exist. Valid aliases: {SMALL}."
+    )
+    assert "Error with model" not in server.stdout()  # completions log nothing of it
+    server.post("/v1/chat/completions", {"model": "other", "messages": [{"role": "user", "content": "hi"}]})
+    server.wait_for("ERROR", timeout_s=5)
+    assert (
+        "[serving.py:280] Error with model error=ErrorInfo(message='The model `other` does not exist. Valid "
+        f"aliases: {SMALL}.', type='NotFoundError', param='model', code=404)" in server.stdout()
+    )
     assert json.loads(get(server.url + "/version")[1]) == {"version": "0.33.0"}
     metrics = get(server.url + "/metrics")[1].decode()
     labels = f'engine="0",model_name="{SMALL}"'

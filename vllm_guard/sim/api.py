@@ -203,7 +203,12 @@ class Handler(BaseHTTPRequestHandler):
             return
         model = str(request.get("model") or self.app.names[0])
         if model not in self.app.names:
-            message = m.MODEL_NOT_FOUND_MESSAGE.format(model=model)
+            message = m.MODEL_NOT_FOUND_MESSAGE.format(model=model, served=", ".join(self.app.names))
+            if chat:
+                where = m.MODEL_NOT_FOUND_LOGGED[".".join(self.app.version.split(".")[:2])]
+                self.app.console.log(
+                    "APIServer", "ERROR", where, m.MODEL_NOT_FOUND_LOG.format(message=message)
+                )
             self._json(HTTPStatus.NOT_FOUND, bodies.error(404, "NotFoundError", message, "model"))
             return
         prompt = bodies.prompt_of(request, chat)

@@ -518,7 +518,14 @@ UNAUTHORIZED_BODY = {"error": "Unauthorized"}
 API_KEY_PREFIXES = ("/v1", "/v2", "/inference")
 # [pub: 404 bodies quoted from vLLM servers, e.g. `{"error":{"message":"The model `X` does not
 # exist.","type":"NotFoundError","param":"model","code":404}}`]
-MODEL_NOT_FOUND_MESSAGE = "The model `{model}` does not exist."
+MODEL_NOT_FOUND_MESSAGE = "The model `{model}` does not exist. Valid aliases: {served}."
+# [src: 0.32.0/0.33.0 vllm/entrypoints/openai/chat_completion/serving.py] `logger.error("Error with
+# model %s", error_check_ret)`, the ErrorResponse as pydantic prints it (chat only: completions log
+# nothing); the line number by version
+MODEL_NOT_FOUND_LOGGED = {"0.32": "serving.py:274", "0.33": "serving.py:280"}
+MODEL_NOT_FOUND_LOG = (
+    "Error with model error=ErrorInfo(message={message!r}, type='NotFoundError', param='model', code=404)"
+)
 
 # FastAPI's own answers for an unknown path / method (vLLM's API server is a FastAPI app).
 NOT_FOUND_BODY = {"detail": "Not Found"}
