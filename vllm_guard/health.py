@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
+from urllib.parse import urlsplit
 
 from vllm_guard import vllm_args, vllm_config
 
@@ -40,6 +42,17 @@ def endpoint(given: Sequence[str] | vllm_args.EffectiveFlags) -> Endpoint:
         host = f"[{host}]"
     port = flags.get("--port") or VLLM_DEFAULT_PORT
     return Endpoint(f"{scheme}://{host}:{port}", None)
+
+
+def loopback(url: str) -> bool:
+    """Whether `url` names this machine (localhost or a loopback address)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from vllm_guard import advice
+from vllm_guard.health import loopback
 from vllm_guard.metric_window import History, parse
 from vllm_guard.sim import load
 
@@ -127,4 +128,6 @@ def test_the_load_generator_loads_loopback_only() -> None:
         load.run("http://10.1.2.3:8000", requests=1, concurrency=1, model="m")
     with pytest.raises(ValueError, match="requests must be"):
         load.run("http://127.0.0.1:9", requests=0, concurrency=1, model="m")
-    assert load.loopback("http://localhost:8000") and load.loopback("http://[::1]:8000")
+    assert (
+        loopback("http://localhost:8000") and loopback("http://[::1]:8000") and not loopback("http://a.b:1")
+    )

@@ -7,15 +7,14 @@ server, 2 when it could not."""
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
 from vllm_guard import advice, metric_window, policy_file
 from vllm_guard.errors import ExitCode
+from vllm_guard.health import loopback
 from vllm_guard.settings import GuardSettings
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -111,7 +110,7 @@ def _sample(
 
     from vllm_guard.gpu import Nvml  # noqa: PLC0415
 
-    nvml = Nvml.open() if _on_this_machine(str(client.base_url)) else None
+    nvml = Nvml.open() if loopback(str(client.base_url)) else None
     history = metric_window.History(keep_s=duration_s + advice.LONG_S)
     busy: list[float] = []
     read = 0
@@ -132,16 +131,6 @@ def _sample(
             break
         time.sleep(min(interval_s, max(0.0, duration_s - at)))
     return history, at, (sum(busy) / len(busy) if busy else None)
-
-
-def _on_this_machine(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _version(client: Any) -> str | None:

@@ -11,15 +11,15 @@ a tool to load someone else's. It prints one JSON line: requests sent, answered,
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import httpx
+
+from vllm_guard.health import loopback
 
 MAX_REQUESTS = 10_000
 MAX_CONCURRENCY = 256
@@ -39,16 +39,6 @@ class Outcome:
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
         }
-
-
-def loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def run(
