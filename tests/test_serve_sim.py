@@ -98,7 +98,7 @@ def serve(tmp_path: Path, port: int) -> Iterator[Serve]:
         nohup: bool = False,
         **options: str,
     ) -> Guard:
-        state = tmp_path / "state"
+        state = Path(options.pop("state_dir", tmp_path / "state"))
         argv = [
             sys.executable, "-m", "vllm_guard",
             "--vllm-command", SIM,
@@ -777,6 +777,29 @@ def test_the_process_record_follows_a_load_between_health_polls(tmp_path: Path, 
         assert worker in recorded_pids(guard.state)
         assert guard.stop() == 0
         assert "not ready yet" in guard.stderr()
+
+
+def test_a_replica_starts_at_the_flags_another_replica_learned_with_no_failed_attempt(
+    serve: Serve, tmp_path: Path
+) -> None:
+    fleet = tmp_path / "model-cache" / "vllm-guard"  # a volume both replicas mount
+    first = serve("--max-model-len", "131072", shared_state=str(fleet))
+    first.wait_for("vLLM is ready (attempt 2)")
+    first.wait_for("remembered these flags for the next start (--max-model-len 131072 → 32768)")
+    assert first.stop() == 0
+    second = serve(
+        "--max-model-len", "131072", shared_state=str(fleet), state_dir=str(tmp_path / "replica-2")
+    )  # fmt: skip
+    second.wait_for("vLLM is ready (attempt 1)")
+    (kept,) = (fleet / "known_good").glob("*.json")
+    assert f"starting from the flags another guard learned on {socket.gethostname()} at " in second.stderr()
+    assert f"kept in {kept} (--max-model-len 131072 → 32768)" in second.stderr()
+    assert second.stop() == 0
+    (only,) = second.journal()
+    assert only["kind"] == "stopped" and only["argv"][-2:] == ["--max-model-len", "32768"]  # type: ignore[index]
+    # having reached ready on them, the replica keeps them in its own state directory too
+    (own,) = json.loads((tmp_path / "replica-2" / "known_good.json").read_text()).values()
+    assert own["edits"] == [["set", "--max-model-len", "32768"]]
 
 
 def test_the_next_preflight_plans_with_what_the_last_start_measured(serve: Serve, tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ async def serve(started: Started) -> ExitCode:
                 policy=policy,
                 start_args=started.first_args,
                 remembered_args=started.remembered_args,
+                learned_elsewhere=started.learned_elsewhere,
                 facts=started.facts,
                 known_good_key=started.known_good_key,
                 vllm_version=started.vllm_version,

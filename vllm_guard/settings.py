@@ -141,6 +141,12 @@ class GuardSettings(BaseSettings):
         description="a config.json for preflight to judge the model's memory by, where the model's own "
         "files are not on this machine yet (a config.json alone is enough)",
     )
+    shared_state: Path | None = Field(
+        None,
+        description="a folder several guards share (a volume every replica mounts): the flags that "
+        "reached ready and what starts measured are kept there too, one file per key, so that a "
+        "replica of the same model on the same GPUs starts right the first time",
+    )
     gpu_snapshot: Path | None = Field(
         None,
         description="read the GPUs from this file (written by preflight --save-gpu-snapshot) instead "

@@ -152,6 +152,7 @@ class Started:
     first: Spawned
     first_args: tuple[str, ...]  # the user's flags, or the remembered set, as preflight left them
     remembered_args: tuple[str, ...] | None  # the flags that reached ready last time, if any
+    learned_elsewhere: str | None  # where they were learned, when another guard did (shared state)
     known_good_key: str
     vllm_version: str | None
     facts: Facts  # what preflight read of the GPUs, for the policy
@@ -178,7 +179,7 @@ def start_serving(
     for signum in stop_signals():  # SIGHUP only where it was not ignored (nohup)
         signal.signal(signum, lambda received, _frame: early.append(received))
     # one guard per endpoint: two models on two ports share a state directory
-    state = StateDir(settings.state_dir, vllm_config.endpoint(user_args))
+    state = StateDir(settings.state_dir, vllm_config.endpoint(user_args), shared=settings.shared_state)
     state.open(model)
     version = detect_vllm_version(program)
     try:
@@ -202,14 +203,16 @@ def start_serving(
         relevant = flag_edits.memory_relevant(vllm_config.effective(user_args), version)
         user_key = Redactor.for_launch(env, user_args).argv(relevant)
         key = known_good_key(model, user_key, version, _gpu_key(gpus), policy=settings.policy, pinned=pinned)
-        remembered = state.known_good_edits(key)
+        remembered = state.remembered(key)
         first_args = tuple(user_args)
         remembered_args = None
         if remembered is not None:
             capabilities = (
                 [d.compute_capability for d in gpus.devices if d.compute_capability] if gpus else []
             )
-            first_args = _replay(user_args, remembered, pinned, version, min(capabilities, default=None))
+            first_args = _replay(
+                user_args, remembered.edits, pinned, version, min(capabilities, default=None)
+            )
             remembered_args = first_args
         if gpus is not None:
             from vllm_guard.serve_preflight import for_serve  # noqa: PLC0415
@@ -241,6 +244,7 @@ def start_serving(
         first=first,
         first_args=first_args,
         remembered_args=remembered_args,
+        learned_elsewhere=remembered.learned_elsewhere if remembered is not None else None,
         known_good_key=key,
         vllm_version=version,
         facts=_facts(gpus, version),

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vllm_guard import journal
 from vllm_guard.errors import ExitCode, GuardError
+from vllm_guard.shared_state import Kind, SharedState
 
 if TYPE_CHECKING:  # measured.py is read only where starts are: not on the way to vLLM's exec
     from vllm_guard import measured
@@ -69,6 +70,15 @@ def _edits_of(record: object) -> list[Edit]:
             raise ValueError(f"an edit is not [set|remove, FLAG, VALUE or null]: {json.dumps(edit)[:80]}")
         edits.append((edit[0], edit[1], edit[2]))
     return edits
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """A flag set remembered as reaching ready: its edits of the user's flags, and where it was
+    learned when not in this state directory (another guard's, kept in the shared state)."""
+
+    edits: list[Edit]
+    learned_elsewhere: str | None = None
 
 
 def _write_atomically(path: Path, text: str) -> None:
@@ -197,7 +207,9 @@ class StateDir:
     """One state directory, for the life of a `serve` on one endpoint, or for a command that
     reads what all endpoints share (`endpoint` None). One guard holds an endpoint at a time."""
 
-    def __init__(self, path: Path, endpoint: str | None = None, *, own: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, endpoint: str | None = None, *, own: Path | None = None, shared: Path | None = None
+    ) -> None:
         self.path = path
         self.endpoint = endpoint
         # the endpoint's own files (`own`: a reader's choice of one, as `serving` lists them); the
@@ -210,6 +222,9 @@ class StateDir:
         self._lock_fd = -1
         self.warnings: list[str] = []  # what the state had wrong, for the guard to say
         self._shared_held = False
+        # what several guards learn together (--shared-state): written beside this directory's
+        # own files, and read with them
+        self.fleet = SharedState(shared, self.warnings) if shared is not None else None
 
     @property
     def journal_path(self) -> Path:
@@ -269,6 +284,8 @@ class StateDir:
         self._lock_fd = fd
         if self.endpoint:
             self._adopt_unversioned()
+        if self.fleet is not None:
+            self.fleet.open()
         self._prune_logs()
         self._end_torn_journal()
 
@@ -438,6 +455,8 @@ class StateDir:
                 starts[key] = measured.Start.from_json(record)
             except (KeyError, TypeError, ValueError):
                 bad[key] = record
+        if self.fleet is not None:
+            self._add_learned(self.fleet, starts, set_aside=set_aside)
         if bad and set_aside:
             aside = self.path / f"{MEASURED}.corrupt-{int(time.time())}"
             with contextlib.suppress(OSError):
@@ -452,71 +471,126 @@ class StateDir:
             )
         return starts
 
-    def remember_start(self, start: measured.Start) -> None:
-        """Keep a start's figures under its key, replacing that key's older start; the newest
-        MEASURED_KEEP are kept."""
+    @staticmethod
+    def _add_learned(fleet: SharedState, starts: dict[str, measured.Start], *, set_aside: bool) -> None:
+        """The shared state's starts into `starts`, where newer than this directory's own."""
         from vllm_guard import measured  # noqa: PLC0415 - see the import above
 
+        for key, learned in fleet.all("measured", set_aside=set_aside):
+            try:
+                start = measured.Start.from_json(learned.record)
+            except (KeyError, TypeError, ValueError) as exc:
+                fleet.set_aside(learned.path, exc, keep=not set_aside)
+                continue
+            if key not in starts or start.at > starts[key].at:
+                starts[key] = start
+
+    def remember_start(self, start: measured.Start) -> None:
+        """Keep a start's figures under its key, replacing that key's older start, here (the
+        newest MEASURED_KEEP) and in the shared state."""
+        from vllm_guard import measured  # noqa: PLC0415 - see the import above
+
+        key = measured.key(start.setup, start.flags)
         with self._shared():
-            starts = self.starts()
-            starts[measured.key(start.setup, start.flags)] = start
+            starts = self._own_starts()
+            starts[key] = start
             newest = sorted(starts.items(), key=lambda item: item[1].at)[-MEASURED_KEEP:]
             _write_atomically(
                 self.path / MEASURED,
                 json.dumps({k: s.as_json() for k, s in newest}, indent=1, ensure_ascii=False),
             )
+        if self.fleet is not None:
+            self.fleet.write("measured", key, start.as_json())
 
-    def known_good_edits(self, key: str) -> list[Edit] | None:
-        """The edits remembered for `key`, or None. An entry that cannot be read is set aside
-        (kept in a file beside it) and dropped, never trusted and never a crash at every start."""
-        data = self.known_good()
-        if key not in data:
+    def _own_starts(self) -> dict[str, measured.Start]:
+        """This directory's starts alone: what the shared state holds is not copied into it."""
+        fleet, self.fleet = self.fleet, None
+        try:
+            return self.starts()
+        finally:
+            self.fleet = fleet
+
+    def remembered(self, key: str) -> Remembered | None:
+        """The flag set remembered for `key`: this directory's own, or the shared state's where
+        that is newer (another replica learned it since). An entry that cannot be read is set
+        aside (kept in a file beside it) and dropped, never trusted and never a crash at every start."""
+        own = self.known_good().get(key)
+        fleet = self.fleet
+        learned = fleet.read("known_good", key) if fleet is not None else None
+        newer = learned is not None and (own is None or learned.at > str(own.get("at") or ""))
+        if fleet is not None and learned is not None and newer:
+            try:
+                return Remembered(_edits_of(learned.record), learned.origin())
+            except ValueError as exc:
+                fleet.set_aside(learned.path, exc)
+        if own is None:
             return None
         try:
-            return _edits_of(data[key])
+            return Remembered(_edits_of(own))
         except ValueError as exc:
             aside = self.path / f"{KNOWN_GOOD}.corrupt-{int(time.time())}"
             with contextlib.suppress(OSError):
-                aside.write_text(json.dumps({key: data[key]}, indent=1, ensure_ascii=False))
-            self.remember(key, None)
+                aside.write_text(json.dumps({key: own}, indent=1, ensure_ascii=False))
+            self.remember(key, None, share=False)
             self.warnings.append(
                 f"a remembered flag set in {self.path / KNOWN_GOOD} was set aside as {aside.name}: {exc}"
             )
             return None
 
-    def remember(self, key: str, record: dict[str, Any] | None) -> None:
-        """Keep (or with None drop) the flag set for `key`; the file is replaced atomically."""
+    def remember(self, key: str, record: dict[str, Any] | None, *, share: bool = True) -> None:
+        """Keep (or with None drop) the flag set for `key`, here and in the shared state; each
+        file is replaced atomically. OSError: the shared state could not be written."""
         with self._shared():
             data = self.known_good()
             if record is None:
-                if data.pop(key, None) is None:
-                    return
+                dropped = data.pop(key, None) is not None
             else:
                 data[key] = record
-            _write_atomically(self.path / KNOWN_GOOD, json.dumps(data, indent=1, ensure_ascii=False))
+            if record is not None or dropped:
+                _write_atomically(self.path / KNOWN_GOOD, json.dumps(data, indent=1, ensure_ascii=False))
+        if self.fleet is not None and share:
+            if record is None:
+                self.fleet.remove("known_good", key)
+            else:
+                self.fleet.write("known_good", key, record)
 
     def forget(self, model: str | None) -> int:
-        """Drop the remembered flag sets of `model` (all of them with None); how many went."""
+        """Drop the remembered flag sets of `model` (all of them with None), here and in the
+        shared state; how many went (one key kept in both counts once)."""
+        gone: set[str] = set()
         with self._shared():
             data = self.known_good()
-            if not data:
-                return 0
             keep = {k: v for k, v in data.items() if model is not None and v.get("model") != model}
-            _write_atomically(self.path / KNOWN_GOOD, json.dumps(keep, indent=1, ensure_ascii=False))
-            return len(data) - len(keep)
+            if data:
+                _write_atomically(self.path / KNOWN_GOOD, json.dumps(keep, indent=1, ensure_ascii=False))
+            gone |= data.keys() - keep.keys()
+        return len(gone | self._forget_shared("known_good", model))
 
     def forget_starts(self, model: str | None) -> int:
-        """Drop what the starts of `model` (all with None) measured; how many went."""
+        """Drop what the starts of `model` (all with None) measured, here and in the shared
+        state; how many went."""
+        gone: set[str] = set()
         with self._shared():
-            starts = self.starts()
-            if not starts:
-                return 0
+            starts = self._own_starts()
             keep = {k: s for k, s in starts.items() if model is not None and s.model != model}
-            _write_atomically(
-                self.path / MEASURED,
-                json.dumps({k: s.as_json() for k, s in keep.items()}, indent=1, ensure_ascii=False),
-            )
-            return len(starts) - len(keep)
+            if starts:
+                _write_atomically(
+                    self.path / MEASURED,
+                    json.dumps({k: s.as_json() for k, s in keep.items()}, indent=1, ensure_ascii=False),
+                )
+            gone |= starts.keys() - keep.keys()
+        return len(gone | self._forget_shared("measured", model))
+
+    def _forget_shared(self, kind: Kind, model: str | None) -> set[str]:
+        """The keys of `model`'s records (all with None) removed from the shared state."""
+        fleet = self.fleet
+        if fleet is None:
+            return set()
+        return {
+            key
+            for key, learned in list(fleet.all(kind))
+            if (model is None or learned.record.get("model") == model) and fleet.remove(kind, key)
+        }
 
     def _prune_logs(self) -> None:
         files = sorted(self.logs.glob("*.log*"), key=_mtime)  # a file gone meanwhile sorts first

@@ -170,6 +170,7 @@ class Supervisor:
         known_good_key: str | None = None,
         vllm_version: str | None = None,
         remembered_args: Sequence[str] | None = None,
+        learned_elsewhere: str | None = None,
         facts: Facts | None = None,
     ) -> None:
         self._settings = settings
@@ -182,6 +183,7 @@ class Supervisor:
         self._start_args = tuple(start_args) if start_args is not None else self._user_args
         self._known_good_key = known_good_key
         self._remembered_args = tuple(remembered_args) if remembered_args is not None else None
+        self._learned_elsewhere = learned_elsewhere
         self._vllm_version = vllm_version
         self._facts = facts or Facts()  # the GPUs preflight read, for the policy (fp8 needs 7.5)
         self._printed_version: str | None = None  # what vLLM's banner said, when metadata did not
@@ -268,9 +270,14 @@ class Supervisor:
         remembered = self._remembered_args
         if remembered is not None and remembered != self._user_args:
             edits = changes(self._user_args, remembered)
+            where = self._learned_elsewhere
             self._print(
-                f"starting from the flags that reached ready last time ({edits}); "
-                f"`vllm-guard forget {self._model}` drops them"
+                (
+                    f"starting from the flags another guard learned {where} ({edits})"
+                    if where
+                    else f"starting from the flags that reached ready last time ({edits})"
+                )
+                + f"; `vllm-guard forget {self._model}` drops them"
             )
         step: str | None = None
         number = 0
@@ -671,20 +678,22 @@ class Supervisor:
         if self._known_good_key is None:
             return
         if args == self._user_args:
-            self._world.state.remember(self._known_good_key, None)
+            with contextlib.suppress(OSError):  # the shared state's copy, left for its next reader
+                self._world.state.remember(self._known_good_key, None)
             return
         redactor = Redactor.for_launch(self._env, self._user_args)
-        self._world.state.remember(
-            self._known_good_key,
-            {
-                "model": self._model,
-                "user_argv": redactor.argv(self._user_args),
-                "argv": redactor.argv(args),
-                "edits": vllm_args.edits(self._user_args, args),
-                "vllm_version": self._vllm_version,
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            },
-        )
+        record = {
+            "model": self._model,
+            "user_argv": redactor.argv(self._user_args),
+            "argv": redactor.argv(args),
+            "edits": vllm_args.edits(self._user_args, args),
+            "vllm_version": self._vllm_version,
+            "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        try:
+            self._world.state.remember(self._known_good_key, record)
+        except OSError as exc:  # the shared state's: this directory's own was written first
+            self._print(f"could not keep these flags in the shared state: {exc}", level="warning")
         self._print(f"remembered these flags for the next start ({changes(self._user_args, args)})")
 
     def _keep_measured(self, reached: Sequence[Milestone], args: tuple[str, ...], head: str) -> None:

@@ -24,7 +24,7 @@ def run(argv: Sequence[str], settings: GuardSettings) -> ExitCode:
         ns = parser.parse_args(list(argv))
     except SystemExit as exc:
         return ExitCode.STOPPED if exc.code == 0 else ExitCode.USAGE
-    state = StateDir(settings.state_dir)
+    state = StateDir(settings.state_dir, shared=settings.shared_state)
     model = ns.model
     dropped, starts = state.forget(model), state.forget_starts(model)
     print(

@@ -70,7 +70,7 @@ def run(argv: Sequence[str], settings: GuardSettings, environ: Mapping[str, str]
         gpus = gpu_facts(settings, environ, cpu=cpu) if not (ns.gpu or ns.gpu_snapshot) else gpus
     version = detect(program) if program is not None else None
     # what earlier starts measured, read beside a guard that may be running: nothing set aside
-    starts = StateDir(settings.state_dir).starts(set_aside=False)
+    starts = StateDir(settings.state_dir, shared=settings.shared_state).starts(set_aside=False)
     verdict = judge(settings, ns.model, tuple(ns.vllm_args), environ, gpus, version, starts=starts)
     if ns.json:
         print(json.dumps(verdict.as_json(), ensure_ascii=False))
