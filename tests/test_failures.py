@@ -52,6 +52,8 @@ def test_the_kinds_are_exactly_designs() -> None:
         "oom_cuda_graph", "oom_runtime", "hf_auth", "model_not_found", "trust_remote_code",
         "shm_too_small", "unsupported_dtype_or_quant", "cuda_driver", "invalid_args", "port_in_use",
         "hub_unreachable", "worker_died", "hung", "broken_install", "unknown",
+        # a group on several nodes (issue 16): not in DESIGN.md's table yet
+        "collective_timeout", "peer_unreachable", "ray_actor_died", "follower_lost",
     }  # fmt: skip
     assert {k.value for k in PERMANENT_KINDS} == {
         "hf_auth", "model_not_found", "trust_remote_code", "shm_too_small", "cuda_driver", "invalid_args",
@@ -92,7 +94,7 @@ def test_wrappers_after_a_requested_shutdown_are_not_a_death() -> None:
     # a tensor-parallel peer's gloo connection closing under a stop is the stop's echo
     closed = "[E1127 05:15:07.1 ProcessGroupGloo.cpp:1] [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:5000"
     assert classify([lines[0], closed]).kind == FailureKind.UNKNOWN
-    assert classify([closed]).kind == FailureKind.WORKER_DIED
+    assert classify([closed]).kind == FailureKind.PEER_UNREACHABLE
 
 
 def test_an_oom_is_named_by_the_phase_it_happened_in() -> None:
@@ -736,7 +738,7 @@ def test_a_log_of_several_starts_is_judged_by_its_last_start() -> None:
     assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.INVALID_ARGS
     closed = "[E1127 11:00:07.1 ProcessGroupGloo.cpp:1] [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [10.0.0.2]:5000"
     lines = [*first, second[0], closed]
-    assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.WORKER_DIED
+    assert classify(lines, milestone=milestones.last(lines)).kind == FailureKind.PEER_UNREACHABLE
     # the first start's shutdown noise stays the stop's echo after vLLM started again
     echo = "(VllmWorker rank=0 pid=3) ERROR 11-27 10:05:01 [multiproc_executor.py:1] WorkerProc hit an exception."
     lines = [

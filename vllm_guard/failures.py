@@ -42,6 +42,11 @@ class FailureKind(enum.StrEnum):
     PORT_IN_USE = "port_in_use"
     HUB_UNREACHABLE = "hub_unreachable"
     WORKER_DIED = "worker_died"
+    # a group of vLLM processes on several nodes (group.py)
+    COLLECTIVE_TIMEOUT = "collective_timeout"
+    PEER_UNREACHABLE = "peer_unreachable"
+    RAY_ACTOR_DIED = "ray_actor_died"
+    FOLLOWER_LOST = "follower_lost"
     HUNG = "hung"
     BROKEN_INSTALL = "broken_install"
     UNKNOWN = "unknown"
@@ -364,25 +369,32 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "running low on memory|exceeds the memory usage threshold", r"killed due to the node running low on memory|which exceeds the memory usage threshold of [\d.]+\. Ray killed this worker", "ray core/src/ray/raylet/raylet (2.9-2.60), its memory monitor's words, with Ray's own OutOfMemoryError class: the host's memory, not the GPU's"),
     _sig(K.WORKER_DIED, 0, "rpc call to", r"RPC call to \w+ timed out", "vllm/v1/executor/multiproc_executor.py (vLLM 0.6-0.34), a TimeoutError"),
     _sig(K.WORKER_DIED, 0, "nccl error", r"NCCL error.*(unhandled cuda error|unhandled system error|internal error|remote process exited or there was a network error)", "ncclGetErrorString(1..3, 6) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
-    _sig(K.WORKER_DIED, 0, "watchdog caught collective operation timeout", r"Watchdog caught collective operation timeout", "torch ProcessGroupNCCL's watchdog: a collective timed out"),
+    # --- a group of processes (ranks, nodes) that lost one of its members ---
+    # A collective that never completed: a peer died, stalled or cannot be reached; restarting
+    # the group is what helps, the peer's own output says why.
+    _sig(K.COLLECTIVE_TIMEOUT, 3, "watchdog caught collective operation timeout", r"Watchdog caught collective operation timeout", "torch ProcessGroupNCCL's watchdog: a collective timed out"),
     _sig(K.WORKER_DIED, 0, "killed", r"^Killed$|\bKilled\s+(python|vllm)", "strsignal(9), as a shell reports a child killed outright (python signals)"),
     _sig(K.WORKER_DIED, 0, "segmentation fault", r"\bSegmentation fault\b", "strsignal(11) (python signals), as the shell or faulthandler reports it"),
     _sig(K.WORKER_DIED, 0, "fatal python error", r"Fatal Python error: (Aborted|Floating point exception|Illegal instruction)", "CPython's faulthandler on a fatal signal"),
     _sig(K.WORKER_DIED, 0, "received at time=", r"\*\*\* SIG\w+ received at time=", "ray _raylet.so: the fatal-signal handler linked into every Ray process (and the raylet)"),
     # gloo (torch's CPU collectives, and the group vLLM's ranks meet in) on a peer that closed the
     # connection: another rank or node died, its cause in its own output
-    _sig(K.WORKER_DIED, 5, "gloo/transport/tcp/", r"gloo/transport/tcp/\w+\.cc:\d+\] (Read error|Connection closed by peer|Socket closed|Connect timeout|Timed out waiting)", "torch gloo/transport/tcp/pair.cc (the gloo in torch 2.9.1's libtorch_cpu.so)"),
+    _sig(K.PEER_UNREACHABLE, 5, "gloo/transport/tcp/", r"gloo/transport/tcp/\w+\.cc:\d+\] (Read error|Connection closed by peer|Socket closed|Connect timeout|Timed out waiting)", "torch gloo/transport/tcp/pair.cc (the gloo in torch 2.9.1's libtorch_cpu.so)"),
+    # torch's c10d store, where a group's ranks meet: a master that cannot be reached, a
+    # rendezvous that never completed (a node missing, a firewall, the wrong --master-addr)
+    _sig(K.PEER_UNREACHABLE, 4, "waitforinput: socket|wait timeout after|waiting for clients|the client socket has", r"waitForInput: socket .+? timed out after \d+ms|wait timeout after \d+ms, keys:|Timed out after \d+ seconds waiting for clients\.|The client socket has (timed out after|failed to connect to)", "torch c10d socket.cpp and TCPStore.cpp (their format strings in torch 2.13's libtorch_cpu.so)"),
     # torchrun (torch.distributed.elastic) reporting a child that failed: a death, its cause (if
     # any) in the child's own output
     _sig(K.WORKER_DIED, 0, "failed (exitcode: ", r"failed \(exitcode: -?\d+\) local_rank: \d+ \(pid: \d+\) of (binary|fn)", "torch distributed/elastic/multiprocessing/api.py (torch 2.13)"),
     _sig(K.WORKER_DIED, 0, "received by pid", r"Signal \d+ \(SIG[A-Z]+\) received by PID \d+", "torch distributed/elastic/multiprocessing/errors/__init__.py (torch 2.13): a child killed by a signal"),
     _sig(K.WORKER_DIED, 0, "segfault encountered", r"Segfault encountered", "a native fatal-signal handler's banner on SIGSEGV, followed by C++ frames as File \"<unknown>\"; not from vLLM, torch's or Ray's mined words"),
     _sig(K.WORKER_DIED, 0, "exit code", r"exit(ed with)? code:? 13[4-9]\b", "a supervisor's report of exit status 128+N, a fatal signal (the shell_status column of upstream/python_errors.json)"),
-    _sig(K.WORKER_DIED, 0, "rayactorerror", r"RayActorError", "ray exceptions.py"),
-    _sig(K.WORKER_DIED, 0, "the actor died", r"The actor died (unexpectedly|because)", "ray exceptions.py ActorDiedError"),
-    _sig(K.WORKER_DIED, 0, "the actor is dead", r"The actor is dead because its worker process has died", "ray _raylet.so: the death cause Ray gives an actor whose worker process died (2.60; the GCS words the other causes)"),
-    _sig(K.WORKER_DIED, 0, "a worker died or was killed", r"A worker died or was killed while executing a task", "ray core/src/ray/raylet/raylet: the raylet's report of a worker that died running a task (2.9-2.60)"),
-    _sig(K.WORKER_DIED, 0, "the worker died unexpectedly", r"The worker died unexpectedly while executing this task", "ray exceptions.py WorkerCrashedError"),
+    # A Ray actor (vLLM's Ray workers are actors) that died: Ray says so, not always why.
+    _sig(K.RAY_ACTOR_DIED, 2, "rayactorerror", r"RayActorError", "ray exceptions.py"),
+    _sig(K.RAY_ACTOR_DIED, 2, "the actor died", r"The actor died (unexpectedly|because)", "ray exceptions.py ActorDiedError"),
+    _sig(K.RAY_ACTOR_DIED, 2, "the actor is dead", r"The actor is dead because its worker process has died", "ray _raylet.so: the death cause Ray gives an actor whose worker process died (2.60; the GCS words the other causes)"),
+    _sig(K.RAY_ACTOR_DIED, 2, "a worker died or was killed", r"A worker died or was killed while executing a task", "ray core/src/ray/raylet/raylet: the raylet's report of a worker that died running a task (2.9-2.60)"),
+    _sig(K.RAY_ACTOR_DIED, 2, "the worker died unexpectedly", r"The worker died unexpectedly while executing this task", "ray exceptions.py WorkerCrashedError"),
     _sig(K.WORKER_DIED, 0, "got fatal signal from worker processes", r"got fatal signal from worker processes", "vLLM 0.7-0.8 V1 core_client and executor (logger.fatal)"),
     _sig(K.WORKER_DIED, 0, "error executing method", r"Error executing method \S+\. This might cause deadlock", "vllm/worker/worker_base.py (vLLM 0.5-0.10; later v1/worker/worker_base.py, v1/executor/ray_utils.py)"),
     _sig(K.WORKER_DIED, 0, "no heartbeat received", r"No heartbeat received from MQLLMEngine", "vLLM 0.6-0.7 V0 multiprocessing client"),
@@ -393,7 +405,7 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "enginecore encountered", r"EngineCore encountered (a fatal error|an issue)", "vllm/v1/engine/core.py (vLLM 0.8-0.34): logger.exception of the EngineCore's busy loop, and EngineDeadError's message"),
     _sig(K.WORKER_DIED, 0, "died unexpectedly", r"died unexpectedly", "vllm/v1/executor/multiproc_executor.py (vLLM 0.8-0.34; v1/utils.py and ray_executor_v2.py 0.20-0.34): a worker or the engine process died"),
     _sig(K.WORKER_DIED, 0, "exited unexpectedly", r"engine core exited unexpectedly", "vLLM V1 core_client.py's monitor of the engine process (0.34; earlier releases word it 'died unexpectedly')"),
-    _sig(K.WORKER_DIED, 0, "actordiederror", r"ActorDiedError|RayActorError", "ray exceptions.py ActorDiedError and RayActorError (2.9-2.60)"),
+    _sig(K.RAY_ACTOR_DIED, 2, "actordiederror", r"ActorDiedError|RayActorError", "ray exceptions.py ActorDiedError and RayActorError (2.9-2.60)"),
     _sig(K.WORKER_DIED, 0, "engine loop has died", r"Engine loop has died", "vLLM 0.6's MQLLMEngine heartbeat answer (a RuntimeError; gone by 0.6.6, so between the mined releases)"),
     _sig(K.WORKER_DIED, 0, "is already dead", r"MQLLMEngine is already dead", "vllm/entrypoints/launcher.py (vLLM 0.5-0.7): the server's CRITICAL line before it terminates"),
     _sig(K.WORKER_DIED, 0, "initialization failed due to an exception", r"WorkerProc initialization failed", "vLLM V1 v1/executor/multiproc_executor.py wait_for_ready (0.8-0.34): a worker died before it was ready"),
@@ -1103,6 +1115,10 @@ MEANING: dict[FailureKind, str] = {
     K.PORT_IN_USE: "the serving port is taken",
     K.HUB_UNREACHABLE: "the model hub could not be reached",
     K.WORKER_DIED: "a worker or engine died and the root cause is not in the output",
+    K.COLLECTIVE_TIMEOUT: "a collective among the group's ranks or nodes timed out (NCCL's watchdog): a peer died, stalled or cannot be reached",
+    K.PEER_UNREACHABLE: "a peer of the group cannot be reached: a rendezvous that never completed (torch's TCPStore), or a connection a peer closed (gloo)",
+    K.RAY_ACTOR_DIED: "a Ray actor (one of vLLM's Ray workers) died",
+    K.FOLLOWER_LOST: "a follower node's guard stopped reporting to the leader's (from the group's guards)",
     K.HUNG: "/health stopped answering, or no progress while requests wait (from health checks)",
     K.BROKEN_INSTALL: "the vLLM command cannot even start: an import error before any vLLM line (wrong Python, missing package, ABI mismatch), or a package a feature or the model needs that is missing or of the wrong version",
     K.UNKNOWN: "nothing matched",
@@ -1261,6 +1277,10 @@ ADVICE: dict[FailureKind, str] = {
     K.PORT_IN_USE: "The port is taken: stop whatever holds it (another vLLM?) or choose another --port.",
     K.HUB_UNREACHABLE: "The Hugging Face Hub could not be reached: check the network, or set HF_HUB_OFFLINE=1 if the model is cached.",
     K.WORKER_DIED: "A vLLM process died without printing why: look above the first error for the cause, and at the host's OOM killer (dmesg); the same flags are retried with a backoff.",
+    K.COLLECTIVE_TIMEOUT: "A collective among the group's ranks timed out: the cause is in another rank's or node's output (a death, a hang) or in the network between the nodes (NCCL_SOCKET_IFNAME, NCCL_DEBUG=INFO); the group restarts with the same flags after a backoff.",
+    K.PEER_UNREACHABLE: "A peer of the group cannot be reached: check that every node runs, that --master-addr/--data-parallel-address and the port are reachable from each node (a firewall, the wrong interface), and the other nodes' output; the group restarts with the same flags after a backoff.",
+    K.RAY_ACTOR_DIED: "A Ray actor died: look in that node's output and Ray's logs (/tmp/ray/session_latest/logs) for why, the host's memory (Ray's memory monitor kills workers) among the first; the same flags are retried with a backoff.",
+    K.FOLLOWER_LOST: "A follower node's guard stopped reporting: check that node (its guard, its network to the leader's guard); the leader waits for it and restarts the group when it is back.",
     K.HUNG: "vLLM stopped answering /health or stopped making progress: read the last lines it printed before it went quiet, and raise --startup-timeout-s if a first start (a download, a compile) only needed more time.",
     K.BROKEN_INSTALL: "A package that vLLM, a feature its flags ask for or the model's own code needs is missing or of the wrong version (the evidence names it): install it in the environment that --vllm-command (or the vllm on PATH) runs, or point --vllm-command at the one vLLM is installed in.",
     K.UNKNOWN: "Nothing in the output explains why vLLM ended: read the whole log (the guard keeps it per attempt) and the host's log (journalctl -k for the OOM killer) for what stopped it.",
