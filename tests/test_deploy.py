@@ -56,6 +56,8 @@ GUARD_METRICS = {
     "vllm_guard_attempt",
     "vllm_guard_engine_retries_total",
     "vllm_guard_advice",
+    "vllm_guard_group_refused_total",
+    "vllm_guard_group_generation",
 }
 KNOWN_METRICS = VLLM_METRICS | GUARD_METRICS
 _METRIC = re.compile(r"(?<![\w:])(vllm:[a-z_:]+|vllm_guard_[a-z_]+)")

@@ -50,6 +50,7 @@ def started_with(tmp_path: Path, user: list[str], **options: str) -> str:
             time.sleep(0.01)
         return (tmp_path / "argv").read_text().strip()
     finally:
+        assert started.first is not None
         kill_spawned(started.first)
         started.state.close()
 

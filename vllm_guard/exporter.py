@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from vllm_guard.redact import Redactor
 
 CONDITION_NAMES = tuple(c.name for c in CONDITIONS)
+GROUP_ROUTE = "/group/v1/report"  # group_link.ROUTE, without importing the group's code here
+GROUP_BODY_MAX = 64 * 1024
 PHASES = ("preflight", "starting", "ready", "retrying", "backoff", "stopping", "stopped", "gave_up")
 
 
@@ -53,6 +55,17 @@ class GuardMetrics:
             "vllm_guard_advice",
             "1 while the advisor's condition holds (vllm-guard doctor --help, docs/advice.md).",
             ["condition"],
+            registry=r,
+        )
+        self._group_refused = Counter(
+            "vllm_guard_group_refused",
+            "Reports to the group's leader refused: no_token, wrong_token, old_generation, bad_report.",
+            ["reason"],
+            registry=r,
+        )
+        self._group_generation_g = Gauge(
+            "vllm_guard_group_generation",
+            "The group's flag generation, on its leader's guard (0: not in a group).",
             registry=r,
         )
         self._phase_g = Gauge("vllm_guard_phase", "1 for the guard's current phase.", ["phase"], registry=r)
@@ -127,6 +140,12 @@ class GuardMetrics:
         with self._lock:
             self._retries.labels(outcome=outcome).inc()
             self._retried[outcome] += 1
+
+    def group_refused(self, reason: str) -> None:
+        self._group_refused.labels(reason=reason).inc()
+
+    def group_generation(self, number: int) -> None:
+        self._group_generation_g.set(number)
 
     def advice(self, findings: Sequence[Mapping[str, object]]) -> None:
         """The advisor's findings that hold now (each its condition, evidence and fix)."""
@@ -207,8 +226,11 @@ class Exporter:
         port: int,
         alive: Callable[[], bool] | None = None,
         extra: Callable[[], Mapping[str, object]] | None = None,
+        *,
+        group: Callable[[str | None, bytes], tuple[int, dict[str, object]]] | None = None,
     ) -> None:
         self.metrics = metrics
+        self.group = group  # the group leader's desk (group_link.py): POST /group/v1/report
         self.host = host
         self._port = port
         self.alive = alive or (lambda: True)
@@ -311,7 +333,21 @@ def _handler_for(exporter: Exporter) -> type[BaseHTTPRequestHandler]:
         def _refuse(self) -> None:
             self._text(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD", allow="GET, HEAD")
 
-        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+        def do_POST(self) -> None:
+            if exporter.group is None or self.path.split("?", 1)[0] != GROUP_ROUTE:
+                self._refuse()
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= GROUP_BODY_MAX:
+                self._text(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a report is at most {GROUP_BODY_MAX} bytes")
+                return
+            status, answer = exporter.group(self.headers.get("Authorization"), self.rfile.read(length))
+            self._send(HTTPStatus(status), json.dumps(answer).encode(), "application/json")
+
+        do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
         def _text(self, status: HTTPStatus, text: str, allow: str | None = None) -> None:
             self._send(status, (text + "\n").encode(), "text/plain; charset=utf-8", allow)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from vllm_guard import gpu
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.exporter import Exporter, GuardMetrics
+from vllm_guard.group_link import Desk, FollowerSeat, LeaderSeat, Link
 from vllm_guard.notify import Notifier
 from vllm_guard.printer import Printer
 from vllm_guard.processes import Spawned
@@ -52,7 +53,9 @@ async def real_world(
             notifier.close()
 
 
-def _start_exporter(settings: GuardSettings, world: World, supervisor: Supervisor) -> Exporter | None:
+def _start_exporter(
+    settings: GuardSettings, world: World, supervisor: Supervisor, desk: Desk | None
+) -> Exporter | None:
     if world.metrics is None or settings.metrics_port is None:
         return None
     exporter = Exporter(
@@ -61,6 +64,7 @@ def _start_exporter(settings: GuardSettings, world: World, supervisor: Superviso
         settings.metrics_port,
         alive=supervisor.alive,
         extra=supervisor.status,
+        group=desk.handle if desk is not None else None,
     )
     try:
         exporter.start()
@@ -77,6 +81,47 @@ def _start_exporter(settings: GuardSettings, world: World, supervisor: Superviso
     return exporter
 
 
+def _group_seat(
+    started: Started, settings: GuardSettings, pinned: frozenset[str], world: World
+) -> tuple[LeaderSeat | FollowerSeat | None, Desk | None, Link | None]:
+    """This node's seat in its vLLM group, as startup checked its options; (None, None, None)
+    for a node alone."""
+    from vllm_guard import flag_edits, group, vllm_args, vllm_config  # noqa: PLC0415
+    from vllm_guard.group_link import Seated, read_token  # noqa: PLC0415
+
+    version = started.vllm_version
+    role = group.role_of(vllm_config.flags(started.user_args, version))
+    if not role.grouped or settings.group_token_file is None:
+        return None, None, None
+    token = read_token(settings.group_token_file)
+    user_args = started.user_args
+    rules = flag_edits.Rules(
+        user_args, pinned, version, vllm_config.read(user_args), started.facts.compute_capability
+    )
+
+    def edited(edits: Sequence[group.Edit]) -> tuple[str, ...]:
+        args, refused = flag_edits.apply_all(user_args, flag_edits.as_changes(edits), rules)
+        for why in refused:
+            world.printer.guard(f"not making the group's edit here: {why}", level="warning")
+        return args
+
+    seated = Seated(world.printer.guard, edited, lambda args: vllm_args.edits(user_args, args))
+    if role.name == "leader":
+        desk = Desk(role.nodes, token, world.clock, world.metrics, asyncio.get_running_loop())
+        seat = LeaderSeat(role, desk, seated, lost_after_s=settings.group_lost_after_s, clock=world.clock)
+        return seat, desk, None
+    host = role.leader_host or ""
+    url = settings.group_leader or f"http://{f'[{host}]' if ':' in host else host}:{settings.metrics_port}"
+    facts = started.facts
+    gpu = (
+        group.GpuReport(facts.gpu_name, facts.gpu_count, facts.cuda_total_bytes)
+        if facts.gpu_name and facts.gpu_count and facts.cuda_total_bytes
+        else None
+    )
+    link = Link(url, token, role.rank, world.printer.guard, gpu)
+    return FollowerSeat(role, link, seated), None, link
+
+
 async def serve(started: Started) -> ExitCode:
     """`vllm-guard serve`, from the moment its event loop runs."""
     try:
@@ -84,6 +129,7 @@ async def serve(started: Started) -> ExitCode:
 
         settings, policy = policy_file.effective(started.settings)
         async with real_world(settings, started.state, started.first) as world:
+            seat, desk, link = _group_seat(started, settings, policy.pinned, world)
             supervisor = Supervisor(
                 settings,
                 program=started.program,
@@ -98,20 +144,25 @@ async def serve(started: Started) -> ExitCode:
                 facts=started.facts,
                 known_good_key=started.known_good_key,
                 vllm_version=started.vllm_version,
+                group=seat,
             )
-            exporter = _start_exporter(settings, world, supervisor)
+            exporter = _start_exporter(settings, world, supervisor, desk)
+            linking = asyncio.ensure_future(link.run()) if link is not None else None
             try:
                 return await supervisor.run(started.early_signals)
             finally:
+                if linking is not None:
+                    linking.cancel()
                 if exporter is not None:
                     exporter.close()
     except BaseException:
         from vllm_guard.processes import kill_spawned  # noqa: PLC0415
 
         # If the loop failed before the first attempt was adopted, it must not run unwatched.
-        with contextlib.suppress(OSError):
-            os.kill(started.first.pid, 0)
-            kill_spawned(started.first)
+        if started.first is not None:
+            with contextlib.suppress(OSError):
+                os.kill(started.first.pid, 0)
+                kill_spawned(started.first)
         raise
     finally:
         started.state.close()

@@ -147,6 +147,23 @@ class GuardSettings(BaseSettings):
         "reached ready and what starts measured are kept there too, one file per key, so that a "
         "replica of the same model on the same GPUs starts right the first time",
     )
+    group_token_file: Path | None = Field(
+        None,
+        description="a multi-node vLLM group's shared secret, in a file (on Kubernetes a Secret's key): "
+        "required on every node's guard; the guards' reports to the leader carry it",
+    )
+    group_leader: str | None = Field(
+        None,
+        description="a follower's way to the leader's guard, http://HOST:PORT (unset: the leader's "
+        "address in vLLM's flags, --master-addr or --data-parallel-address, at this guard's --metrics-port)",
+    )
+    group_lost_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="how long the leader's guard waits for a follower's guard that stopped reporting "
+        "before it restarts the group (long enough for a slow node's load); a follower that reports "
+        "again is back",
+    )
     gpu_snapshot: Path | None = Field(
         None,
         description="read the GPUs from this file (written by preflight --save-gpu-snapshot) instead "

@@ -133,6 +133,37 @@ def _facts(gpus: GpuFacts | None, version: str | None) -> Facts:
     )
 
 
+def _group_role(settings: GuardSettings, user_args: Sequence[str], version: str | None) -> str:
+    """This node's role in a vLLM group ("solo" alone), with what a group needs of the guard's
+    options checked before anything starts."""
+    from vllm_guard.group import role_of  # noqa: PLC0415 - read once here, before the spawn
+
+    role = role_of(vllm_config.flags(user_args, version))
+    if not role.grouped:
+        return role.name
+    where = role.describe()
+    if settings.group_token_file is None:
+        raise GuardError(
+            f"this node is {where}: its guard needs the group's token to talk to the others",
+            hint="--group-token-file FILE, the same secret on every node (e.g. `openssl rand -hex 32`)",
+        )
+    if role.name == "leader" and settings.metrics_port is None:
+        raise GuardError(
+            f"this node is {where}: its followers report to its guard on --metrics-port",
+            hint="--metrics-port PORT (and --metrics-host 0.0.0.0 for the other nodes to reach it)",
+        )
+    if (
+        role.name == "follower"
+        and settings.group_leader is None
+        and (role.leader_host is None or settings.metrics_port is None)
+    ):
+        raise GuardError(
+            f"this node is {where}: its guard cannot tell where the leader's guard listens",
+            hint="--group-leader http://LEADER:PORT, or --metrics-port PORT as on the leader",
+        )
+    return role.name
+
+
 def _gpu_key(gpus: GpuFacts | None) -> str | None:
     if gpus is None or not gpus.devices:
         return None
@@ -149,7 +180,7 @@ class Started:
     user_args: tuple[str, ...]
     env: dict[str, str]
     state: StateDir
-    first: Spawned
+    first: Spawned | None  # None for a group's follower: it launches the generation its leader runs
     first_args: tuple[str, ...]  # the user's flags, or the remembered set, as preflight left them
     remembered_args: tuple[str, ...] | None  # the flags that reached ready last time, if any
     learned_elsewhere: str | None  # where they were learned, when another guard did (shared state)
@@ -182,6 +213,11 @@ def start_serving(
     state = StateDir(settings.state_dir, vllm_config.endpoint(user_args), shared=settings.shared_state)
     state.open(model)
     version = detect_vllm_version(program)
+    try:
+        follower = _group_role(settings, user_args, version) == "follower"
+    except BaseException:
+        state.close()
+        raise
     try:
         removed = _remove_previous(state, settings)
         gpus = _read_gpus(settings, env, removed, program)
@@ -228,12 +264,14 @@ def start_serving(
         raise GuardError(f"stopped by {name} before vLLM was started", ExitCode.STOPPED)
     try:
         become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
-        first = spawn([*program, "serve", model, *first_args], env)
+        # a group's follower runs only what its leader's guard says, which the event loop asks
+        first = None if follower else spawn([*program, "serve", model, *first_args], env)
     except BaseException:
         state.close()
         raise
-    # vLLM is starting; from now on a guard killed outright leaves a record of what to remove.
-    state.record_processes({first.pid: first_create_time(first.pid)})
+    if first is not None:
+        # vLLM is starting; from now on a guard killed outright leaves a record of what to remove.
+        state.record_processes({first.pid: first_create_time(first.pid)})
     return Started(
         settings=settings,
         program=program,

@@ -33,6 +33,7 @@ from vllm_guard.attempt_watch import AttemptWatch, Hung, ReadMetrics, Ready
 from vllm_guard.errors import ExitCode
 from vllm_guard.exporter import GuardMetrics
 from vllm_guard.failures import Failure, FailureKind, classify
+from vllm_guard.group_link import FollowerSeat, LeaderSeat
 from vllm_guard.health import HealthProbe, Polls
 from vllm_guard.milestones import Milestone
 from vllm_guard.notify import Notifier
@@ -91,6 +92,7 @@ class Failed:
 
     attempt: Attempt
     flags: vllm_args.EffectiveFlags  # as vLLM read them, its --config file included
+    by_group: bool = False  # stopped because its group's generation ended, not on a failure of its own
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,7 @@ class Watched:
     ready_at: float | None
     hung: str | None = None
     paused: Failure | None = None
+    group: Failure | None = None  # the group's generation ended elsewhere (group_link.py)
 
 
 @dataclass(slots=True)
@@ -172,6 +175,7 @@ class Supervisor:
         remembered_args: Sequence[str] | None = None,
         learned_elsewhere: str | None = None,
         facts: Facts | None = None,
+        group: LeaderSeat | FollowerSeat | None = None,
     ) -> None:
         self._settings = settings
         self._program = tuple(program)
@@ -184,6 +188,7 @@ class Supervisor:
         self._known_good_key = known_good_key
         self._remembered_args = tuple(remembered_args) if remembered_args is not None else None
         self._learned_elsewhere = learned_elsewhere
+        self._group = group  # this node's seat in a group of vLLM processes on several nodes
         self._vllm_version = vllm_version
         self._facts = facts or Facts()  # the GPUs preflight read, for the policy (fp8 needs 7.5)
         self._printed_version: str | None = None  # what vLLM's banner said, when metadata did not
@@ -261,12 +266,11 @@ class Supervisor:
         """For /livez: the event loop has ticked recently."""
         return self._world.clock() - self.beat_at < 3 * HEARTBEAT_S
 
-    async def _loop(self) -> ExitCode:
+    def _say_start(self) -> None:
         for warning in self._world.state.warnings:
             self._print(warning, level="warning")
         if self._vllm_version:
             self._print(f"vLLM {self._vllm_version} (from its package metadata)")
-        args = self._start_args
         remembered = self._remembered_args
         if remembered is not None and remembered != self._user_args:
             edits = changes(self._user_args, remembered)
@@ -279,21 +283,40 @@ class Supervisor:
                 )
                 + f"; `vllm-guard forget {self._model}` drops them"
             )
+        if self._group is not None:
+            self._print(f"this node is {self._group.role.describe()}")
+
+    async def _loop(self) -> ExitCode:
+        self._say_start()
+        args = self._start_args
         step: str | None = None
         number = 0
         envs: dict[int, dict[str, str]] = {}
         while True:
             number += 1
+            if self._group is not None:
+                planned = await self._group_launch(number, args)
+                if not isinstance(planned, tuple):
+                    return planned
+                args = planned
             envs[number] = dict(self._env)  # what an undo of the next step restores
             self.reporter.attempt_started(number, step, degraded=args != self._user_args)
             outcome = await self._attempt(number, args, step)
             if isinstance(outcome, Stopped):
                 self.reporter.phase_is("stopped", "stopped on request")
+                await self._group_stopped()
                 return ExitCode.STOPPED
             if isinstance(outcome, Fatal):
                 self.reporter.phase_is("gave_up", f"ended with exit {int(outcome.code)}")
+                await self._group_stopped()
                 return outcome.code
             ended = outcome.attempt
+            if isinstance(self._group, FollowerSeat):
+                self._follower_ended(self._group, outcome)
+                step = None
+                continue
+            if isinstance(self._group, LeaderSeat):
+                ended = await self._group.root(ended, self._stop, own=not outcome.by_group)
             self.history.append(ended)
             self.reporter.failed(ended.failure.kind.value)
             decision = self._decide(self.history, outcome.flags)
@@ -301,30 +324,13 @@ class Supervisor:
             if isinstance(decision, GiveUp):
                 self.reporter.phase_is("gave_up", f"gave up: {decision.reason}")
                 self._report(decision)
+                await self._group_decided(decision)
                 return decision.exit_code
             if decision.how == "undo":
                 self._env = dict(envs.get(number - 1, self._env))  # the refused step's env goes too
             self._env.update(decision.env)
-            what = f"attempt {number} failed: {ended.failure.kind.value}"
-            restart = restarts_in_window(self.history, self._settings.discipline(), self._world.clock()) + 1
-            if decision.how == "step":
-                changed = changes(args, decision.vllm_args)
-                env = " ".join(f"{k}={v}" for k, v in decision.env)
-                self._print(
-                    f"{what}; policy {self._policy.name} step: {decision.step}; "
-                    f"{changed}{'; env ' + env if env else ''}; relaunching now"
-                )
-            elif decision.how == "undo":
-                self._print(
-                    f"{what}; {decision.reason}: relaunching now with "
-                    f"{changes(args, decision.vllm_args)} (restart {restart} of at most "
-                    f"{self._settings.max_restarts})"
-                )
-            else:
-                self._print(
-                    f"{what}; restarting with the same flags in {decision.delay_s:.1f} s "
-                    f"({decision.reason}; restart {restart} of at most {self._settings.max_restarts})"
-                )
+            self._say_decision(number, ended, args, decision)
+            await self._group_decided(decision)
             if decision.delay_s > 0:
                 self.reporter.phase_is("backoff", f"attempt {number} failed ({ended.failure.kind.value}); "
                             f"restarting in {decision.delay_s:.0f} s")  # fmt: skip
@@ -334,6 +340,80 @@ class Supervisor:
                     return ExitCode.STOPPED
             args = self._carry_advice(decision.vllm_args, outcome.flags)
             step = decision.step
+
+    def _say_decision(self, number: int, ended: Attempt, args: tuple[str, ...], decision: Relaunch) -> None:
+        what = f"attempt {number} failed: {ended.failure.kind.value}"
+        restart = restarts_in_window(self.history, self._settings.discipline(), self._world.clock()) + 1
+        if decision.how == "step":
+            changed = changes(args, decision.vllm_args)
+            env = " ".join(f"{k}={v}" for k, v in decision.env)
+            self._print(
+                f"{what}; policy {self._policy.name} step: {decision.step}; "
+                f"{changed}{'; env ' + env if env else ''}; relaunching now"
+            )
+        elif decision.how == "undo":
+            self._print(
+                f"{what}; {decision.reason}: relaunching now with "
+                f"{changes(args, decision.vllm_args)} (restart {restart} of at most "
+                f"{self._settings.max_restarts})"
+            )
+        else:
+            self._print(
+                f"{what}; restarting with the same flags in {decision.delay_s:.1f} s "
+                f"({decision.reason}; restart {restart} of at most {self._settings.max_restarts})"
+            )
+
+    def _follower_ended(self, seat: FollowerSeat, outcome: Failed) -> None:
+        """A follower's vLLM ended: the leader's guard decides for the group, so its end is
+        reported there, and kept here."""
+        ended = outcome.attempt
+        seat.ended(ended, own=not outcome.by_group)
+        if not outcome.by_group:
+            kind = ended.failure.kind.value
+            self._print(f"attempt {ended.number} failed: {kind}; the group's leader decides what follows")
+        self.history.append(ended)
+        self.reporter.failed(ended.failure.kind.value)
+        self._record_end(ended, None)
+
+    async def _group_launch(self, number: int, args: tuple[str, ...]) -> tuple[str, ...] | ExitCode:
+        """In a group, the flags this node launches with, once the group lets it: the leader's
+        once every node has stopped the last generation, a follower's as the leader's
+        generation says. An exit code when the group gave up or a stop was asked for."""
+        seat = self._group
+        assert seat is not None
+        self.reporter.phase_is("starting", f"attempt {number}: waiting for the group")
+        planned = await seat.before_launch(number, args, self._stop)
+        if planned is None:
+            self._print("stopped while waiting for the group; vLLM is not running")
+            self.reporter.phase_is("stopped", "stopped while waiting for the group")
+            return ExitCode.STOPPED
+        if isinstance(planned, GiveUp):
+            self._print(planned.reason, level="error")
+            self.reporter.phase_is("gave_up", planned.reason)
+            return planned.exit_code
+        if number > 1 and isinstance(seat, FollowerSeat) and planned != args:
+            self._print(
+                f"the group's generation {seat.running} changes this node's flags: {changes(args, planned)}"
+            )
+        return planned
+
+    async def _group_decided(self, decision: Decision) -> None:
+        """The leader's decision becomes the group's next generation (or its end, heard by the
+        followers before the leader's guard exits)."""
+        if isinstance(self._group, LeaderSeat):
+            self._group.decided(decision)
+            if isinstance(decision, GiveUp):
+                await self._group.linger(self._skip_grace)
+
+    async def _group_stopped(self) -> None:
+        """The leader stopped (or ended): its followers stop their vLLM too and wait for it. A
+        follower stopped says so to the leader before its guard exits."""
+        if isinstance(self._group, FollowerSeat):
+            self._group.link.tell(phase="stopped")
+            await self._group.link.flush()
+        if isinstance(self._group, LeaderSeat):
+            self._group.desk.move(lambda book: book.halt())
+            await self._group.linger(self._skip_grace)
 
     async def _attempt(self, number: int, args: tuple[str, ...], step: str | None = None) -> Outcome:
         """Run one attempt, to how it ended."""
@@ -361,7 +441,7 @@ class Supervisor:
         )
         self._record_tree(proc)
         recording = asyncio.ensure_future(self._keep_recording(number, proc))
-        probe = world.probe_for(flags)
+        probe = self._probe(flags)
         self.advice.attempt(number, advice.serving_from_flags(flags, self._batch_defaults()))
         launch = Launch(number, proc, flags, started, step, launched=started)
         launch.status_misses = 0 if fault_tolerance.enabled(flags) else None
@@ -370,11 +450,11 @@ class Supervisor:
         finally:
             recording.cancel()
             await probe.aclose()
-        ready_at, hung, paused = watched.ready_at, watched.hung, watched.paused
+        ready_at, hung, paused = watched.ready_at, watched.hung, watched.paused or watched.group
         if self._stop.is_set() and not hung and not paused and proc.running:
             return await self._stop_on_request(number, proc, started, ready_at)
         if hung or paused:
-            await self._stop_stuck(proc, flags, hung)
+            await self._stop_stuck(proc, flags, hung, watched.group)
         else:
             await proc.exit_status
         self._exited_wall[number] = time.time()
@@ -407,9 +487,23 @@ class Supervisor:
         if self._stop.is_set():
             self._record_end(attempt, None)
             return Stopped()
-        return Failed(attempt, flags)
+        return Failed(attempt, flags, by_group=watched.group is not None)
 
-    async def _stop_stuck(self, proc: VllmProcess, flags: vllm_args.EffectiveFlags, hung: str | None) -> None:
+    def _probe(self, flags: vllm_args.EffectiveFlags) -> HealthProbe:
+        """What tells whether this attempt's vLLM is up: its /health, or for a headless node
+        (which answers none) its group's leader."""
+        seat = self._group
+        if isinstance(seat, FollowerSeat) and flags.is_on("--headless"):
+            return seat.probe()
+        return self._world.probe_for(flags)
+
+    async def _stop_stuck(
+        self,
+        proc: VllmProcess,
+        flags: vllm_args.EffectiveFlags,
+        hung: str | None,
+        group: Failure | None = None,
+    ) -> None:
         """Stop a hung vLLM, or one whose paused engine no retry will help. One that cannot
         answer /health will hardly shut down in order, and a paused engine has aborted every
         request: a short grace, not the full one, before its tree is killed (a merely slow one
@@ -419,6 +513,8 @@ class Supervisor:
             self._print(
                 f"vLLM hung ({hung}); stopping its process tree (SIGKILL after {grace:g} s)", level="warning"
             )
+        elif group is not None:
+            self._print(f"stopping this node's vLLM: {group.evidence}", level="warning")
         self._record_tree(proc)
         report = await self._world.launcher.stop(proc, grace, self._skip_grace)
         if report.frozen:
@@ -439,12 +535,18 @@ class Supervisor:
         progress_seen = output.progress
         stop = asyncio.ensure_future(self._stop.wait())
         polls = Polls(probe, self._settings.health_interval_s, self._settings.health_failures)
+        # the group's generation ending elsewhere ends this attempt too
+        peer = asyncio.ensure_future(self._group.interrupt()) if self._group is not None else None
         try:
             while True:
                 waiting: list[asyncio.Future[Any]] = [proc.exit_status, stop, *polls.oldest()]
+                if peer is not None:
+                    waiting.append(peer)
                 await asyncio.wait(waiting, timeout=polls.wait_s(), return_when=asyncio.FIRST_COMPLETED)
                 if stop.done() or not proc.running:
                     return Watched(watch.ready_at)
+                if peer is not None and peer.done():
+                    return Watched(watch.ready_at, group=peer.result())
                 if polls.tick():
                     output.scan_budget = SCAN_BUDGET_BYTES
                     if output.progress != progress_seen:
@@ -478,6 +580,8 @@ class Supervisor:
                         watch.resumed()
         finally:
             stop.cancel()
+            if peer is not None:
+                peer.cancel()
             await polls.aclose()
 
     async def _read_engines(self, launch: Launch, probe: HealthProbe) -> Failure | None:
@@ -640,6 +744,8 @@ class Supervisor:
         self._print(f"vLLM is ready (attempt {number}): /health answered 200 {after_s:.1f} s after launch")
         self.reporter.phase_is("ready", f"ready (attempt {number})", ready_after_s=after_s)
         self.ready_event(number).set()
+        if self._group is not None:
+            self._group.ready()
         args = tuple(proc.argv[len(self._program) + 2 :])
         self._remember(args)
         self._keep_measured(proc.output.reached, args, proc.output.head())
@@ -647,11 +753,14 @@ class Supervisor:
     def status(self) -> dict[str, object]:
         """What /status adds to the exporter's own: the guard's phase line and the flags."""
         redactor = self._world.printer.redactor
-        return {
+        status: dict[str, object] = {
             "status": self.reporter.status_text,
             "model": self._model,
             "user_argv": redactor.argv(self._user_args),
         }
+        if self._group is not None:
+            status["group"] = self._group.status()
+        return status
 
     def _record_tree(self, proc: VllmProcess, *, shm_too: bool = True) -> None:
         """Keep the state directory's record of vLLM's processes current, so that if this guard

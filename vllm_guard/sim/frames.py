@@ -290,6 +290,18 @@ NO_GPU: tuple[Frame, ...] = (
     (_GPU_WORKER, 231, "init_device", "torch.accelerator.set_device_index(self.device)"),
     ("{site}/torch/cuda/__init__.py", 478, "_lazy_init", "torch._C._cuda_init()"),
 )
+# the workers of a group meet in torch.distributed before anything is measured (vLLM 0.33.0)
+DIST_INIT: tuple[Frame, ...] = (
+    *_EXECUTOR_INIT,
+    (_GPU_WORKER, 504, "init_device", "init_worker_distributed_environment("),
+    (_GPU_WORKER, 1714, "init_worker_distributed_environment", "init_distributed_environment("),
+    (
+        "{site}/vllm/distributed/parallel_state.py",
+        1976,
+        "init_distributed_environment",
+        "torch.distributed.init_process_group(",
+    ),
+)
 BF16_CHECK: tuple[Frame, ...] = (
     *_EXECUTOR_INIT,
     (_GPU_WORKER, 240, "init_device", "current_platform.check_if_supports_dtype(self.model_config.dtype)"),

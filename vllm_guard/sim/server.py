@@ -24,6 +24,7 @@ from vllm_guard.sim import messages as m
 from vllm_guard.sim import scenario as sc
 from vllm_guard.sim.console import Console
 from vllm_guard.sim.engine import EngineProcess
+from vllm_guard.sim.group import Rendezvous
 from vllm_guard.sim.metrics import Metrics
 from vllm_guard.sim.scheduler import Scheduler
 from vllm_guard.sim.sentinel import Sentinel, recovery_timeout_s
@@ -63,6 +64,7 @@ class Serve:
         self.requests_lock = threading.Lock()
         self.spec: mem.EngineSpec | None = None
         self.ready: mem.Ready | None = None
+        self.rendezvous: Rendezvous | None = None
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -86,11 +88,14 @@ class Serve:
                 self.engine, self.server = startup.engine, startup.server
                 return self._die_by_signal()
             self.engine, self.server = startup.engine, startup.server
+            self.rendezvous = startup.rendezvous
             if isinstance(started, int):
                 return started
             self.spec, self.ready = started.spec, started.ready
-            return self._serve()
+            return self._serve_headless() if self.args.get("headless") else self._serve()
         finally:
+            if self.rendezvous is not None:
+                self.rendezvous.close()
             if self.server is not None:
                 api.close(self.server, self.thread)
             if self.engine is not None:
@@ -195,6 +200,21 @@ class Serve:
         self.thread = api.listen(self.server, self.app)
         return self._serving_loop()
 
+    def _serve_headless(self) -> int:
+        """A headless node: no API server, its worker runs the leader's steps until a stop
+        signal, or until the leader's processes are gone (its next collective fails)."""
+        rendezvous = self.rendezvous
+        while self.stop_signal is None:
+            if rendezvous is not None and rendezvous.lost.wait(0.1):
+                self.console.emit(reports.runtime_death(m.PEER_CLOSED.format(peer=rendezvous.lost_peer)))
+                return 1
+            if rendezvous is None:
+                self.wake.wait(0.1)
+        for proc, level, where, text in m.SHUTDOWN_LINES:
+            if proc == "EngineCore":
+                self.console.log(proc, level, where, text.format(mode="abort", timeout=0, engine_pid=0))
+        return 0
+
     def _on_request(self) -> str:
         """Called by each completion request: "ok", "dead" when its forward pass killed the
         engine, "abort" when it paused it (fault tolerance)."""
@@ -204,6 +224,10 @@ class Serve:
                 return "dead"
             self.requests += 1
             count = self.requests
+        if self.rendezvous is not None and self.rendezvous.lost.is_set():
+            # a peer's processes are gone: this forward pass's collective finds out
+            self._die(m.PEER_CLOSED.format(peer=self.rendezvous.lost_peer))
+            return "dead"
         oom = f.oom_after_requests is not None and count == f.oom_after_requests
         fault = f.engine_error_every is not None and count % f.engine_error_every == 0
         if not oom and not fault:

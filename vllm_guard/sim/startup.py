@@ -21,10 +21,14 @@ from vllm_guard.sim import messages as m
 from vllm_guard.sim import scenario as sc
 from vllm_guard.sim.console import Console
 from vllm_guard.sim.engine import EngineError, EngineProcess
+from vllm_guard.sim.group import Rendezvous
 from vllm_guard.sim.models import Found, find
 
 # Hugging Face's default max_shard_size: a checkpoint of N bytes comes in about N / 5 GB shards.
 SHARD_BYTES = 5 * 10**9
+# How long a node waits for its group without --distributed-timeout-seconds (torch's default
+# for its process groups: 10 minutes)
+GROUP_TIMEOUT_S = 600.0
 
 
 class Interrupted(Exception):
@@ -58,6 +62,7 @@ class Startup:
         self._stopped = stopped  # waits that long; True once a stop signal arrived
         self.engine: EngineProcess | None = None
         self.server: socketserver.BaseServer | None = None
+        self.rendezvous: Rendezvous | None = None  # a multi-node group's meeting (sim/group.py)
 
     def run(self) -> Started | int:
         c, a, s = self.console, self.args, self.scenario
@@ -67,7 +72,10 @@ class Startup:
         if a.model_option_used:
             c.log("APIServer", "WARNING", *m.MODEL_OPTION_DEPRECATED)
         try:
-            self.server = api.bind(a.get("host"), int(a.get("port")), a.get("uds"))
+            # a headless node serves no API: the leader's node does (vLLM's --headless)
+            self.server = (
+                None if a.get("headless") else api.bind(a.get("host"), int(a.get("port")), a.get("uds"))
+            )
         except OSError:
             c.emit(reports.port_in_use())
             return 1
@@ -93,6 +101,30 @@ class Startup:
             return 1
         c.pids["EngineCore"] = self.engine.pid
         return self._engine_startup(spec, resolution.fp8_marlin)
+
+    def _meet(self) -> int | None:
+        """With --nnodes above 1, wait for the group's other nodes (sim/group.py); the exit
+        status when they never came, None once met or alone."""
+        a, c = self.args, self.console
+        nnodes, rank = int(a.get("nnodes") or 1), int(a.get("node_rank") or 0)
+        if nnodes < 2:
+            return None
+        addr, port = str(a.get("master_addr")), int(a.get("master_port"))
+        if rank == 0:
+            c.info("EngineCore", m.DP_GROUP_LEADER, addr=addr, world=nnodes)
+        c.info("EngineCore", m.DIST_INIT, world=nnodes, rank=rank, addr=addr, port=port)
+        timeout = float(a.get("distributed_timeout_seconds") or GROUP_TIMEOUT_S)
+        self.rendezvous = Rendezvous(nnodes, rank, addr, port, timeout)
+        why = self.rendezvous.meet(self._stopped)
+        if why == "stopped":
+            raise Interrupted
+        if why is None:
+            return None
+        if self.engine is not None:
+            self.engine.kill(force=True)
+            self.engine = None
+        c.emit(reports.group_failure(why))
+        return 1
 
     def _kwargs(self) -> dict[str, object]:
         a = self.args
@@ -123,6 +155,8 @@ class Startup:
             served=served_names(a)[0],
             prefix=a.get("enable_prefix_caching") is not False,
         )
+        if (met := self._meet()) is not None:
+            return met
         overshoot = int(s.faults.graph_overshoot_gib * mem.GiB)
         budget, outcome = mem.evaluate(spec, s.gpu, s.profile_graphs, overshoot)
         if self._stopped(0.05 * s.load_s):

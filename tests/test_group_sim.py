@@ -1,0 +1,240 @@
+"""A two-node vLLM group on one machine, over loopback: a leader's guard and a follower's guard,
+each with its own state directory and its own simulated GPU, each supervising its own simulated
+vLLM (`--nnodes 2`, the follower `--headless`), the follower's guard reporting to the leader's."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import psutil
+import pytest
+from state_files import endpoint_file
+
+from vllm_guard.state import attempts
+
+pytestmark = pytest.mark.timeout(120)
+
+SIM = f"{sys.executable} -m vllm_guard.sim"
+MODEL = "Qwen/Qwen2.5-7B-Instruct"
+TOKEN = "a-group-secret-of-some-length-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Node:
+    rank: int
+    state: Path
+    err: Path
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes] | None = None
+    pids: set[int] = field(default_factory=set)  # every vLLM process seen under this guard
+
+    def start(self) -> None:
+        with self.err.open("ab") as sink:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=sink, env=self.env)
+
+    def stderr(self) -> str:
+        return self.err.read_text(errors="replace")
+
+    def wait_for(self, text: str, timeout_s: float = 45.0, after: int = 0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.note_pids()
+            if text in self.stderr()[after:]:
+                return
+            time.sleep(0.05)
+        pytest.fail(f"node {self.rank}: no {text!r}; its guard's stderr:\n{self.stderr()[-6000:]}")
+
+    def note_pids(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.pids |= {p.pid for p in psutil.Process(self.proc.pid).children(recursive=True)}
+
+    def vllm(self) -> psutil.Process:
+        assert self.proc is not None
+        (top,) = psutil.Process(self.proc.pid).children()
+        return top
+
+    def journal(self) -> list[dict[str, object]]:
+        return attempts(endpoint_file(self.state, "journal.jsonl"))
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.note_pids()
+        self.proc.send_signal(signum)
+        return self.proc.wait(30)
+
+
+@dataclass
+class Group:
+    leader: Node
+    follower: Node
+    exporter: str  # the leader's guard's endpoints
+
+    def nodes(self) -> list[Node]:
+        return [self.leader, self.follower]
+
+
+def length(attempt: dict[str, object]) -> str:
+    argv = attempt["argv"]
+    assert isinstance(argv, list)
+    return str(argv[argv.index("--max-model-len") + 1])
+
+
+def left_running(pids: set[int]) -> list[int]:
+    alive = []
+    for pid in pids:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+    return alive
+
+
+class MakeGroup(Protocol):
+    def __call__(self, follower_gib: str = "24", *vllm_args: str) -> Group: ...
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[MakeGroup]:
+    token = tmp_path / "group-token"
+    token.write_text(TOKEN + "\n")
+    exporter_port, master_port = free_port(), free_port()
+    common = [
+        "--vllm-command", SIM, "--group-token-file", str(token), "--group-lost-after-s", "3",
+        "--health-interval-s", "0.1", "--backoff-initial-s", "0.2", "--backoff-jitter-s", "0",
+        "--grace-period-s", "5",
+    ]  # fmt: skip
+    group_flags = ["--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(master_port)]
+
+    def node(rank: int, gpu_gib: str, *vllm_args: str) -> Node:
+        state = tmp_path / f"node{rank}"
+        guard = [sys.executable, "-m", "vllm_guard", "--state-dir", str(state), *common]
+        if rank == 0:
+            guard += ["--metrics-port", str(exporter_port)]
+        else:
+            guard += ["--group-leader", f"http://127.0.0.1:{exporter_port}"]
+        serve = ["serve", MODEL, "--host", "127.0.0.1", "--port", str(free_port()), *group_flags]
+        serve += ["--node-rank", str(rank), *(["--headless"] if rank else []), *vllm_args]
+        env = {
+            **os.environ,
+            "VLLM_GUARD_SIM_LOAD_S": "0.05",
+            "VLLM_GUARD_SIM_GPU_MEMORY_GIB": gpu_gib,
+            "VLLM_GUARD_SIM_STATE": str(tmp_path / f"sim-launches-{rank}"),
+        }
+        return Node(rank, state, tmp_path / f"node{rank}.err", [*guard, *serve], env)
+
+    made: list[Group] = []
+
+    def make(follower_gib: str = "24", *vllm_args: str) -> Group:
+        g = Group(
+            node(0, "24", *vllm_args), node(1, follower_gib, *vllm_args), f"http://127.0.0.1:{exporter_port}"
+        )
+        made.append(g)
+        return g
+
+    yield make
+    for g in made:
+        for n in g.nodes():
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGINT)
+                n.proc.send_signal(signal.SIGINT)
+                n.proc.wait(30)
+
+
+def test_the_group_becomes_ready_refuses_a_report_without_the_token_and_leaves_nothing(
+    group: MakeGroup,
+) -> None:
+    g = group()
+    g.follower.start()  # the follower's guard may come first: it waits for the leader's
+    g.follower.wait_for("waiting for the group's leader to start a generation")
+    g.leader.start()
+    g.leader.wait_for("vLLM is ready (attempt 1)")
+    g.follower.wait_for("vLLM is ready (attempt 1)")
+    assert "this node is the follower (node 1 of 2, multi-node at 127.0.0.1)" in g.follower.stderr()
+    report = {"rank": 1, "generation": 1, "phase": "ready", "attempt": 1}
+    no_token = httpx.post(f"{g.exporter}/group/v1/report", json=report, timeout=5, trust_env=False)
+    wrong = httpx.post(
+        f"{g.exporter}/group/v1/report", json=report, timeout=5, trust_env=False,
+        headers={"Authorization": "Bearer not-the-token"},
+    )  # fmt: skip
+    assert (no_token.status_code, wrong.status_code) == (401, 403)
+    metrics = httpx.get(f"{g.exporter}/metrics", timeout=5, trust_env=False).text
+    assert 'vllm_guard_group_refused_total{reason="no_token"} 1.0' in metrics
+    assert 'vllm_guard_group_refused_total{reason="wrong_token"} 1.0' in metrics
+    assert "vllm_guard_group_generation 1.0" in metrics
+    status = httpx.get(f"{g.exporter}/status", timeout=5, trust_env=False).json()["group"]
+    assert status["generation"]["serving"] and status["followers"]["1"]["phase"] == "ready"
+    assert status["refused"] == {"no_token": 1, "wrong_token": 1}
+    assert "node 1's guard reports: no GPU read" in g.leader.stderr()
+    for n in g.nodes():
+        assert TOKEN not in n.stderr()
+        assert not [p for p in n.state.rglob("*") if p.is_file() and TOKEN in p.read_text(errors="replace")]
+    assert g.follower.stop() == 0 and g.leader.stop() == 0
+    assert left_running(g.leader.pids | g.follower.pids) == []
+
+
+def test_a_follower_whose_kv_cache_does_not_fit_sets_the_length_for_the_whole_group(group: MakeGroup) -> None:
+    # Qwen2.5-7B's 32k context fits the leader's 24 GiB but not the follower's 18 GiB
+    g = group("18", "--max-model-len", "32768", "--enforce-eager")
+    g.leader.start()
+    g.follower.start()
+    g.follower.wait_for("attempt 1 failed: max_model_len_too_large; the group's leader decides what follows")
+    g.leader.wait_for("the group's next step follows node 1's failure: max_model_len_too_large")
+    g.leader.wait_for("vLLM is ready (attempt 2)")
+    g.follower.wait_for("vLLM is ready (attempt 2)")
+    lengths = [length(a) for a in g.follower.journal()[:2]]
+    assert lengths[0] == "32768" and int(lengths[1]) < 32768
+    assert length(g.leader.journal()[1]) == lengths[1]  # one generation for both
+    assert g.follower.stop() == 0 and g.leader.stop() == 0
+    assert left_running(g.leader.pids | g.follower.pids) == []
+
+
+def test_a_followers_vllm_killed_restarts_the_group(group: MakeGroup) -> None:
+    g = group()
+    g.leader.start()
+    g.follower.start()
+    g.follower.wait_for("vLLM is ready (attempt 1)")
+    g.follower.vllm().kill()
+    g.leader.wait_for("the group moves to generation 2")
+    g.leader.wait_for("vLLM is ready (attempt 2)")
+    g.follower.wait_for("vLLM is ready (attempt 2)")
+    assert g.follower.stop() == 0 and g.leader.stop() == 0
+    assert left_running(g.leader.pids | g.follower.pids) == []
+
+
+def test_a_followers_guard_killed_is_waited_for_then_the_group_restarts_when_it_is_back(
+    group: MakeGroup,
+) -> None:
+    g = group()
+    g.leader.start()
+    g.follower.start()
+    g.follower.wait_for("vLLM is ready (attempt 1)")
+    assert g.follower.proc is not None
+    g.follower.note_pids()
+    g.follower.proc.kill()  # its vLLM goes on, unwatched, as after an OOM kill of the guard
+    g.follower.proc.wait(10)
+    g.leader.wait_for("follower_lost")
+    g.leader.wait_for("waiting for node(s) 1 to stop their vLLM before any node starts")
+    g.follower.start()  # back, on its state directory: it removes what its last run left first
+    g.leader.wait_for("vLLM is ready (attempt 2)")
+    g.follower.wait_for("vLLM is ready (attempt 1)", after=0)
+    assert g.follower.stop() == 0 and g.leader.stop() == 0
+    assert left_running(g.leader.pids | g.follower.pids) == []
