@@ -354,7 +354,9 @@ CATALOGUE: tuple[Signature, ...] = (
     _sig(K.WORKER_DIED, 0, "engine process failed to start", r"Engine process failed to start\b", "vllm/entrypoints/openai/api_server.py (vLLM 0.6.2-0.10.2): a process died; the cause is above it"),
     _sig(K.WORKER_DIED, 0, "at least one worker is dead", r"At least one Worker is dead\. Dead Workers: ", "vllm/executor/ray_gpu_executor.py, vllm/executor/ray_xpu_executor.py (vLLM 0.4.1-0.5.4): a Ray worker died; the cause is above it"),
     _sig(K.WORKER_DIED, 0, "task finished unexpectedly", r"Task finished unexpectedly\. This should never happen!", "vllm/engine/async_llm_engine.py (vLLM 0.4.1-0.10.2, AsyncEngineDeadError): the engine's loop ended; the cause is above it"),
-    _sig(K.WORKER_DIED, 0, "frontend process failed during engine core initialization|from front-end process within", r"Frontend process failed during engine core initialization|Did not receive response from front-end process within \d+ minutes", "vllm/v1/engine/core.py, vllm/v1/engine/utils.py (vLLM 0.9.2-0.34.0): a process died; the cause is above it"),
+    _sig(K.WORKER_DIED, 0, "frontend process failed during engine core initialization", r"Frontend process failed during engine core initialization", "vllm/v1/engine/utils.py (vLLM 0.9.2-0.34.0): a process died; the cause is above it"),
+    # a headless (data-parallel) node's engine that never heard from the node serving the API
+    _sig(K.PEER_UNREACHABLE, 1, "from front-end process within", r"Did not receive response from front-end process within \d+ minutes", "vllm/v1/engine/core.py (vLLM 0.9.2-0.34.0): the handshake of a remote engine with the front-end"),
     _sig(K.WORKER_DIED, 0, "output_handler failed", r"AsyncLLM output_handler failed", "vllm/v1/engine/async_llm.py (vLLM 0.8.5.post1-0.34.0): a process died; the cause is above it"),
     _sig(K.WORKER_DIED, 0, "rayworkerproc failed", r"RayWorkerProc failed: ", "vllm/v1/executor/ray_executor_v2.py (vLLM 0.20.2-0.34.0): a process died; the cause is above it"),
     _sig(K.WORKER_DIED, 0, "exception in worker", r"Exception in worker \S+ while processing method \S+", "vllm/executor/multiproc_worker_utils.py (vLLM 0.5.5-0.10.2): a process died; the cause is above it"),
@@ -368,21 +370,33 @@ CATALOGUE: tuple[Signature, ...] = (
     # has an OutOfMemoryError of its own, kept out of the GPU phrase above.
     _sig(K.WORKER_DIED, 0, "running low on memory|exceeds the memory usage threshold", r"killed due to the node running low on memory|which exceeds the memory usage threshold of [\d.]+\. Ray killed this worker", "ray core/src/ray/raylet/raylet (2.9-2.60), its memory monitor's words, with Ray's own OutOfMemoryError class: the host's memory, not the GPU's"),
     _sig(K.WORKER_DIED, 0, "rpc call to", r"RPC call to \w+ timed out", "vllm/v1/executor/multiproc_executor.py (vLLM 0.6-0.34), a TimeoutError"),
-    _sig(K.WORKER_DIED, 0, "nccl error", r"NCCL error.*(unhandled cuda error|unhandled system error|internal error|remote process exited or there was a network error)", "ncclGetErrorString(1..3, 6) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
+    _sig(K.WORKER_DIED, 0, "nccl error", r"NCCL error.*(unhandled cuda error|unhandled system error|internal error)", "ncclGetErrorString(1..3) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
+    # ncclRemoteError: NCCL's own word for a peer that went away
+    _sig(K.PEER_UNREACHABLE, 1, "remote process exited or there was a network error", r"remote process exited or there was a network error", "ncclGetErrorString(6) (upstream/nccl_errors.json) behind vLLM's or torch's 'NCCL error'"),
     # --- a group of processes (ranks, nodes) that lost one of its members ---
+    # Ranked among themselves by how near each is to the cause: a collective that timed out
+    # (3) brings the process down, Ray then says its actor died (2), and the peers of a process
+    # that died find their connections closed (1). Any cause of another kind outranks them all.
     # A collective that never completed: a peer died, stalled or cannot be reached; restarting
     # the group is what helps, the peer's own output says why.
     _sig(K.COLLECTIVE_TIMEOUT, 3, "watchdog caught collective operation timeout", r"Watchdog caught collective operation timeout", "torch ProcessGroupNCCL's watchdog: a collective timed out"),
+    # the watchdog's own later words for a timed-out collective (torch 2.8+), and the watchdog itself
+    # stuck on a collective that never returns (2.3-2.5: its heartbeat monitor; 2.6+: "got stuck")
+    _sig(K.COLLECTIVE_TIMEOUT, 3, "failure detected by watchdog at work sequence id|heartbeat monitor timed out|watchdog got stuck for", r"failure detected by watchdog at work sequence id|Heartbeat monitor timed out!|watchdog got stuck for \d+ seconds", "torch ProcessGroupNCCL.cpp (2.3-2.9): a collective or the watchdog stuck on one"),
+    _sig(K.COLLECTIVE_TIMEOUT, 3, "raychanneltimeouterror", r"RayChannelTimeoutError", "ray exceptions.py (2.40-2.60): a compiled graph's channel read that timed out, vLLM's Ray executor waiting on a peer"),
     _sig(K.WORKER_DIED, 0, "killed", r"^Killed$|\bKilled\s+(python|vllm)", "strsignal(9), as a shell reports a child killed outright (python signals)"),
     _sig(K.WORKER_DIED, 0, "segmentation fault", r"\bSegmentation fault\b", "strsignal(11) (python signals), as the shell or faulthandler reports it"),
     _sig(K.WORKER_DIED, 0, "fatal python error", r"Fatal Python error: (Aborted|Floating point exception|Illegal instruction)", "CPython's faulthandler on a fatal signal"),
     _sig(K.WORKER_DIED, 0, "received at time=", r"\*\*\* SIG\w+ received at time=", "ray _raylet.so: the fatal-signal handler linked into every Ray process (and the raylet)"),
     # gloo (torch's CPU collectives, and the group vLLM's ranks meet in) on a peer that closed the
     # connection: another rank or node died, its cause in its own output
-    _sig(K.PEER_UNREACHABLE, 5, "gloo/transport/tcp/", r"gloo/transport/tcp/\w+\.cc:\d+\] (Read error|Connection closed by peer|Socket closed|Connect timeout|Timed out waiting)", "torch gloo/transport/tcp/pair.cc (the gloo in torch 2.9.1's libtorch_cpu.so)"),
+    _sig(K.PEER_UNREACHABLE, 1, "gloo/transport/tcp/", r"gloo/transport/tcp/\w+\.cc:\d+\] (Read error|Connection closed by peer|Socket closed|Connect timeout|Timed out waiting)", "torch gloo/transport/tcp/pair.cc (the gloo in torch 2.9.1's libtorch_cpu.so)"),
     # torch's c10d store, where a group's ranks meet: a master that cannot be reached, a
     # rendezvous that never completed (a node missing, a firewall, the wrong --master-addr)
-    _sig(K.PEER_UNREACHABLE, 4, "waitforinput: socket|wait timeout after|waiting for clients|the client socket has", r"waitForInput: socket .+? timed out after \d+ms|wait timeout after \d+ms, keys:|Timed out after \d+ seconds waiting for clients\.|The client socket has (timed out after|failed to connect to)", "torch c10d socket.cpp and TCPStore.cpp (their format strings in torch 2.13's libtorch_cpu.so)"),
+    _sig(K.PEER_UNREACHABLE, 1, "waitforinput: socket|wait timeout after|waiting for clients|the client socket", r"waitForInput: socket .+? timed out after \d+ms|wait timeout after \d+ms, keys:|Timed out after \d+ seconds waiting for clients\.|The client socket (has (timed out after|failed to connect to)|cannot be initialized to connect to)", "torch c10d socket.cpp and TCPStore.cpp (their format strings in torch 2.13's libtorch_cpu.so)"),
+    _sig(K.PEER_UNREACHABLE, 1, "to recv, got 0 bytes|to send, sent 0 bytes|tcp client failed to connect/validate to host", r"[Ff]ailed to (recv, got|send, sent) 0 bytes|TCP client failed to connect/validate to host \S+ - timed out", "torch c10d Utils.hpp and TCPStore.cpp (torch 2.6-2.13's libtorch_cpu.so): a store's peer that closed its connection, a master never reached"),
+    # NCCL's own sockets (its bootstrap and its socket transport), in the words of NCCL 2.21-2.28
+    _sig(K.PEER_UNREACHABLE, 1, "connection closed by remote peer|socketstartconnect|socketpollconnect|gloo connectfullmesh failed", r"Connection closed by remote peer|socket(Start|Poll)Connect:? ([Cc]onnect to|returned|exceeded)|Gloo connectFullMesh failed", "NCCL src/misc/socket.cc (2.21-2.28), and torch's gloo mesh (ProcessGroupGloo.cpp): a peer that closed its connection, one that cannot be reached"),
     # torchrun (torch.distributed.elastic) reporting a child that failed: a death, its cause (if
     # any) in the child's own output
     _sig(K.WORKER_DIED, 0, "failed (exitcode: ", r"failed \(exitcode: -?\d+\) local_rank: \d+ \(pid: \d+\) of (binary|fn)", "torch distributed/elastic/multiprocessing/api.py (torch 2.13)"),
@@ -392,8 +406,9 @@ CATALOGUE: tuple[Signature, ...] = (
     # A Ray actor (vLLM's Ray workers are actors) that died: Ray says so, not always why.
     _sig(K.RAY_ACTOR_DIED, 2, "rayactorerror", r"RayActorError", "ray exceptions.py"),
     _sig(K.RAY_ACTOR_DIED, 2, "the actor died", r"The actor died (unexpectedly|because)", "ray exceptions.py ActorDiedError"),
-    _sig(K.RAY_ACTOR_DIED, 2, "the actor is dead", r"The actor is dead because its worker process has died", "ray _raylet.so: the death cause Ray gives an actor whose worker process died (2.60; the GCS words the other causes)"),
+    _sig(K.RAY_ACTOR_DIED, 2, "the actor is dead", r"The actor is dead because its (worker process|node) has died", "ray _raylet.so: the death cause Ray gives an actor whose worker process died (2.60; the GCS words the other causes)"),
     _sig(K.RAY_ACTOR_DIED, 2, "a worker died or was killed", r"A worker died or was killed while executing a task", "ray core/src/ray/raylet/raylet: the raylet's report of a worker that died running a task (2.9-2.60)"),
+    _sig(K.RAY_ACTOR_DIED, 2, "missed too many heartbeats", r"has been marked dead because the detector has missed too many heartbeats", "ray GCS (2.9-2.60): a node lost, its actors with it"),
     _sig(K.RAY_ACTOR_DIED, 2, "the worker died unexpectedly", r"The worker died unexpectedly while executing this task", "ray exceptions.py WorkerCrashedError"),
     _sig(K.WORKER_DIED, 0, "got fatal signal from worker processes", r"got fatal signal from worker processes", "vLLM 0.7-0.8 V1 core_client and executor (logger.fatal)"),
     _sig(K.WORKER_DIED, 0, "error executing method", r"Error executing method \S+\. This might cause deadlock", "vllm/worker/worker_base.py (vLLM 0.5-0.10; later v1/worker/worker_base.py, v1/executor/ray_utils.py)"),
@@ -450,7 +465,7 @@ _MILESTONE_PHASE = {
 }
 
 # A stop that was asked for: wrappers printed after it are vLLM shutting down, not dying, and so
-# are the words of a peer whose connection closed (gloo's, rank 5): the others stopped first.
+# are the words of a peer whose connection closed (a group's kinds, ranks 1-3): the others stopped first.
 _ECHO_RANK = 5
 _REQUESTED_STOP = re.compile(
     r"shutdown triggered|trigger received signal=SIG(TERM|INT)|Received SIG(TERM|INT)", re.IGNORECASE

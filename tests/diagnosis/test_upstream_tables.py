@@ -442,6 +442,7 @@ CLASS_KINDS = {
     ("modelscope_hub", "NotExistError"): "model_not_found",
     ("ray", "ActorDiedError"): "ray_actor_died",
     ("ray", "RayActorError"): "ray_actor_died",
+    ("ray", "RayChannelTimeoutError"): "collective_timeout",
     ("urllib3", "ConnectTimeoutError"): "hub_unreachable",
     ("urllib3", "NameResolutionError"): "hub_unreachable",
     ("urllib3", "NewConnectionError"): "hub_unreachable",

