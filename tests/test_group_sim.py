@@ -238,3 +238,38 @@ def test_a_followers_guard_killed_is_waited_for_then_the_group_restarts_when_it_
     g.follower.wait_for("vLLM is ready (attempt 1)", after=0)
     assert g.follower.stop() == 0 and g.leader.stop() == 0
     assert left_running(g.leader.pids | g.follower.pids) == []
+
+
+def test_when_the_leader_gives_up_the_follower_ends_with_its_exit_code(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    exporter, master = free_port(), free_port()
+    env = {**os.environ, "VLLM_GUARD_SIM_LOAD_S": "0.05", "VLLM_GUARD_SIM_GPU_MEMORY_GIB": "24"}
+    common = ["--vllm-command", SIM, "--group-token-file", str(token), "--health-interval-s", "0.1",
+              "--backoff-initial-s", "0.1", "--backoff-jitter-s", "0", "--max-restarts", "0"]  # fmt: skip
+    group_flags = ["--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(master)]
+    leader = Node(0, tmp_path / "n0", tmp_path / "n0.err",
+                  [sys.executable, "-m", "vllm_guard", "--state-dir", str(tmp_path / "n0"), *common,
+                   "--metrics-port", str(exporter), "serve", MODEL, "--host", "127.0.0.1",
+                   "--port", str(free_port()), *group_flags, "--node-rank", "0"],
+                  {**env, "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim0")})  # fmt: skip
+    follower = Node(1, tmp_path / "n1", tmp_path / "n1.err",
+                    [sys.executable, "-m", "vllm_guard", "--state-dir", str(tmp_path / "n1"), *common,
+                     "--group-leader", f"http://127.0.0.1:{exporter}", "serve", MODEL,
+                     "--port", str(free_port()), *group_flags, "--node-rank", "1", "--headless"],
+                    {**env, "VLLM_GUARD_SIM_STATE": str(tmp_path / "sim1")})  # fmt: skip
+    leader.start()
+    follower.start()
+    try:
+        follower.wait_for("vLLM is ready (attempt 1)")
+        follower.vllm().kill()  # the group's budget of restarts is none
+        assert leader.proc is not None and follower.proc is not None
+        code = leader.proc.wait(60)
+        assert code != 0 and "gave up" in leader.stderr()
+        assert follower.proc.wait(60) == code
+        assert "the group's leader gave up" in follower.stderr()
+        assert left_running(leader.pids | follower.pids) == []
+    finally:
+        for n in (leader, follower):
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.kill()

@@ -554,3 +554,57 @@ def test_doctor_reads_real_vllms_metrics_idle_and_queueing(
     assert "requests_queueing" in found, busy
     assert found["requests_queueing"]["numbers"]["waiting"] > 5
     assert "--max-num-seqs" in found["requests_queueing"]["fix"]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_two_node_group_is_ready_and_a_killed_followers_vllm_restarts_the_group(
+    real_vllm: RealVllm, tmp_path: Path, port: int
+) -> None:
+    # vLLM's own multi-node mode on one machine over loopback (docs/multi-node.md): tensor parallel
+    # 2 across two "nodes", each its own guard and state directory, the follower --headless
+    began = time.time()
+    token = tmp_path / "group-token"
+    token.write_text("a-group-secret-0123456789abcdef\n")
+    exporter, master = _free_port(), _free_port()
+    group = [*TINY_ARGS, "--nnodes", "2", "--master-addr", "127.0.0.1", "--master-port", str(master),
+             "--tensor-parallel-size", "2", "--distributed-executor-backend", "mp"]  # fmt: skip
+    common = ("--group-token-file", str(token), "--group-lost-after-s", "120")
+    nodes = []
+    for rank in (0, 1):
+        home = tmp_path / f"node{rank}"
+        home.mkdir()
+        options = (*common, "--metrics-port", str(exporter)) if rank == 0 else (
+            *common, "--group-leader", f"http://127.0.0.1:{exporter}")  # fmt: skip
+        args = [*group, "--node-rank", str(rank), *(["--headless"] if rank else [])]
+        nodes.append(start_guard(real_vllm, home, port if rank == 0 else _free_port(), args, options=options))
+    leader, follower = nodes
+    try:
+        leader.wait_for("vLLM is ready (attempt 1)")
+        follower.wait_for("vLLM is ready (attempt 1)")
+        reply = httpx.post(
+            f"http://127.0.0.1:{port}/v1/completions",
+            json={"model": real_vllm.model_dir, "prompt": "hi", "max_tokens": 4},
+            timeout=120,
+            trust_env=False,
+        )
+        assert reply.status_code == 200, reply.text
+        # the follower's vllm process alone: its worker would serve on (measured), the guard kills it
+        (vllm,) = psutil.Process(follower.proc.pid).children()
+        vllm.kill()
+        follower.wait_for("the group's leader decides what follows")
+        leader.wait_for("node 1's vLLM failed")
+        leader.wait_for("the group moves to generation 2")
+        leader.wait_for("vLLM is ready (attempt 2)")
+        follower.wait_for("vLLM is ready (attempt 2)")
+        for node in (follower, leader):
+            node.proc.send_signal(signal.SIGTERM)
+            assert node.proc.wait(120) == 0, node.output()[-4000:]
+        assert vllm_processes_started_since(began) == []
+    finally:
+        for node in nodes:
+            finish(node)

@@ -267,12 +267,23 @@ class LeaderSeat:
         )
 
     async def linger(self, stop: asyncio.Event) -> None:
-        """Answer a moment longer, so that the followers hear that the group stopped or ended,
-        until each has said its vLLM is down (a silent one is not waited for)."""
+        """Answer a moment longer, so that the followers hear that the group stopped or ended:
+        until each has said its vLLM is down, or that it ends too (a silent one is not waited for)."""
         deadline = self._clock() + LINGER_S
+        ending = self.desk.read().generation.gave_up is not None
         while self._clock() < deadline:
             book = self.desk.read()
-            if book.all_stopped(book.silent(self._clock(), self._lost_after_s)):
+            silent = book.silent(self._clock(), self._lost_after_s)
+            heard = (
+                all(
+                    book.followers[r].report.phase == "gave_up"
+                    for r in range(1, book.nodes)
+                    if r not in silent and r in book.followers
+                )
+                if ending
+                else book.all_stopped(silent)
+            )
+            if heard:
                 return
             if await _wait_or_stop(self.desk.heard, stop, EXCHANGE_S):
                 return

@@ -390,6 +390,8 @@ class Supervisor:
         if isinstance(planned, GiveUp):
             self._print(planned.reason, level="error")
             self.reporter.phase_is("gave_up", planned.reason)
+            if isinstance(seat, FollowerSeat):
+                await seat.link.flush()  # the leader waits to hear that its followers end too
             return planned.exit_code
         if number > 1 and isinstance(seat, FollowerSeat) and planned != args:
             self._print(
