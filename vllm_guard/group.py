@@ -273,11 +273,10 @@ class Book:
     def heard(self, report: Report, now: float) -> Generation | Refused:
         """A follower's report: taken, and answered with the current generation; or refused
         when it speaks of a generation the group has left behind while its vLLM still runs
-        (a replay, or a follower that missed a step: it is told the current one either way)."""
+        (a replay, or a follower that missed a step: it is told the current one either way).
+        One ahead of the group's is taken: the leader's guard started again, and the group with it."""
         if not 0 < report.rank < self.nodes:
             return Refused("not_a_follower", f"rank {report.rank} is not a follower of {self.nodes} nodes")
-        if report.generation > self.generation.number:
-            return Refused("bad_report", f"generation {report.generation} is ahead of the group's")
         stale = report.generation < self.generation.number and report.phase in ("starting", "ready", "failed")
         if stale and report.generation < self._last_seen(report.rank):
             return Refused("old_generation", f"generation {report.generation} was reported on already")
