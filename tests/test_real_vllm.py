@@ -567,7 +567,6 @@ def test_a_two_node_group_is_ready_and_a_killed_followers_vllm_restarts_the_grou
 ) -> None:
     # vLLM's own multi-node mode on one machine over loopback (docs/multi-node.md): tensor parallel
     # 2 across two "nodes", each its own guard and state directory, the follower --headless
-    began = time.time()
     token = tmp_path / "group-token"
     token.write_text("a-group-secret-0123456789abcdef\n")
     exporter, master = _free_port(), _free_port()
@@ -583,9 +582,15 @@ def test_a_two_node_group_is_ready_and_a_killed_followers_vllm_restarts_the_grou
         args = [*group, "--node-rank", str(rank), *(["--headless"] if rank else [])]
         nodes.append(start_guard(real_vllm, home, port if rank == 0 else _free_port(), args, options=options))
     leader, follower = nodes
+    seen: set[int] = set()  # every process of either node's vLLM, to be gone at the end
+
+    def note() -> None:
+        seen.update(p.pid for node in nodes for p in node.tree())
+
     try:
         leader.wait_for("vLLM is ready (attempt 1)")
         follower.wait_for("vLLM is ready (attempt 1)")
+        note()
         reply = httpx.post(
             f"http://127.0.0.1:{port}/v1/completions",
             json={"model": real_vllm.model_dir, "prompt": "hi", "max_tokens": 4},
@@ -601,10 +606,16 @@ def test_a_two_node_group_is_ready_and_a_killed_followers_vllm_restarts_the_grou
         leader.wait_for("the group moves to generation 2")
         leader.wait_for("vLLM is ready (attempt 2)")
         follower.wait_for("vLLM is ready (attempt 2)")
+        note()
         for node in (follower, leader):
             node.proc.send_signal(signal.SIGTERM)
             assert node.proc.wait(120) == 0, node.output()[-4000:]
-        assert vllm_processes_started_since(began) == []
+        alive = []
+        for pid in seen:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        assert alive == [] and len(seen) >= 6  # both nodes' vllm, worker and more, twice
     finally:
         for node in nodes:
             finish(node)
