@@ -68,7 +68,8 @@ def test_a_generation_and_a_report_survive_the_wire_and_bad_ones_are_refused() -
     failure = Failure(
         FailureKind.MAX_MODEL_LEN_TOO_LARGE, "estimated ... 9000", {"estimated_max_model_len": 9000}
     )
-    r = Report(1, 3, "failed", 2, failure, GpuReport("NVIDIA L4", 1, 24 << 30), ("shm: 64 MiB",))
+    planned = (("set", "--max-model-len", "24832"), ("remove", "--enable-prefix-caching", None))
+    r = Report(1, 3, "failed", 2, failure, GpuReport("NVIDIA L4", 1, 24 << 30), ("shm: 64 MiB",), planned)
     assert Report.from_json(json.loads(json.dumps(r.as_json()))) == r
     bad: object
     for bad in (
@@ -92,6 +93,8 @@ def test_a_generation_and_a_report_survive_the_wire_and_bad_ones_are_refused() -
 
 def test_the_book_answers_with_the_generation_and_refuses_a_replay_of_an_old_one() -> None:
     book = Book(nodes=3, since=0.0)
+    assert not book.generation.run  # until the leader's first plan
+    book.generation = Generation(1)
     assert book.heard(Report(1, 1, "ready"), 1.0) == Generation(1)
     assert book.heard(Report(2, 1, "starting"), 1.0) == Generation(1)
     assert isinstance(book.heard(Report(3, 1, "ready"), 1.0), Refused)  # rank 3 of 3 nodes

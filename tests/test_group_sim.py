@@ -5,6 +5,7 @@ vLLM (`--nnodes 2`, the follower `--headless`), the follower's guard reporting t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -273,3 +274,34 @@ def test_when_the_leader_gives_up_the_follower_ends_with_its_exit_code(tmp_path:
         for n in (leader, follower):
             if n.proc is not None and n.proc.poll() is None:
                 n.proc.kill()
+
+
+def test_the_first_start_takes_the_tightest_of_every_nodes_own_preflight(
+    group: MakeGroup, tmp_path: Path
+) -> None:
+    # the follower's guard reads its 18 GiB GPU (a snapshot, as NVML would) and the model's config:
+    # its preflight fits the length; the leader's start takes it, and nobody crashes to learn it
+    from model_configs import QWEN25_7B  # noqa: PLC0415
+
+    from vllm_guard.facts import GpuFacts, GpuInfo  # noqa: PLC0415
+    from vllm_guard.gpu import facts_to_json  # noqa: PLC0415
+
+    total = 18 << 30
+    card = GpuInfo(0, None, "NVIDIA L4", total, total, 0, 0, (8, 9), ())
+    snapshot = tmp_path / "follower-gpus.json"
+    snapshot.write_text(json.dumps(facts_to_json(GpuFacts((card,), "580.159.04", "13.0", None, "test"))))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(QWEN25_7B))
+    g = group("18", "--max-model-len", "32768", "--enforce-eager")
+    at = g.follower.argv.index("serve")
+    g.follower.argv[at:at] = ["--gpu-snapshot", str(snapshot), "--config-json", str(config)]
+    g.leader.start()
+    g.follower.start()
+    g.leader.wait_for("the group's first start takes node 1's own plan: --max-model-len 32768 → ")
+    g.leader.wait_for("vLLM is ready (attempt 1)")
+    g.follower.wait_for("vLLM is ready (attempt 1)")
+    (mine,), (theirs,) = g.leader.journal(), g.follower.journal()
+    assert length(mine) == length(theirs) and int(length(mine)) < 32768
+    reported = next(line for line in g.leader.stderr().splitlines() if "node 1's guard reports: " in line)
+    assert "NVIDIA L4 x1 (18 GiB each); its preflight: " in reported and "adj  kv_cache: " in reported
+    assert g.follower.stop() == 0 and g.leader.stop() == 0

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from vllm_guard import flag_edits, vllm_args
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.vllm_args import EffectiveFlags
 
@@ -133,22 +134,12 @@ class Generation:
             or not isinstance(edits, list)
         ):
             raise ValueError("generation, edits or run missing or of the wrong type")
-        parsed: list[Edit] = []
-        for edit in edits:
-            if not (isinstance(edit, list) and len(edit) == 3 and edit[0] in ("set", "remove")):
-                raise ValueError(f"not an edit: {edit!r:.80}")
-            if (
-                not isinstance(edit[1], str)
-                or not edit[1].startswith("-")
-                or not isinstance(edit[2], str | None)
-            ):
-                raise ValueError(f"not an edit: {edit!r:.80}")
-            parsed.append((edit[0], edit[1], edit[2]))
+        parsed = _edits(edits)
         gave_up = data.get("gave_up")
         reason = data.get("reason")
         return cls(
             number,
-            tuple(parsed),
+            parsed,
             run,
             reason if isinstance(reason, str) else "",
             gave_up if isinstance(gave_up, int) else None,
@@ -177,6 +168,7 @@ class Report:
     failure: Failure | None = None
     gpu: GpuReport | None = None
     preflight: tuple[str, ...] = ()  # what the node's own checks found wrong, as said there
+    planned: tuple[Edit, ...] = ()  # the edits of its flags its own start would make (preflight, remembered)
 
     def as_json(self) -> dict[str, Any]:
         failure = self.failure
@@ -192,6 +184,7 @@ class Report:
             if self.gpu is None
             else {"name": self.gpu.name, "count": self.gpu.count, "total_bytes": self.gpu.total_bytes},
             "preflight": list(self.preflight),
+            "planned": [list(e) for e in self.planned],
         }
 
     @classmethod
@@ -204,9 +197,27 @@ class Report:
             raise ValueError("rank or generation missing or of the wrong type")
         if phase not in PHASES or not isinstance(attempt, int):
             raise ValueError("phase or attempt missing or of the wrong type")
-        return cls(
-            rank, number, phase, attempt, _failure(data.get("failure")), _gpu(data.get("gpu")), _lines(data)
+        failure, gpu, planned = (
+            _failure(data.get("failure")),
+            _gpu(data.get("gpu")),
+            _edits(data.get("planned", [])),
         )
+        return cls(rank, number, phase, attempt, failure, gpu, _lines(data), planned)
+
+
+def _edits(data: object) -> tuple[Edit, ...]:
+    """Edits as the wire carries them: [[set|remove, FLAG, VALUE or null], ...]."""
+    if not isinstance(data, list):
+        raise ValueError("edits are not a list")
+    parsed: list[Edit] = []
+    for edit in data:
+        if not (isinstance(edit, list) and len(edit) == 3 and edit[0] in ("set", "remove")):
+            raise ValueError(f"not an edit: {edit!r:.80}")
+        flag, value = edit[1], edit[2]
+        if not (isinstance(flag, str) and flag.startswith("-") and isinstance(value, str | None)):
+            raise ValueError(f"not an edit: {edit!r:.80}")
+        parsed.append((edit[0], flag, value))
+    return tuple(parsed)
 
 
 def _failure(data: object) -> Failure | None:
@@ -267,7 +278,8 @@ class Book:
 
     nodes: int
     since: float  # when the book was opened: a follower never heard from is silent since then
-    generation: Generation = field(default_factory=lambda: Generation(1))
+    # not running until the leader has planned the group's first start from every node's own
+    generation: Generation = field(default_factory=lambda: Generation(1, (), False, "the group's first plan"))
     followers: dict[int, Node] = field(default_factory=dict)
 
     def heard(self, report: Report, now: float) -> Generation | Refused:
@@ -364,3 +376,23 @@ def root_failure(failures: Sequence[tuple[int, Failure]]) -> tuple[int, Failure]
     if not failures:
         raise ValueError("no failure to choose from")
     return min(failures, key=lambda item: (item[1].kind in CONSEQUENCES, tightness(item[1]), item[0]))
+
+
+def plan(
+    args: tuple[str, ...], plans: Sequence[tuple[int, Sequence[Edit]]], rules: flag_edits.Rules
+) -> tuple[tuple[str, ...], list[tuple[int, str]]]:
+    """The group's first flags: the leader's own start (its preflight's, its remembered flags),
+    made as safe as each follower's own start asks, through the one door. A follower's edit that
+    uses less memory than the leader's flags is taken (its smaller GPU's length, its fp8 KV
+    cache); one that would use more is refused there, so each flag ends at the tightest any node
+    asked for. Returns the flags and, per follower, what it changed."""
+    said: list[tuple[int, str]] = []
+    for rank, edits in plans:
+        before = args
+        for change in flag_edits.as_changes(edits):
+            made = flag_edits.apply(args, change, rules)
+            if not isinstance(made, flag_edits.Refused):
+                args = made
+        if args != before:
+            said.append((rank, vllm_args.changes(before, args, rules.version)))
+    return args, said

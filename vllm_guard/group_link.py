@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vllm_guard import group
+from vllm_guard import flag_edits, group
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import Failure, FailureKind
 from vllm_guard.group import Book, Generation, Refused, Report, Role
@@ -131,6 +131,7 @@ class Seated:
     say: Callable[..., None]
     edited: Callable[[Sequence[group.Edit]], tuple[str, ...]]  # the user's flags, edited by the one door
     edits_of: Callable[[tuple[str, ...]], list[group.Edit]]  # the edits of the user's flags that make these
+    rules: flag_edits.Rules  # what every edit of this node's flags is held to
 
 
 class LeaderSeat:
@@ -185,9 +186,12 @@ class LeaderSeat:
         """The flags to launch with once every follower has stopped the last generation; None
         when a stop was asked for meanwhile."""
         if number == 1:
-            edits = self._seated.edits_of(args)
+            planned = await self._first_plan(args, stop)
+            if planned is None:
+                return None
+            edits = self._seated.edits_of(planned)
             self.desk.move(lambda book: replace_generation(book, Generation(1, tuple(edits))))
-            return args
+            return planned
         said: set[int] = set()
         while not self.desk.read().all_stopped():
             book = self.desk.read()
@@ -210,6 +214,33 @@ class LeaderSeat:
         generation = self.desk.move(Book.release)
         self._seated.say(f"every node stopped; the group starts generation {generation.number}")
         return args
+
+    async def _first_plan(self, args: tuple[str, ...], stop: asyncio.Event) -> tuple[str, ...] | None:
+        """The group's first flags: each follower's guard reports the start its own preflight
+        (and remembered flags) would make on its node, and the leader's start takes the tightest
+        of them (group.plan). A follower that has not reported within --group-lost-after-s is
+        not waited for longer: its vLLM, when it comes, runs the leader's plan."""
+        deadline = self._clock() + self._lost_after_s
+        said = False
+        while True:
+            book = self.desk.read()
+            self._say_new(book)
+            missing = [r for r in range(1, book.nodes) if r not in book.followers]
+            if not missing or self._clock() >= deadline:
+                break
+            if not said:
+                nodes = ", ".join(map(str, missing))
+                self._seated.say(
+                    f"waiting for node(s) {nodes} to report their own checks before the group's first start"
+                )
+                said = True
+            if await _wait_or_stop(self.desk.heard, stop, EXCHANGE_S):
+                return None
+        reports = [(r, n.report.planned) for r, n in sorted(book.followers.items())]
+        planned, changed = group.plan(args, reports, self._seated.rules)
+        for rank, what in changed:
+            self._seated.say(f"the group's first start takes node {rank}'s own plan: {what}")
+        return planned
 
     async def interrupt(self) -> Failure:
         """Resolves when the group's current generation cannot go on: a follower's vLLM failed,
@@ -312,13 +343,20 @@ class Link:
     """A follower's line to the leader's guard: it reports every EXCHANGE_S (at once when asked)
     and keeps the last generation heard."""
 
-    def __init__(
-        self, url: str, token: str, rank: int, say: Callable[..., None], gpu: group.GpuReport | None = None
+    def __init__(  # noqa: PLR0917 - what a follower's start knows of its node
+        self,
+        url: str,
+        token: str,
+        rank: int,
+        say: Callable[..., None],
+        gpu: group.GpuReport | None = None,
+        planned: tuple[group.Edit, ...] = (),
+        preflight: tuple[str, ...] = (),
     ) -> None:
         self.url = url.rstrip("/") + ROUTE
         self._token = token
         self._say = say
-        self.report = Report(rank, 0, "waiting", gpu=gpu)
+        self.report = Report(rank, 0, "waiting", gpu=gpu, preflight=preflight, planned=planned)
         self.generation: Generation | None = None
         self.changed = asyncio.Event()
         self._now = asyncio.Event()

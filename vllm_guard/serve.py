@@ -105,7 +105,7 @@ def _group_seat(
             world.printer.guard(f"not making the group's edit here: {why}", level="warning")
         return args
 
-    seated = Seated(world.printer.guard, edited, lambda args: vllm_args.edits(user_args, args))
+    seated = Seated(world.printer.guard, edited, lambda args: vllm_args.edits(user_args, args), rules)
     if role.name == "leader":
         desk = Desk(role.nodes, token, world.clock, world.metrics, asyncio.get_running_loop())
         seat = LeaderSeat(role, desk, seated, lost_after_s=settings.group_lost_after_s, clock=world.clock)
@@ -118,7 +118,8 @@ def _group_seat(
         if facts.gpu_name and facts.gpu_count and facts.cuda_total_bytes
         else None
     )
-    link = Link(url, token, role.rank, world.printer.guard, gpu)
+    planned = tuple(vllm_args.edits(user_args, started.first_args))
+    link = Link(url, token, role.rank, world.printer.guard, gpu, planned, started.preflight_said)
     return FollowerSeat(role, link, seated), None, link
 
 

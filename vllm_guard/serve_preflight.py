@@ -158,9 +158,11 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
     vllm_version: str | None,
     gpus: gpu.GpuFacts,
     starts: Mapping[str, Start] | None = None,
+    said: list[str] | None = None,
 ) -> tuple[str, ...]:
-    """Serve's preflight: the flags to start with, after saying what was found; a failed check
-    ends serve with exit 3 before anything launches."""
+    """Serve's preflight: the flags to start with, after saying what was found (and keeping
+    it in `said`: a group's follower reports it to its leader); a failed check ends serve with
+    exit 3 before anything launches."""
     verdict = judge(settings, model, args, environ, gpus, vllm_version, starts=starts)
     # a permanent failure leads: it is what the exit status says
     failed = sorted((f for f in verdict.findings if f.status == "fail"), key=lambda f: not f.permanent)
@@ -168,6 +170,8 @@ def for_serve(  # noqa: PLR0917 - what startup has at hand
         # the first failure is the sentence serve ends with: said once, there
         if finding.status != "ok" and not (failed and finding is failed[0]):
             print(f"vllm-guard: preflight: {line(finding)}", file=sys.stderr, flush=True)
+            if said is not None:
+                said.append(line(finding))
     if failed:
         raise GuardError(
             f"preflight: {failed[0].check}: {failed[0].message}",

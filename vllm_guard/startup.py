@@ -164,6 +164,22 @@ def _group_role(settings: GuardSettings, user_args: Sequence[str], version: str 
     return role.name
 
 
+def _quiet(user_args: Sequence[str], version: str | None, pinned: frozenset[str]) -> Sequence[str]:
+    """The user's flags with the guard's own polls (once a second) kept out of vLLM's access
+    log, where vLLM can and the user said nothing of it, and said."""
+    quiet = flag_edits.quiet_access_log(user_args, version, pinned, vllm_config.read(user_args))
+    if quiet is None:
+        return user_args
+    print(
+        "vllm-guard: leaving the guard's own polls out of vLLM's access log "
+        f"({flag_edits.QUIET_FLAG} {quiet[-1]}; an access-log flag of your own, "
+        f"or --pin {flag_edits.QUIET_FLAG}, keeps them)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return quiet
+
+
 def _gpu_key(gpus: GpuFacts | None) -> str | None:
     if gpus is None or not gpus.devices:
         return None
@@ -180,13 +196,14 @@ class Started:
     user_args: tuple[str, ...]
     env: dict[str, str]
     state: StateDir
-    first: Spawned | None  # None for a group's follower: it launches the generation its leader runs
+    first: Spawned | None  # None in a group: each node launches the generation its leader plans
     first_args: tuple[str, ...]  # the user's flags, or the remembered set, as preflight left them
     remembered_args: tuple[str, ...] | None  # the flags that reached ready last time, if any
     learned_elsewhere: str | None  # where they were learned, when another guard did (shared state)
     known_good_key: str
     vllm_version: str | None
     facts: Facts  # what preflight read of the GPUs, for the policy
+    preflight_said: tuple[str, ...] = ()  # what preflight found wrong or adjusted, as it said it
     # SIGTERM/SIGINT that arrived before the event loop took the signals over.
     early_signals: list[int] = field(default_factory=list)
 
@@ -214,25 +231,16 @@ def start_serving(
     state.open(model)
     version = detect_vllm_version(program)
     try:
-        follower = _group_role(settings, user_args, version) == "follower"
+        grouped = _group_role(settings, user_args, version) != "solo"
     except BaseException:
         state.close()
         raise
+    said: list[str] = []  # what preflight found, for a group's leader to hear
     try:
         removed = _remove_previous(state, settings)
         gpus = _read_gpus(settings, env, removed, program)
         pinned = _pinned(settings)
-        quiet = flag_edits.quiet_access_log(user_args, version, pinned, vllm_config.read(user_args))
-        if quiet is not None:
-            # the guard's own polls, once a second, would fill vLLM's access log
-            print(
-                "vllm-guard: leaving the guard's own polls out of vLLM's access log "
-                f"({flag_edits.QUIET_FLAG} {quiet[-1]}; an access-log flag of your own, "
-                f"or --pin {flag_edits.QUIET_FLAG}, keeps them)",
-                file=sys.stderr,
-                flush=True,
-            )
-            user_args = quiet
+        user_args = _quiet(user_args, version, pinned)
         # The version keys flag spellings apart, the GPU what fits, the policy and pins what
         # the guard was allowed to change; only the user's flags that bear on memory count.
         # the --config file's values count as the flags they are (a changed file, another key)
@@ -253,7 +261,7 @@ def start_serving(
         if gpus is not None:
             from vllm_guard.serve_preflight import for_serve  # noqa: PLC0415
 
-            first_args = for_serve(settings, model, first_args, env, version, gpus, state.starts())
+            first_args = for_serve(settings, model, first_args, env, version, gpus, state.starts(), said)
     except BaseException:
         state.close()
         raise
@@ -264,8 +272,9 @@ def start_serving(
         raise GuardError(f"stopped by {name} before vLLM was started", ExitCode.STOPPED)
     try:
         become_subreaper()  # before the spawn, so vLLM's orphans always come back to us
-        # a group's follower runs only what its leader's guard says, which the event loop asks
-        first = None if follower else spawn([*program, "serve", model, *first_args], env)
+        # a group's nodes run the flags its leader's guard plans with every node's own start, which
+        # the event loop asks for: nothing is spawned before
+        first = None if grouped else spawn([*program, "serve", model, *first_args], env)
     except BaseException:
         state.close()
         raise
@@ -286,5 +295,6 @@ def start_serving(
         known_good_key=key,
         vllm_version=version,
         facts=_facts(gpus, version),
+        preflight_said=tuple(said),
         early_signals=early,
     )
