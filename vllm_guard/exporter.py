@@ -59,7 +59,8 @@ class GuardMetrics:
         )
         self._group_refused = Counter(
             "vllm_guard_group_refused",
-            "Reports to the group's leader refused: no_token, wrong_token, old_generation, bad_report.",
+            "Reports to the group's leader refused: no_token, wrong_token, bad_report, not_a_follower, "
+            "old_generation.",
             ["reason"],
             registry=r,
         )
