@@ -79,6 +79,11 @@ def test_the_token_file_is_read_and_a_weak_or_missing_one_is_refused(tmp_path: P
             ["--node-rank", "1", "--headless", "--master-addr", "10.0.0.1"],
             "cannot tell where",
         ),
+        (
+            ["--group-token-file", "T"],
+            ["--headless", "--master-addr", "10.0.0.1"],
+            "needs this node's --node-rank",
+        ),
     ],
 )
 def test_a_group_node_without_what_the_group_needs_stops_before_launching(

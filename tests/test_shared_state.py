@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from state_files import a_start
 
 from vllm_guard import measured
 from vllm_guard.shared_state import SharedState, host
@@ -17,14 +18,6 @@ KEY = known_good_key("m", ["--max-model-len", "131072"], "0.32.0", "NVIDIA L4 x1
 
 def _record(at: str, length: str = "32768") -> dict[str, object]:
     return {"model": "m", "edits": [["set", "--max-model-len", length]], "at": at}
-
-
-def _start(at: str, length: str = "8192") -> measured.Start:
-    return measured.Start(
-        model="m", gpu="NVIDIA L4", gpus=1, vllm_version="0.32.0", flags={"--max-model-len": length},
-        total_bytes=22 << 30, utilization=0.92, weights_bytes=15 << 30, available_kv_bytes=3 << 30,
-        kv_tokens=55000, graph_bytes=None, cold=False, at=at,
-    )  # fmt: skip
 
 
 def _guard(tmp_path: Path, name: str) -> StateDir:
@@ -75,12 +68,12 @@ def test_a_shared_record_that_is_not_one_is_set_aside_and_the_own_one_used(tmp_p
 
 def test_measured_starts_are_shared_one_file_per_key_and_merged_by_age(tmp_path: Path) -> None:
     first, second = _guard(tmp_path, "a"), _guard(tmp_path, "b")
-    first.remember_start(_start("2026-12-07T01:00:00Z"))
-    key = measured.key(_start("x").setup, _start("x").flags)
+    first.remember_start(a_start("2026-12-07T01:00:00Z"))
+    key = measured.key(a_start("x").setup, a_start("x").flags)
     assert [p.name for p in (tmp_path / "shared" / "measured").iterdir()] == [f"{key}.json"]
     assert second.starts()[key].at == "2026-12-07T01:00:00Z"
     # b's own, newer start of the same key replaces it in both places; a's file keeps its own
-    second.remember_start(dataclasses.replace(_start("2026-12-07T03:00:00Z"), kv_tokens=54000))
+    second.remember_start(dataclasses.replace(a_start("2026-12-07T03:00:00Z"), kv_tokens=54000))
     assert first.starts()[key].kv_tokens == 54000
     assert json.loads((tmp_path / "a" / "measured.json").read_text())[key]["kv_tokens"] == 55000
     # one that is not a start is set aside by who may change the folder, skipped by a reader
@@ -96,7 +89,7 @@ def test_forget_drops_a_models_records_here_and_in_the_shared_state(tmp_path: Pa
     first.remember(KEY, _record("2026-12-07T01:00:00Z"))
     other = known_good_key("n", [], None, None)
     second.remember(other, {**_record("2026-12-07T01:00:00Z"), "model": "n"})
-    first.remember_start(_start("2026-12-07T01:00:00Z"))
+    first.remember_start(a_start("2026-12-07T01:00:00Z"))
     assert second.forget("m") == 1 and second.forget_starts("m") == 1
     assert first.remembered(KEY) is not None  # a's own record is a's to forget
     assert first.forget("m") == 1

@@ -9,8 +9,9 @@ import threading
 from pathlib import Path
 
 import pytest
+from state_files import a_start
 
-from vllm_guard import journal, measured, vllm_config
+from vllm_guard import journal, vllm_config
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.state import KNOWN_GOOD, MEASURED, PROCESSES, StateDir, endpoint_dir, known_good_key, serving
 
@@ -99,19 +100,11 @@ def test_status_shows_only_what_the_journals_events_write() -> None:
     assert set(journal.SHOWN) <= journal.written_keys()
 
 
-def _start(at: str, length: str = "8192") -> measured.Start:
-    return measured.Start(
-        model="m", gpu="NVIDIA L4", gpus=1, vllm_version="0.32.0", flags={"--max-model-len": length},
-        total_bytes=22 << 30, utilization=0.92, weights_bytes=15 << 30, available_kv_bytes=3 << 30,
-        kv_tokens=55000, graph_bytes=None, cold=False, at=at,
-    )  # fmt: skip
-
-
 def test_starts_are_kept_by_key_and_a_start_that_is_none_is_set_aside(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
-    state.remember_start(_start("2026-12-01T00:00:00Z"))
-    state.remember_start(_start("2026-12-02T00:00:00Z"))  # the same start again: replaces it
-    state.remember_start(_start("2026-12-03T00:00:00Z", "4096"))
+    state.remember_start(a_start("2026-12-01T00:00:00Z"))
+    state.remember_start(a_start("2026-12-02T00:00:00Z"))  # the same start again: replaces it
+    state.remember_start(a_start("2026-12-03T00:00:00Z", "4096"))
     assert sorted(s.at for s in state.starts().values()) == ["2026-12-02T00:00:00Z", "2026-12-03T00:00:00Z"]
     # an entry that is not a start is set aside with its bytes, the others stay
     data = json.loads((tmp_path / MEASURED).read_text())
@@ -132,8 +125,8 @@ def test_starts_are_kept_by_key_and_a_start_that_is_none_is_set_aside(tmp_path: 
 
 def test_forget_drops_what_a_models_starts_measured(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
-    state.remember_start(_start("2026-12-01T00:00:00Z"))
-    state.remember_start(dataclasses.replace(_start("2026-12-02T00:00:00Z"), model="other"))
+    state.remember_start(a_start("2026-12-01T00:00:00Z"))
+    state.remember_start(dataclasses.replace(a_start("2026-12-02T00:00:00Z"), model="other"))
     assert state.forget_starts("m") == 1
     assert [s.model for s in state.starts().values()] == ["other"]
     assert state.forget_starts(None) == 1 and state.starts() == {}
@@ -253,7 +246,7 @@ def test_a_port_on_every_address_and_on_one_exclude_each_other(tmp_path: Path) -
 
 def test_setting_aside_a_bad_start_keeps_a_start_another_guard_kept_meanwhile(tmp_path: Path) -> None:
     state = StateDir(tmp_path)
-    state.remember_start(_start("2026-12-01T00:00:00Z"))
+    state.remember_start(a_start("2026-12-01T00:00:00Z"))
     data = json.loads((tmp_path / MEASURED).read_text())
     data["broken"] = {"model": "m"}
     (tmp_path / MEASURED).write_text(json.dumps(data))
@@ -264,7 +257,7 @@ def test_setting_aside_a_bad_start_keeps_a_start_another_guard_kept_meanwhile(tm
         read = original(name, what, set_aside=set_aside)
         if set_aside:  # the first read: another guard keeps a start before the bad one is set aside
             StateDir(tmp_path).remember_start(
-                dataclasses.replace(_start("2026-12-02T00:00:00Z"), model="other")
+                dataclasses.replace(a_start("2026-12-02T00:00:00Z"), model="other")
             )
         return read
 

@@ -141,6 +141,13 @@ def _group_role(settings: GuardSettings, user_args: Sequence[str], version: str 
     role = role_of(vllm_config.flags(user_args, version))
     if not role.grouped:
         return role.name
+    if role.name == "follower" and role.rank == 0:
+        # vLLM takes --headless at node rank 0 for a data-parallel engine, waits for a front-end
+        # that never answers, and ends 5 minutes later
+        raise GuardError(
+            f"--headless with --nnodes {role.nodes} needs this node's --node-rank (1 to {role.nodes - 1})",
+            hint="--node-rank R: 0 is the node that serves the API, without --headless",
+        )
     where = role.describe()
     if settings.group_token_file is None:
         raise GuardError(
