@@ -90,6 +90,27 @@ def test_doctor_without_the_flags_infers_a_full_batch_from_a_running_count_that_
     assert found.fix.startswith("raise --max-num-seqs:")
 
 
+def test_doctor_reads_a_batch_as_full_where_it_stood_full_but_for_one_reading() -> None:
+    # --max-num-seqs 2 under a queue: one reading caught between a sequence's end and the next's
+    # start says 1; the batch still stood full. A count that only touched its highest does not.
+    def readings_of(running: Sequence[float]) -> Window:
+        return window(
+            tuple(
+                {
+                    "vllm:num_requests_waiting": 80,
+                    "vllm:num_requests_running": r,
+                    "vllm:kv_cache_usage_perc": 0.1,
+                }
+                for r in running
+            )
+        )
+
+    turnover = findings(readings_of((2, 2, 1, 2)), Serving(version="0.32.0"))["requests_queueing"]
+    assert turnover.fix.startswith("raise --max-num-seqs:")
+    touched = findings(readings_of((1, 2, 1, 1)), Serving(version="0.32.0"))["requests_queueing"]
+    assert "replicas" in touched.fix
+
+
 # -- kv_cache_full ----------------------------------------------------------------------------
 
 

@@ -148,6 +148,15 @@ class Window:
         values = [v for r in self.readings if (v := r.peak(name)) is not None]
         return sum(values) / len(values) if values else None
 
+    def median(self, name: str) -> float | None:
+        """A gauge's median over the window's readings (summed over engines): where it stood
+        most of the time, one reading caught between two steps aside."""
+        values = sorted(v for r in self.readings if (v := r.total(name)) is not None)
+        if not values:
+            return None
+        middle = len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
     def highest(self, name: str) -> float | None:
         values = [v for r in self.readings if (v := r.total(name)) is not None]
         return max(values) if values else None
