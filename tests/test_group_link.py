@@ -24,7 +24,8 @@ def post(desk: Desk, report: dict[str, object], token: str | None = TOKEN) -> tu
 def test_the_desk_takes_a_report_with_the_token_and_refuses_and_counts_the_rest() -> None:
     metrics = GuardMetrics()
     desk = Desk(2, TOKEN, clock=lambda: 10.0, metrics=metrics)
-    ready = Report(1, 1, "ready").as_json()
+    epoch = desk.book.epoch  # this leader run's
+    ready = Report(1, 1, "ready", epoch=epoch).as_json()
     status, answer = post(desk, ready)
     # generation 1 does not run before the leader has planned it from every node's own start
     assert status == 200 and answer["generation"] == 1 and answer["run"] is False
@@ -35,10 +36,13 @@ def test_the_desk_takes_a_report_with_the_token_and_refuses_and_counts_the_rest(
     assert desk.handle(f"Bearer {TOKEN}", b"{not json")[0] == 400
     assert post(desk, {**ready, "rank": 2})[0] == 409  # not a follower of a two-node group
     desk.move(lambda book: book.advance([("set", "--max-model-len", "8192")], "fit"))
-    assert post(desk, Report(1, 2, "stopped").as_json())[0] == 200
+    assert post(desk, Report(1, 2, "stopped", epoch=epoch).as_json())[0] == 200
     status, answer = post(desk, ready)  # generation 1's "ready" again, after 2 was heard of
     assert status == 409 and answer["refused"] == "old_generation"
     assert answer["generation"] == 2 and answer["edits"] == [["set", "--max-model-len", "8192"]]
+    assert answer["epoch"] == epoch
+    # a follower still on a generation of an earlier leader run is taken, and told this one's
+    assert post(desk, Report(1, 1, "ready", epoch="an-earlier-run").as_json())[0] == 200
     assert desk.refused == {
         "no_token": 1,
         "wrong_token": 1,

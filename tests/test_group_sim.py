@@ -305,3 +305,23 @@ def test_the_first_start_takes_the_tightest_of_every_nodes_own_preflight(
     reported = next(line for line in g.leader.stderr().splitlines() if "node 1's guard reports: " in line)
     assert "NVIDIA L4 x1 (18 GiB each); its preflight: " in reported and "adj  kv_cache: " in reported
     assert g.follower.stop() == 0 and g.leader.stop() == 0
+
+
+def test_a_leaders_guard_killed_and_started_again_brings_the_group_back(group: MakeGroup) -> None:
+    g = group()
+    g.leader.start()
+    g.follower.start()
+    g.follower.wait_for("vLLM is ready (attempt 1)")
+    assert g.leader.proc is not None
+    g.leader.note_pids()
+    g.leader.proc.kill()  # its vLLM goes on, unwatched; the follower's guard cannot reach it
+    g.leader.proc.wait(10)
+    g.follower.wait_for("the group's leader (http://127.0.0.1:")
+    seen = len(g.leader.stderr())
+    g.leader.start()  # on its state directory, numbering its generations anew
+    g.leader.wait_for("vLLM is ready (attempt 1)", after=seen)
+    g.follower.wait_for("vLLM is ready (attempt 2)")
+    # the follower's end in the last run is not taken for a failure of the new one
+    assert "node 1's vLLM failed" not in g.leader.stderr()[seen:]
+    assert g.follower.stop() == 0 and g.leader.stop() == 0
+    assert left_running(g.leader.pids | g.follower.pids) == []

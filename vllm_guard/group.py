@@ -110,6 +110,13 @@ class Generation:
     reason: str = "the user's flags"
     gave_up: int | None = None
     serving: bool = False  # the leader's vLLM answers /health: the whole group is up
+    # the leader guard's run: a leader started again numbers from 1 anew, and its generation 1
+    # is not the one a follower may still run
+    epoch: str = ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.epoch, self.number
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +126,7 @@ class Generation:
             "reason": self.reason,
             "gave_up": self.gave_up,
             "serving": self.serving,
+            "epoch": self.epoch,
         }
 
     @classmethod
@@ -144,6 +152,7 @@ class Generation:
             reason if isinstance(reason, str) else "",
             gave_up if isinstance(gave_up, int) else None,
             data.get("serving") is True,
+            epoch if isinstance(epoch := data.get("epoch"), str) else "",
         )
 
 
@@ -169,6 +178,7 @@ class Report:
     gpu: GpuReport | None = None
     preflight: tuple[str, ...] = ()  # what the node's own checks found wrong, as said there
     planned: tuple[Edit, ...] = ()  # the edits of its flags its own start would make (preflight, remembered)
+    epoch: str = ""  # the leader run whose generation `generation` is (Generation.epoch)
 
     def as_json(self) -> dict[str, Any]:
         failure = self.failure
@@ -185,6 +195,7 @@ class Report:
             else {"name": self.gpu.name, "count": self.gpu.count, "total_bytes": self.gpu.total_bytes},
             "preflight": list(self.preflight),
             "planned": [list(e) for e in self.planned],
+            "epoch": self.epoch,
         }
 
     @classmethod
@@ -202,7 +213,10 @@ class Report:
             _gpu(data.get("gpu")),
             _edits(data.get("planned", [])),
         )
-        return cls(rank, number, phase, attempt, failure, gpu, _lines(data), planned)
+        epoch = data.get("epoch", "")
+        if not isinstance(epoch, str):
+            raise ValueError("epoch is not a string")
+        return cls(rank, number, phase, attempt, failure, gpu, _lines(data), planned, epoch[:64])
 
 
 def _edits(data: object) -> tuple[Edit, ...]:
@@ -278,9 +292,18 @@ class Book:
 
     nodes: int
     since: float  # when the book was opened: a follower never heard from is silent since then
-    # not running until the leader has planned the group's first start from every node's own
-    generation: Generation = field(default_factory=lambda: Generation(1, (), False, "the group's first plan"))
+    epoch: str = ""  # this leader guard's run (Generation.epoch)
+    generation: Generation = field(init=False)
     followers: dict[int, Node] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # not running until the leader has planned the group's first start from every node's own
+        self.generation = Generation(1, (), False, "the group's first plan", epoch=self.epoch)
+
+    def first(self, edits: Sequence[Edit]) -> Generation:
+        """The group's first generation, as planned: it runs."""
+        self.generation = Generation(1, tuple(edits), True, "the group's first plan", epoch=self.epoch)
+        return self.generation
 
     def heard(self, report: Report, now: float) -> Generation | Refused:
         """A follower's report: taken, and answered with the current generation; or refused
@@ -289,7 +312,11 @@ class Book:
         One ahead of the group's is taken: the leader's guard started again, and the group with it."""
         if not 0 < report.rank < self.nodes:
             return Refused("not_a_follower", f"rank {report.rank} is not a follower of {self.nodes} nodes")
-        stale = report.generation < self.generation.number and report.phase in ("starting", "ready", "failed")
+        stale = (
+            report.epoch == self.epoch
+            and report.generation < self.generation.number
+            and report.phase in ("starting", "ready", "failed")
+        )
         if stale and report.generation < self._last_seen(report.rank):
             return Refused("old_generation", f"generation {report.generation} was reported on already")
         self.followers[report.rank] = Node(report, now)
@@ -312,7 +339,9 @@ class Book:
         return [
             (rank, node.report.failure)
             for rank, node in sorted(self.followers.items())
-            if node.report.generation == self.generation.number and node.report.failure is not None
+            if node.report.epoch == self.epoch
+            and node.report.generation == self.generation.number
+            and node.report.failure is not None
         ]
 
     def all_stopped(self, besides: Sequence[int] = ()) -> bool:
@@ -326,7 +355,9 @@ class Book:
 
     def advance(self, edits: Sequence[Edit], reason: str) -> Generation:
         """The next generation, not running until every node has stopped the current one."""
-        self.generation = Generation(self.generation.number + 1, tuple(edits), False, reason)
+        self.generation = Generation(
+            self.generation.number + 1, tuple(edits), False, reason, epoch=self.epoch
+        )
         return self.generation
 
     def halt(self) -> Generation:
@@ -350,7 +381,7 @@ class Book:
 
     def give_up(self, code: int, reason: str) -> Generation:
         g = self.generation
-        self.generation = Generation(g.number + 1, g.edits, False, reason, gave_up=code)
+        self.generation = Generation(g.number + 1, g.edits, False, reason, gave_up=code, epoch=self.epoch)
         return self.generation
 
     def gpus(self) -> list[tuple[int, GpuReport]]:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hmac
 import json
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -75,7 +76,7 @@ class Desk:
         self._metrics = metrics
         self._loop = loop
         self._lock = threading.Lock()
-        self.book = Book(nodes, since=clock())
+        self.book = Book(nodes, since=clock(), epoch=secrets.token_hex(4))
         self.heard = asyncio.Event()  # set at each report taken (the loop waits on it)
         self.refused: dict[str, int] = {}
 
@@ -114,7 +115,10 @@ class Desk:
     def read(self) -> Book:
         """A copy of the book, for the loop to judge without holding the lock."""
         with self._lock:
-            return replace(self.book, followers=dict(self.book.followers))
+            book = self.book
+            copy = Book(book.nodes, book.since, book.epoch, followers=dict(book.followers))
+            copy.generation = book.generation
+            return copy
 
     def move(self, change: Callable[[Book], Generation]) -> Generation:
         with self._lock:
@@ -190,7 +194,7 @@ class LeaderSeat:
             if planned is None:
                 return None
             edits = self._seated.edits_of(planned)
-            self.desk.move(lambda book: replace_generation(book, Generation(1, tuple(edits))))
+            self.desk.move(lambda book: book.first(edits))
             return planned
         said: set[int] = set()
         while not self.desk.read().all_stopped():
@@ -222,10 +226,17 @@ class LeaderSeat:
         not waited for longer: its vLLM, when it comes, runs the leader's plan."""
         deadline = self._clock() + self._lost_after_s
         said = False
+        down = ("waiting", "failed", "stopped")
         while True:
             book = self.desk.read()
             self._say_new(book)
-            missing = [r for r in range(1, book.nodes) if r not in book.followers]
+            # a follower still running the last run's generation (this guard started again) stops
+            # first: generation 1 does not run until planned, which it hears
+            missing = [
+                r
+                for r in range(1, book.nodes)
+                if r not in book.followers or book.followers[r].report.phase not in down
+            ]
             if not missing or self._clock() >= deadline:
                 break
             if not said:
@@ -318,11 +329,6 @@ class LeaderSeat:
                 return
             if await _wait_or_stop(self.desk.heard, stop, EXCHANGE_S):
                 return
-
-
-def replace_generation(book: Book, generation: Generation) -> Generation:
-    book.generation = generation
-    return generation
 
 
 async def _wait_or_stop(event: asyncio.Event, stop: asyncio.Event, timeout_s: float) -> bool:
@@ -431,7 +437,7 @@ class FollowerSeat:
         self.role = role
         self.link = link
         self._seated = seated
-        self.running: int | None = None  # the generation this node's vLLM runs
+        self.running: tuple[str, int] | None = None  # the generation this node's vLLM runs (epoch, number)
 
     async def before_launch(
         self, number: int, args: tuple[str, ...], stop: asyncio.Event
@@ -445,9 +451,11 @@ class FollowerSeat:
             if g is not None and g.gave_up is not None:
                 self.link.tell(phase="gave_up")
                 return GiveUp(ExitCode(g.gave_up), f"the group's leader gave up: {g.reason}")
-            if g is not None and g.run and g.number != self.running:
-                self.running = g.number
-                self.link.tell(generation=g.number, phase="starting", attempt=number, failure=None)
+            if g is not None and g.run and g.key != self.running:
+                self.running = g.key
+                self.link.tell(
+                    generation=g.number, epoch=g.epoch, phase="starting", attempt=number, failure=None
+                )
                 return self._seated.edited(g.edits)
             if not said:
                 self._seated.say("waiting for the group's leader to start a generation")
@@ -464,7 +472,7 @@ class FollowerSeat:
             "role": "follower",
             "rank": self.role.rank,
             "leader": self.link.url,
-            "running": self.running,
+            "running": self.running[1] if self.running else None,
             "generation": g.as_json() if g is not None else None,
         }
 
@@ -475,7 +483,7 @@ class FollowerSeat:
         """Resolves when the leader's generation is no longer the one this node runs."""
         while True:
             g = self.link.generation
-            if g is not None and (g.number != self.running or not g.run or g.gave_up is not None):
+            if g is not None and (g.key != self.running or not g.run or g.gave_up is not None):
                 return Failure(
                     FailureKind.PEER_UNREACHABLE, f"the group moved to generation {g.number}: {g.reason}"
                 )
@@ -499,7 +507,7 @@ class GroupProbe:
 
     async def check(self) -> HealthResult:
         g = self._seat.link.generation
-        if g is not None and g.number == self._seat.running and g.serving:
+        if g is not None and g.key == self._seat.running and g.serving:
             return HealthResult(True, "the group's leader serves")
         return HealthResult(False, "the group's leader does not serve yet")
 

@@ -395,7 +395,8 @@ class Supervisor:
             return planned.exit_code
         if number > 1 and isinstance(seat, FollowerSeat) and planned != args:
             self._print(
-                f"the group's generation {seat.running} changes this node's flags: {changes(args, planned)}"
+                f"the group's generation {seat.running[1] if seat.running else '?'} changes this node's "
+                f"flags: {changes(args, planned)}"
             )
         return planned
 
