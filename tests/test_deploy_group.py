@@ -21,7 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from vllm_guard import group, vllm_config
+from vllm_guard import group_role, vllm_config
 from vllm_guard.settings import GuardSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,10 +113,12 @@ def test_the_group_is_two_nodes_whose_flags_make_a_leader_and_a_follower() -> No
         c = container(role)
         assert "command" not in c, "the image's ENTRYPOINT (vllm-guard serve) must stay"
         args = [a.replace("$(LWS_LEADER_ADDRESS)", "vllm-group-0.vllm-group.default") for a in c["args"]]
-        roles[role] = group.role_of(vllm_config.flags(args[1:], "0.32.0"))
+        roles[role] = group_role.role_of(vllm_config.flags(args[1:], "0.32.0"))
         assert c["args"][0] == container("leader")["args"][0], "one model for the group"
-    assert roles["leader"] == group.Role("leader", "multi-node", 0, 2, "vllm-group-0.vllm-group.default")
-    assert roles["worker"] == group.Role("follower", "multi-node", 1, 2, "vllm-group-0.vllm-group.default")
+    assert roles["leader"] == group_role.Role("leader", "multi-node", 0, 2, "vllm-group-0.vllm-group.default")
+    assert roles["worker"] == group_role.Role(
+        "follower", "multi-node", 1, 2, "vllm-group-0.vllm-group.default"
+    )
     # LWS_LEADER_ADDRESS is LWS's own, injected into every container; the size matches --nnodes
     assert "LWS_LEADER_ADDRESS" not in env("leader")
 

@@ -16,11 +16,10 @@ from vllm_guard.group import (
     GpuReport,
     Refused,
     Report,
-    Role,
-    role_of,
     root_failure,
     tightness,
 )
+from vllm_guard.group_role import Role, role_of
 
 
 def role(*args: str) -> Role:

@@ -77,6 +77,14 @@ class Node:
     def journal(self) -> list[dict[str, object]]:
         return attempts(endpoint_file(self.state, "journal.jsonl"))
 
+    def kill_guard(self) -> None:
+        """The guard killed outright (the OOM killer, kill -9). The simulated vLLM ends at its
+        next write to the dead guard's pipe."""
+        assert self.proc is not None
+        self.note_pids()
+        self.proc.kill()
+        self.proc.wait(10)
+
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.proc is not None
         self.note_pids()
@@ -228,10 +236,7 @@ def test_a_followers_guard_killed_is_waited_for_then_the_group_restarts_when_it_
     g.leader.start()
     g.follower.start()
     g.follower.wait_for("vLLM is ready (attempt 1)")
-    assert g.follower.proc is not None
-    g.follower.note_pids()
-    g.follower.proc.kill()  # its vLLM goes on, unwatched, as after an OOM kill of the guard
-    g.follower.proc.wait(10)
+    g.follower.kill_guard()
     g.leader.wait_for("follower_lost")
     g.leader.wait_for("waiting for node(s) 1 to stop their vLLM before any node starts")
     g.follower.start()  # back, on its state directory: it removes what its last run left first
@@ -312,10 +317,7 @@ def test_a_leaders_guard_killed_and_started_again_brings_the_group_back(group: M
     g.leader.start()
     g.follower.start()
     g.follower.wait_for("vLLM is ready (attempt 1)")
-    assert g.leader.proc is not None
-    g.leader.note_pids()
-    g.leader.proc.kill()  # its vLLM goes on, unwatched; the follower's guard cannot reach it
-    g.leader.proc.wait(10)
+    g.leader.kill_guard()  # the follower's guard cannot reach the leader's
     g.follower.wait_for("the group's leader (http://127.0.0.1:")
     seen = len(g.leader.stderr())
     g.leader.start()  # on its state directory, numbering its generations anew

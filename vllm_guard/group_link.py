@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from vllm_guard import flag_edits, group
 from vllm_guard.errors import ExitCode, GuardError
 from vllm_guard.failures import Failure, FailureKind
-from vllm_guard.group import Book, Generation, Refused, Report, Role
+from vllm_guard.group import Book, Generation, Refused, Report
+from vllm_guard.group_role import Role
 from vllm_guard.health import HealthResult
 from vllm_guard.policy import Attempt, Decision, GiveUp
 

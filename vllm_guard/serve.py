@@ -86,11 +86,11 @@ def _group_seat(
 ) -> tuple[LeaderSeat | FollowerSeat | None, Desk | None, Link | None]:
     """This node's seat in its vLLM group, as startup checked its options; (None, None, None)
     for a node alone."""
-    from vllm_guard import flag_edits, group, vllm_args, vllm_config  # noqa: PLC0415
+    from vllm_guard import flag_edits, group, group_role, vllm_args, vllm_config  # noqa: PLC0415
     from vllm_guard.group_link import Seated, read_token  # noqa: PLC0415
 
     version = started.vllm_version
-    role = group.role_of(vllm_config.flags(started.user_args, version))
+    role = group_role.role_of(vllm_config.flags(started.user_args, version))
     if not role.grouped or settings.group_token_file is None:
         return None, None, None
     token = read_token(settings.group_token_file)

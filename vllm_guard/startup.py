@@ -136,7 +136,7 @@ def _facts(gpus: GpuFacts | None, version: str | None) -> Facts:
 def _group_role(settings: GuardSettings, user_args: Sequence[str], version: str | None) -> str:
     """This node's role in a vLLM group ("solo" alone), with what a group needs of the guard's
     options checked before anything starts."""
-    from vllm_guard.group import role_of  # noqa: PLC0415 - read once here, before the spawn
+    from vllm_guard.group_role import role_of  # noqa: PLC0415 - light: it is read before the spawn
 
     role = role_of(vllm_config.flags(user_args, version))
     if not role.grouped:

@@ -442,9 +442,10 @@ class StateDir:
 
     # --- what vLLM measured of its memory at each start, for the next preflight (measured.py) ---
 
-    def starts(self, *, set_aside: bool = True) -> dict[str, measured.Start]:
-        """The stored starts by key; an entry that is not a start is dropped (and kept beside the
-        file when this guard may change the directory), never trusted."""
+    def starts(self, *, set_aside: bool = True, shared: bool = True) -> dict[str, measured.Start]:
+        """The stored starts by key, the shared state's too where newer (`shared`); an entry that
+        is not a start is dropped (and kept beside the file when this guard may change the
+        directory), never trusted."""
         from vllm_guard import measured  # noqa: PLC0415 - see the import above
 
         data = self._read_records(MEASURED, "starts", set_aside=set_aside)
@@ -455,7 +456,7 @@ class StateDir:
                 starts[key] = measured.Start.from_json(record)
             except (KeyError, TypeError, ValueError):
                 bad[key] = record
-        if self.fleet is not None:
+        if self.fleet is not None and shared:
             self._add_learned(self.fleet, starts, set_aside=set_aside)
         if bad and set_aside:
             aside = self.path / f"{MEASURED}.corrupt-{int(time.time())}"
@@ -492,7 +493,7 @@ class StateDir:
 
         key = measured.key(start.setup, start.flags)
         with self._shared():
-            starts = self._own_starts()
+            starts = self.starts(shared=False)  # the shared state's are not copied here
             starts[key] = start
             newest = sorted(starts.items(), key=lambda item: item[1].at)[-MEASURED_KEEP:]
             _write_atomically(
@@ -501,14 +502,6 @@ class StateDir:
             )
         if self.fleet is not None:
             self.fleet.write("measured", key, start.as_json())
-
-    def _own_starts(self) -> dict[str, measured.Start]:
-        """This directory's starts alone: what the shared state holds is not copied into it."""
-        fleet, self.fleet = self.fleet, None
-        try:
-            return self.starts()
-        finally:
-            self.fleet = fleet
 
     def remembered(self, key: str) -> Remembered | None:
         """The flag set remembered for `key`: this directory's own, or the shared state's where
@@ -571,7 +564,7 @@ class StateDir:
         state; how many went."""
         gone: set[str] = set()
         with self._shared():
-            starts = self._own_starts()
+            starts = self.starts(shared=False)  # the shared state's are not copied here
             keep = {k: s for k, s in starts.items() if model is not None and s.model != model}
             if starts:
                 _write_atomically(
