@@ -62,7 +62,10 @@ def test_requests_past_max_num_seqs_wait_and_the_advisor_says_which_flag(sim: La
         history.add(at, parse(text))
     window = history.window(bodies[-1][0], bodies[-1][0])
     assert window is not None
-    assert window.highest("vllm:num_requests_waiting") == 14  # 16 at a time, 2 running
+    # 16 at a time, 2 running: at most 14 wait. How many a 0.05 s reading catches depends on how
+    # fast the client's threads send again, and CI's busy machine once caught no more than 10.
+    waiting = window.highest("vllm:num_requests_waiting")
+    assert waiting is not None and 3 < waiting <= 14
     assert window.highest("vllm:num_requests_running") == 2
     assert window.observed("vllm:request_queue_time_seconds") == 32
     # the first token waits for the queue: most of its time was spent waiting
