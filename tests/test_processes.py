@@ -68,8 +68,8 @@ GRANDCHILD_SCRIPT = """
     import os, signal, subprocess, sys, time
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
                              start_new_session={leave_group})
+    signal.signal(signal.SIGTERM, {on_term})  # before "engine": a stop may follow that line at once
     print("engine", child.pid, flush=True)
-    signal.signal(signal.SIGTERM, {on_term})
     time.sleep(60)
 """
 
