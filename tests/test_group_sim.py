@@ -212,6 +212,19 @@ def test_a_follower_whose_kv_cache_does_not_fit_sets_the_length_for_the_whole_gr
     lengths = [length(a) for a in g.follower.journal()[:2]]
     assert lengths[0] == "32768" and int(lengths[1]) < 32768
     assert length(g.leader.journal()[1]) == lengths[1]  # one generation for both
+    # each node's journal says which generation each of its attempts ran
+    for n, role in ((g.leader, "leader"), (g.follower, "follower")):
+        groups = [a["group"] for a in n.journal()[:2] if isinstance(a["group"], dict)]
+        assert [(x["role"], x["rank"], x["generation"]) for x in groups] == [
+            (role, n.rank, 1),
+            (role, n.rank, 2),
+        ]
+        assert groups[0]["epoch"] == groups[1]["epoch"] != ""
+    shown = subprocess.run(
+        [sys.executable, "-m", "vllm_guard", "--state-dir", str(g.follower.state), "status"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout  # fmt: skip
+    assert "node 1 (follower) on the group's generation 2): running or ready" in shown
     assert g.follower.stop() == 0 and g.leader.stop() == 0
     assert left_running(g.leader.pids | g.follower.pids) == []
 

@@ -185,6 +185,11 @@ class LeaderSeat:
             "refused": dict(self.desk.refused),
         }
 
+    def launching(self) -> dict[str, object]:
+        """What the journal keeps of the generation this node launches."""
+        g = self.desk.read().generation
+        return {"role": "leader", "rank": self.role.rank, "generation": g.number, "epoch": g.epoch}
+
     async def before_launch(
         self, number: int, args: tuple[str, ...], stop: asyncio.Event
     ) -> tuple[str, ...] | None:
@@ -466,6 +471,11 @@ class FollowerSeat:
 
     def ready(self) -> None:
         self.link.tell(phase="ready")
+
+    def launching(self) -> dict[str, object]:
+        """What the journal keeps of the generation this node launches."""
+        epoch, number = self.running if self.running else ("", None)
+        return {"role": "follower", "rank": self.role.rank, "generation": number, "epoch": epoch}
 
     def status(self) -> dict[str, object]:
         g = self.link.generation

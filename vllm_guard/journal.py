@@ -19,6 +19,9 @@ class AttemptStarted:
     launched_at_s: float  # wall clock, for relaunch latency
     step: str | None  # the ladder step that gave it its flags
     log: str  # its complete output
+    # in a group of nodes: this node's role and rank, and the group's generation it runs
+    # (group_link.py), so each node's journal says which of its attempts were one generation
+    group: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +92,7 @@ def as_json(event: Event) -> dict[str, Any]:
 # each is a key some event writes).
 SHOWN = (
     "attempt", "argv", "started_at", "kind", "evidence", "decision", "step", "exit_status", "log", "retries",
-    "advice",
+    "advice", "group",
 )  # fmt: skip
 
 

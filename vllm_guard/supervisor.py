@@ -440,6 +440,7 @@ class Supervisor:
                 launched_at_s=round(time.time(), 4),
                 step=step,
                 log=str(log.path),
+                group=self._group.launching() if self._group is not None else None,
             )
         )
         self._record_tree(proc)

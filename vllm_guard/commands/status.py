@@ -85,7 +85,12 @@ def _print_guard(guard: dict[str, Any], state_dir: str) -> None:
     orphaned = guard["orphaned"]
     for a in guard["attempts"]:
         kind = a["kind"] or ("unknown: its guard was killed" if orphaned else "running or ready")
-        line = f"  attempt {a['attempt']} ({a['started_at']}): {kind}"
+        line = f"  attempt {a['attempt']} ({a['started_at']}"
+        group = a.get("group")
+        if isinstance(group, dict):
+            node = f"node {group.get('rank')} ({group.get('role')})"
+            line += f", {node} on the group's generation {group.get('generation')}"
+        line += f"): {kind}"
         if a["evidence"]:
             line += f": {str(a['evidence'])[:160]}"
         print(line)
